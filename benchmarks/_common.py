@@ -1,0 +1,84 @@
+"""What every benchmark shares: the environment record, seeds, JSON output.
+
+See ../shared/BENCHMARKS.md (the protocol): the last line a benchmark prints is
+one JSON object with its figures and the versions, seeds, commit and CPU that
+produced them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script from a checkout without installing
+    sys.path.insert(0, str(REPO))
+
+FULL_SEEDS = (0, 1, 2)
+QUICK_SEEDS = (0,)
+
+
+def setup_logging() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def _version(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+        return getattr(mod, "__version__", "unknown")
+    except Exception:
+        return None
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return out + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def environment() -> dict[str, Any]:
+    versions = {name: _version(mod) for name, mod in
+                (("tensorflow", "tensorflow"), ("keras", "keras"), ("numpy", "numpy"),
+                 ("ai_edge_litert", "ai_edge_litert"))}
+    try:
+        from importlib.metadata import version
+
+        versions["ai_edge_litert"] = version("ai-edge-litert")
+    except Exception:
+        pass
+    return {"versions": versions, "commit": git_commit(), "cpu": cpu_model(),
+            "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Mean and min-max of a figure over seeds."""
+    arr = np.asarray(values, dtype=np.float64)
+    return {"mean": float(arr.mean()), "min": float(arr.min()), "max": float(arr.max())}
+
+
+def print_result(result: dict[str, Any]) -> None:
+    print(json.dumps(result, sort_keys=True), flush=True)

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up tfedge on this machine: Debian's Fashion-MNIST package (when root) and a
+# virtual environment in .venv with tfedge and its extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FASHION_DIR="${TFEDGE_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"
+EXTRAS="${TFEDGE_EXTRAS:-dev}"
+PYTHON="${PYTHON:-python3}"
+
+if [ ! -f "$FASHION_DIR/train-images-idx3-ubyte.gz" ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's dataset-fashion-mnist (the built-in benchmark's objects)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "setup: Fashion-MNIST is not in $FASHION_DIR. Install it with" >&2
+    echo "         sudo apt-get install dataset-fashion-mnist" >&2
+    echo "       or point TFEDGE_FASHION_MNIST at a folder holding its four IDX .gz files." >&2
+    exit 2
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating the virtual environment .venv" >&2
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import tfedge, tensorflow, ai_edge_litert, pytest, skimage" >/dev/null 2>&1 \
+   || [ setup.py -nt .venv/.tfedge-installed ]; then
+  echo "setup: installing tfedge[$EXTRAS] into .venv (TensorFlow CPU, LiteRT; about a minute)" >&2
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  touch .venv/.tfedge-installed
+fi
+echo "setup: ready (.venv/bin/tfedge, .venv/bin/tfedge-convert, .venv/bin/tfedge-pi)" >&2

@@ -1,0 +1,59 @@
+"""tfedge: EdgeCompress for Keras image classifiers, deployed as int8 TensorFlow Lite.
+
+The verbs a user calls are re-exported here. Importing tfedge does not import
+TensorFlow: functions that need it load it when called.
+
+    import tfedge
+    data = tfedge.load_dataset("benchmark")
+    model, result = tfedge.train_classifier("resnet10_050", data.train, val=data.val,
+                                            resolution=128, output="base.keras")
+    print(tfedge.evaluate_classifier(model, data.test).top1, tfedge.count_macs(model).macs)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._errors import BundleError, DatasetError, ModelConfigError, TfedgeError
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; loaded on first use so `import tfedge` stays light.
+_LAZY = {
+    # data
+    "load_dataset": "tfedge.data", "Dataset": "tfedge.data",
+    "BenchmarkConfig": "tfedge.data", "load_benchmark": "tfedge.data",
+    "load_image_dataset": "tfedge.data", "make_dataset": "tfedge.data",
+    "AugmentConfig": "tfedge.data", "ImageSplit": "tfedge.data", "FileSplit": "tfedge.data",
+    "save_preview": "tfedge.data",
+    # models
+    "create_model": "tfedge.models", "build_model": "tfedge.models", "get_spec": "tfedge.models",
+    "list_models": "tfedge.models", "register_model": "tfedge.models", "spec_of": "tfedge.models",
+    "ResNetSpec": "tfedge.models", "MobileNetV2Spec": "tfedge.models",
+    # arithmetic
+    "count_macs": "tfedge._macs", "macs_of": "tfedge._macs", "estimate_spec": "tfedge._macs",
+    "MacReport": "tfedge._macs", "round_channels": "tfedge._channels",
+    "scale_depths": "tfedge._channels", "scale_widths": "tfedge._channels",
+    # training
+    "TrainConfig": "tfedge._train", "train_classifier": "tfedge._train",
+    "evaluate_classifier": "tfedge._train", "predict_logits": "tfedge._train",
+    "recalibrate_batchnorm": "tfedge._train", "load_classifier": "tfedge._train",
+    "save_classifier": "tfedge._train",
+}
+
+__all__ = ["__version__", "BundleError", "DatasetError", "ModelConfigError", "TfedgeError",
+           *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tfedge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

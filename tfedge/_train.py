@@ -1,0 +1,566 @@
+"""Training and evaluation of classifiers, on one device or many.
+
+One custom training loop serves every ``tf.distribute`` strategy: Keras 3's
+``Model.fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras
+#20585), and a single loop keeps the behaviour the same everywhere:
+
+* ``strategy='default'`` (one device), ``'mirrored'`` (all local devices),
+  ``'multi-worker'`` (the cluster in ``TF_CONFIG``; every worker runs the same
+  command).
+* Each epoch ends with a backup (model, optimiser, epoch counter) under
+  ``backup_dir``; a killed run started again with the same arguments resumes
+  from the last finished epoch, with the same data order as an uninterrupted
+  run, and the backup is deleted when training finishes (what Keras'
+  ``BackupAndRestore`` does for ``fit``).
+* Optional knowledge distillation: ``loss = (1 - alpha) * CE(labels) +
+  alpha * T^2 * KL(teacher_T || student_T)``; the teacher sees the same
+  augmented images, resized to its own resolution.
+* After training, BatchNorm statistics are re-estimated on un-augmented
+  training images (short schedules leave them far from the data the model
+  is evaluated on), then the model is written atomically, with a JSON sidecar
+  holding what a later step needs (class names, resolution, metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ._errors import ModelConfigError, TfedgeError
+from ._io import atomic_path, atomic_write_json
+from .data._pipeline import AugmentConfig, make_dataset
+from .data._types import FileSplit, ImageSplit
+
+__all__ = [
+    "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
+    "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
+    "make_strategy", "STRATEGIES",
+]
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = ("default", "mirrored", "multi-worker")
+OPTIMIZERS = ("adamw", "sgd")
+SIDECAR_SUFFIX = ".json"
+# Batches used to re-estimate BatchNorm statistics after training.
+DEFAULT_BN_RECALIBRATION_BATCHES = 32
+
+Split = Union[ImageSplit, FileSplit]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Every field has a default that works for the built-in benchmark."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    learning_rate: float = 2e-3
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # for sgd
+    warmup_epochs: float = 0.5
+    label_smoothing: float = 0.1
+    seed: int = 0
+    augment: Optional[AugmentConfig] = field(default_factory=AugmentConfig)
+    distill_alpha: float = 0.7
+    distill_temperature: float = 4.0
+    strategy: str = "default"
+    steps_per_epoch: Optional[int] = None  # None: one pass over the training split
+    bn_recalibration_batches: int = DEFAULT_BN_RECALIBRATION_BATCHES
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise TfedgeError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise TfedgeError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise TfedgeError(
+                f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if not self.learning_rate > 0:
+            raise TfedgeError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.strategy not in STRATEGIES:
+            raise TfedgeError(
+                f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
+        if not 0.0 <= self.distill_alpha <= 1.0:
+            raise TfedgeError(f"distill_alpha must be in [0, 1], got {self.distill_alpha}")
+        if not self.distill_temperature > 0:
+            raise TfedgeError(
+                f"distill_temperature must be > 0, got {self.distill_temperature}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise TfedgeError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise TfedgeError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        return d
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    top1: float
+    top5: float
+    loss: float
+    count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_path: Optional[Path]
+    epochs_run: int
+    resumed_from_epoch: int
+    train_seconds: float
+    history: tuple[dict[str, float], ...]
+    val: Optional[EvalResult]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def make_strategy(name: str):
+    """The ``tf.distribute`` strategy called ``name`` (one of :data:`STRATEGIES`)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi-worker":
+        if not os.environ.get("TF_CONFIG"):
+            raise TfedgeError(
+                "strategy 'multi-worker' needs the cluster in the TF_CONFIG environment "
+                "variable (see README, 'Training on several machines'), or use --strategy default")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TfedgeError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def model_resolution(model) -> int:
+    """The square input resolution a classifier expects."""
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise ModelConfigError("classifiers must have exactly one input, got "
+                               f"{len(shape)}: wrap the model so it takes one image tensor")
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
+        raise ModelConfigError(
+            f"classifier input must be (batch, N, N, 3) with a fixed N, got {shape}: "
+            "build it with a fixed square input size")
+    return int(shape[1])
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(path.suffix + SIDECAR_SUFFIX)
+
+
+def save_classifier(model, path: Union[str, os.PathLike], metadata: Optional[dict] = None) -> Path:
+    """Write ``model`` as a ``.keras`` file atomically, with a JSON sidecar of metadata."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise TfedgeError(f"model files must end in .keras, got {str(path)!r}")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    meta = {"format": "tfedge-classifier", "version": 1, "model_name": model.name,
+            "resolution": model_resolution(model), "num_classes": int(model.output_shape[-1])}
+    meta.update(metadata or {})
+    atomic_write_json(_sidecar(path), meta)
+    return path
+
+
+def load_classifier(path: Union[str, os.PathLike]):
+    """Load a classifier saved by :func:`save_classifier` (or any ``.keras`` file)."""
+    import keras
+
+    from . import models  # noqa: F401  (registers tfedge's custom layers)
+
+    path = Path(path)
+    if not path.exists():
+        raise TfedgeError(f"model file {str(path)!r} does not exist: train one with "
+                          "'tfedge train' or pass the path of a .keras file")
+    if path.suffix != ".keras":
+        raise TfedgeError(f"{str(path)!r} is not a .keras model file: save Keras models "
+                          "with model.save('name.keras')")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file
+        raise TfedgeError(f"cannot load {str(path)!r} as a Keras model ({exc.__class__.__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}): re-save it with "
+                          "Keras 3 model.save") from exc
+
+
+def read_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    side = _sidecar(Path(path))
+    if not side.exists():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise TfedgeError(f"{side}: not valid JSON ({exc.msg} at line {exc.lineno}): "
+                          "delete it or write it again") from exc
+
+
+def _check_labels(model, split: Split) -> None:
+    num_outputs = int(model.output_shape[-1])
+    if split.num_classes > num_outputs:
+        raise TfedgeError(
+            f"the dataset has {split.num_classes} classes but model {model.name!r} outputs "
+            f"{num_outputs}: build the model with num_classes={split.num_classes}")
+
+
+def _without_sync_bn(model):
+    """A copy of ``model`` (same weights) whose BatchNorm layers are not synchronised."""
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.BatchNormalization) and config.get("synchronized"):
+            config["synchronized"] = False
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def predict_logits(model, split: Split, *, batch_size: int = 128,
+                   resolution: Optional[int] = None) -> np.ndarray:
+    """Logits for every example of ``split`` (full image resized to the model's input)."""
+    res = resolution or model_resolution(model)
+    ds = make_dataset(split, resolution=res, batch_size=batch_size, training=False)
+    outputs = []
+    for images, _ in ds:
+        outputs.append(np.asarray(model(images, training=False)))
+    if not outputs:
+        return np.zeros((0, int(model.output_shape[-1])), np.float32)
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def accuracy_from_logits(logits: np.ndarray, labels: np.ndarray) -> EvalResult:
+    """Top-1, top-5 and mean cross-entropy of ``logits`` against integer ``labels``."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if n == 0:
+        raise TfedgeError("cannot evaluate on an empty split: check the dataset")
+    top1 = float(np.mean(np.argmax(logits, axis=1) == labels))
+    k = min(5, logits.shape[1])
+    topk = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    top5 = float(np.mean(np.any(topk == labels[:, None], axis=1)))
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = float(-np.mean(log_probs[np.arange(n), labels]))
+    return EvalResult(top1=top1, top5=top5, loss=loss, count=n)
+
+
+def evaluate_classifier(model, split: Split, *, batch_size: int = 128) -> EvalResult:
+    """Accuracy of ``model`` on ``split``, full images resized to the model's input."""
+    _check_labels(model, split)
+    return accuracy_from_logits(predict_logits(model, split, batch_size=batch_size), split.labels)
+
+
+def recalibrate_batchnorm(model, split: Split, *, batches: int = DEFAULT_BN_RECALIBRATION_BATCHES,
+                          batch_size: int = 64) -> int:
+    """Re-estimate every BatchNorm layer's moving statistics on ``split``.
+
+    Each layer's moving mean and variance become the plain average over
+    ``batches`` batches of un-augmented images (momentum ``i / (i + 1)`` at
+    batch ``i``), which is what the model sees at evaluation. Returns the number
+    of batches used. Weights other than the BN statistics are not changed.
+    """
+    import keras
+
+    bn_layers = [layer for layer in _all_layers(model)
+                 if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bn_layers or batches < 1:
+        return 0
+    saved = [layer.momentum for layer in bn_layers]
+    res = model_resolution(model)
+    ds = make_dataset(split, resolution=res, batch_size=batch_size, training=False)
+    used = 0
+    try:
+        for images, _ in ds.take(batches):
+            for layer in bn_layers:
+                layer.momentum = used / (used + 1.0)
+            model(images, training=True)  # eager: each call reads the new momentum
+            used += 1
+    finally:
+        for layer, momentum in zip(bn_layers, saved):
+            layer.momentum = momentum
+    return used
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+        yield layer
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
+    """Linear warm-up then cosine decay to zero, as a function of the global step."""
+    import keras
+    import tensorflow as tf
+
+    total = float(config.epochs * steps_per_epoch)
+    warmup = float(max(1, round(config.warmup_epochs * steps_per_epoch)))
+    base = float(config.learning_rate)
+
+    class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+        def __call__(self, step):
+            step = tf.cast(step, tf.float32)
+            warm = base * (step + 1.0) / warmup
+            progress = tf.clip_by_value((step - warmup) / tf.maximum(total - warmup, 1.0), 0.0, 1.0)
+            cosine = 0.5 * base * (1.0 + tf.cos(math.pi * progress))
+            return tf.where(step < warmup, warm, cosine)
+
+        def get_config(self):
+            return {"base": base, "warmup_steps": warmup, "total_steps": total}
+
+    return WarmupCosine()
+
+
+def _make_optimizer(config: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    schedule = _lr_schedule(config, steps_per_epoch)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True)
+
+
+def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
+                   synchronized_bn: bool):
+    """Build (or copy) the student inside the current strategy scope."""
+    import keras
+
+    from .models import build_model, get_spec
+
+    if isinstance(model_or_name, keras.Model):
+        if synchronized_bn:
+            copy = keras.models.clone_model(model_or_name)
+            copy.set_weights(model_or_name.get_weights())
+            return copy
+        return model_or_name
+    if isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".keras"):
+        return load_classifier(model_or_name)
+    overrides = {"num_classes": num_classes}
+    if resolution is not None:
+        overrides["resolution"] = resolution
+    if isinstance(model_or_name, str):
+        spec = get_spec(model_or_name, **overrides)
+    else:
+        spec = model_or_name.with_changes(**overrides)
+    return build_model(spec, synchronized_bn=synchronized_bn)
+
+
+def train_classifier(
+    model: Any,
+    train: Split,
+    *,
+    val: Optional[Split] = None,
+    config: TrainConfig = TrainConfig(),
+    teacher: Any = None,
+    output: Union[str, os.PathLike, None] = None,
+    backup_dir: Union[str, os.PathLike, None] = None,
+    resolution: Optional[int] = None,
+    metadata: Optional[dict] = None,
+    stop_after_epochs: Optional[int] = None,
+):
+    """Train a classifier on ``train``; return ``(model, TrainResult)``.
+
+    model: a registry name (``'resnet18_050'``), a model spec, a Keras model, or
+        the path of a ``.keras`` file. Names and specs are built with the
+        dataset's number of classes and ``resolution`` (if given).
+    teacher: a Keras classifier or ``.keras`` path to distil from (optional).
+    output: where to write the trained ``.keras`` model (atomically) and its
+        JSON sidecar. Only the chief worker writes.
+    backup_dir: where per-epoch backups go (default: ``<output>.backup``); a
+        run started again with the same arguments resumes from the last one.
+    stop_after_epochs: stop (keeping the backup) after this many epochs of this
+        call, as if killed; used to test resuming.
+    """
+    import keras
+    import tensorflow as tf
+
+    strategy = make_strategy(config.strategy)
+    distributed = config.strategy != "default"
+    global_batch = config.batch_size
+    steps_per_epoch = config.steps_per_epoch or max(1, len(train) // global_batch)
+    if len(train) == 0:
+        raise TfedgeError("the training split is empty: check the dataset path and its classes")
+
+    output = Path(output) if output is not None else None
+    if backup_dir is None and output is not None:
+        backup_dir = output.with_name(output.name + ".backup")
+    chief = _is_chief(strategy)
+
+    with strategy.scope():
+        student = _resolve_model(model, train.num_classes, resolution,
+                                 synchronized_bn=config.strategy == "multi-worker")
+        _check_labels(student, train)
+        res = model_resolution(student)
+        optimizer = _make_optimizer(config, steps_per_epoch)
+        optimizer.build(student.trainable_variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        checkpoint = tf.train.Checkpoint(model=student, optimizer=optimizer, epoch=epoch_var)
+
+    teacher_model = None
+    if teacher is not None:
+        teacher_model = load_classifier(teacher) if isinstance(teacher, (str, os.PathLike)) else teacher
+        _check_labels(teacher_model, train)
+        if int(teacher_model.output_shape[-1]) != int(student.output_shape[-1]):
+            raise TfedgeError(
+                f"teacher outputs {teacher_model.output_shape[-1]} classes, student "
+                f"{student.output_shape[-1]}: distil between models of the same label set")
+        teacher_res = model_resolution(teacher_model)
+
+    manager = None
+    resumed_from = 0
+    write_dir = None
+    if backup_dir is not None:
+        backup_dir = Path(backup_dir)
+        # Every worker must save (saving is collective); only the chief's copy is kept.
+        write_dir = backup_dir if chief else Path(tempfile.mkdtemp(prefix="tfedge-backup-"))
+        manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=1)
+        latest = tf.train.latest_checkpoint(str(backup_dir))
+        if latest:
+            checkpoint.restore(latest).expect_partial()
+            resumed_from = int(epoch_var.numpy())
+            log.info("resuming from %s (epoch %d of %d done)", latest, resumed_from, config.epochs)
+
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
+    num_classes = int(student.output_shape[-1])
+    smoothing = float(config.label_smoothing)
+    alpha = float(config.distill_alpha) if teacher_model is not None else 0.0
+    temperature = float(config.distill_temperature)
+
+    def per_example_loss(labels, logits, teacher_logits):
+        one_hot = tf.one_hot(labels, num_classes)
+        if smoothing:
+            one_hot = one_hot * (1.0 - smoothing) + smoothing / num_classes
+        hard = tf.nn.softmax_cross_entropy_with_logits(one_hot, logits)
+        if teacher_logits is None:
+            return hard
+        t_prob = tf.nn.softmax(teacher_logits / temperature)
+        s_logp = tf.nn.log_softmax(logits / temperature)
+        kl = tf.reduce_sum(t_prob * (tf.math.log(t_prob + 1e-8) - s_logp), axis=-1)
+        return (1.0 - alpha) * hard + alpha * temperature ** 2 * kl
+
+    def replica_step(images, labels):
+        teacher_logits = None
+        if teacher_model is not None:
+            t_in = images if teacher_res == res else tf.image.resize(images, (teacher_res, teacher_res))
+            teacher_logits = tf.stop_gradient(teacher_model(t_in, training=False))
+        with tf.GradientTape() as tape:
+            logits = student(images, training=True)
+            losses = per_example_loss(labels, logits, teacher_logits)
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
+        grads = tape.gradient(loss, student.trainable_variables)
+        optimizer.apply_gradients(zip(grads, student.trainable_variables))
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
+                                                 tf.cast(labels, tf.int32)), tf.float32))
+        return loss, correct
+
+    @tf.function
+    def train_step(iterator):
+        images, labels = next(iterator)
+        loss, correct = strategy.run(replica_step, args=(images, labels))
+        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
+                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
+
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    epochs_this_call = 0
+    for epoch in range(resumed_from, config.epochs):
+        # Seeding each epoch's data by its index makes a resumed run see the same
+        # batches an uninterrupted one would have.
+        ds = make_dataset(train, resolution=res, batch_size=global_batch, training=True,
+                          augment=config.augment, seed=config.seed * 1000 + epoch,
+                          repeat=True, drop_remainder=True)
+        if distributed:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = \
+                tf.data.experimental.AutoShardPolicy.DATA
+            ds = ds.with_options(options)
+        iterator = iter(strategy.experimental_distribute_dataset(ds))
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        correct_sum = 0.0
+        report_every = max(1, steps_per_epoch // 5)
+        for step in range(steps_per_epoch):
+            loss, correct = train_step(iterator)
+            loss_sum += float(loss)
+            correct_sum += float(correct)
+            if (step + 1) % report_every == 0 and step + 1 < steps_per_epoch:
+                elapsed = time.perf_counter() - t0
+                log.info("  epoch %d/%d  step %d/%d  loss %.3f  %.0f img/s", epoch + 1,
+                         config.epochs, step + 1, steps_per_epoch, loss_sum / (step + 1),
+                         (step + 1) * global_batch / elapsed)
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch,
+                  "train_top1": correct_sum / (steps_per_epoch * global_batch),
+                  "seconds": seconds, "images_per_second": steps_per_epoch * global_batch / seconds}
+        history.append(record)
+        epoch_var.assign(epoch + 1)
+        if manager is not None:
+            manager.save(checkpoint_number=epoch + 1)
+        remaining = (config.epochs - epoch - 1) * seconds
+        log.info("epoch %d/%d  loss %.3f  train top-1 %.3f  %.0f img/s  %.0fs (about %.0fs left)",
+                 epoch + 1, config.epochs, record["loss"], record["train_top1"],
+                 record["images_per_second"], seconds, remaining)
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs \
+                and epoch + 1 < config.epochs:
+            log.info("stopping after %d epochs as asked; run again to resume", epochs_this_call)
+            return student, TrainResult(None, epoch + 1, resumed_from,
+                                        time.perf_counter() - start, tuple(history), None)
+    train_seconds = time.perf_counter() - start
+
+    final = _without_sync_bn(student) if distributed else student
+    if config.bn_recalibration_batches:
+        recalibrate_batchnorm(final, train, batches=config.bn_recalibration_batches)
+    val_result = evaluate_classifier(final, val) if val is not None and len(val) else None
+    if val_result is not None:
+        log.info("validation top-1 %.4f (%d images)", val_result.top1, val_result.count)
+
+    if output is not None and chief:
+        meta = {"class_names": list(train.class_names), "train_config": config.to_dict(),
+                "train_seconds": train_seconds, "epochs": config.epochs,
+                "val": val_result.to_dict() if val_result else None,
+                "teacher": str(teacher) if isinstance(teacher, (str, os.PathLike)) else None}
+        meta.update(metadata or {})
+        save_classifier(final, output, meta)
+        log.info("wrote %s", output)
+    if manager is not None:
+        if chief and backup_dir is not None:
+            shutil.rmtree(backup_dir, ignore_errors=True)
+        if write_dir is not None and write_dir != backup_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    return final, TrainResult(output if chief else None, len(history) + resumed_from,
+                              resumed_from, train_seconds, tuple(history), val_result)

@@ -1,0 +1,287 @@
+"""tfedge: train, measure and evaluate classifiers for the edge.
+
+Usage:
+  tfedge models                                  list the registered model variants
+  tfedge macs NAME_OR_MODEL_FILE [--resolution N] count MACs and parameters
+  tfedge data [--image-size N] [--seed N] ...    build (and cache) the built-in benchmark
+  tfedge train --model NAME --output M.keras     train a classifier
+  tfedge evaluate --model M.keras [--split test] evaluate a classifier
+
+Every command prints progress on stderr; those that produce figures print one
+JSON object as their last line on stdout. Bad input ends with a one-line error
+naming the fix (exit status 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from ._cli import EXIT_OK, add_common_flags, run_cli
+from ._errors import TfedgeError
+
+log = logging.getLogger("tfedge")
+
+__all__ = ["main", "build_parser"]
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=True))
+
+
+# --------------------------------------------------------------------------- data flags
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("data")
+    group.add_argument("--data", default="benchmark", type=str,
+                       help="'benchmark' (the built-in fashion-on-photos data, default) or a "
+                            "folder of class folders (ImageNet layout)")
+    group.add_argument("--boxes", default=None, type=str,
+                       help="object boxes of a folder dataset: a folder of Pascal VOC .xml "
+                            "files or a .csv file (filename,xmin,ymin,xmax,ymax)")
+    group.add_argument("--image-size", dest="image_size", type=int, default=128,
+                       help="benchmark image side in pixels (default 128)")
+    group.add_argument("--object-size", dest="object_size", type=int, nargs=2, default=(24, 64),
+                       metavar=("MIN", "MAX"), help="benchmark object side range in pixels")
+    group.add_argument("--train-size", dest="train_size", type=int, default=20000)
+    group.add_argument("--val-size", dest="val_size", type=int, default=2000)
+    group.add_argument("--test-size", dest="test_size", type=int, default=5000)
+    group.add_argument("--no-tint", dest="tint", action="store_false",
+                       help="keep benchmark objects gray instead of colour-tinted")
+    group.add_argument("--data-seed", dest="data_seed", type=int, default=0,
+                       help="seed of the benchmark generator (and of the val hold-out)")
+    group.add_argument("--fashion-mnist", dest="fashion_mnist", type=str, default=None,
+                       help="folder holding Fashion-MNIST's four IDX .gz files "
+                            "(default: /usr/share/datasets/fashion-mnist)")
+    group.add_argument("--allow-download", dest="allow_download", action="store_true",
+                       help="fetch Fashion-MNIST with Keras if it is not on disk")
+    group.add_argument("--cache-dir", dest="cache_dir", type=str, default=None,
+                       help="where generated data is cached (default: $TFEDGE_CACHE or "
+                            "~/.cache/tfedge)")
+
+
+def benchmark_config_from_args(args: argparse.Namespace):
+    from .data import BenchmarkConfig
+
+    return BenchmarkConfig(image_size=args.image_size, object_size=tuple(args.object_size),
+                           tint=args.tint, train_size=args.train_size, val_size=args.val_size,
+                           test_size=args.test_size, seed=args.data_seed)
+
+
+def dataset_from_args(args: argparse.Namespace):
+    from .data import load_dataset
+
+    config = benchmark_config_from_args(args) if args.data == "benchmark" else None
+    return load_dataset(args.data, benchmark=config, boxes=args.boxes, seed=args.data_seed,
+                        cache_dir=args.cache_dir, fashion_mnist_path=args.fashion_mnist,
+                        allow_download=args.allow_download)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .models import get_spec, list_models
+
+    names = list_models()
+    for name in names:
+        print(f"{name:20s} {get_spec(name).name}")
+    _print_json({"models": names})
+    return EXIT_OK
+
+
+def cmd_macs(args: argparse.Namespace) -> int:
+    from ._macs import count_macs, macs_of
+
+    target = args.model
+    if target.endswith(".keras"):
+        if args.resolution is not None:
+            raise TfedgeError("--resolution applies to registry names only: a saved model "
+                              "has a fixed input size")
+        from ._train import load_classifier
+
+        report = count_macs(load_classifier(target))
+        name = target
+    else:
+        from .models import get_spec
+
+        # Validate the name and knobs before TensorFlow loads (seconds, and noisy).
+        spec = get_spec(target, resolution=args.resolution, num_classes=args.num_classes)
+        report = macs_of(spec)
+        name = target
+    if args.per_layer:
+        for layer in report.per_layer:
+            if layer.macs or layer.params:
+                print(f"{layer.name:40s} {layer.type:22s} {layer.macs:>14,d} {layer.params:>11,d}")
+    print(f"{name}: {report.macs / 1e6:,.1f} MMACs ({report.macs / 1e9:.3f} GMACs), "
+          f"{report.params / 1e6:.2f} M parameters")
+    _print_json({"model": name, "macs": report.macs, "params": report.params,
+                 "trainable_params": report.trainable_params})
+    return EXIT_OK
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    dataset = dataset_from_args(args)
+    summary = {"name": dataset.name, "classes": list(dataset.class_names),
+               "train": len(dataset.train), "val": len(dataset.val),
+               "test": len(dataset.test) if dataset.test is not None else 0,
+               "boxes": dataset.has_boxes, **{k: v for k, v in dataset.info.items() if k == "path"}}
+    if args.preview:
+        from .data import save_preview
+
+        save_preview(dataset.train, args.preview, count=args.preview_count)
+        summary["preview"] = str(args.preview)
+    for key in ("train", "val", "test"):
+        print(f"{key:5s}: {summary[key]:>6d} images")
+    _print_json(summary)
+    return EXIT_OK
+
+
+def _train_config_from_args(args: argparse.Namespace):
+    from ._train import TrainConfig
+    from .data import AugmentConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+                       learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                       label_smoothing=args.label_smoothing, seed=args.seed,
+                       augment=AugmentConfig() if args.augment else None,
+                       distill_alpha=args.distill_alpha,
+                       distill_temperature=args.distill_temperature, strategy=args.strategy,
+                       steps_per_epoch=args.steps_per_epoch)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ._macs import count_macs
+    from ._train import evaluate_classifier, train_classifier
+
+    config = _train_config_from_args(args)  # validate flags before loading anything big
+    output = Path(args.output)
+    if output.suffix != ".keras":
+        raise TfedgeError(f"--output must end in .keras, got {args.output!r}")
+    dataset = dataset_from_args(args)
+    model, result = train_classifier(
+        args.model, dataset.train, val=dataset.val, config=config, teacher=args.teacher,
+        output=output, resolution=args.resolution,
+        metadata={"dataset": dataset.name, "dataset_info": dataset.info})
+    report = count_macs(model)
+    summary = {"model": model.name, "output": str(output), "epochs": result.epochs_run,
+               "resumed_from_epoch": result.resumed_from_epoch,
+               "train_seconds": round(result.train_seconds, 1), "macs": report.macs,
+               "params": report.params,
+               "val_top1": result.val.top1 if result.val else None}
+    if args.evaluate_test and dataset.test is not None:
+        summary["test_top1"] = evaluate_classifier(model, dataset.test).top1
+    _print_json(summary)
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ._macs import count_macs
+    from ._train import evaluate_classifier, load_classifier
+
+    model = load_classifier(args.model)
+    dataset = dataset_from_args(args)
+    split = dataset.split(args.split)
+    result = evaluate_classifier(model, split, batch_size=args.batch_size)
+    report = count_macs(model)
+    print(f"{args.model} on {dataset.name}/{args.split}: top-1 {result.top1:.4f}, "
+          f"top-5 {result.top5:.4f} ({result.count} images), {report.macs / 1e6:.1f} MMACs")
+    _print_json({"model": args.model, "split": args.split, **result.to_dict(),
+                 "macs": report.macs, "params": report.params})
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tfedge", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'tfedge COMMAND --help' for a command's flags.")
+    add_common_flags(parser)
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the registered model variants")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("macs", help="count the MACs and parameters of a model",
+                       description="Count multiply-accumulates (convolutions and dense layers; "
+                                   "BN, activations, pooling and additions are not MACs) and "
+                                   "parameters. The last line is JSON with 'macs' and 'params'.")
+    p.add_argument("model", type=str, help="a registry name (see 'tfedge models') or a .keras file")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input side in pixels (registry names only; default: the variant's)")
+    p.add_argument("--num-classes", dest="num_classes", type=int, default=None,
+                   help="classifier outputs (registry names only; default 1000)")
+    p.add_argument("--per-layer", dest="per_layer", action="store_true",
+                   help="print every layer's MACs and parameters")
+    p.set_defaults(func=cmd_macs)
+
+    p = sub.add_parser("data", help="build (and cache) a dataset and print its summary",
+                       description="Generate the built-in benchmark (cached by its parameters) "
+                                   "or index a folder dataset, and print its summary.")
+    add_data_flags(p)
+    p.add_argument("--preview", type=str, default=None,
+                   help="write a PNG grid of training images with their boxes")
+    p.add_argument("--preview-count", dest="preview_count", type=int, default=32)
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", help="train a classifier (optionally distilled from a teacher)",
+                       description="Train a registry model (or fine-tune a .keras file) on a "
+                                   "dataset. A killed run resumes from its last epoch when "
+                                   "started again with the same flags.")
+    p.add_argument("--model", required=True, type=str,
+                   help="registry name (e.g. resnet18_050) or a .keras file to fine-tune")
+    p.add_argument("--output", required=True, type=str, help="where to write the .keras model")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="input side in pixels (default: the dataset's image size for the "
+                        "benchmark, else the variant's)")
+    p.add_argument("--teacher", type=str, default=None, help="a .keras classifier to distil from")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--optimizer", type=str, default="adamw", choices=["adamw", "sgd"])
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=5e-4)
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, default=0.1)
+    p.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="train on the plain resized images")
+    p.add_argument("--distill-alpha", dest="distill_alpha", type=float, default=0.7,
+                   help="weight of the distillation loss (with --teacher)")
+    p.add_argument("--distill-temperature", dest="distill_temperature", type=float, default=4.0)
+    p.add_argument("--strategy", type=str, default="default",
+                   choices=["default", "mirrored", "multi-worker"],
+                   help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
+    p.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data order and augmentation")
+    p.add_argument("--evaluate-test", dest="evaluate_test", action="store_true",
+                   help="also report top-1 on the test split")
+    add_data_flags(p)
+    p.set_defaults(func=_train_with_default_resolution)
+
+    p = sub.add_parser("evaluate", help="evaluate a classifier on a dataset split")
+    p.add_argument("--model", required=True, type=str, help="a .keras classifier")
+    p.add_argument("--split", type=str, default="test", choices=["train", "val", "test"])
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    add_data_flags(p)
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def _train_with_default_resolution(args: argparse.Namespace) -> int:
+    if args.resolution is None and args.data == "benchmark" and not args.model.endswith(".keras"):
+        args.resolution = args.image_size
+    return cmd_train(args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    return run_cli(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
