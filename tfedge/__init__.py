@@ -40,6 +40,13 @@ _LAZY = {
     "evaluate_classifier": "tfedge._train", "predict_logits": "tfedge._train",
     "recalibrate_batchnorm": "tfedge._train", "load_classifier": "tfedge._train",
     "save_classifier": "tfedge._train",
+    # deployment
+    "load_bundle": "tfedge.bundle", "write_bundle": "tfedge.bundle", "Bundle": "tfedge.bundle",
+    "StageEntry": "tfedge.bundle", "PredictorEntry": "tfedge.bundle",
+    "check_tensor_specs": "tfedge.bundle", "TfliteModel": "tfedge.litert",
+    "TensorSpec": "tfedge.litert", "convert_to_int8": "tfedge._convert",
+    "convert_classifier": "tfedge._convert", "convert_classifier_bundle": "tfedge._convert",
+    "ConversionError": "tfedge._convert", "ConversionCheckError": "tfedge._convert",
 }
 
 __all__ = ["__version__", "BundleError", "DatasetError", "ModelConfigError", "TfedgeError",

@@ -420,6 +420,9 @@ def train_classifier(
         backup_dir = output.with_name(output.name + ".backup")
     chief = _is_chief(strategy)
 
+    # Same seed, same initial weights: runs are reproducible and a resumed run
+    # matches an uninterrupted one.
+    keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         student = _resolve_model(model, train.num_classes, resolution,
                                  synchronized_bn=config.strategy == "multi-worker")

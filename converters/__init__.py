@@ -1,0 +1,8 @@
+"""tfedge-convert: Keras classifiers -> full-integer int8 ``.tflite`` -> deployment bundle.
+
+The command-line tool lives in :mod:`converters.cli`; the conversion itself is
+library code in :mod:`tfedge._convert` and the bundle format in
+:mod:`tfedge.bundle`.
+"""
+
+__all__: list[str] = []

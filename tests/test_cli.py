@@ -1,0 +1,185 @@
+"""The command-line tools as a user runs them: help, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+
+def run(*args: str, env_extra: dict | None = None, timeout: int = 300):
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=REPO)
+
+
+def tfedge(*args: str, **kw):
+    return run("-m", "tfedge.cli", *args, **kw)
+
+
+def assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def test_import_tfedge_does_not_import_tensorflow():
+    proc = run("-c", "import sys, tfedge, tfedge.data, tfedge.models, tfedge.cli; "
+                     "tfedge.get_spec; tfedge.ImageSplit; "
+                     "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("module", ["tfedge.cli", "converters.cli", "rpi_runner.cli"])
+def test_every_tool_explains_itself(module):
+    proc = run("-m", module, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "usage:" in proc.stdout.lower()
+
+
+@pytest.mark.parametrize("command", ["models", "macs", "data", "train", "evaluate"])
+def test_every_subcommand_has_help(command):
+    proc = tfedge(command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert command in proc.stdout
+
+
+@pytest.mark.parametrize("name, resolution, expected", [
+    ("resnet50", 224, 4.1e9), ("resnet18", 224, 1.8e9), ("mobilenetv2_100", 224, 300e6)])
+def test_macs_command_matches_published_figures(name, resolution, expected):
+    proc = tfedge("macs", name, "--resolution", str(resolution))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert abs(result["macs"] - expected) / expected <= 0.03
+    assert result["params"] > 0
+
+
+def test_macs_of_a_saved_model_file(tmp_path):
+    from tfedge.models import create_model
+
+    path = tmp_path / "m.keras"
+    create_model("resnet10_025", resolution=32, num_classes=3).save(path)
+    proc = tfedge("macs", str(path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    from tfedge import macs_of
+
+    assert result["macs"] == macs_of("resnet10_025", resolution=32, num_classes=3).macs
+
+
+def test_models_lists_the_registry():
+    proc = tfedge("models")
+    assert proc.returncode == 0
+    names = json.loads(proc.stdout.strip().splitlines()[-1])["models"]
+    assert {"resnet18", "resnet50", "mobilenetv2_100"} <= set(names)
+
+
+def test_unknown_model_is_one_line_error():
+    assert_one_line_error(tfedge("macs", "resnt18"), "unknown model 'resnt18'", "resnet18")
+
+
+def test_indivisible_resolution_is_one_line_error():
+    assert_one_line_error(tfedge("macs", "resnet18", "--resolution", "100"),
+                          "not divisible by 32", "use 96 or 128")
+
+
+def test_missing_fashion_mnist_is_one_line_error(tmp_path):
+    proc = tfedge("data", "--fashion-mnist", str(tmp_path / "nowhere"), "--train-size", "8",
+                  "--val-size", "4", "--test-size", "4", "--image-size", "32",
+                  "--object-size", "8", "16", env_extra={"TFEDGE_CACHE": str(tmp_path / "c")})
+    assert_one_line_error(proc, "apt-get install dataset-fashion-mnist")
+
+
+def test_missing_folder_dataset_is_one_line_error(tmp_path):
+    proc = tfedge("evaluate", "--model", str(tmp_path / "m.keras"), "--data",
+                  str(tmp_path / "nope"))
+    assert_one_line_error(proc)
+
+
+def _folder_dataset(root: Path, count: int = 6, size: int = 32) -> None:
+    from PIL import Image
+
+    from conftest import make_colour_split
+
+    split = make_colour_split(count * 3, size=size)
+    for i, (image, label) in enumerate(zip(split.images, split.labels)):
+        folder = root / split.class_names[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"img{i}.png")
+
+
+def test_malformed_voc_xml_is_one_line_error(tmp_path):
+    _folder_dataset(tmp_path / "data")
+    boxes = tmp_path / "boxes"
+    boxes.mkdir()
+    (boxes / "img0.xml").write_text("<annotation><object><bndbox><xmin>abc</xmin>")
+    proc = tfedge("data", "--data", str(tmp_path / "data"), "--boxes", str(boxes))
+    assert_one_line_error(proc, "img0.xml")
+
+
+def test_train_then_evaluate_a_folder_dataset_end_to_end(tmp_path):
+    _folder_dataset(tmp_path / "data")
+    out = tmp_path / "m.keras"
+    proc = tfedge("train", "--model", "resnet10_025", "--resolution", "32", "--epochs", "1",
+                  "--batch-size", "8", "--data", str(tmp_path / "data"), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and summary["macs"] > 0 and out.exists()
+    assert "epoch 1/1" in proc.stderr, "progress is shown"
+    proc = tfedge("evaluate", "--model", str(out), "--data", str(tmp_path / "data"),
+                  "--split", "val")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert 0.0 <= result["top1"] <= 1.0 and result["count"] >= 3
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+@pytest.mark.slow
+def test_two_worker_training_on_loopback_ends_with_identical_weights(tmp_path):
+    import os
+
+    ports = [str(p) for p in _free_ports(2)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    workers = [subprocess.Popen([sys.executable, str(TESTS / "multiworker_worker.py"), str(i),
+                                 *ports, str(tmp_path)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+               for i in range(2)]
+    outputs = []
+    try:
+        for worker in workers:
+            out, err = worker.communicate(timeout=300)
+            assert worker.returncode == 0, err[-3000:]
+            outputs.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for worker in workers:
+            worker.kill()
+    assert [o["epochs"] for o in outputs] == [2, 2]
+    assert [o["wrote_model"] for o in outputs] == [True, False], "only the chief writes"
+    assert (tmp_path / "model.keras").exists()
+    w0, w1 = (np.load(tmp_path / f"weights{i}.npz") for i in range(2))
+    assert len(w0.files) == len(w1.files) > 0
+    for key in w0.files:
+        np.testing.assert_array_equal(w0[key], w1[key])
