@@ -23,7 +23,7 @@ EXTRAS = {
     "qat": ["tensorflow-model-optimization==0.8.1", "absl-py", "dm-tree"],
     "camera": ["opencv-python-headless>=4.8"],
 }
-EXTRAS["dev"] = sorted(set(EXTRAS["train"] + EXTRAS["runtime"] + ["pytest>=7"]))
+EXTRAS["dev"] = sorted(set(EXTRAS["train"] + EXTRAS["runtime"] + EXTRAS["camera"] + ["pytest>=7"]))
 
 setup(
     name="tfedge",

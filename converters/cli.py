@@ -9,6 +9,15 @@ Usage:
       and write a one-stage bundle (manifest.json + stage0.tflite + labels.txt;
       with --zip also BUNDLE_DIR.zip). Fails (exit 1, nothing written) when int8
       top-1 is more than --tolerance points below float top-1.
+  tfedge-convert cascade --cascade cascade.json --output BUNDLE_DIR [--zip]
+                 [--data benchmark|PATH ...] [--calibration-size 500] [--check-size 2000]
+                 [--check-split val|test] [--tolerance 1.0] [--io-dtype int8|uint8]
+      Convert a calibrated cascade (tfedge cascade build + calibrate): the
+      foreground predictor (if any) and every stage to int8, each calibrated
+      on what it sees deployed (whole images / predicted crops), and write one
+      bundle with the calibrated thresholds. Fails (exit 1, nothing written)
+      when the int8 cascade's top-1 on held-out images is more than
+      --tolerance points below the float cascade's.
   tfedge-convert inspect BUNDLE
       Print what a bundle (folder or .zip) holds: stages, sizes, MACs,
       accuracies, tensor specs.
@@ -108,6 +117,65 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     _print_json({"bundle": str(path), "zip": str(zip_path) if zip_path else None, "passed": True,
                  "stages": [{"name": metrics["name"], "float_top1": metrics["float_top1"],
                              "int8_top1": metrics["int8_top1"], "bytes": metrics["bytes"]}]})
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- cascade
+
+
+def cmd_cascade(args: argparse.Namespace) -> int:
+    from tfedge._convert import ConversionCheckError
+    from tfedge.cascade._cascade import load_cascade
+    from tfedge.cascade._convert import convert_cascade_bundle
+
+    output = Path(args.output)
+    if output.suffix == ZIP_SUFFIX:
+        raise TfedgeError(f"--output {args.output!r} names a zip: give the bundle folder "
+                          "(e.g. bundles/mycascade) and add --zip for BUNDLE_DIR.zip too")
+    if output.exists() and not output.is_dir():
+        raise TfedgeError(f"--output {args.output!r} exists and is not a folder: choose another "
+                          "path")
+    spec = load_cascade(args.cascade)
+    if not spec.calibrated:
+        raise TfedgeError(f"{args.cascade} has no thresholds yet: run 'tfedge cascade calibrate "
+                          f"--cascade {args.cascade}' first")
+    zip_path = Path(str(output) + ZIP_SUFFIX) if args.zip else None
+    dataset = dataset_from_args(args)
+    check = dataset.split(args.check_split)
+    try:
+        path, metrics = convert_cascade_bundle(
+            spec, dataset.train, check, output, zip_path=zip_path,
+            extra_metrics={"dataset": dataset.name, "check_split": args.check_split},
+            io_dtype=args.io_dtype, calibration_size=args.calibration_size,
+            check_size=args.check_size, tolerance_points=args.tolerance,
+            batch_size=args.batch_size, seed=args.seed)
+    except ConversionCheckError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        m = exc.metrics
+        _print_json({"bundle": None, "passed": False, "error": str(exc),
+                     "top1": m.get("top1"), "float_top1": m.get("float_top1"),
+                     "stages": [{"float_top1": s.get("float_top1"),
+                                 "int8_top1": s.get("int8_top1")} for s in m.get("stages", [])]})
+        return EXIT_FAILURE
+    print(f"{path}: {spec.num_stages} stage(s)"
+          f"{' + predictor' if spec.predictor is not None else ''}, {_size_text(metrics['bytes'])}, "
+          f"{args.io_dtype} input/output")
+    print(f"  float cascade top-1 {metrics['float_top1']:.4f} at "
+          f"{metrics['float_mean_macs'] / 1e6:.2f} MMACs; int8 cascade top-1 "
+          f"{metrics['top1']:.4f} at {metrics['mean_macs'] / 1e6:.2f} MMACs "
+          f"({metrics['check_images']} {args.check_split} images, agreement "
+          f"{metrics['agreement']:.4f})")
+    print("  exits: " + ", ".join(f"{r:.3f}" for r in metrics["exit_rates"]))
+    if zip_path is not None:
+        print(f"  zip: {zip_path}")
+    _print_json({"bundle": str(path), "zip": str(zip_path) if zip_path else None, "passed": True,
+                 "top1": metrics["top1"], "float_top1": metrics["float_top1"],
+                 "mean_macs": metrics["mean_macs"], "float_mean_macs": metrics["float_mean_macs"],
+                 "exit_rates": metrics["exit_rates"], "agreement": metrics["agreement"],
+                 "thresholds": [s.threshold for s in spec.stages],
+                 "stages": [{"name": st.name, "float_top1": m["float_top1"],
+                             "int8_top1": m["int8_top1"]}
+                            for st, m in zip(spec.stages, metrics["stages"])]})
     return EXIT_OK
 
 
@@ -259,6 +327,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
     add_data_flags(p)
     p.set_defaults(func=cmd_classifier)
+
+    p = sub.add_parser(
+        "cascade", help="convert a calibrated cascade (predictor + stages) into one int8 bundle",
+        description="Convert the predictor and every stage of a calibrated cascade.json to "
+                    "full-integer int8 (each calibrated on what it sees deployed), check the int8 "
+                    "cascade's top-1 against the float cascade on held-out images, and write one "
+                    "bundle carrying the calibrated thresholds.")
+    p.add_argument("--cascade", required=True, type=str,
+                   help="a calibrated cascade.json ('tfedge cascade calibrate')")
+    p.add_argument("--output", required=True, type=str, help="the bundle folder to write")
+    p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (same files)")
+    p.add_argument("--calibration-size", dest="calibration_size", type=int,
+                   default=DEFAULT_CALIBRATION_SIZE,
+                   help=f"training images used to calibrate (default {DEFAULT_CALIBRATION_SIZE})")
+    p.add_argument("--check-size", dest="check_size", type=int, default=DEFAULT_CHECK_SIZE,
+                   help=f"held-out images for the accuracy check (default {DEFAULT_CHECK_SIZE})")
+    p.add_argument("--check-split", dest="check_split", type=str, default="val",
+                   choices=["val", "test"], help="the held-out split to check on (default val)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_POINTS,
+                   help="largest allowed drop of the int8 cascade's top-1 below the float "
+                        f"cascade's, in percentage points (default {DEFAULT_TOLERANCE_POINTS:g})")
+    p.add_argument("--io-dtype", dest="io_dtype", type=str, default="int8", choices=IO_DTYPES,
+                   help="input/output type: int8 (feed pixel - 128) or uint8 (feed raw pixels)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
+    add_data_flags(p)
+    p.set_defaults(func=cmd_cascade)
 
     default_mb = DEFAULT_MAX_FILE_BYTES / _MIB
     for name, func, text in (

@@ -45,6 +45,6 @@ test = load_benchmark(cfg, progress=False).test
 for i in range(200):
     Image.fromarray(test.images[i]).save(out / f"{i:04d}_{test.labels[i]}.jpg", quality=95)
 PY
-  "$BIN/tfedge-pi" "$OUT/base_bundle.zip" --source "$OUT/test_images" --benchmark | tail -n 1
+  "$BIN/tfedge-pi" "$OUT/base_bundle.zip" "$OUT/test_images" --benchmark | tail -n 1
 fi
 echo "== done: see $OUT/ (benchmark_preview.png, base.keras, base_bundle.zip)"

@@ -25,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating the virtual environment .venv" >&2
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import tfedge, tensorflow, ai_edge_litert, pytest, skimage" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import tfedge, tensorflow, ai_edge_litert, pytest, skimage, cv2, matplotlib" >/dev/null 2>&1 \
    || [ setup.py -nt .venv/.tfedge-installed ]; then
   echo "setup: installing tfedge[$EXTRAS] into .venv (TensorFlow CPU, LiteRT; about a minute)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null

@@ -50,7 +50,7 @@ def test_every_tool_explains_itself(module):
     assert "usage:" in proc.stdout.lower()
 
 
-@pytest.mark.parametrize("command", ["models", "macs", "data", "train", "evaluate"])
+@pytest.mark.parametrize("command", ["models", "macs", "data", "train", "evaluate", "predictor", "crop", "cascade"])
 def test_every_subcommand_has_help(command):
     proc = tfedge(command, "--help")
     assert proc.returncode == 0, proc.stderr

@@ -47,6 +47,11 @@ _LAZY = {
     "TensorSpec": "tfedge.litert", "convert_to_int8": "tfedge._convert",
     "convert_classifier": "tfedge._convert", "convert_classifier_bundle": "tfedge._convert",
     "ConversionError": "tfedge._convert", "ConversionCheckError": "tfedge._convert",
+    # dynamic inference
+    **{name: "tfedge.cascade" for name in (
+        "build_cascade", "load_cascade", "save_cascade", "CascadeSpec", "compute_stage_logits",
+        "calibrate_cascade", "choose_exit_rule", "calibrate_thresholds", "evaluate_cascade",
+        "plot_tradeoff", "convert_cascade_bundle", "evaluate_bundle")},
 }
 
 __all__ = ["__version__", "BundleError", "DatasetError", "ModelConfigError", "TfedgeError",

@@ -144,8 +144,39 @@ def make_strategy(name: str):
             raise TfedgeError(
                 "strategy 'multi-worker' needs the cluster in the TF_CONFIG environment "
                 "variable (see README, 'Training on several machines'), or use --strategy default")
+        _configure_coordination_service()
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise TfedgeError(f"unknown strategy {name!r}: choose one of {', '.join(STRATEGIES)}")
+
+
+# TensorFlow's default (10 s) ends a whole multi-worker run when one worker is
+# starved of CPU for a few seconds, as happens on small shared machines.
+COORDINATION_HEARTBEAT_TIMEOUT_MS = 120_000
+
+
+def _configure_coordination_service() -> None:
+    """Set up multi-worker coordination as MultiWorkerMirroredStrategy would, with a longer
+    heartbeat timeout; the strategy keeps a service that is already configured."""
+    import tensorflow as tf
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is not None:
+        return
+    try:
+        from tensorflow.core.protobuf import coordination_config_pb2
+    except ImportError:  # a TensorFlow that moved it: keep TensorFlow's own settings
+        log.warning("cannot set the coordination heartbeat timeout with this TensorFlow; "
+                    "using its default")
+        return
+    cluster = tf.distribute.cluster_resolver.TFConfigClusterResolver().cluster_spec()
+    jobs = [job for job in ("chief", "worker") if job in cluster.jobs]
+    if not jobs:
+        return
+    context.context().configure_coordination_service(
+        service_type="standalone", service_leader=f"/job:{jobs[0]}/replica:0/task:0",
+        coordinated_jobs=[coordination_config_pb2.CoordinatedJob(
+            name=job, num_tasks=cluster.num_tasks(job)) for job in jobs],
+        heartbeat_timeout_in_ms=COORDINATION_HEARTBEAT_TIMEOUT_MS)
 
 
 def _is_chief(strategy) -> bool:
@@ -428,6 +459,10 @@ def train_classifier(
                                  synchronized_bn=config.strategy == "multi-worker")
         _check_labels(student, train)
         res = model_resolution(student)
+        if resolution is not None and resolution != res:
+            raise TfedgeError(
+                f"the model takes {res}-px input but resolution {resolution} was asked for: "
+                "drop --resolution when fine-tuning a saved model, or train a registry name")
         optimizer = _make_optimizer(config, steps_per_epoch)
         optimizer.build(student.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

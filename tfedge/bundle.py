@@ -57,7 +57,9 @@ LABELS_NAME = "labels.txt"
 CRITERIA = ("max_softmax", "margin", "entropy")
 # Criteria whose threshold is a probability (exit when the score >= threshold).
 _PROBABILITY_CRITERIA = ("max_softmax", "margin")
-BOX_FORMATS = ("yxyx_normalized",)
+#: How the predictor's first output encodes its box (see docs/bundle.md):
+#: corners, or centre + size (the raw output of tfedge's boxnet predictors).
+BOX_FORMATS = ("yxyx_normalized", "cyxhw_normalized")
 DEFAULT_PREPROCESSING: Mapping[str, Any] = {"color": "RGB", "pixel_range": [0, 255],
                                             "resize": "bilinear"}
 _PREPROCESSING_CHOICES = {"color": ("RGB",), "resize": ("bilinear",)}

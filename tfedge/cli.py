@@ -6,6 +6,9 @@ Usage:
   tfedge data [--image-size N] [--seed N] ...    build (and cache) the built-in benchmark
   tfedge train --model NAME --output M.keras     train a classifier
   tfedge evaluate --model M.keras [--split test] evaluate a classifier
+  tfedge predictor list|train                    the foreground box predictor
+  tfedge crop train|evaluate                     classifiers on predicted crops
+  tfedge cascade build|calibrate|evaluate        early-exit cascades of classifiers
 
 Every command prints progress on stderr; those that produce figures print one
 JSON object as their last line on stdout. Bad input ends with a one-line error
@@ -270,6 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     add_data_flags(p)
     p.set_defaults(func=cmd_evaluate)
+
+    from .cascade._cli import add_cascade_commands
+    from .crop._cli import add_crop_commands
+
+    add_crop_commands(sub)
+    add_cascade_commands(sub)
     return parser
 
 

@@ -1,0 +1,288 @@
+"""Cascade with early exit on the built-in benchmark, against the base classifier.
+
+    python benchmarks/cascade.py            # full run: 3 seeds, full splits
+    python benchmarks/cascade.py --quick    # one seed, small splits (< 20 minutes on 2 cores)
+
+Per seed, at one training budget (the same epochs for every classifier):
+
+1. the base: ``resnet10_050`` on full 128-px images (as benchmarks/base.py);
+2. the foreground predictor (``boxnet_heat_r64_w16``) on the training boxes;
+3. the stages, cheapest first (default ``resnet10_025`` and ``resnet10_050``
+   at 64 px), each a crop-robust classifier trained on crops
+   (:func:`tfedge.crop.train_crop_classifier`);
+4. the cascade: every stage run once on the validation and test splits (on
+   the predictor's crops); the exit rule (criterion x accumulation weight) and
+   the thresholds chosen **on validation** for the best accuracy within
+   ``BUDGET_FRACTION`` of the base model's MACs (exact sweep); figures
+   reported **on test**; the accuracy-versus-expected-MACs curve written as a PNG;
+5. the int8 bundle made by the conversion CLI (``tfedge-convert cascade``,
+   checked on the test split), then evaluated again from the written bundle.
+
+Last line: JSON with ``base_top1``, ``base_macs``, ``cascade_top1``,
+``cascade_expected_macs`` (predictor included), ``exit_fractions``, ``stages``
+(list of ``{name, macs, alone_macs, top1}``), ``int8_cascade_top1``, the
+checks of issue #5 and the environment. With several seeds, the headline
+figures are means and ``per_seed`` holds each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
+                     spread)
+
+log = logging.getLogger("benchmarks.cascade")
+
+BASE_MODEL = "resnet10_050"
+BASE_RESOLUTION = 128
+DEFAULT_STAGES = "resnet10_025@64,resnet10_050@64"
+PREDICTOR = "boxnet_heat_r64_w16"
+FULL = dict(train_size=20000, val_size=2000, test_size=5000, epochs=12, predictor_epochs=12)
+QUICK = dict(train_size=4000, val_size=500, test_size=1000, epochs=5, predictor_epochs=6)
+#: The MAC budget of the calibration, a fraction of the base model's MACs. The issue's bound
+#: is 30% on test; calibrating on validation for 28% leaves room for the test split's
+#: exit rates to differ from validation's.
+BUDGET_FRACTION = 0.28
+TARGET_GAIN_POINTS = 3.0
+TARGET_MACS_FRACTION = 0.30
+INT8_TOLERANCE_POINTS = 1.0
+CALIBRATION_IMAGES = 500
+CURVE_POINTS = 25
+_POINTS = 100.0
+
+
+def _parse_stages(text: str) -> list[tuple[str, int]]:
+    stages = []
+    for part in text.split(","):
+        name, _, res = part.strip().partition("@")
+        if not name or not res.isdigit():
+            raise SystemExit(f"--stages entry {part!r} is not NAME@RESOLUTION "
+                             "(e.g. resnet10_025@64)")
+        stages.append((name, int(res)))
+    return stages
+
+
+def _data_flags(sizes: dict) -> list[str]:
+    return ["--data", "benchmark", "--image-size", str(BASE_RESOLUTION),
+            "--train-size", str(sizes["train_size"]), "--val-size", str(sizes["val_size"]),
+            "--test-size", str(sizes["test_size"]), "--data-seed", "0"]
+
+
+def _convert_with_cli(cascade_path: Path, bundle_dir: Path, sizes: dict) -> dict:
+    """``tfedge-convert cascade`` in a subprocess (the documented route), its JSON line."""
+    cmd = [sys.executable, "-m", "converters.cli", "cascade", "--cascade", str(cascade_path),
+           "--output", str(bundle_dir), "--zip", "--check-split", "test",
+           "--check-size", str(sizes["test_size"]),
+           "--calibration-size", str(CALIBRATION_IMAGES),
+           "--tolerance", str(INT8_TOLERANCE_POINTS), *_data_flags(sizes)]
+    log.info("$ %s", " ".join(cmd))
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    sys.stderr.write(proc.stderr[-4000:])
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"tfedge-convert cascade printed nothing (exit {proc.returncode})")
+    result = json.loads(lines[-1])
+    result["exit_status"] = proc.returncode
+    return result
+
+
+def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any, out: Path,
+             reuse: bool) -> dict:
+    from tfedge import count_macs
+    from tfedge._train import TrainConfig, evaluate_classifier, load_classifier, train_classifier
+    from tfedge.bundle import load_bundle
+    from tfedge.cascade import (build_cascade, choose_exit_rule, compute_stage_logits,
+                                evaluate_bundle, evaluate_cascade, plot_tradeoff, save_cascade)
+    from tfedge.crop import (CropConfig, CropTrainConfig, PredictorTrainConfig, load_predictor,
+                             train_crop_classifier, train_predictor)
+
+    epochs = sizes["epochs"]
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+
+    base_path = out / f"base_{BASE_MODEL}_seed{seed}.keras"
+    if reuse and base_path.exists():
+        base = load_classifier(base_path)
+    else:
+        log.info("== seed %d: base %s at %d px, %d epochs", seed, BASE_MODEL, BASE_RESOLUTION,
+                 epochs)
+        base, _ = train_classifier(BASE_MODEL, data.train, val=data.val,
+                                   config=TrainConfig(epochs=epochs, seed=seed), output=base_path,
+                                   resolution=BASE_RESOLUTION, metadata={"dataset": data.name})
+    base_top1 = evaluate_classifier(base, data.test).top1
+    base_macs = count_macs(base).macs
+    log.info("base: test top-1 %.4f, %.1f MMACs", base_top1, base_macs / 1e6)
+
+    pred_path = out / f"predictor_seed{seed}.keras"
+    if reuse and pred_path.exists():
+        predictor = load_predictor(pred_path)
+    else:
+        log.info("== seed %d: predictor %s, %d epochs", seed, PREDICTOR,
+                 sizes["predictor_epochs"])
+        predictor, _ = train_predictor(PREDICTOR, data.train, val=data.val,
+                                       config=PredictorTrainConfig(
+                                           epochs=sizes["predictor_epochs"], seed=seed),
+                                       output=pred_path, metadata={"dataset": data.name})
+    crop = CropConfig()
+    stage_paths = []
+    for name, res in stages:
+        path = out / f"stage_{name}_r{res}_seed{seed}.keras"
+        if not (reuse and path.exists()):
+            log.info("== seed %d: stage %s at %d px on crops, %d epochs", seed, name, res, epochs)
+            train_crop_classifier(name, data.train, crop_config=CropTrainConfig(resolution=res,
+                                                                                crop=crop),
+                                  config=TrainConfig(epochs=epochs, seed=seed),
+                                  predictor=predictor, output=path,
+                                  metadata={"dataset": data.name})
+        stage_paths.append(path)
+    train_seconds = time.perf_counter() - t0
+
+    spec = build_cascade(stage_paths, predictor=pred_path, crop=crop,
+                         class_names=data.class_names,
+                         names=[f"{name}_r{res}" for name, res in stages])
+    cascade_path = out / f"cascade_seed{seed}.json"
+    val = compute_stage_logits(spec, data.val, predictor=predictor)
+    test = compute_stage_logits(spec, data.test, predictor=predictor)
+    budget = BUDGET_FRACTION * base_macs
+    spec, result, rules = choose_exit_rule(spec, val, mode="budget", macs_budget=budget)
+    log.info("calibrated on val (%s, weight %g): top-1 %.4f at %.2f MMACs, thresholds %s",
+             spec.stages[-1].criterion, spec.stages[-1].accumulate_weight, result.val_top1,
+             result.val_expected_macs / 1e6, result.thresholds)
+    ev = evaluate_cascade(spec, test, val=val, curve_points=CURVE_POINTS)
+    spec = spec.with_evaluation({k: v for k, v in ev.to_dict().items() if k != "curve"})
+    save_cascade(spec, cascade_path)
+    plot = out / f"cascade_curve_seed{seed}.png"
+    plot_tradeoff(ev, plot, base=(base_macs, base_top1, f"base {BASE_MODEL} @{BASE_RESOLUTION}"),
+                  title=f"cascade vs base, test split (seed {seed})")
+    # The accuracy-target mode too: reach the last stage's validation accuracy at the fewest MACs.
+    acc_spec, acc_result, _ = choose_exit_rule(spec, val, mode="accuracy", target="last")
+    acc_ev = evaluate_cascade(acc_spec, test)
+
+    bundle_dir = out / "bundles" / f"cascade_seed{seed}"
+    conversion = _convert_with_cli(cascade_path, bundle_dir, sizes)
+    int8_top1 = int8_macs = None
+    if conversion.get("passed"):
+        with load_bundle(bundle_dir) as bundle:
+            _, outcome = evaluate_bundle(bundle, data.test)
+        int8_top1, int8_macs = outcome.top1, outcome.expected_macs
+    else:
+        int8_top1 = conversion.get("top1")
+    return {
+        "seed": seed, "base_top1": base_top1, "base_macs": base_macs,
+        "cascade_top1": ev.top1, "cascade_expected_macs": ev.expected_macs,
+        "exit_fractions": list(ev.exit_fractions), "exit_top1": list(ev.exit_top1),
+        "predictor_macs": ev.predictor_macs,
+        "stages": [{"name": s["name"], "resolution": s["resolution"], "macs": s["macs"],
+                    "alone_macs": s["alone_macs"], "top1": s["top1"]} for s in ev.stages],
+        "best_single_stage": ev.best_single_stage,
+        "beats_best_single_stage": ev.beats_best_single_stage,
+        "criterion": spec.stages[-1].criterion,
+        "accumulate_weight": spec.stages[-1].accumulate_weight,
+        "thresholds": list(spec.thresholds), "calibration": result.to_dict(),
+        "rule_search": rules,
+        "accuracy_mode": {"target": acc_result.target_accuracy, "val_top1": acc_result.val_top1,
+                          "val_expected_macs": acc_result.val_expected_macs,
+                          "top1": acc_ev.top1, "expected_macs": acc_ev.expected_macs,
+                          "exit_fractions": list(acc_ev.exit_fractions),
+                          "criterion": acc_spec.stages[-1].criterion,
+                          "accumulate_weight": acc_spec.stages[-1].accumulate_weight},
+        "curve": [{"expected_macs": p["expected_macs"], "top1": p["top1"],
+                   "val_top1": p["val_top1"], "val_expected_macs": p["val_expected_macs"]}
+                  for p in ev.curve],
+        "int8_cascade_top1": int8_top1, "int8_cascade_expected_macs": int8_macs,
+        "int8_float_top1": conversion.get("float_top1"),
+        "conversion_passed": bool(conversion.get("passed")),
+        "bundle": conversion.get("bundle"), "plot": str(plot), "cascade": str(cascade_path),
+        "train_seconds": train_seconds,
+    }
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return spread([r[key] for r in rows])["mean"]
+
+
+def summarise(rows: list[dict]) -> dict:
+    base_top1 = _mean(rows, "base_top1")
+    base_macs = rows[0]["base_macs"]
+    top1 = _mean(rows, "cascade_top1")
+    macs = _mean(rows, "cascade_expected_macs")
+    k = len(rows[0]["exit_fractions"])
+    exits = [spread([r["exit_fractions"][i] for r in rows])["mean"] for i in range(k)]
+    stages = [{"name": s["name"], "resolution": s["resolution"], "macs": s["macs"],
+               "alone_macs": s["alone_macs"],
+               "top1": spread([r["stages"][i]["top1"] for r in rows])["mean"]}
+              for i, s in enumerate(rows[0]["stages"])]
+    int8 = [r["int8_cascade_top1"] for r in rows if r["int8_cascade_top1"] is not None]
+    int8_mean = spread(int8)["mean"] if int8 else None
+    cheaper = [s for s in stages if s["alone_macs"] <= macs]
+    best_single = max(cheaper, key=lambda s: s["top1"]) if cheaper else None
+    checks = {
+        "gain_points": (top1 - base_top1) * _POINTS,
+        "macs_fraction": macs / base_macs,
+        "top1_gain_at_least_3_points": (top1 - base_top1) * _POINTS >= TARGET_GAIN_POINTS,
+        "macs_within_30_percent": macs <= TARGET_MACS_FRACTION * base_macs,
+        "beats_best_single_stage_within_its_macs": (None if best_single is None
+                                                    else top1 > best_single["top1"]),
+        "int8_within_1_point": (None if int8_mean is None
+                                else (top1 - int8_mean) * _POINTS <= INT8_TOLERANCE_POINTS),
+        "all_conversions_passed": all(r["conversion_passed"] for r in rows),
+    }
+    return {"base_top1": base_top1, "base_macs": base_macs, "cascade_top1": top1,
+            "cascade_expected_macs": macs, "exit_fractions": exits, "stages": stages,
+            "int8_cascade_top1": int8_mean, "best_single_stage": best_single,
+            "base_top1_spread": spread([r["base_top1"] for r in rows]),
+            "cascade_top1_spread": spread([r["cascade_top1"] for r in rows]),
+            "cascade_expected_macs_spread": spread([r["cascade_expected_macs"] for r in rows]),
+            "checks": checks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, small splits")
+    parser.add_argument("--stages", type=str, default=DEFAULT_STAGES,
+                        help=f"NAME@RESOLUTION,... cheapest first (default {DEFAULT_STAGES})")
+    parser.add_argument("--epochs", type=int, default=None, help="override the training epochs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--output-dir", dest="output_dir", type=Path, default=None,
+                        help="default runs/benchmarks/cascade[_quick]")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse models already trained in --output-dir (same flags only)")
+    args = parser.parse_args()
+    setup_logging()
+    start = time.perf_counter()
+    from tfedge.data import BenchmarkConfig, load_dataset
+
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.epochs:
+        sizes["epochs"] = args.epochs
+    seeds = tuple(args.seeds) if args.seeds else (QUICK_SEEDS if args.quick else FULL_SEEDS)
+    stages = _parse_stages(args.stages)
+    out = args.output_dir or REPO / "runs" / "benchmarks" / ("cascade_quick" if args.quick
+                                                             else "cascade")
+    data = load_dataset("benchmark", benchmark=BenchmarkConfig(
+        image_size=BASE_RESOLUTION, train_size=sizes["train_size"], val_size=sizes["val_size"],
+        test_size=sizes["test_size"], seed=0))
+    rows = [run_seed(seed, sizes, stages, data, out, args.reuse) for seed in seeds]
+    result = {"benchmark": "cascade", "quick": args.quick, "base_model": BASE_MODEL,
+              "base_resolution": BASE_RESOLUTION, "stage_models": args.stages,
+              "predictor": PREDICTOR, "epochs": sizes["epochs"],
+              "predictor_epochs": sizes["predictor_epochs"], "seeds": list(seeds),
+              "budget_fraction": BUDGET_FRACTION, "train_images": len(data.train),
+              "val_images": len(data.val), "test_images": len(data.test), "dataset": data.name,
+              **summarise(rows), "per_seed": rows, **environment(),
+              "wall_seconds": time.perf_counter() - start}
+    print_result(result)
+
+
+if __name__ == "__main__":
+    main()

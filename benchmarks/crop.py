@@ -1,0 +1,176 @@
+"""Dynamic image cropping on the built-in benchmark: does the foreground predictor pay for itself?
+
+    python benchmarks/crop.py            # full run: full splits, base budget (about 1 hour, 2 cores)
+    python benchmarks/crop.py --quick    # small splits, fewer epochs (< 15 minutes on 2 cores)
+
+Steps, all at the base model's training budget (same epochs over the same
+training images):
+
+1. base: ``BASE_MODEL`` on full 128-px images (as ``benchmarks/base.py``);
+2. Grad-CAM pseudo-boxes of the base model; threshold chosen on val, IoU
+   against the true boxes reported on test (``cam_box_miou``);
+3. the foreground predictor (``boxnet``) on the true boxes (``miou``), and a
+   second one on the Grad-CAM boxes only (``cam_predictor_miou``);
+4. the crop classifier: the base family at 64 px, trained on a pool of crops
+   at the predictor's own boxes and at true boxes jittered like the
+   predictor's measured errors; scored on predicted crops (``crop_top1``),
+   true crops (``oracle_top1``) and full images (``crop_model_full_top1``);
+5. the same 64-px classifier trained on full images (``full64_top1``): what
+   cropping is worth at equal classifier cost.
+
+Prints, as its last line, one JSON object with ``miou``, ``predictor_macs``,
+``base_top1``, ``base_macs``, ``crop_top1``, ``crop_macs`` (predictor +
+classifier), ``oracle_top1``, ``cam_box_miou``, the figures above and the
+environment record. Issue #3's bar for the full run: ``miou >= 0.80`` with
+``predictor_macs <= 5%`` of ``base_macs``; ``crop_top1 >= base_top1 + 5``
+points with ``crop_macs <= 35%`` of ``base_macs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import REPO, environment, print_result, setup_logging
+from base import BASE_MODEL
+
+log = logging.getLogger("benchmarks.crop")
+
+FULL = dict(train_size=20000, val_size=2000, test_size=5000, epochs=12)
+QUICK = dict(train_size=4000, val_size=500, test_size=1000, epochs=5)
+CROP_RESOLUTION = 64
+BASE_RESOLUTION = 128
+CAM_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
+SEED = 0
+
+
+def _stage(name: str, start: float) -> None:
+    log.info("== %s done at %.0f s", name, time.perf_counter() - start)
+
+
+def run(quick: bool, epochs: int | None, output_dir: Path, base_model_path: Path | None,
+        predictor_name: str | None = None) -> dict:
+    from tfedge import count_macs
+    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier,
+                               train_classifier)
+    from tfedge.crop import (DEFAULT_PREDICTOR, CropConfig, CropTrainConfig, JitterConfig,
+                             PredictorTrainConfig,
+                             evaluate_crop_pipeline, gradcam_maps, iou_summary,
+                             predict_boxes, save_box_preview, train_crop_classifier,
+                             train_predictor, with_box_labels)
+    from tfedge.crop._gradcam import cam_boxes
+    from tfedge.data import BenchmarkConfig, load_dataset
+
+    start = time.perf_counter()
+    predictor_name = predictor_name or DEFAULT_PREDICTOR
+    sizes = QUICK if quick else FULL
+    epochs = epochs or sizes["epochs"]
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = load_dataset("benchmark", benchmark=BenchmarkConfig(
+        image_size=BASE_RESOLUTION, train_size=sizes["train_size"], val_size=sizes["val_size"],
+        test_size=sizes["test_size"], seed=0))
+    train_config = TrainConfig(epochs=epochs, seed=SEED)
+    tag = "quick" if quick else "full"
+
+    # 1. the base model: full 128-px images.
+    if base_model_path is not None:
+        base = load_classifier(base_model_path)
+        log.info("using the base model %s", base_model_path)
+    else:
+        base, _ = train_classifier(BASE_MODEL, data.train, config=train_config,
+                                   resolution=BASE_RESOLUTION,
+                                   output=output_dir / f"crop_{tag}_base.keras")
+    base_top1 = evaluate_classifier(base, data.test).top1
+    base_macs = count_macs(base).macs
+    _stage(f"base: test top-1 {base_top1:.4f}, {base_macs / 1e6:.1f} MMACs", start)
+
+    # 2. Grad-CAM boxes of the base model (threshold picked on val).
+    val_maps = gradcam_maps(base, data.val)
+    cam_val = {t: iou_summary(cam_boxes(val_maps, t), data.val.boxes)["miou"]
+               for t in CAM_THRESHOLDS}
+    cam_threshold = max(cam_val, key=cam_val.get)
+    cam_test = iou_summary(cam_boxes(gradcam_maps(base, data.test), cam_threshold),
+                           data.test.boxes)
+    _stage(f"Grad-CAM boxes: val mean IoU by threshold {cam_val}; test {cam_test['miou']:.4f}",
+           start)
+
+    # 3. predictors: on the true boxes, and on Grad-CAM boxes only.
+    pred_config = PredictorTrainConfig(epochs=epochs, seed=SEED)
+    predictor, _ = train_predictor(predictor_name, data.train, config=pred_config,
+                                   output=output_dir / f"crop_{tag}_predictor.keras")
+    predictor_macs = count_macs(predictor).macs
+    test_boxes = predict_boxes(predictor, data.test)
+    box_quality = iou_summary(test_boxes, data.test.boxes)
+    _stage(f"predictor: test mean IoU {box_quality['miou']:.4f}", start)
+    cam_train = cam_boxes(gradcam_maps(base, data.train), cam_threshold)
+    cam_predictor, _ = train_predictor(predictor_name, with_box_labels(data.train, cam_train),
+                                       config=pred_config)
+    cam_predictor_quality = iou_summary(predict_boxes(cam_predictor, data.test), data.test.boxes)
+    _stage(f"Grad-CAM-trained predictor: test mean IoU {cam_predictor_quality['miou']:.4f}", start)
+
+    # 4. the crop-robust classifier at 64 px; jitter = the predictor's errors on val.
+    jitter = JitterConfig.from_errors(predict_boxes(predictor, data.val), data.val.boxes)
+    crop = CropConfig()
+    crop_train = CropTrainConfig(resolution=CROP_RESOLUTION, crop=crop, jitter=jitter)
+    log.info("crop jitter from the predictor's val errors: %s", jitter)
+    classifier, _ = train_crop_classifier(BASE_MODEL, data.train, crop_config=crop_train,
+                                          config=train_config, predictor=predictor,
+                                          output=output_dir / f"crop_{tag}_classifier.keras")
+    evaluation, _ = evaluate_crop_pipeline(predictor, classifier, data.test, crop=crop,
+                                           predicted_boxes=test_boxes)
+    save_box_preview(data.test, test_boxes, output_dir / f"crop_{tag}_boxes.png", count=48)
+    save_box_preview(data.test, test_boxes, output_dir / f"crop_{tag}_worst_boxes.png", count=48,
+                     order="worst")
+    _stage(f"crop classifier: top-1 {evaluation.top1_predicted:.4f} predicted, "
+           f"{evaluation.top1_oracle:.4f} true crops", start)
+
+    # 5. the same classifier cost on full images.
+    full64, _ = train_classifier(BASE_MODEL, data.train, config=train_config,
+                                 resolution=CROP_RESOLUTION)
+    full64_top1 = evaluate_classifier(full64, data.test).top1
+    _stage(f"64-px full-image classifier: top-1 {full64_top1:.4f}", start)
+
+    return {
+        "benchmark": "crop", "quick": quick, "epochs": epochs, "seed": SEED,
+        "base_model": BASE_MODEL, "predictor": predictor.name,
+        "miou": box_quality["miou"], "iou": box_quality, "predictor_macs": predictor_macs,
+        "base_top1": base_top1, "base_macs": base_macs,
+        "crop_top1": evaluation.top1_predicted, "crop_macs": evaluation.pipeline_macs,
+        "oracle_top1": evaluation.top1_oracle, "crop_model_full_top1": evaluation.top1_full,
+        "full64_top1": full64_top1, "classifier_macs": evaluation.classifier_macs,
+        "cam_box_miou": cam_test["miou"], "cam_threshold": cam_threshold,
+        "cam_val_miou_by_threshold": {str(k): v for k, v in cam_val.items()},
+        "cam_predictor_miou": cam_predictor_quality["miou"],
+        "predictor_macs_fraction": predictor_macs / base_macs,
+        "crop_macs_fraction": evaluation.pipeline_macs / base_macs,
+        "crop_gain_points": 100.0 * (evaluation.top1_predicted - base_top1),
+        "crop": crop.to_dict(), "jitter": jitter.to_dict(), "crop_resolution": CROP_RESOLUTION,
+        "train_images": len(data.train), "test_images": len(data.test), "dataset": data.name,
+        **environment(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small splits, fewer epochs")
+    parser.add_argument("--epochs", type=int, default=None, help="override the epochs of every model")
+    parser.add_argument("--predictor", type=str, default=None,
+                        help="predictor variant (default: tfedge.crop.DEFAULT_PREDICTOR)")
+    parser.add_argument("--base-model", dest="base_model", type=Path, default=None,
+                        help="reuse a base .keras model trained on the same data and budget")
+    parser.add_argument("--output-dir", dest="output_dir", type=Path,
+                        default=REPO / "runs" / "benchmarks")
+    args = parser.parse_args()
+    setup_logging()
+    start = time.perf_counter()
+    result = run(args.quick, args.epochs, args.output_dir, args.base_model, args.predictor)
+    result["wall_seconds"] = time.perf_counter() - start
+    print_result(result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""``python -m rpi_runner`` is ``tfedge-pi``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,499 @@
+"""The EdgeCompress inference of one frame: predictor -> crop -> cascade with early exit.
+
+:class:`EdgePipeline` holds a bundle's interpreters and classifies uint8 RGB
+(or BGR) frames of any size. It is the core of ``tfedge-pi`` and what Python
+code calls to run a bundle exactly as the device does::
+
+    from rpi_runner import EdgePipeline
+    with EdgePipeline("mybundle.zip", num_threads=1) as pipe:
+        result = pipe.classify(frame)          # frame: (H, W, 3) uint8 RGB
+        print(result.label, result.score, result.exit_stage, result.stage_ms)
+
+Per frame (``docs/bundle.md``): the whole frame is resized to the predictor's
+resolution; its box becomes a crop window in the *full-resolution* frame
+(:func:`tfedge.crop.geometry.crop_window`, the training side's own function);
+each stage gets that window resized to its resolution, quantised with its own
+input tensor's parameters, and its output is dequantised with its own output
+parameters; the early-exit rule (:mod:`rpi_runner._cascade`) decides whether
+the next stage runs. Without a predictor the window is the whole frame.
+
+:func:`evaluate_bundle` is the Python evaluation of a bundle on an image
+split. It deliberately takes the *reference* route, the same functions the
+training evaluation uses (``geometry.resize_bilinear`` on float32 images,
+``litert.quantize``, ``TfliteModel.run_raw``), not the runner's fast path, so
+comparing the two (``benchmarks/runner.py``) checks the runner's shortcuts.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from tfedge._errors import BundleError, TfedgeError
+from tfedge.bundle import Bundle, PredictorEntry, StageEntry, check_tensor_specs, load_bundle
+from tfedge.crop.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_window_with,
+                                  resize_bilinear)
+from tfedge.litert import TensorSpec, TfliteModel, dequantize, quantize
+
+from ._cascade import StageDecision, decide_stage
+from ._preprocess import needed_short_side, prepare_input
+
+__all__ = ["BOX_DECODERS", "decode_box", "StageTrace", "FrameTrace", "FrameResult",
+           "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]
+
+BundleLike = Union[Bundle, str, os.PathLike]
+_MS = 1e3
+_BOX_SIZE = 4
+
+
+# --------------------------------------------------------------------------- boxes
+
+
+def _decode_yxyx(values: np.ndarray) -> np.ndarray:
+    return np.clip(values, 0.0, 1.0).astype(np.float32)
+
+
+def _decode_cyxhw(values: np.ndarray) -> np.ndarray:
+    # The raw output of tfedge's boxnet predictors (tfedge.crop._predictor.decode_boxes).
+    cy, cx, h, w = (float(v) for v in values)
+    half_h, half_w = max(h, 0.0) * 0.5, max(w, 0.0) * 0.5
+    return np.clip(np.array([cy - half_h, cx - half_w, cy + half_h, cx + half_w], np.float32),
+                   0.0, 1.0)
+
+
+#: box_format -> decoder of the predictor's four dequantised output values into a
+#: normalised (ymin, xmin, ymax, xmax) box: corners, or ``cyxhw_normalized``
+#: (centre y, centre x, height, width: the boxnet head's raw output).
+BOX_DECODERS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = {
+    "yxyx_normalized": _decode_yxyx,
+    "cyxhw_normalized": _decode_cyxhw,
+}
+
+
+def decode_box(values: np.ndarray, box_format: str) -> np.ndarray:
+    """The predictor's first output (dequantised) -> a float32 ``(ymin, xmin, ymax, xmax)`` box.
+
+    The first four values are the box; coordinates are clipped to ``[0, 1]``
+    (a fraction of the frame, max edge exclusive).
+    """
+    decoder = BOX_DECODERS.get(box_format)
+    if decoder is None:
+        raise BundleError(f"unknown predictor box_format {box_format!r}: expected one of "
+                          f"{', '.join(BOX_DECODERS)}; upgrade tfedge-pi")
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    if flat.size < _BOX_SIZE:
+        raise BundleError(f"the predictor's first output holds {flat.size} values, a box needs "
+                          f"{_BOX_SIZE}: rebuild the bundle with tfedge-convert")
+    return decoder(flat[:_BOX_SIZE])
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class StageTrace:
+    """One stage's tensors for a frame: what golden vectors record."""
+
+    input: np.ndarray           # quantised input, (1, r, r, 3) in the input dtype
+    raw_output: np.ndarray      # output codes in the output dtype
+    logits: np.ndarray          # dequantised, float32
+    decision: StageDecision
+
+
+@dataclass(frozen=True)
+class FrameTrace:
+    """Every intermediate tensor of one frame (``classify(..., trace=True)``)."""
+
+    predictor_input: Optional[np.ndarray] = None
+    predictor_raw: tuple[np.ndarray, ...] = ()
+    predictor_values: Optional[np.ndarray] = None
+    stages: tuple[StageTrace, ...] = ()
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """The outcome for one frame, with its timing.
+
+    ``box``: the predictor's normalised box ``(ymin, xmin, ymax, xmax)`` (None
+    without a predictor). ``window``: the crop the classifiers saw, in frame
+    pixels ``(y0, x0, y1, x1)``, max exclusive. ``score``: the probability of
+    the chosen class after softmax of the exit stage's decision logits;
+    ``exit_score`` the stage's criterion value. Times in milliseconds:
+    ``stage_ms`` (inference of each stage that ran), ``predictor_ms``,
+    ``preprocess_ms`` (all resizing and quantisation), ``infer_ms`` (predictor
+    + stages), ``pipeline_ms`` (the whole :meth:`EdgePipeline.classify` call).
+    """
+
+    class_index: int
+    label: str
+    score: float
+    exit_stage: int
+    exit_score: float
+    box: Optional[tuple[float, float, float, float]]
+    window: tuple[int, int, int, int]
+    frame_size: tuple[int, int]
+    stage_ms: tuple[float, ...]
+    predictor_ms: Optional[float]
+    preprocess_ms: float
+    infer_ms: float
+    pipeline_ms: float
+    macs: int
+    trace: Optional[FrameTrace] = field(default=None, repr=False, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's fields as plain JSON values (times rounded to microseconds)."""
+        return {
+            "label": self.label, "class": self.class_index, "score": round(self.score, 6),
+            "exit_stage": self.exit_stage, "exit_score": round(self.exit_score, 6),
+            "box": None if self.box is None else [round(float(v), 6) for v in self.box],
+            "window": [int(v) for v in self.window],
+            "frame_size": [int(v) for v in self.frame_size],
+            "stage_ms": [round(v, 3) for v in self.stage_ms],
+            "predictor_ms": None if self.predictor_ms is None else round(self.predictor_ms, 3),
+            "preprocess_ms": round(self.preprocess_ms, 3), "infer_ms": round(self.infer_ms, 3),
+            "pipeline_ms": round(self.pipeline_ms, 3), "macs": int(self.macs),
+        }
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model:
+    """One interpreter with its tensor indices and specs, invoked with no per-call checks."""
+
+    def __init__(self, model: TfliteModel):
+        self.interpreter = model.interpreter
+        inputs = model.interpreter.get_input_details()
+        outputs = model.interpreter.get_output_details()
+        self.input_index = inputs[0]["index"]
+        self.output_indices = tuple(d["index"] for d in outputs)
+        self.input_spec: TensorSpec = model.input_spec
+        self.output_specs: tuple[TensorSpec, ...] = tuple(model.output_specs)
+
+    def invoke(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
+        self.interpreter.set_tensor(self.input_index, x)
+        self.interpreter.invoke()
+        return tuple(self.interpreter.get_tensor(i).copy() for i in self.output_indices)
+
+    def warm_up(self) -> None:
+        # XNNPACK prepares its kernels on the first invoke: keep that out of frame timings.
+        self.invoke(np.zeros(self.input_spec.shape, dtype=self.input_spec.dtype))
+
+
+@dataclass(frozen=True)
+class _Located:
+    """The predictor's part of one frame: box, crop window, timings and tensors."""
+
+    box: Optional[np.ndarray]
+    window: tuple[int, int, int, int]
+    preprocess_s: float = 0.0
+    predictor_s: float = 0.0
+    input: Optional[np.ndarray] = None
+    raw: tuple[np.ndarray, ...] = ()
+    values: Optional[np.ndarray] = None
+
+
+def _crop_config(entry: PredictorEntry) -> CropConfig:
+    try:
+        return CropConfig.from_dict(dict(entry.crop))
+    except TfedgeError as exc:
+        raise BundleError(f"manifest.json: predictor.crop is invalid ({exc}): rebuild the bundle "
+                          "with tfedge-convert") from exc
+
+
+def _open_bundle(bundle: BundleLike) -> tuple[Bundle, bool]:
+    if isinstance(bundle, Bundle):
+        return bundle, False
+    return load_bundle(bundle), True
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class EdgePipeline:
+    """A bundle's predictor and cascade, ready to classify frames.
+
+    Args:
+        bundle: a loaded :class:`tfedge.bundle.Bundle`, or the path of a bundle
+            folder or ``.zip`` (loaded and checked here, closed by :meth:`close`).
+        num_threads: interpreter threads per model.
+        warm_up: run every model once on zeros now, so the first frame's
+            timing is not the interpreter's one-off setup.
+
+    Every model's tensors are checked against the manifest
+    (:func:`tfedge.bundle.check_tensor_specs`); problems raise
+    :class:`~tfedge.BundleError` with a one-line fix.
+    """
+
+    def __init__(self, bundle: BundleLike, num_threads: int = 1, *, warm_up: bool = True):
+        self.bundle, self._owns_bundle = _open_bundle(bundle)
+        try:
+            models = check_tensor_specs(self.bundle,
+                                        lambda path: TfliteModel(path, num_threads=num_threads))
+            self.num_threads = int(num_threads)
+            predictor = self.bundle.predictor
+            self.predictor: Optional[PredictorEntry] = predictor
+            self._predictor = _Model(models[predictor.file]) if predictor is not None else None
+            self.crop_config = _crop_config(predictor) if predictor is not None else None
+            if predictor is not None and predictor.box_format not in BOX_DECODERS:
+                raise BundleError(f"unknown predictor box_format {predictor.box_format!r}: "
+                                  f"expected one of {', '.join(BOX_DECODERS)}; upgrade tfedge-pi")
+            self.stages: tuple[StageEntry, ...] = tuple(self.bundle.stages)
+            self._stages = tuple(_Model(models[s.file]) for s in self.stages)
+            self.labels: tuple[str, ...] = tuple(self.bundle.labels)
+            if warm_up:
+                for model in ((self._predictor,) if self._predictor else ()) + self._stages:
+                    model.warm_up()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- information
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def draft_short_side(self) -> int:
+        """The smallest short side a frame may be decoded at (JPEG draft) without losing detail.
+
+        See :func:`rpi_runner._preprocess.needed_short_side`: the smallest
+        crop the predictor can cause must still hold the largest stage input.
+        """
+        return needed_short_side(
+            [s.resolution for s in self.stages],
+            self.predictor.resolution if self.predictor is not None else 0,
+            self.crop_config.min_size if self.crop_config is not None else 1.0)
+
+    def describe(self) -> str:
+        """One line: what runs, per frame, at which resolutions."""
+        parts = []
+        if self.predictor is not None:
+            parts.append(f"predictor {self.predictor.resolution}px")
+        for s in self.stages:
+            rule = "always exits" if s.threshold is None else f"{s.criterion} {s.threshold:g}"
+            parts.append(f"{s.name} {s.resolution}px ({rule})")
+        return " -> ".join(parts)
+
+    # -- inference
+
+    def locate(self, frame: np.ndarray, *, bgr: bool = False
+               ) -> tuple[Optional[np.ndarray], tuple[int, int, int, int]]:
+        """The predictor's box and the crop window for ``frame`` (the whole frame without one)."""
+        found = self._locate(self._check_frame(frame), bgr)
+        return found.box, found.window
+
+    def _locate(self, frame: np.ndarray, bgr: bool) -> "_Located":
+        height, width = frame.shape[:2]
+        if self._predictor is None:
+            return _Located(box=None, window=(0, 0, height, width))
+        start = time.perf_counter()
+        q = prepare_input(frame, (0, 0, height, width), self._predictor.input_spec, bgr=bgr)
+        mid = time.perf_counter()
+        raw = self._predictor.invoke(q)
+        end = time.perf_counter()
+        spec = self._predictor.output_specs[0]
+        values = dequantize(raw[0], spec.scale, spec.zero_point).reshape(-1)
+        box = decode_box(values, self.predictor.box_format)
+        # crop_window's own function minus its argument checks (box and size are valid here).
+        window = tuple(int(v) for v in crop_window_with(NUMPY_OPS, box, height, width,
+                                                        self.crop_config))
+        return _Located(box=box, window=window, preprocess_s=mid - start,
+                        predictor_s=end - mid, input=q, raw=raw, values=values)
+
+    @staticmethod
+    def _check_frame(frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 \
+                or frame.shape[0] < 1 or frame.shape[1] < 1:
+            raise TfedgeError(f"a frame must be (height, width, 3) uint8 pixels, got "
+                              f"{frame.shape} {frame.dtype}: decode images with "
+                              "rpi_runner.decode_image")
+        return frame if frame.flags.c_contiguous else np.ascontiguousarray(frame)
+
+    def classify(self, frame: np.ndarray, *, bgr: bool = False, trace: bool = False) -> FrameResult:
+        """Classify one ``(H, W, 3)`` uint8 frame (RGB; ``bgr=True`` for OpenCV frames).
+
+        ``trace=True`` keeps every intermediate tensor in ``result.trace``
+        (for golden vectors; a little slower).
+        """
+        start = time.perf_counter()
+        frame = self._check_frame(frame)
+        found = self._locate(frame, bgr)
+        preprocess_s = found.preprocess_s
+        stage_seconds: list[float] = []
+        stage_traces: list[StageTrace] = []
+        previous: Optional[np.ndarray] = None
+        macs = self.predictor.macs if self.predictor is not None else 0
+        decision: Optional[StageDecision] = None
+        for entry, model in zip(self.stages, self._stages):
+            t0 = time.perf_counter()
+            q = prepare_input(frame, found.window, model.input_spec, bgr=bgr)
+            t1 = time.perf_counter()
+            raw = model.invoke(q)[0]
+            t2 = time.perf_counter()
+            preprocess_s += t1 - t0
+            stage_seconds.append(t2 - t1)
+            macs += entry.macs
+            spec = model.output_specs[0]
+            logits = dequantize(raw, spec.scale, spec.zero_point).reshape(-1)
+            decision = decide_stage(logits, previous, criterion=entry.criterion,
+                                    threshold=entry.threshold,
+                                    accumulate_weight=entry.accumulate_weight)
+            if trace:
+                stage_traces.append(StageTrace(input=q, raw_output=raw, logits=logits,
+                                               decision=decision))
+            if decision.exits:
+                break
+            previous = decision.decision_logits
+        assert decision is not None  # a bundle has >= 1 stage and the last one always exits
+        total = time.perf_counter() - start
+        frame_trace = None
+        if trace:
+            frame_trace = FrameTrace(predictor_input=found.input, predictor_raw=found.raw,
+                                     predictor_values=found.values, stages=tuple(stage_traces))
+        return FrameResult(
+            class_index=decision.class_index, label=self.labels[decision.class_index],
+            score=decision.probability, exit_stage=len(stage_seconds) - 1,
+            exit_score=decision.score,
+            box=None if found.box is None else tuple(float(v) for v in found.box),
+            window=found.window, frame_size=(int(frame.shape[0]), int(frame.shape[1])),
+            stage_ms=tuple(s * _MS for s in stage_seconds),
+            predictor_ms=None if self._predictor is None else found.predictor_s * _MS,
+            preprocess_ms=preprocess_s * _MS,
+            infer_ms=(found.predictor_s + sum(stage_seconds)) * _MS,
+            pipeline_ms=total * _MS, macs=int(macs), trace=frame_trace)
+
+    # -- lifetime
+
+    def close(self) -> None:
+        """Release the bundle's temporary folder (a zip's extraction) if this pipeline opened it."""
+        if getattr(self, "_owns_bundle", False):
+            self.bundle.close()
+
+    def __enter__(self) -> "EdgePipeline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class BundleEvaluation:
+    """A bundle's predictions on a split (see :func:`evaluate_bundle`)."""
+
+    predictions: np.ndarray     # (N,) int32 class indices
+    exit_stages: np.ndarray     # (N,) int32
+    windows: np.ndarray         # (N, 4) int32 crop windows in image pixels
+    top1: Optional[float]       # None when the split has no labels
+    exit_rates: tuple[float, ...]
+    mean_macs: float
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"top1": self.top1, "exit_rates": list(self.exit_rates),
+                "mean_macs": self.mean_macs, "count": self.count}
+
+
+def _split_arrays(split: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    if isinstance(split, np.ndarray):
+        images, labels = split, None
+    elif hasattr(split, "images"):
+        images, labels = np.asarray(split.images), np.asarray(split.labels)
+    else:
+        raise TfedgeError(f"evaluate_bundle needs an ImageSplit or an (N, H, W, 3) uint8 array, "
+                          f"got {type(split).__name__}: load image files into an ImageSplit first")
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise TfedgeError(f"images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
+    return images, labels
+
+
+def _reference_input(image: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """The training side's preprocessing: float32 bilinear resize, then ``litert.quantize``."""
+    _, height, width, _ = spec.shape
+    resized = resize_bilinear(image, height, width)
+    if spec.quantized:
+        return quantize(resized, spec.scale, spec.zero_point, spec.dtype)[None]
+    return resized.astype(spec.dtype)[None]
+
+
+def evaluate_bundle(bundle: BundleLike, split: Any, *, num_threads: int = 1,
+                    limit: Optional[int] = None) -> BundleEvaluation:
+    """Run a bundle on an image split the way the training side evaluates, without TensorFlow.
+
+    ``split``: an :class:`~tfedge.data.ImageSplit` (or an ``(N, H, W, 3)``
+    uint8 array, then ``top1`` is None). Per image: the predictor's box (on
+    the whole image resized with ``geometry.resize_bilinear``), the crop
+    window from ``geometry.crop_window``, each stage on the window resized
+    the same way, quantised with ``litert.quantize``, and the contract's
+    early-exit rule. This is the reference :class:`EdgePipeline` is compared
+    with: both must agree on (nearly) every image.
+    """
+    images, labels = _split_arrays(split)
+    if limit is not None:
+        images = images[:limit]
+        labels = None if labels is None else labels[:limit]
+    loaded, owns = _open_bundle(bundle)
+    try:
+        models = check_tensor_specs(loaded, lambda path: TfliteModel(path, num_threads=num_threads))
+        predictor = loaded.predictor
+        config = _crop_config(predictor) if predictor is not None else None
+        count = len(images)
+        predictions = np.zeros(count, np.int32)
+        exits = np.zeros(count, np.int32)
+        windows = np.zeros((count, 4), np.int32)
+        macs = np.zeros(count, np.int64)
+        for i, image in enumerate(images):
+            height, width = image.shape[:2]
+            window = (0, 0, height, width)
+            total_macs = 0
+            if predictor is not None:
+                model = models[predictor.file]
+                raw = model.run_raw_all(_reference_input(image, model.input_spec))[0]
+                spec = model.output_specs[0]
+                box = decode_box(dequantize(raw, spec.scale, spec.zero_point), predictor.box_format)
+                window = tuple(int(v) for v in crop_window(box, height, width, config))
+                total_macs += predictor.macs
+            y0, x0, y1, x1 = window
+            crop = image[y0:y1, x0:x1]
+            previous = None
+            for k, entry in enumerate(loaded.stages):
+                model = models[entry.file]
+                raw = model.run_raw(_reference_input(crop, model.input_spec))
+                logits = dequantize(raw, model.output_spec.scale, model.output_spec.zero_point)
+                decision = decide_stage(logits, previous, criterion=entry.criterion,
+                                        threshold=entry.threshold,
+                                        accumulate_weight=entry.accumulate_weight)
+                total_macs += entry.macs
+                if decision.exits:
+                    predictions[i], exits[i] = decision.class_index, k
+                    break
+                previous = decision.decision_logits
+            windows[i] = window
+            macs[i] = total_macs
+        num_stages = len(loaded.stages)
+    finally:
+        if owns:
+            loaded.close()
+    top1 = float(np.mean(predictions == labels)) if labels is not None and count else None
+    rates = tuple(float(np.mean(exits == k)) if count else 0.0 for k in range(num_stages))
+    return BundleEvaluation(predictions=predictions, exit_stages=exits, windows=windows, top1=top1,
+                            exit_rates=rates, mean_macs=float(macs.mean()) if count else 0.0,
+                            count=count)
+
+
+def agreement(a: Sequence[int], b: Sequence[int]) -> float:
+    """The fraction of positions where two prediction sequences agree."""
+    x, y = np.asarray(a), np.asarray(b)
+    if x.shape != y.shape:
+        raise TfedgeError(f"cannot compare {x.shape[0] if x.ndim else 0} predictions with "
+                          f"{y.shape[0] if y.ndim else 0}: run both on the same images")
+    return float(np.mean(x == y)) if x.size else 1.0

@@ -1,0 +1,294 @@
+"""A calibrated cascade -> one int8 deployment bundle, checked against the float cascade.
+
+:func:`convert_cascade_bundle` converts the predictor and every stage with
+:func:`tfedge.convert_to_int8` (full integer, input range pinned to [0, 255]):
+
+* the predictor is calibrated on whole training images at its resolution;
+* each stage on the crops the *float* predictor cuts from the same training
+  images, resized to the stage's resolution: what the stage sees deployed.
+
+It then runs both pipelines on held-out images: the float one (Keras
+predictor, Keras stages) and the int8 one as the device runs it (int8
+predictor -> decoded box -> crop of the full image -> int8 stages -> the
+calibrated thresholds of ``docs/bundle.md``). When the int8 cascade's top-1
+is more than ``tolerance_points`` below the float cascade's, nothing is
+written and :class:`~tfedge.ConversionCheckError` says so. The bundle's
+manifest carries the thresholds and both pipelines' figures.
+
+:func:`evaluate_bundle` runs a written bundle's int8 cascade on a split,
+with the same code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .._errors import TfedgeError
+from ..data._types import FileSplit, ImageSplit
+from ._cascade import CascadeSpec
+from ._decision import CascadeOutcome, simulate_cascade
+from ._evaluate import SplitLogits, compute_stage_logits, stage_logits_on_crops
+
+__all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle"]
+
+#: tfedge.crop predictors output (cy, cx, h, w); geometry.decode_boxes turns it into corners.
+PREDICTOR_BOX_FORMAT = "cyxhw_normalized"
+
+log = logging.getLogger(__name__)
+
+Split = Union[ImageSplit, FileSplit]
+DEFAULT_BATCH_SIZE = 64
+_POINTS = 100.0
+
+
+def _whole_images(split: Split, resolution: int, batch_size: int) -> list[np.ndarray]:
+    from ..data._pipeline import make_dataset
+
+    return [np.asarray(images, np.float32) for images, _ in
+            make_dataset(split, resolution=resolution, batch_size=batch_size, training=False)]
+
+
+def _crops(split: Split, resolution: int, boxes: Optional[np.ndarray], crop: Any,
+           batch_size: int) -> list[np.ndarray]:
+    """Preprocessed batches as a stage sees them: crops at ``boxes``, or whole images."""
+    if boxes is None:
+        return _whole_images(split, resolution, batch_size)
+    from ..crop import make_crop_dataset
+
+    return [np.asarray(images, np.float32) for images, _ in
+            make_crop_dataset(split, resolution=resolution, batch_size=batch_size, boxes=boxes,
+                              crop=crop)]
+
+
+def _tflite_boxes(predictor: Any, split: Split, resolution: int, batch_size: int) -> np.ndarray:
+    from ..crop import decode_boxes
+
+    params = [predictor.run(batch) for batch in _whole_images(split, resolution, batch_size)]
+    return decode_boxes(np.concatenate(params))
+
+
+def run_int8_cascade(split: Split, *, stages: Sequence[Any], resolutions: Sequence[int],
+                     criteria: Sequence[str], weights: Sequence[float],
+                     thresholds: Sequence[Optional[float]], stage_macs: Sequence[int],
+                     predictor: Any = None, predictor_resolution: int = 0,
+                     predictor_macs: int = 0, crop: Any = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[SplitLogits, CascadeOutcome]:
+    """The int8 cascade on ``split`` as a device runs it (``stages``/``predictor``:
+    :class:`tfedge.TfliteModel`). Every stage is run on every image (the exit
+    decisions only choose among the logits), so per-stage figures come free."""
+    boxes = None
+    if predictor is not None:
+        boxes = _tflite_boxes(predictor, split, predictor_resolution, batch_size)
+    logits = []
+    for model, res in zip(stages, resolutions):
+        logits.append(np.concatenate([model.run(b) for b in
+                                      _crops(split, res, boxes, crop, batch_size)]))
+    data = SplitLogits(tuple(logits), split.labels, boxes)
+    outcome = simulate_cascade(data.logits, data.labels, criteria=criteria, weights=weights,
+                               thresholds=thresholds, stage_macs=stage_macs,
+                               predictor_macs=predictor_macs)
+    return data, outcome
+
+
+def evaluate_bundle(bundle: Any, split: Split, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                    num_threads: int = 1) -> tuple[SplitLogits, CascadeOutcome]:
+    """Run a loaded bundle's (:func:`tfedge.load_bundle`) int8 cascade on ``split``."""
+    from ..crop.geometry import CropConfig
+    from ..litert import TfliteModel
+
+    if tuple(bundle.labels) != tuple(split.class_names):
+        raise TfedgeError(f"the bundle's labels {list(bundle.labels)[:4]}... differ from the "
+                          f"dataset's {list(split.class_names)[:4]}...: evaluate on the dataset "
+                          "the bundle was built for")
+    p = bundle.predictor
+    return run_int8_cascade(
+        split, stages=[TfliteModel(bundle.model_path(s), num_threads) for s in bundle.stages],
+        resolutions=[s.resolution for s in bundle.stages],
+        criteria=[s.criterion for s in bundle.stages],
+        weights=[s.accumulate_weight for s in bundle.stages],
+        thresholds=[s.threshold for s in bundle.stages],
+        stage_macs=[s.macs for s in bundle.stages],
+        predictor=TfliteModel(bundle.model_path(p), num_threads) if p is not None else None,
+        predictor_resolution=p.resolution if p is not None else 0,
+        predictor_macs=p.macs if p is not None else 0,
+        crop=CropConfig.from_dict(dict(p.crop)) if p is not None else None,
+        batch_size=batch_size)
+
+
+def _stage_metrics(float_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray,
+                   output_scale: float) -> dict[str, Any]:
+    f_pred, q_pred = float_logits.argmax(axis=1), int8_logits.argmax(axis=1)
+    err = np.abs(float_logits - int8_logits)
+    return {"float_top1": float(np.mean(f_pred == labels)),
+            "int8_top1": float(np.mean(q_pred == labels)),
+            "agreement": float(np.mean(f_pred == q_pred)),
+            "max_abs_logit_error": float(err.max()), "mean_abs_logit_error": float(err.mean()),
+            "output_scale": float(output_scale), "count": int(labels.size)}
+
+
+def convert_cascade_bundle(
+    spec: CascadeSpec,
+    calibration: Split,
+    check: Split,
+    output: Union[str, os.PathLike],
+    *,
+    zip_path: Union[str, os.PathLike, None] = None,
+    io_dtype: str = "int8",
+    calibration_size: int = 500,
+    check_size: int = 2000,
+    tolerance_points: float = 1.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    seed: int = 0,
+    extra_metrics: Optional[Mapping[str, Any]] = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Convert a calibrated cascade to one int8 bundle (see the module docstring).
+
+    calibration: training split (``calibration_size`` random images calibrate
+    every model); check: held-out split (``check_size`` random images compare
+    the int8 cascade with the float one). Returns the bundle folder and the
+    figures (``top1``/``float_top1`` of the cascades, ``mean_macs``,
+    ``exit_rates``, per-stage metrics...). Raises
+    :class:`~tfedge.ConversionCheckError` (nothing written) when the int8
+    cascade loses more than ``tolerance_points``.
+    """
+    from .._convert import (ConversionCheckError, _check_io_dtype, _ends_in_softmax, _positive,
+                            _subset, check_tolerance, convert_to_int8)
+    from .._train import load_classifier
+    from ..bundle import PredictorEntry, StageEntry, write_bundle
+    from ..litert import TfliteModel
+
+    if not spec.calibrated:
+        raise TfedgeError("the cascade has no thresholds yet: run 'tfedge cascade calibrate' "
+                          "before converting it")
+    _check_io_dtype(io_dtype)
+    calibration_size = _positive(calibration_size, "calibration_size")
+    check_size = _positive(check_size, "check_size")
+    batch_size = _positive(batch_size, "batch_size")
+    if isinstance(tolerance_points, bool) or not isinstance(tolerance_points, (int, float)) \
+            or not np.isfinite(tolerance_points) or tolerance_points < 0:
+        raise TfedgeError(f"tolerance must be a number of points >= 0, got {tolerance_points!r}")
+    for what, split in (("calibration", calibration), ("check", check)):
+        if len(split) == 0:
+            raise TfedgeError(f"the {what} split is empty: check the dataset")
+        if tuple(split.class_names) != tuple(spec.class_names):
+            raise TfedgeError(f"the {what} split's classes {list(split.class_names)[:4]}... "
+                              f"differ from the cascade's {list(spec.class_names)[:4]}...: "
+                              "convert with the dataset the stages were trained on")
+    models = [load_classifier(spec.stage_path(k)) for k in range(spec.num_stages)]
+    for k, model in enumerate(models):
+        if _ends_in_softmax(model):
+            raise TfedgeError(f"stage {k} model {model.name!r} ends in a softmax: bundles hold "
+                              "logits (the cascade applies softmax itself); remove the final "
+                              "softmax and rebuild the cascade")
+    predictor = None
+    if spec.predictor is not None:
+        from ..crop import load_predictor
+
+        predictor = load_predictor(spec.predictor_path())
+    cal = _subset(calibration, calibration_size, seed)
+    chk = _subset(check, check_size, seed + 1)
+    crop = spec.predictor.crop if spec.predictor is not None else None
+
+    # Calibration images: whole images for the predictor, float-predictor crops for the stages.
+    pred_bytes = None
+    cal_boxes = None
+    if predictor is not None:
+        from ..crop import predict_boxes
+
+        log.info("converting the predictor (%d calibration images at %d px)", len(cal),
+                 spec.predictor.resolution)
+        pred_bytes = convert_to_int8(predictor, np.concatenate(
+            _whole_images(cal, spec.predictor.resolution, batch_size)), io_dtype=io_dtype)
+        cal_boxes = predict_boxes(predictor, cal, batch_size=batch_size)
+    stage_bytes = []
+    for k, (stage, model) in enumerate(zip(spec.stages, models)):
+        log.info("converting stage %d %s (%d calibration %s at %d px)", k, stage.name, len(cal),
+                 "crops" if cal_boxes is not None else "images", stage.resolution)
+        rep = np.concatenate(_crops(cal, stage.resolution, cal_boxes, crop, batch_size))
+        stage_bytes.append(convert_to_int8(model, rep, io_dtype=io_dtype))
+
+    # Held-out check: the float cascade and the int8 cascade, each end to end.
+    log.info("checking the int8 cascade against the float cascade on %d images", len(chk))
+    float_data = compute_stage_logits(spec, chk, models=models, predictor=predictor,
+                                      batch_size=batch_size)
+    float_out = simulate_cascade(float_data.logits, float_data.labels, criteria=spec.criteria,
+                                 weights=spec.weights, thresholds=spec.thresholds,
+                                 stage_macs=spec.stage_macs, predictor_macs=spec.predictor_macs)
+    stage_tfl = [TfliteModel(b) for b in stage_bytes]
+    pred_tfl = TfliteModel(pred_bytes) if pred_bytes is not None else None
+    int8_data, int8_out = run_int8_cascade(
+        chk, stages=stage_tfl, resolutions=[s.resolution for s in spec.stages],
+        criteria=spec.criteria, weights=spec.weights, thresholds=spec.thresholds,
+        stage_macs=spec.stage_macs, predictor=pred_tfl,
+        predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
+        predictor_macs=spec.predictor_macs, crop=crop, batch_size=batch_size)
+    # Per stage: the float and int8 model on the same (int8-pipeline) inputs.
+    same_input = (stage_logits_on_crops(models, chk, int8_data.boxes, crop, batch_size=batch_size)
+                  if int8_data.boxes is not None else float_data.logits)
+    stage_metrics = []
+    for k in range(spec.num_stages):
+        m = _stage_metrics(np.asarray(same_input[k]), int8_data.logits[k], chk.labels,
+                           stage_tfl[k].output_spec.scale)
+        m.update({"calibration_images": len(cal), "io_dtype": io_dtype})
+        stage_metrics.append(m)
+    agreement = float(np.mean(float_out.prediction == int8_out.prediction))
+    metrics = {
+        "top1": int8_out.top1, "float_top1": float_out.top1,
+        "mean_macs": int8_out.expected_macs, "float_mean_macs": float_out.expected_macs,
+        "exit_rates": list(int8_out.exit_fractions),
+        "float_exit_rates": list(float_out.exit_fractions), "agreement": agreement,
+        "top1_drop_points": (float_out.top1 - int8_out.top1) * _POINTS,
+        "tolerance_points": float(tolerance_points), "check_images": int(len(chk)),
+        "calibration_images": int(len(cal)), "io_dtype": io_dtype,
+    }
+    if spec.calibration:
+        metrics["threshold_calibration"] = {
+            k: spec.calibration.get(k) for k in ("mode", "target_accuracy", "macs_budget",
+                                                 "split", "val_top1", "val_expected_macs",
+                                                 "method", "exact", "count")}
+    metrics.update(extra_metrics or {})
+    log.info("float cascade top-1 %.4f at %.0f MACs; int8 cascade top-1 %.4f at %.0f MACs "
+             "(agreement %.4f)", float_out.top1, float_out.expected_macs, int8_out.top1,
+             int8_out.expected_macs, agreement)
+    if check_tolerance(float_out.top1, int8_out.top1, tolerance_points):
+        raise ConversionCheckError(
+            f"int8 cascade top-1 {int8_out.top1:.3f} is {metrics['top1_drop_points']:.1f} points "
+            f"below the float cascade's {float_out.top1:.3f} (tolerance {tolerance_points:g}): "
+            "use more calibration images (--calibration-size), or raise --tolerance",
+            {**metrics, "stages": stage_metrics})
+
+    entries = []
+    for k, (stage, data) in enumerate(zip(spec.stages, stage_bytes)):
+        tfl = stage_tfl[k]
+        entries.append((StageEntry(name=stage.name, resolution=stage.resolution, macs=stage.macs,
+                                   input=tfl.input_spec, output=tfl.output_spec,
+                                   criterion=stage.criterion, threshold=stage.threshold,
+                                   accumulate_weight=stage.accumulate_weight,
+                                   metrics=stage_metrics[k]), data))
+    pred_entry = None
+    if pred_tfl is not None:
+        from ..data._boxes import iou
+
+        ious = iou(int8_data.boxes, float_data.boxes)
+        pmetrics: dict[str, Any] = {"float_int8_mean_iou": float(np.mean(ious)),
+                                    "calibration_images": len(cal), "io_dtype": io_dtype}
+        if chk.boxes is not None and not np.isnan(np.asarray(chk.boxes)).all():
+            from ..crop import iou_summary
+
+            pmetrics["mean_iou"] = iou_summary(int8_data.boxes, chk.boxes)["miou"]
+            pmetrics["float_mean_iou"] = iou_summary(float_data.boxes, chk.boxes)["miou"]
+        pred_entry = (PredictorEntry(resolution=spec.predictor.resolution,
+                                     macs=spec.predictor.macs, input=pred_tfl.input_spec,
+                                     outputs=pred_tfl.output_specs,
+                                     crop=spec.predictor.crop.to_dict(),
+                                     box_format=PREDICTOR_BOX_FORMAT, metrics=pmetrics),
+                      pred_bytes)
+    path = write_bundle(output, labels=list(spec.class_names), stages=entries,
+                        predictor=pred_entry, metrics=metrics, zip_path=zip_path)
+    return path, {**metrics, "stages": stage_metrics,
+                  "bytes": sum(len(b) for b in stage_bytes) + len(pred_bytes or b"")}

@@ -1,0 +1,269 @@
+"""``tfedge predictor ...`` and ``tfedge crop ...``: the dynamic-cropping commands.
+
+  tfedge predictor list                                   the registered predictor variants
+  tfedge predictor train --output P.keras [--predictor NAME] [--teacher T.keras]
+                                                          train the foreground predictor
+  tfedge crop train --model NAME --predictor P.keras --output C.keras
+                                                          train a crop-robust classifier
+  tfedge crop evaluate --predictor P.keras --model C.keras [--preview grid.png]
+                                                          mean IoU, top-1 on predicted /
+                                                          true crops / full images, MACs
+
+:func:`add_crop_commands` registers them on ``tfedge``'s subparsers; each
+command is a thin layer over a library function and prints one JSON object
+as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .._cli import EXIT_OK
+from .._errors import TfedgeError
+
+__all__ = ["add_crop_commands"]
+
+log = logging.getLogger("tfedge")
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=True))
+
+
+def _add_crop_flags(parser: argparse.ArgumentParser) -> None:
+    from .geometry import DEFAULT_MARGIN, DEFAULT_MIN_SIZE
+
+    group = parser.add_argument_group("crop geometry")
+    group.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                       help=f"each crop side grows by this fraction (default {DEFAULT_MARGIN})")
+    group.add_argument("--no-square", dest="square", action="store_false",
+                       help="keep the box's aspect ratio instead of a square crop")
+    group.add_argument("--min-size", dest="min_size", type=float, default=DEFAULT_MIN_SIZE,
+                       help="smallest crop side, as a fraction of the image's short side")
+    group.add_argument("--scales", type=float, nargs="*", default=(),
+                       help="snap crop sides up to these fractions of the short side")
+
+
+def _crop_config(args: argparse.Namespace):
+    from .geometry import CropConfig
+
+    return CropConfig(margin=args.margin, square=args.square, min_size=args.min_size,
+                      scales=tuple(args.scales))
+
+
+def _check_output(path: str) -> Path:
+    out = Path(path)
+    if out.suffix != ".keras":
+        raise TfedgeError(f"--output must end in .keras, got {path!r}")
+    return out
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_predictor_list(args: argparse.Namespace) -> int:
+    from .._macs import count_macs
+    from ._predictor import build_predictor, list_predictors
+
+    names = list_predictors()
+    rows = {}
+    for name in names:
+        macs = count_macs(build_predictor(name)).macs if args.macs else None
+        rows[name] = macs
+        print(name if macs is None else f"{name:24s} {macs / 1e6:6.2f} MMACs")
+    _print_json({"predictors": names, **({"macs": rows} if args.macs else {})})
+    return EXIT_OK
+
+
+def cmd_predictor_train(args: argparse.Namespace) -> int:
+    from .._macs import count_macs
+    from ..cli import dataset_from_args
+    from ._gradcam import box_labels
+    from ._predictor import (PredictorTrainConfig, get_predictor_spec, train_predictor,
+                             with_box_labels)
+
+    output = _check_output(args.output)
+    spec = get_predictor_spec(args.predictor, resolution=args.resolution)
+    config = PredictorTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                                  learning_rate=args.learning_rate, seed=args.seed,
+                                  steps_per_epoch=args.steps_per_epoch)
+    dataset = dataset_from_args(args)
+    train = dataset.train
+    teacher = None
+    if args.teacher:
+        from .._train import load_classifier
+
+        teacher = load_classifier(args.teacher)
+    if args.pseudo_boxes and teacher is None:
+        raise TfedgeError("--pseudo-boxes needs --teacher (a .keras classifier for Grad-CAM)")
+    source = _without_boxes(train) if args.pseudo_boxes else train
+    boxes, counts = box_labels(source, teacher, threshold=args.cam_threshold)
+    train = with_box_labels(train, boxes)
+    model, result = train_predictor(
+        spec, train, val=dataset.val, config=config, output=output,
+        metadata={"dataset": dataset.name, "box_labels": counts})
+    summary = {"predictor": model.name, "output": str(output), "box_labels": counts,
+               "macs": count_macs(model).macs, "train_seconds": round(result.train_seconds, 1),
+               "val": result.val}
+    _print_json(summary)
+    return EXIT_OK
+
+
+def _without_boxes(split):
+    """The split as if it had no boxes (to train on Grad-CAM boxes alone)."""
+    import dataclasses
+
+    return dataclasses.replace(split, boxes=None)
+
+
+def cmd_crop_train(args: argparse.Namespace) -> int:
+    from .._macs import count_macs
+    from .._train import TrainConfig
+    from ..cli import dataset_from_args
+    from ._evaluate import evaluate_crop_pipeline
+    from ._pipeline import CropTrainConfig, JitterConfig, train_crop_classifier
+    from ._predictor import load_predictor
+
+    output = _check_output(args.output)
+    jitter = None if args.no_jitter else JitterConfig(shift=args.jitter_shift,
+                                                      scale=args.jitter_scale)
+    crop_config = CropTrainConfig(resolution=args.resolution, crop=_crop_config(args),
+                                  jitter=jitter, copies=args.copies,
+                                  predicted_copies=args.predicted_copies if args.predictor else 0)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         learning_rate=args.learning_rate, seed=args.seed)
+    predictor = load_predictor(args.predictor) if args.predictor else None
+    dataset = dataset_from_args(args)
+    model, result = train_crop_classifier(
+        args.model, dataset.train, crop_config=crop_config, config=config, predictor=predictor,
+        output=output, metadata={"dataset": dataset.name,
+                                 "predictor": args.predictor})
+    summary = {"model": model.name, "output": str(output), "macs": count_macs(model).macs,
+               "train_seconds": round(result.train_seconds, 1)}
+    if predictor is not None:
+        evaluation, _ = evaluate_crop_pipeline(predictor, model, dataset.val,
+                                               crop=crop_config.crop)
+        summary["val"] = evaluation.to_dict()
+    _print_json(summary)
+    return EXIT_OK
+
+
+def cmd_crop_evaluate(args: argparse.Namespace) -> int:
+    from .._train import load_classifier
+    from ..cli import dataset_from_args
+    from ._evaluate import evaluate_crop_pipeline, save_box_preview
+    from ._predictor import load_predictor
+
+    predictor = load_predictor(args.predictor)
+    classifier = load_classifier(args.model)
+    crop = _crop_config(args)
+    dataset = dataset_from_args(args)
+    split = dataset.split(args.split)
+    result, boxes = evaluate_crop_pipeline(predictor, classifier, split, crop=crop,
+                                           batch_size=args.batch_size)
+    summary = {"predictor": args.predictor, "model": args.model, "split": args.split,
+               **result.to_dict()}
+    if args.preview:
+        save_box_preview(split, boxes, args.preview, count=args.preview_count,
+                         order=args.preview_order)
+        summary["preview"] = str(args.preview)
+    print(f"{dataset.name}/{args.split}: top-1 {result.top1_predicted:.4f} on predicted crops"
+          + ("" if result.top1_oracle is None else f", {result.top1_oracle:.4f} on true crops")
+          + f", {result.top1_full:.4f} on full images; "
+          + ("" if result.boxes is None else f"mean IoU {result.boxes['miou']:.4f}; ")
+          + f"{result.pipeline_macs / 1e6:.2f} MMACs")
+    _print_json(summary)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def add_crop_commands(subparsers: Any) -> None:
+    """Register ``predictor {list,train}`` and ``crop {train,evaluate}`` on ``tfedge``'s subparsers."""
+    from ..cli import add_data_flags
+    from ._predictor import DEFAULT_PREDICTOR
+
+    predictor = subparsers.add_parser(
+        "predictor", help="the foreground predictor of dynamic cropping (list, train)",
+        description="A tiny CNN that sees a low-resolution image and predicts one box.")
+    pred_sub = predictor.add_subparsers(title="predictor commands", metavar="COMMAND")
+
+    p = pred_sub.add_parser("list", help="list the registered predictor variants")
+    p.add_argument("--macs", action="store_true", help="also count each variant's MACs")
+    p.set_defaults(func=cmd_predictor_list)
+
+    p = pred_sub.add_parser(
+        "train", help="train a foreground predictor on boxes (or Grad-CAM pseudo-boxes)",
+        description="Train on the dataset's boxes; images without a box get a pseudo-box from "
+                    "the --teacher's Grad-CAM. The last line is JSON with the validation IoU.")
+    p.add_argument("--output", required=True, type=str, help="where to write the .keras predictor")
+    p.add_argument("--predictor", default=DEFAULT_PREDICTOR, type=str,
+                   help=f"variant name (default {DEFAULT_PREDICTOR}; 'tfedge predictor list')")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="predictor input side (multiple of 16; default: the variant's)")
+    p.add_argument("--teacher", type=str, default=None,
+                   help="a .keras classifier whose Grad-CAM labels images without boxes")
+    p.add_argument("--pseudo-boxes", dest="pseudo_boxes", action="store_true",
+                   help="ignore the dataset's boxes and train on the teacher's Grad-CAM boxes")
+    p.add_argument("--cam-threshold", dest="cam_threshold", type=float, default=0.35,
+                   help="Grad-CAM strong-region threshold, a fraction of the map's peak")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
+    p.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    add_data_flags(p)
+    p.set_defaults(func=cmd_predictor_train)
+
+    crop = subparsers.add_parser(
+        "crop", help="the crop pipeline: train a crop-robust classifier, evaluate",
+        description="Classifiers that see only the predicted crop.")
+    crop_sub = crop.add_subparsers(title="crop commands", metavar="COMMAND")
+
+    p = crop_sub.add_parser(
+        "train", help="train a classifier on jittered / predicted crops",
+        description="Train on crops that look like the predictor's (jittered true boxes and "
+                    "the predictor's own boxes), at --resolution.")
+    p.add_argument("--model", required=True, type=str,
+                   help="registry name (e.g. resnet10_050) or a .keras file to fine-tune")
+    p.add_argument("--output", required=True, type=str, help="where to write the .keras model")
+    p.add_argument("--predictor", type=str, default=None,
+                   help="a .keras predictor: adds its crops to training and scores val with it")
+    p.add_argument("--resolution", type=int, default=64, help="crop side in pixels (default 64)")
+    p.add_argument("--copies", type=int, default=4, help="crops per training image in the pool")
+    p.add_argument("--predicted-copies", dest="predicted_copies", type=int, default=1,
+                   help="of those, crops at the predictor's boxes (with --predictor)")
+    p.add_argument("--jitter-shift", dest="jitter_shift", type=float, default=0.08)
+    p.add_argument("--jitter-scale", dest="jitter_scale", type=float, default=0.12)
+    p.add_argument("--no-jitter", dest="no_jitter", action="store_true",
+                   help="crop at the exact true boxes")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0)
+    _add_crop_flags(p)
+    add_data_flags(p)
+    p.set_defaults(func=cmd_crop_train)
+
+    p = crop_sub.add_parser(
+        "evaluate", help="score predictor + classifier: IoU, top-1 (predicted/true/full), MACs",
+        description="Mean IoU and IoU percentiles of the predicted boxes; top-1 on predicted "
+                    "crops, on ground-truth crops and on full images at the classifier's "
+                    "resolution; predictor + classifier MACs.")
+    p.add_argument("--predictor", required=True, type=str, help="a .keras predictor")
+    p.add_argument("--model", required=True, type=str, help="a .keras classifier of crops")
+    p.add_argument("--split", type=str, default="test", choices=["train", "val", "test"])
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
+    p.add_argument("--preview", type=str, default=None,
+                   help="write a PNG grid of images with true (green) and predicted (red) boxes")
+    p.add_argument("--preview-count", dest="preview_count", type=int, default=32)
+    p.add_argument("--preview-order", dest="preview_order", choices=["first", "worst"],
+                   default="first", help="show the first images or the worst-IoU ones")
+    _add_crop_flags(p)
+    add_data_flags(p)
+    p.set_defaults(func=cmd_crop_evaluate)
