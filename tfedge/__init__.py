@@ -47,6 +47,10 @@ _LAZY = {
     "TensorSpec": "tfedge.litert", "convert_to_int8": "tfedge._convert",
     "convert_classifier": "tfedge._convert", "convert_classifier_bundle": "tfedge._convert",
     "ConversionError": "tfedge._convert", "ConversionCheckError": "tfedge._convert",
+    # dynamic image cropping
+    **{name: "tfedge.crop" for name in (
+        "CropConfig", "build_predictor", "train_predictor", "predict_boxes", "load_predictor",
+        "box_labels", "train_crop_classifier", "evaluate_crop_pipeline")},
     # dynamic inference
     **{name: "tfedge.cascade" for name in (
         "build_cascade", "load_cascade", "save_cascade", "CascadeSpec", "compute_stage_logits",
