@@ -289,9 +289,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_conversion_flags(p: argparse.ArgumentParser, tolerance_of: str) -> None:
+    """Calibration, accuracy-check and data flags shared by 'classifier' and 'cascade'."""
     from tfedge._convert import (DEFAULT_BATCH_SIZE, DEFAULT_CALIBRATION_SIZE, DEFAULT_CHECK_SIZE,
                                  DEFAULT_TOLERANCE_POINTS, IO_DTYPES)
+
+    p.add_argument("--calibration-size", dest="calibration_size", type=int,
+                   default=DEFAULT_CALIBRATION_SIZE,
+                   help=f"training images used to calibrate (default {DEFAULT_CALIBRATION_SIZE})")
+    p.add_argument("--check-size", dest="check_size", type=int, default=DEFAULT_CHECK_SIZE,
+                   help=f"held-out images for the accuracy check (default {DEFAULT_CHECK_SIZE})")
+    p.add_argument("--check-split", dest="check_split", type=str, default="val",
+                   choices=["val", "test"], help="the held-out split to check on (default val)")
+    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_POINTS,
+                   help=f"largest allowed {tolerance_of}, in percentage points "
+                        f"(default {DEFAULT_TOLERANCE_POINTS:g})")
+    p.add_argument("--io-dtype", dest="io_dtype", type=str, default="int8", choices=IO_DTYPES,
+                   help="input/output type: int8 (feed pixel - 128) or uint8 (feed raw pixels)")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE)
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
+    add_data_flags(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
     from tfedge.bundle import DEFAULT_MAX_FILE_BYTES
 
     parser = argparse.ArgumentParser(
@@ -311,21 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (same files)")
     p.add_argument("--name", type=str, default=None,
                    help="the stage's name in the manifest (default: the model's name)")
-    p.add_argument("--calibration-size", dest="calibration_size", type=int,
-                   default=DEFAULT_CALIBRATION_SIZE,
-                   help=f"training images used to calibrate (default {DEFAULT_CALIBRATION_SIZE})")
-    p.add_argument("--check-size", dest="check_size", type=int, default=DEFAULT_CHECK_SIZE,
-                   help=f"held-out images for the accuracy check (default {DEFAULT_CHECK_SIZE})")
-    p.add_argument("--check-split", dest="check_split", type=str, default="val",
-                   choices=["val", "test"], help="the held-out split to check on (default val)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_POINTS,
-                   help="largest allowed top-1 drop, in percentage points "
-                        f"(default {DEFAULT_TOLERANCE_POINTS:g})")
-    p.add_argument("--io-dtype", dest="io_dtype", type=str, default="int8", choices=IO_DTYPES,
-                   help="input/output type: int8 (feed pixel - 128) or uint8 (feed raw pixels)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE)
-    p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
-    add_data_flags(p)
+    _add_conversion_flags(p, "top-1 drop")
     p.set_defaults(func=cmd_classifier)
 
     p = sub.add_parser(
@@ -338,21 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a calibrated cascade.json ('tfedge cascade calibrate')")
     p.add_argument("--output", required=True, type=str, help="the bundle folder to write")
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (same files)")
-    p.add_argument("--calibration-size", dest="calibration_size", type=int,
-                   default=DEFAULT_CALIBRATION_SIZE,
-                   help=f"training images used to calibrate (default {DEFAULT_CALIBRATION_SIZE})")
-    p.add_argument("--check-size", dest="check_size", type=int, default=DEFAULT_CHECK_SIZE,
-                   help=f"held-out images for the accuracy check (default {DEFAULT_CHECK_SIZE})")
-    p.add_argument("--check-split", dest="check_split", type=str, default="val",
-                   choices=["val", "test"], help="the held-out split to check on (default val)")
-    p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE_POINTS,
-                   help="largest allowed drop of the int8 cascade's top-1 below the float "
-                        f"cascade's, in percentage points (default {DEFAULT_TOLERANCE_POINTS:g})")
-    p.add_argument("--io-dtype", dest="io_dtype", type=str, default="int8", choices=IO_DTYPES,
-                   help="input/output type: int8 (feed pixel - 128) or uint8 (feed raw pixels)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE)
-    p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
-    add_data_flags(p)
+    _add_conversion_flags(p, "drop of the int8 cascade's top-1 below the float cascade's")
     p.set_defaults(func=cmd_cascade)
 
     default_mb = DEFAULT_MAX_FILE_BYTES / _MIB
