@@ -33,7 +33,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 
 from _common import REPO, environment, print_result, setup_logging
 from base import BASE_MODEL

@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -222,8 +222,6 @@ def save_classifier(model, path: Union[str, os.PathLike], metadata: Optional[dic
 def load_classifier(path: Union[str, os.PathLike]):
     """Load a classifier saved by :func:`save_classifier` (or any ``.keras`` file)."""
     import keras
-
-    from . import models  # noqa: F401  (registers tfedge's custom layers)
 
     path = Path(path)
     if not path.exists():
@@ -492,7 +490,6 @@ def train_classifier(
             resumed_from = int(epoch_var.numpy())
             log.info("resuming from %s (epoch %d of %d done)", latest, resumed_from, config.epochs)
 
-    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="none")
     num_classes = int(student.output_shape[-1])
     smoothing = float(config.label_smoothing)
     alpha = float(config.distill_alpha) if teacher_model is not None else 0.0

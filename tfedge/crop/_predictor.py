@@ -51,7 +51,6 @@ import dataclasses
 import difflib
 import json
 import logging
-import math
 import os
 import re
 import time
