@@ -71,26 +71,31 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _bundle_output(args: argparse.Namespace, example: str) -> tuple[Path, Optional[Path]]:
+    """The bundle folder ``--output`` names, and the zip beside it when ``--zip`` asks."""
+    output = Path(args.output)
+    if output.suffix == ZIP_SUFFIX:
+        raise TfedgeError(f"--output {args.output!r} names a zip: give the bundle folder "
+                          f"(e.g. {example}) and add --zip for BUNDLE_DIR.zip too")
+    if output.exists() and not output.is_dir():
+        raise TfedgeError(f"--output {args.output!r} exists and is not a folder: choose another "
+                          "path")
+    return output, (Path(str(output) + ZIP_SUFFIX) if args.zip else None)
+
+
 # --------------------------------------------------------------------------- classifier
 
 
 def cmd_classifier(args: argparse.Namespace) -> int:
     from tfedge._convert import ConversionCheckError, convert_classifier_bundle
 
-    output = Path(args.output)
-    if output.suffix == ZIP_SUFFIX:
-        raise TfedgeError(f"--output {args.output!r} names a zip: give the bundle folder "
-                          "(e.g. bundles/mymodel) and add --zip for BUNDLE_DIR.zip too")
-    if output.exists() and not output.is_dir():
-        raise TfedgeError(f"--output {args.output!r} exists and is not a folder: choose another "
-                          "path")
+    output, zip_path = _bundle_output(args, "bundles/mymodel")
     if not args.model.endswith(".keras"):
         raise TfedgeError(f"--model must be a .keras file, got {args.model!r}: train one with "
                           "'tfedge train'")
     if not Path(args.model).is_file():
         raise TfedgeError(f"model file {args.model!r} does not exist: train one with "
                           "'tfedge train' or pass the path of a .keras file")
-    zip_path = Path(str(output) + ZIP_SUFFIX) if args.zip else None
     dataset = dataset_from_args(args)
     check = dataset.split(args.check_split)
     try:
@@ -128,18 +133,11 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     from tfedge.cascade._cascade import load_cascade
     from tfedge.cascade._convert import convert_cascade_bundle
 
-    output = Path(args.output)
-    if output.suffix == ZIP_SUFFIX:
-        raise TfedgeError(f"--output {args.output!r} names a zip: give the bundle folder "
-                          "(e.g. bundles/mycascade) and add --zip for BUNDLE_DIR.zip too")
-    if output.exists() and not output.is_dir():
-        raise TfedgeError(f"--output {args.output!r} exists and is not a folder: choose another "
-                          "path")
+    output, zip_path = _bundle_output(args, "bundles/mycascade")
     spec = load_cascade(args.cascade)
     if not spec.calibrated:
         raise TfedgeError(f"{args.cascade} has no thresholds yet: run 'tfedge cascade calibrate "
                           f"--cascade {args.cascade}' first")
-    zip_path = Path(str(output) + ZIP_SUFFIX) if args.zip else None
     dataset = dataset_from_args(args)
     check = dataset.split(args.check_split)
     try:

@@ -409,6 +409,18 @@ def _load_model(model):
     return model
 
 
+def _check_settings(io_dtype: str, calibration_size: Any, check_size: Any, batch_size: Any,
+                    tolerance_points: Any) -> tuple[int, int, int]:
+    """Validate the conversion settings every converter takes; return the three counts."""
+    _check_io_dtype(io_dtype)
+    counts = (_positive(calibration_size, "calibration_size"), _positive(check_size, "check_size"),
+              _positive(batch_size, "batch_size"))
+    if isinstance(tolerance_points, bool) or not isinstance(tolerance_points, (int, float)) \
+            or not np.isfinite(tolerance_points) or tolerance_points < 0:
+        raise TfedgeError(f"tolerance must be a number of points >= 0, got {tolerance_points!r}")
+    return counts
+
+
 def convert_classifier(
     model,
     calibration: Split,
@@ -434,13 +446,8 @@ def convert_classifier(
     ``top1_drop_points``. Raises :class:`ConversionCheckError` (with
     ``.metrics``) when int8 top-1 is more than ``tolerance_points`` below float.
     """
-    _check_io_dtype(io_dtype)
-    calibration_size = _positive(calibration_size, "calibration_size")
-    check_size = _positive(check_size, "check_size")
-    batch_size = _positive(batch_size, "batch_size")
-    if isinstance(tolerance_points, bool) or not isinstance(tolerance_points, (int, float)) \
-            or not np.isfinite(tolerance_points) or tolerance_points < 0:
-        raise TfedgeError(f"tolerance must be a number of points >= 0, got {tolerance_points!r}")
+    calibration_size, check_size, batch_size = _check_settings(
+        io_dtype, calibration_size, check_size, batch_size, tolerance_points)
     model = _load_model(model)
     resolution = _model_resolution(model)
     outputs = int(model.output_shape[-1])

@@ -156,8 +156,8 @@ def convert_cascade_bundle(
     :class:`~tfedge.ConversionCheckError` (nothing written) when the int8
     cascade loses more than ``tolerance_points``.
     """
-    from .._convert import (ConversionCheckError, _check_io_dtype, _ends_in_softmax, _positive,
-                            _subset, check_tolerance, convert_to_int8)
+    from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
+                            check_tolerance, convert_to_int8)
     from .._train import load_classifier
     from ..bundle import PredictorEntry, StageEntry, write_bundle
     from ..litert import TfliteModel
@@ -165,13 +165,8 @@ def convert_cascade_bundle(
     if not spec.calibrated:
         raise TfedgeError("the cascade has no thresholds yet: run 'tfedge cascade calibrate' "
                           "before converting it")
-    _check_io_dtype(io_dtype)
-    calibration_size = _positive(calibration_size, "calibration_size")
-    check_size = _positive(check_size, "check_size")
-    batch_size = _positive(batch_size, "batch_size")
-    if isinstance(tolerance_points, bool) or not isinstance(tolerance_points, (int, float)) \
-            or not np.isfinite(tolerance_points) or tolerance_points < 0:
-        raise TfedgeError(f"tolerance must be a number of points >= 0, got {tolerance_points!r}")
+    calibration_size, check_size, batch_size = _check_settings(
+        io_dtype, calibration_size, check_size, batch_size, tolerance_points)
     for what, split in (("calibration", calibration), ("check", check)):
         if len(split) == 0:
             raise TfedgeError(f"the {what} split is empty: check the dataset")
