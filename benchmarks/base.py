@@ -22,14 +22,16 @@ from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, s
 log = logging.getLogger("benchmarks.base")
 
 BASE_MODEL = "resnet10_050"
-FULL = dict(train_size=20000, val_size=2000, test_size=5000, epochs=12)
+#: Full: the whole default benchmark, 4 epochs (the budget of the issues' calibration runs).
+FULL = dict(train_size=20000, val_size=2000, test_size=5000, epochs=4)
 QUICK = dict(train_size=4000, val_size=500, test_size=1000, epochs=5)
 
 
-def run(quick: bool, model: str, epochs: int | None, output_dir: Path) -> dict:
+def run(quick: bool, model: str, epochs: int | None, output_dir: Path, reuse: bool = False) -> dict:
     from tfedge import count_macs
     from tfedge.data import BenchmarkConfig, load_dataset
-    from tfedge._train import TrainConfig, evaluate_classifier, train_classifier
+    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier,
+                               train_classifier)
 
     sizes = QUICK if quick else FULL
     epochs = epochs or sizes["epochs"]
@@ -42,23 +44,42 @@ def run(quick: bool, model: str, epochs: int | None, output_dir: Path) -> dict:
     for seed in seeds:
         log.info("== base %s, seed %d, %d epochs on %d images", model, seed, epochs, len(data.train))
         out = output_dir / f"base_{model}_seed{seed}.keras"
-        trained, result = train_classifier(
-            model, data.train, val=data.val, config=TrainConfig(epochs=epochs, seed=seed),
-            output=out, resolution=128, metadata={"dataset": data.name})
+        if reuse and out.exists():
+            meta = _reusable_metadata(out, data.name, epochs)
+            trained = load_classifier(out)
+            val_top1, train_seconds = meta["val"]["top1"], meta["train_seconds"]
+        else:
+            trained, result = train_classifier(
+                model, data.train, val=data.val, config=TrainConfig(epochs=epochs, seed=seed),
+                output=out, resolution=128, metadata={"dataset": data.name})
+            val_top1 = result.val.top1 if result.val else float("nan")
+            train_seconds = result.train_seconds
         test = evaluate_classifier(trained, data.test)
         report = count_macs(trained)
         macs, params = report.macs, report.params
         top1s.append(test.top1)
-        val_top1s.append(result.val.top1 if result.val else float("nan"))
-        seconds.append(result.train_seconds)
+        val_top1s.append(val_top1)
+        seconds.append(train_seconds)
         log.info("seed %d: test top-1 %.4f, val top-1 %.4f, %.0f s", seed, test.top1,
-                 val_top1s[-1], result.train_seconds)
+                 val_top1s[-1], train_seconds)
     return {"benchmark": "base", "quick": quick, "model": model, "resolution": 128,
             "top1": spread(top1s)["mean"], "top1_spread": spread(top1s),
             "val_top1": spread(val_top1s)["mean"], "macs": macs, "params": params,
             "epochs": epochs, "train_seconds": spread(seconds)["mean"], "seeds": list(seeds),
             "train_images": len(data.train), "test_images": len(data.test),
             "dataset": data.name, **environment()}
+
+
+def _reusable_metadata(path: Path, dataset: str, epochs: int) -> dict:
+    """The sidecar of a model trained with the same data and budget (as cascade.py leaves it)."""
+    import json
+
+    meta = json.loads(path.with_name(path.name + ".json").read_text())
+    if meta.get("dataset") != dataset or meta.get("epochs") != epochs:
+        raise SystemExit(f"{path} was trained on {meta.get('dataset')} for {meta.get('epochs')} "
+                         f"epochs, not {dataset} for {epochs}; drop --reuse or match its budget")
+    log.info("reusing %s (trained in %.0f s)", path, meta["train_seconds"])
+    return meta
 
 
 def main() -> None:
@@ -68,10 +89,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--output-dir", dest="output_dir", type=Path,
                         default=REPO / "runs" / "benchmarks")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate base_<model>_seed<N>.keras already in --output-dir (as "
+                             "benchmarks/cascade.py leaves them) instead of training again")
     args = parser.parse_args()
     setup_logging()
     start = time.perf_counter()
-    result = run(args.quick, args.model, args.epochs, args.output_dir)
+    result = run(args.quick, args.model, args.epochs, args.output_dir, args.reuse)
     result["wall_seconds"] = time.perf_counter() - start
     print_result(result)
 

@@ -14,9 +14,10 @@ side's preprocessing functions in numpy) and, where it exists, with the
 training side's own bundle evaluation (``tfedge.cascade.evaluate_bundle``,
 tf.data and ``tf.image.resize``): ``training_eval_agreement``.
 
-Bundles: ``--base-bundle``, else ``runs/benchmarks/bundles/base_<model>``, else
-converted from ``--base-model`` (``runs/benchmarks/base_<model>_seed0.keras``,
-written by benchmarks/base.py) with tfedge-convert. ``--cascade-bundle``, else
+Bundles: ``--base-bundle``; else ``--base-model``, converted with tfedge-convert into
+``bundles/`` beside it; else ``runs/benchmarks/bundles/base_<model>``, converted
+from ``runs/benchmarks/base_<model>_seed0.keras`` (benchmarks/base.py --quick)
+when missing. ``--cascade-bundle``, else
 ``runs/benchmarks/bundles/cascade`` or ``runs/benchmarks/cascade[_quick]/bundles/
 cascade_seed0`` (benchmarks/cascade.py), else a *proxy*: the intended
 architectures untrained (boxnet predictor, resnet10_025 at 64 px, resnet10_050
@@ -99,13 +100,21 @@ def _convert_base(model: Path, output: Path, quick: bool) -> Path:
 def _base_bundle(args: argparse.Namespace) -> tuple[Path, str]:
     if args.base_bundle:
         return Path(args.base_bundle), "given"
+    if args.base_model:  # named: its own bundle, never one found from another run
+        model = Path(args.base_model)
+        output = model.parent / "bundles" / model.name.removesuffix(".keras")
+        if (output / "manifest.json").is_file():
+            return output, "found"
+        if not model.is_file():
+            raise SystemExit(f"no base model {model}: run benchmarks/base.py first")
+        return _convert_base(model, output, args.quick), "converted"
     default = BUNDLES / f"base_{BASE_MODEL}"
     if (default / "manifest.json").is_file():
         return default, "found"
-    model = Path(args.base_model)
+    model = REPO / "runs" / "benchmarks" / f"base_{BASE_MODEL}_seed0.keras"
     if not model.is_file():
         raise SystemExit(f"no base bundle and no base model {model}: run benchmarks/base.py "
-                         "--quick first, or pass --base-bundle")
+                         "--quick first, or pass --base-bundle / --base-model")
     return _convert_base(model, default, args.quick), "converted"
 
 
@@ -334,9 +343,9 @@ def main() -> None:
                         help="the quick splits (those benchmarks/base.py --quick trains on)")
     parser.add_argument("--cascade-bundle", dest="cascade_bundle", type=str, default=None)
     parser.add_argument("--base-bundle", dest="base_bundle", type=str, default=None)
-    parser.add_argument("--base-model", dest="base_model", type=str,
-                        default=str(REPO / "runs" / "benchmarks"
-                                    / f"base_{BASE_MODEL}_seed0.keras"))
+    parser.add_argument("--base-model", dest="base_model", type=str, default=None,
+                        help="convert this base .keras (into bundles/ beside it) instead of "
+                             f"using runs/benchmarks/bundles/base_{BASE_MODEL}")
     parser.add_argument("--no-proxy", dest="no_proxy", action="store_true",
                         help="without a cascade bundle, skip the cascade instead of a proxy")
     parser.add_argument("--rebuild-proxy", dest="rebuild_proxy", action="store_true",
