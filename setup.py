@@ -17,13 +17,15 @@ EXTRAS = {
               "matplotlib>=3.7"],
     # The on-device interpreter. Old systems may use tflite-runtime instead (needs numpy<2).
     "runtime": ["ai-edge-litert>=2.0"],
-    # Quantisation-aware training needs Keras 2 (tf-keras). Install tf-keras with
-    # --no-deps (see README): as a normal dependency it would pull the full
-    # tensorflow wheel on top of tensorflow-cpu.
-    "qat": ["tensorflow-model-optimization==0.8.1", "absl-py", "dm-tree"],
+    # Quantisation-aware training (tfedge.qat) also needs QAT_NO_DEPS, installed with
+    # `pip install --no-deps` (scripts/setup.sh does it): as ordinary dependencies, tf-keras
+    # pulls the full tensorflow wheel over tensorflow-cpu and tfmot pins absl-py~=1.2.
+    "qat": ["dm-tree>=0.1.8", "mock", "attrs"],
     "camera": ["opencv-python-headless>=4.8"],
 }
-EXTRAS["dev"] = sorted(set(EXTRAS["train"] + EXTRAS["runtime"] + EXTRAS["camera"] + ["pytest>=7"]))
+QAT_NO_DEPS = ["tf-keras==2.21.0", "tensorflow-model-optimization==0.8.1"]
+EXTRAS["dev"] = sorted(set(EXTRAS["train"] + EXTRAS["runtime"] + EXTRAS["camera"] + EXTRAS["qat"]
+                           + ["pytest>=7"]))
 
 setup(
     name="tfedge",

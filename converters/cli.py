@@ -90,6 +90,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     from tfedge._convert import ConversionCheckError, convert_classifier_bundle
 
     output, zip_path = _bundle_output(args, "bundles/mymodel")
+    qat = _qat_config(args)
     if not args.model.endswith(".keras"):
         raise TfedgeError(f"--model must be a .keras file, got {args.model!r}: train one with "
                           "'tfedge train'")
@@ -104,7 +105,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
             extra_metrics={"dataset": dataset.name, "check_split": args.check_split},
             io_dtype=args.io_dtype, calibration_size=args.calibration_size,
             check_size=args.check_size, tolerance_points=args.tolerance,
-            batch_size=args.batch_size, seed=args.seed)
+            batch_size=args.batch_size, seed=args.seed, qat=qat)
     except ConversionCheckError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         m = exc.metrics
@@ -113,7 +114,8 @@ def cmd_classifier(args: argparse.Namespace) -> int:
                                  "int8_top1": m.get("int8_top1")}]})
         return EXIT_FAILURE
     print(f"{path}: stage {metrics['name']!r} {_size_text(metrics['bytes'])}, "
-          f"{metrics['macs'] / 1e6:.1f} MMACs, {args.io_dtype} input/output")
+          f"{metrics['macs'] / 1e6:.1f} MMACs, {args.io_dtype} input/output, "
+          f"{metrics['quantization']['method'].upper()}")
     print(f"  float top-1 {metrics['float_top1']:.4f}  int8 top-1 {metrics['int8_top1']:.4f}  "
           f"agreement {metrics['agreement']:.4f}  ({metrics['count']} {args.check_split} images, "
           f"{metrics['calibration_images']} calibration images)")
@@ -121,7 +123,8 @@ def cmd_classifier(args: argparse.Namespace) -> int:
         print(f"  zip: {zip_path}")
     _print_json({"bundle": str(path), "zip": str(zip_path) if zip_path else None, "passed": True,
                  "stages": [{"name": metrics["name"], "float_top1": metrics["float_top1"],
-                             "int8_top1": metrics["int8_top1"], "bytes": metrics["bytes"]}]})
+                             "int8_top1": metrics["int8_top1"], "bytes": metrics["bytes"],
+                             "quantization": metrics["quantization"]["method"]}]})
     return EXIT_OK
 
 
@@ -134,6 +137,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     from tfedge.cascade._convert import convert_cascade_bundle
 
     output, zip_path = _bundle_output(args, "bundles/mycascade")
+    qat = _qat_config(args)
     spec = load_cascade(args.cascade)
     if not spec.calibrated:
         raise TfedgeError(f"{args.cascade} has no thresholds yet: run 'tfedge cascade calibrate "
@@ -146,7 +150,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
             extra_metrics={"dataset": dataset.name, "check_split": args.check_split},
             io_dtype=args.io_dtype, calibration_size=args.calibration_size,
             check_size=args.check_size, tolerance_points=args.tolerance,
-            batch_size=args.batch_size, seed=args.seed)
+            batch_size=args.batch_size, seed=args.seed, qat=qat)
     except ConversionCheckError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         m = exc.metrics
@@ -172,7 +176,8 @@ def cmd_cascade(args: argparse.Namespace) -> int:
                  "exit_rates": metrics["exit_rates"], "agreement": metrics["agreement"],
                  "thresholds": [s.threshold for s in spec.stages],
                  "stages": [{"name": st.name, "float_top1": m["float_top1"],
-                             "int8_top1": m["int8_top1"]}
+                             "int8_top1": m["int8_top1"],
+                             "quantization": m["quantization"]["method"]}
                             for st, m in zip(spec.stages, metrics["stages"])]})
     return EXIT_OK
 
@@ -306,7 +311,40 @@ def _add_conversion_flags(p: argparse.ArgumentParser, tolerance_of: str) -> None
                    help="input/output type: int8 (feed pixel - 128) or uint8 (feed raw pixels)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
+    qat = p.add_argument_group("quantisation-aware training (needs the qat extra)")
+    qat.add_argument("--qat", action="store_true",
+                     help="fine-tune each classifier with fake quantisation before converting "
+                          "(tensorflow-model-optimization, in a child process)")
+    qat.add_argument("--qat-epochs", dest="qat_epochs", type=float, default=1.0,
+                     help="fine-tuning passes over the QAT images (default 1)")
+    qat.add_argument("--qat-images", dest="qat_images", type=int, default=2000,
+                     help="training images to fine-tune on (default 2000)")
+    qat.add_argument("--qat-learning-rate", dest="qat_learning_rate", type=float, default=1e-4,
+                     help="Adam learning rate of the fine-tune (default 1e-4)")
+    qat.add_argument("--qat-fallback", dest="qat_fallback", action="store_true",
+                     help="quantise a model QAT cannot handle (e.g. the box predictor) "
+                          "post-training instead of stopping")
     add_data_flags(p)
+
+
+def _qat_config(args: argparse.Namespace):
+    """The QatConfig the flags ask for (None without --qat); fails early when tfmot is missing."""
+    if not args.qat:
+        for flag, value, default in (("--qat-fallback", args.qat_fallback, False),
+                                     ("--qat-epochs", args.qat_epochs, 1.0),
+                                     ("--qat-images", args.qat_images, 2000),
+                                     ("--qat-learning-rate", args.qat_learning_rate, 1e-4)):
+            if value != default:
+                raise TfedgeError(f"{flag} only applies with --qat: add --qat or drop {flag}")
+        return None
+    from tfedge.qat import QatConfig, qat_missing_packages
+
+    missing = qat_missing_packages()
+    if missing:
+        raise TfedgeError(missing)
+    return QatConfig(epochs=args.qat_epochs, images=args.qat_images,
+                     learning_rate=args.qat_learning_rate, fallback=args.qat_fallback,
+                     seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,15 +21,25 @@ if [ ! -f "$FASHION_DIR/train-images-idx3-ubyte.gz" ]; then
   fi
 fi
 
+# Quantisation-aware training (tfedge.qat): installed --no-deps, as setup.py's QAT_NO_DEPS says.
+QAT_PACKAGES="tf-keras==2.21.0 tensorflow-model-optimization==0.8.1"
+CHECK="import tfedge, tensorflow, ai_edge_litert, pytest, skimage, cv2, matplotlib"
+case ",$EXTRAS," in
+  *,dev,*|*,qat,*) WANT_QAT=1; CHECK="$CHECK, tf_keras, tensorflow_model_optimization" ;;
+  *) WANT_QAT=0 ;;
+esac
+
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating the virtual environment .venv" >&2
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import tfedge, tensorflow, ai_edge_litert, pytest, skimage, cv2, matplotlib" >/dev/null 2>&1 \
-   || [ setup.py -nt .venv/.tfedge-installed ]; then
+if ! .venv/bin/python -c "$CHECK" >/dev/null 2>&1 || [ setup.py -nt .venv/.tfedge-installed ]; then
   echo "setup: installing tfedge[$EXTRAS] into .venv (TensorFlow CPU, LiteRT; about a minute)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".[$EXTRAS]"
+  if [ "$WANT_QAT" = 1 ]; then
+    .venv/bin/python -m pip install -q --no-deps $QAT_PACKAGES
+  fi
   touch .venv/.tfedge-installed
 fi
 echo "setup: ready (.venv/bin/tfedge, .venv/bin/tfedge-convert, .venv/bin/tfedge-pi)" >&2

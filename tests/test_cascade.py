@@ -518,3 +518,23 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path):
             runner = [pipeline.classify(image) for image in images]
         agree = np.mean([r.class_index == p for r, p in zip(runner, outcome.prediction)])
         assert agree >= 0.95, f"runner agrees with the Python evaluation on {agree:.1%} only"
+
+    # Quantisation-aware training: the stages fine-tune, the box predictor cannot.
+    from tfedge.qat import qat_missing_packages
+
+    if qat_missing_packages() is not None:
+        return
+    qat_flags = ["--calibration-size", "16", "--check-split", "test", "--tolerance", "100",
+                 "--qat", "--qat-images", "24", *data_flags]
+    refused = tmp_path / "qat_refused"
+    assert convert_main(["cascade", "--cascade", str(cascade), "--output", str(refused),
+                         *qat_flags]) == 2
+    assert not refused.exists()
+    qat_dir = tmp_path / "qat_bundle"
+    assert convert_main(["cascade", "--cascade", str(cascade), "--output", str(qat_dir),
+                         "--qat-fallback", *qat_flags]) == 0
+    with load_bundle(qat_dir) as bundle:
+        assert [s.metrics["quantization"]["method"] for s in bundle.stages] == ["qat", "qat"]
+        assert bundle.predictor.metrics["quantization"]["method"] == "ptq"
+        assert "regresses boxes" in bundle.predictor.metrics["quantization"]["qat_skipped"]
+        assert bundle.stages[0].input.scale == 1.0 and bundle.stages[0].input.zero_point == -128

@@ -41,8 +41,8 @@ from .data._types import FileSplit, ImageSplit
 
 __all__ = [
     "IO_DTYPES", "DEFAULT_CALIBRATION_SIZE", "DEFAULT_CHECK_SIZE", "DEFAULT_TOLERANCE_POINTS",
-    "ConversionError", "ConversionCheckError", "convert_to_int8", "compare_float_int8",
-    "convert_classifier", "convert_classifier_bundle", "check_tolerance",
+    "ConversionError", "ConversionCheckError", "convert_to_int8", "quantize_int8",
+    "compare_float_int8", "convert_classifier", "convert_classifier_bundle", "check_tolerance",
 ]
 
 log = logging.getLogger(__name__)
@@ -292,6 +292,50 @@ def convert_to_int8(model, representative: np.ndarray, *, io_dtype: str = "int8"
     return _convert(model, lambda: [images], io_dtype)
 
 
+def quantize_int8(model, representative: np.ndarray, *, io_dtype: str = "int8",
+                  qat=None, qat_examples: Optional[tuple[np.ndarray, np.ndarray]] = None,
+                  qat_unsupported: Optional[str] = None) -> tuple[bytes, dict[str, Any]]:
+    """Full-integer ``.tflite`` bytes by post-training quantisation or, with ``qat``, QAT.
+
+    ``qat``: a :class:`tfedge.qat.QatConfig` (None: post-training only);
+    ``qat_examples``: ``(images, labels)`` to fine-tune on, raw pixels as the
+    model sees them in deployment; ``qat_unsupported``: a reason the caller
+    already knows QAT does not apply. A model QAT cannot handle is quantised
+    post-training only when ``qat.fallback`` allows it; otherwise the error
+    names the reason. Returns the bytes and a record: ``method`` ('ptq' or
+    'qat'), plus ``qat_skipped`` (the reason) after a fallback.
+    """
+    if qat is None:
+        return convert_to_int8(model, representative, io_dtype=io_dtype), {"method": "ptq"}
+    from .qat import qat_int8, qat_missing_packages, qat_support_problem
+
+    missing = qat_missing_packages()
+    if missing:
+        raise TfedgeError(missing)
+    problem = qat_unsupported or qat_support_problem(model)
+    if problem:
+        if not qat.fallback:
+            raise TfedgeError(f"{problem}: pass --qat-fallback to quantise it post-training "
+                              "instead")
+        log.warning("QAT skipped for %s (%s); post-training quantisation instead", model.name,
+                    problem)
+        return (convert_to_int8(model, representative, io_dtype=io_dtype),
+                {"method": "ptq", "qat_skipped": problem})
+    if qat_examples is None:
+        raise TfedgeError("quantisation-aware training needs labelled examples (qat_examples)")
+    _check_io_dtype(io_dtype)
+    resolution = _model_resolution(model)
+    images = _check_pixels(representative, resolution, "representative images")
+    finetune = _check_pixels(qat_examples[0], resolution, "QAT images")
+    data, record = qat_int8(model, finetune, qat_examples[1], images, io_dtype=io_dtype,
+                            config=qat)
+    floats = _float_computation(data, model)
+    if floats:
+        raise ConversionError(f"QAT conversion of model {model.name!r} left float computation "
+                              f"in {floats}")
+    return data, record
+
+
 # --------------------------------------------------------------------------- comparison
 
 
@@ -432,6 +476,7 @@ def convert_classifier(
     tolerance_points: float = DEFAULT_TOLERANCE_POINTS,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
+    qat=None,
 ) -> tuple[bytes, dict[str, Any]]:
     """Convert a classifier to int8 and check its accuracy on a held-out split.
 
@@ -441,9 +486,14 @@ def convert_classifier(
     validation split), both resized exactly as evaluation does
     (:func:`tfedge.data._pipeline.make_dataset` with ``training=False``).
 
+    With ``qat`` (a :class:`tfedge.qat.QatConfig`), the model is fine-tuned
+    with fake quantisation on ``qat.images`` other images of ``calibration``
+    first (see :func:`quantize_int8`); the float side of the check stays the
+    model as given.
+
     Returns the ``.tflite`` bytes and the metrics of :func:`compare_float_int8`
-    plus ``calibration_images``, ``io_dtype``, ``tolerance_points`` and
-    ``top1_drop_points``. Raises :class:`ConversionCheckError` (with
+    plus ``calibration_images``, ``io_dtype``, ``tolerance_points``,
+    ``top1_drop_points`` and ``quantization`` (how it was quantised). Raises :class:`ConversionCheckError` (with
     ``.metrics``) when int8 top-1 is more than ``tolerance_points`` below float.
     """
     calibration_size, check_size, batch_size = _check_settings(
@@ -467,7 +517,15 @@ def convert_classifier(
         for images, _ in _split_batches(cal, resolution, batch_size):
             yield _check_pixels(images, resolution, "calibration images")
 
-    data = _convert(model, cal_batches, io_dtype)
+    if qat is None:
+        data, quantization = _convert(model, cal_batches, io_dtype), {"method": "ptq"}
+    else:
+        examples = [batch for batch in _split_batches(
+            _subset(calibration, qat.images, seed + 2), resolution, batch_size)]
+        data, quantization = quantize_int8(
+            model, np.concatenate(list(cal_batches())), io_dtype=io_dtype, qat=qat,
+            qat_examples=(np.concatenate([b[0] for b in examples]),
+                          np.concatenate([b[1] for b in examples])))
     log.info("converted: %d bytes; checking on %d images", len(data), min(check_size, len(check)))
     comparison = _Comparison(model, data)
     for images, labels in _split_batches(_subset(check, check_size, seed + 1), resolution,
@@ -478,6 +536,7 @@ def convert_classifier(
         "calibration_images": len(cal), "io_dtype": io_dtype,
         "tolerance_points": float(tolerance_points),
         "top1_drop_points": (metrics["float_top1"] - metrics["int8_top1"]) * _POINTS_PER_UNIT,
+        "quantization": quantization,
     })
     log.info("float top-1 %.4f, int8 top-1 %.4f, agreement %.4f (%d images)",
              metrics["float_top1"], metrics["int8_top1"], metrics["agreement"], metrics["count"])

@@ -131,6 +131,10 @@ def _stage_metrics(float_logits: np.ndarray, int8_logits: np.ndarray, labels: np
             "output_scale": float(output_scale), "count": int(labels.size)}
 
 
+_PREDICTOR_NO_QAT = ("the foreground predictor regresses boxes, and QAT here fine-tunes "
+                     "classifiers (cross-entropy on labels)")
+
+
 def convert_cascade_bundle(
     spec: CascadeSpec,
     calibration: Split,
@@ -145,8 +149,15 @@ def convert_cascade_bundle(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     extra_metrics: Optional[Mapping[str, Any]] = None,
+    qat=None,
 ) -> tuple[Path, dict[str, Any]]:
     """Convert a calibrated cascade to one int8 bundle (see the module docstring).
+
+    ``qat`` (a :class:`tfedge.qat.QatConfig`): fine-tune every stage with
+    fake quantisation on the float predictor's crops of ``qat.images`` other
+    training images. The predictor regresses boxes, which QAT's
+    classification fine-tune cannot train: it is quantised post-training when
+    ``qat.fallback`` allows, else the conversion stops and says so.
 
     calibration: training split (``calibration_size`` random images calibrate
     every model); check: held-out split (``check_size`` random images compare
@@ -157,7 +168,7 @@ def convert_cascade_bundle(
     cascade loses more than ``tolerance_points``.
     """
     from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
-                            check_tolerance, convert_to_int8)
+                            check_tolerance, quantize_int8)
     from .._train import load_classifier
     from ..bundle import PredictorEntry, StageEntry, write_bundle
     from ..litert import TfliteModel
@@ -191,21 +202,36 @@ def convert_cascade_bundle(
 
     # Calibration images: whole images for the predictor, float-predictor crops for the stages.
     pred_bytes = None
+    pred_quantization = None
     cal_boxes = None
     if predictor is not None:
         from ..crop import predict_boxes
 
         log.info("converting the predictor (%d calibration images at %d px)", len(cal),
                  spec.predictor.resolution)
-        pred_bytes = convert_to_int8(predictor, np.concatenate(
-            _whole_images(cal, spec.predictor.resolution, batch_size)), io_dtype=io_dtype)
+        pred_bytes, pred_quantization = quantize_int8(
+            predictor, np.concatenate(_whole_images(cal, spec.predictor.resolution, batch_size)),
+            io_dtype=io_dtype, qat=qat, qat_unsupported=_PREDICTOR_NO_QAT)
         cal_boxes = predict_boxes(predictor, cal, batch_size=batch_size)
-    stage_bytes = []
+    qat_set = qat_boxes = None
+    if qat is not None:
+        qat_set = _subset(calibration, qat.images, seed + 2)
+        if predictor is not None:
+            qat_boxes = predict_boxes(predictor, qat_set, batch_size=batch_size)
+    stage_bytes, stage_quantization = [], []
     for k, (stage, model) in enumerate(zip(spec.stages, models)):
-        log.info("converting stage %d %s (%d calibration %s at %d px)", k, stage.name, len(cal),
-                 "crops" if cal_boxes is not None else "images", stage.resolution)
+        log.info("converting stage %d %s (%d calibration %s at %d px%s)", k, stage.name, len(cal),
+                 "crops" if cal_boxes is not None else "images", stage.resolution,
+                 ", quantisation-aware" if qat is not None else "")
         rep = np.concatenate(_crops(cal, stage.resolution, cal_boxes, crop, batch_size))
-        stage_bytes.append(convert_to_int8(model, rep, io_dtype=io_dtype))
+        examples = None
+        if qat_set is not None:
+            examples = (np.concatenate(_crops(qat_set, stage.resolution, qat_boxes, crop,
+                                              batch_size)), np.asarray(qat_set.labels))
+        data, quantization = quantize_int8(model, rep, io_dtype=io_dtype, qat=qat,
+                                           qat_examples=examples)
+        stage_bytes.append(data)
+        stage_quantization.append(quantization)
 
     # Held-out check: the float cascade and the int8 cascade, each end to end.
     log.info("checking the int8 cascade against the float cascade on %d images", len(chk))
@@ -229,7 +255,8 @@ def convert_cascade_bundle(
     for k in range(spec.num_stages):
         m = _stage_metrics(np.asarray(same_input[k]), int8_data.logits[k], chk.labels,
                            stage_tfl[k].output_spec.scale)
-        m.update({"calibration_images": len(cal), "io_dtype": io_dtype})
+        m.update({"calibration_images": len(cal), "io_dtype": io_dtype,
+                  "quantization": stage_quantization[k]})
         stage_metrics.append(m)
     agreement = float(np.mean(float_out.prediction == int8_out.prediction))
     metrics = {
@@ -271,7 +298,8 @@ def convert_cascade_bundle(
 
         ious = iou(int8_data.boxes, float_data.boxes)
         pmetrics: dict[str, Any] = {"float_int8_mean_iou": float(np.mean(ious)),
-                                    "calibration_images": len(cal), "io_dtype": io_dtype}
+                                    "calibration_images": len(cal), "io_dtype": io_dtype,
+                                    "quantization": pred_quantization}
         if chk.boxes is not None and not np.isnan(np.asarray(chk.boxes)).all():
             from ..crop import iou_summary
 
