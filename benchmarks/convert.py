@@ -11,6 +11,12 @@ predictor's crops are the cascade benchmark's business; here the question is
 what quantisation alone costs). Without ``--base``/``--cascade`` it uses what
 ``benchmarks/base.py`` and ``benchmarks/cascade.py`` left under ``runs/``.
 
+With ``--qat`` each model is also fine-tuned with fake quantisation
+(``QAT_IMAGES`` more training images or crops, ``QAT_EPOCHS`` epoch, the
+``tfedge.qat`` route ``tfedge-convert --qat`` takes) and checked on the same
+images: ``qat_int8_top1`` and ``qat_drop_points`` next to the post-training
+figures.
+
 The last line is JSON: ``{"stages": [{"name", "float_top1", "int8_top1",
 "bytes", "drop_points"}], ...}``; the issue's target is every ``drop_points`` <= 1.
 """
@@ -32,6 +38,8 @@ DEFAULT_CASCADES = (RUNS / "cascade" / "cascade_seed0.json",
 FULL = dict(calibration=500, check=5000)
 QUICK = dict(calibration=300, check=1000)
 TOLERANCE_POINTS = 1.0
+QAT_IMAGES = 2000
+QAT_EPOCHS = 1.0
 
 
 def _row(name: str, metrics: dict, nbytes: int, macs: int | None) -> dict:
@@ -41,7 +49,20 @@ def _row(name: str, metrics: dict, nbytes: int, macs: int | None) -> dict:
             "drop_points": round(drop, 3), "within_tolerance": drop <= TOLERANCE_POINTS}
 
 
-def run(base: Path | None, cascade: Path | None, quick: bool) -> dict:
+def _qat_columns(model, pool, check, sizes: dict) -> dict:
+    """QAT int8 top-1 of ``model``: fine-tuned on ``QAT_IMAGES`` of ``pool``, same check images."""
+    from tfedge._convert import convert_classifier
+    from tfedge.qat import QatConfig
+
+    _, metrics = convert_classifier(model, pool, check, calibration_size=sizes["calibration"],
+                                    check_size=sizes["check"], tolerance_points=100.0,
+                                    qat=QatConfig(images=QAT_IMAGES, epochs=QAT_EPOCHS))
+    return {"qat_int8_top1": metrics["int8_top1"],
+            "qat_drop_points": round(100.0 * (metrics["float_top1"] - metrics["int8_top1"]), 3),
+            "qat_images": QAT_IMAGES, "qat_epochs": QAT_EPOCHS}
+
+
+def run(base: Path | None, cascade: Path | None, quick: bool, qat: bool = False) -> dict:
     from tfedge import count_macs, load_classifier
     from tfedge._convert import convert_classifier
     from tfedge.cascade import load_cascade
@@ -52,6 +73,7 @@ def run(base: Path | None, cascade: Path | None, quick: bool) -> dict:
     data = load_dataset("benchmark", benchmark=BenchmarkConfig())
     # The test split is the held-out set here: nothing is tuned on it.
     calibration, check = data.train.take(sizes["calibration"]), data.test.take(sizes["check"])
+    qat_pool = data.train.take(sizes["calibration"] + QAT_IMAGES) if qat else None
     rows = []
     if base is not None:
         model = load_classifier(base)
@@ -61,6 +83,8 @@ def run(base: Path | None, cascade: Path | None, quick: bool) -> dict:
                                              check_size=sizes["check"], tolerance_points=100.0)
         rows.append({"role": "base", **_row(model.name, metrics, len(tflite),
                                             count_macs(model).macs)})
+        if qat:
+            rows[-1].update(_qat_columns(model, qat_pool, check, sizes))
     if cascade is not None:
         spec = load_cascade(cascade)
         for index, stage in enumerate(spec.stages):
@@ -79,10 +103,14 @@ def run(base: Path | None, cascade: Path | None, quick: bool) -> dict:
                                                  tolerance_points=100.0)
             rows.append({"role": f"stage{index}", **_row(stage.name, metrics, len(tflite),
                                                          stage.macs)})
+            if qat:
+                pool_crops = materialize_crops(qat_pool, resolution=stage.resolution,
+                                               boxes=qat_pool.boxes, **kwargs)
+                rows[-1].update(_qat_columns(model, pool_crops, check_crops, sizes))
     for row in rows:
-        log.info("%-8s %-40s float %.4f  int8 %.4f  drop %+.2f pts  %d bytes", row["role"],
+        log.info("%-8s %-40s float %.4f  int8 %.4f  drop %+.2f pts  %d bytes%s", row["role"],
                  row["name"][:40], row["float_top1"], row["int8_top1"], row["drop_points"],
-                 row["bytes"])
+                 row["bytes"], f"  QAT int8 {row['qat_int8_top1']:.4f}" if qat else "")
     return {"benchmark": "convert", "quick": quick, "stages": rows,
             "all_within_tolerance": all(r["within_tolerance"] for r in rows),
             "tolerance_points": TOLERANCE_POINTS, "calibration_images": sizes["calibration"],
@@ -95,6 +123,9 @@ def main() -> None:
     parser.add_argument("--base", type=Path, default=None, help="the base .keras classifier")
     parser.add_argument("--cascade", type=Path, default=None, help="a cascade.json")
     parser.add_argument("--quick", action="store_true", help="fewer check images")
+    parser.add_argument("--qat", action="store_true",
+                        help=f"also quantisation-aware training ({QAT_IMAGES} images, "
+                             f"{QAT_EPOCHS:g} epoch): qat_int8_top1 per model")
     args = parser.parse_args()
     setup_logging()
     base = args.base or (DEFAULT_BASE if DEFAULT_BASE.exists() else None)
@@ -102,7 +133,7 @@ def main() -> None:
     if base is None and cascade is None:
         raise SystemExit("error: nothing to convert: run benchmarks/base.py and "
                          "benchmarks/cascade.py first, or pass --base / --cascade")
-    print_result(run(base, cascade, args.quick))
+    print_result(run(base, cascade, args.quick, args.qat))
 
 
 if __name__ == "__main__":
