@@ -18,6 +18,10 @@ Usage:
       bundle with the calibrated thresholds. Fails (exit 1, nothing written)
       when the int8 cascade's top-1 on held-out images is more than
       --tolerance points below the float cascade's.
+  Both take --qat [--qat-images 2000] [--qat-epochs 1] [--qat-learning-rate 1e-4]
+  [--qat-fallback]: quantisation-aware training (tfedge.qat, the qat extra) of each
+  classifier before conversion; a model QAT cannot train (the box predictor)
+  stops the conversion unless --qat-fallback quantises it post-training.
   tfedge-convert inspect BUNDLE
       Print what a bundle (folder or .zip) holds: stages, sizes, MACs,
       accuracies, tensor specs.
