@@ -18,14 +18,15 @@ from __future__ import annotations
 from ._cascade import (StageDecision, confidence_score, decide_stage, decision_logits,
                        passes_threshold, softmax)
 from ._pipeline import (BOX_DECODERS, BundleEvaluation, EdgePipeline, FrameResult, FrameTrace,
-                        StageTrace, agreement, decode_box, evaluate_bundle)
+                        StageTrace, agreement, decode_box, evaluate_bundle,
+                        predictor_values)
 from ._sources import (Frame, FrameError, FrameSource, SourceSpec, decode_image, open_source,
                        parse_sources)
 from .cli import RunOptions, RunResult, main, run
 
 __all__ = [
     "EdgePipeline", "FrameResult", "FrameTrace", "StageTrace", "evaluate_bundle",
-    "BundleEvaluation", "agreement", "decode_box", "BOX_DECODERS",
+    "BundleEvaluation", "agreement", "decode_box", "predictor_values", "BOX_DECODERS",
     "StageDecision", "decide_stage", "decision_logits", "softmax", "confidence_score",
     "passes_threshold",
     "Frame", "FrameError", "FrameSource", "SourceSpec", "decode_image", "open_source",

@@ -14,7 +14,8 @@ golden.json`` writes (format ``tfedge-golden``, version 1)::
         "predictor": {                        # null without a predictor
             "input": ARRAY,                   # (1, r, r, 3) quantised input
             "outputs": [ARRAY, ...],          # raw output codes, every output
-            "values": [cy_or_ymin, ...],      # first output dequantised (float32)
+            "values": [cy_or_ymin, ...],      # the 4 box values, dequantised (float32;
+                                              # heatmap_cyxhw: decoded (cy, cx, h, w))
             "box": [ymin, xmin, ymax, xmax]}, # decoded and clipped
         "window": [y0, x0, y1, x1],           # crop in frame pixels, max exclusive
         "stages": [{                          # the stages that ran, in order

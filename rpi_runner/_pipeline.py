@@ -36,13 +36,13 @@ import numpy as np
 from tfedge._errors import BundleError, TfedgeError
 from tfedge.bundle import Bundle, PredictorEntry, StageEntry, check_tensor_specs, load_bundle
 from tfedge.crop.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_window_with,
-                                  resize_bilinear)
+                                  decode_heatmap, resize_bilinear)
 from tfedge.litert import TensorSpec, TfliteModel, dequantize, quantize
 
 from ._cascade import StageDecision, decide_stage
 from ._preprocess import needed_short_side, prepare_input
 
-__all__ = ["BOX_DECODERS", "decode_box", "StageTrace", "FrameTrace", "FrameResult",
+__all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace", "FrameResult",
            "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]
 
 BundleLike = Union[Bundle, str, os.PathLike]
@@ -67,18 +67,43 @@ def _decode_cyxhw(values: np.ndarray) -> np.ndarray:
 
 #: box_format -> decoder of the predictor's four dequantised output values into a
 #: normalised (ymin, xmin, ymax, xmax) box: corners, or ``cyxhw_normalized``
-#: (centre y, centre x, height, width: the boxnet head's raw output).
+#: (centre y, centre x, height, width: the boxnet head's raw output). The third format,
+#: ``heatmap_cyxhw``, takes two outputs (see :func:`predictor_values`).
 BOX_DECODERS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = {
     "yxyx_normalized": _decode_yxyx,
     "cyxhw_normalized": _decode_cyxhw,
+    "heatmap_cyxhw": _decode_cyxhw,
 }
+_HEATMAP = "heatmap_cyxhw"
+
+
+def predictor_values(outputs: Sequence[np.ndarray], box_format: str) -> np.ndarray:
+    """The predictor's dequantised outputs -> the four box values its ``box_format`` decodes.
+
+    One box output: its first four values. ``heatmap_cyxhw``: the centre
+    logits ``(1, N)`` and cell sizes ``(1, N, 2)`` (in either order) reduced
+    in float to ``(cy, cx, h, w)`` by :func:`tfedge.crop.geometry.decode_heatmap`
+    (a softmax over the cells: no int8 softmax, whose kernels round
+    differently on ARM and x86).
+    """
+    if box_format == _HEATMAP:
+        arrays = sorted((np.asarray(o, np.float32) for o in outputs), key=lambda a: a.ndim)
+        if len(arrays) != 2:
+            raise BundleError(f"a {_HEATMAP} predictor has two outputs, got {len(arrays)}: "
+                              "rebuild the bundle with tfedge-convert")
+        return decode_heatmap(arrays[0].reshape(1, -1),
+                              arrays[1].reshape(1, -1, 2)).reshape(-1)
+    flat = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
+    if flat.size < _BOX_SIZE:
+        raise BundleError(f"the predictor's first output holds {flat.size} values, a box needs "
+                          f"{_BOX_SIZE}: rebuild the bundle with tfedge-convert")
+    return flat[:_BOX_SIZE]
 
 
 def decode_box(values: np.ndarray, box_format: str) -> np.ndarray:
-    """The predictor's first output (dequantised) -> a float32 ``(ymin, xmin, ymax, xmax)`` box.
+    """Four box values (:func:`predictor_values`) -> a float32 ``(ymin, xmin, ymax, xmax)`` box.
 
-    The first four values are the box; coordinates are clipped to ``[0, 1]``
-    (a fraction of the frame, max edge exclusive).
+    Coordinates are clipped to ``[0, 1]`` (a fraction of the frame, max edge exclusive).
     """
     decoder = BOX_DECODERS.get(box_format)
     if decoder is None:
@@ -89,6 +114,10 @@ def decode_box(values: np.ndarray, box_format: str) -> np.ndarray:
         raise BundleError(f"the predictor's first output holds {flat.size} values, a box needs "
                           f"{_BOX_SIZE}: rebuild the bundle with tfedge-convert")
     return decoder(flat[:_BOX_SIZE])
+
+
+def _dequantized(raw: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
+    return [dequantize(r, spec.scale, spec.zero_point) for r, spec in zip(raw, specs)]
 
 
 # --------------------------------------------------------------------------- results
@@ -297,8 +326,8 @@ class EdgePipeline:
         mid = time.perf_counter()
         raw = self._predictor.invoke(q)
         end = time.perf_counter()
-        spec = self._predictor.output_specs[0]
-        values = dequantize(raw[0], spec.scale, spec.zero_point).reshape(-1)
+        values = predictor_values(_dequantized(raw, self._predictor.output_specs),
+                                  self.predictor.box_format)
         box = decode_box(values, self.predictor.box_format)
         # crop_window's own function minus its argument checks (box and size are valid here).
         window = tuple(int(v) for v in crop_window_with(NUMPY_OPS, box, height, width,
@@ -457,9 +486,9 @@ def evaluate_bundle(bundle: BundleLike, split: Any, *, num_threads: int = 1,
             total_macs = 0
             if predictor is not None:
                 model = models[predictor.file]
-                raw = model.run_raw_all(_reference_input(image, model.input_spec))[0]
-                spec = model.output_specs[0]
-                box = decode_box(dequantize(raw, spec.scale, spec.zero_point), predictor.box_format)
+                raw = model.run_raw_all(_reference_input(image, model.input_spec))
+                box = decode_box(predictor_values(_dequantized(raw, model.output_specs),
+                                                  predictor.box_format), predictor.box_format)
                 window = tuple(int(v) for v in crop_window(box, height, width, config))
                 total_macs += predictor.macs
             y0, x0, y1, x1 = window

@@ -321,6 +321,7 @@ def test_labels_file_must_agree(tmp_path):
     (lambda m: m["stages"][0].update(file="/abs.tflite"), "not a plain relative file name"),
     (lambda m: m["stages"][0].update(file="other.tflite"), "'other.tflite' is used but not listed"),
     (lambda m: m["predictor"].update(box_format="xywh"), "box_format' is 'xywh'"),
+    (lambda m: m["predictor"].update(box_format="heatmap_cyxhw"), "do not form a heat map"),
     (lambda m: m["preprocessing"].update(color="BGR"), "color' is 'BGR'"),
     (lambda m: m["preprocessing"].update(pixel_range=[-1, 1]), "pixel_range"),
     (lambda m: m.update(stages=[]), "at least one classifier"),
@@ -540,3 +541,21 @@ def test_bundle_reads_with_tensorflow_unimportable(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2"
+
+
+def test_heatmap_predictor_round_trips(tmp_path):
+    entry = PredictorEntry(resolution=16, macs=500, input=_spec((1, 16, 16, 3)),
+                           outputs=(_spec((1, 16, 2), scale=1 / 256, zero_point=-128),
+                                    _spec((1, 16), scale=0.1, zero_point=0)),
+                           crop={"margin": 0.1}, box_format="heatmap_cyxhw")
+    path = write_bundle(tmp_path / "b", labels=LABELS,
+                        stages=[(_stage("small", 16, threshold=None), STAGE0)],
+                        predictor=(entry, b"pred"))
+    with load_bundle(path, verify_hashes=False) as bundle:
+        assert bundle.predictor.box_format == "heatmap_cyxhw"
+        assert [list(o.shape) for o in bundle.predictor.outputs] == [[1, 16, 2], [1, 16]]
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["predictor"]["output"][1]["shape"] = [1, 15]  # not a square grid
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="do not form a heat map"):
+        load_bundle(path, verify_hashes=False)

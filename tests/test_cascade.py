@@ -500,6 +500,8 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path):
         assert [s.accumulate_weight for s in bundle.stages] == [0.0, 0.5]
         assert [s.macs for s in bundle.stages] == list(spec.stage_macs)
         assert bundle.predictor is not None and bundle.predictor.crop["margin"] == 0.2
+        assert bundle.predictor.box_format == "heatmap_cyxhw"  # no int8 softmax on device
+        assert len(bundle.predictor.outputs) == 2
         assert bundle.predictor.macs == spec.predictor_macs
         assert bundle.labels == spec.class_names
         assert 0.0 <= bundle.metrics["top1"] <= 1.0 and len(bundle.metrics["exit_rates"]) == 2

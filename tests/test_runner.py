@@ -295,6 +295,24 @@ def test_decode_box_formats():
         decode_box(np.zeros(2), "yxyx_normalized")
 
 
+def test_heatmap_outputs_decode_in_float_in_either_order():
+    from rpi_runner import predictor_values
+
+    logits = np.full((1, 16), -20.0, np.float32)
+    logits[0, 5] = 20.0                                 # row 1, column 1 of a 4 x 4 grid
+    sizes = np.zeros((1, 16, 2), np.float32)
+    sizes[0, 5] = (0.5, 0.25)
+    for outputs in ([logits, sizes], [sizes, logits]):
+        values = predictor_values(outputs, "heatmap_cyxhw")
+        np.testing.assert_allclose(values, [0.375, 0.375, 0.5, 0.25], atol=1e-6)
+    np.testing.assert_allclose(decode_box(values, "heatmap_cyxhw"),
+                               [0.125, 0.25, 0.625, 0.5], atol=1e-6)
+    with pytest.raises(BundleError, match="two outputs"):
+        predictor_values([logits], "heatmap_cyxhw")
+    np.testing.assert_allclose(predictor_values([np.arange(6.0)], "cyxhw_normalized"),
+                               [0, 1, 2, 3])
+
+
 # --------------------------------------------------------------------------- sources (pure)
 
 

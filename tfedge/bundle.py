@@ -43,6 +43,7 @@ from .litert import FLOAT_DTYPES, INTEGER_DTYPES, TensorSpec
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "LABELS_NAME", "CRITERIA", "BOX_FORMATS",
+    "HEATMAP_BOX_FORMAT",
     "DEFAULT_PREPROCESSING", "DEFAULT_MAX_FILE_BYTES", "DEFAULT_MAX_TOTAL_BYTES",
     "MAX_MANIFEST_BYTES",
     "TensorSpecEntry", "FileEntry", "StageEntry", "PredictorEntry", "Bundle", "write_bundle",
@@ -57,9 +58,12 @@ LABELS_NAME = "labels.txt"
 CRITERIA = ("max_softmax", "margin", "entropy")
 # Criteria whose threshold is a probability (exit when the score >= threshold).
 _PROBABILITY_CRITERIA = ("max_softmax", "margin")
-#: How the predictor's first output encodes its box (see docs/bundle.md):
-#: corners, or centre + size (the raw output of tfedge's boxnet predictors).
-BOX_FORMATS = ("yxyx_normalized", "cyxhw_normalized")
+#: How the predictor's outputs encode its box (see docs/bundle.md): the first output holds
+#: corners, or centre + size (the raw output of tfedge's boxnet predictors); or two outputs
+#: hold a heat map (centre logits (1, N) and per-cell sizes (1, N, 2), N = S * S) decoded in
+#: float by tfedge.crop.geometry.decode_heatmap (no int8 softmax on the device).
+BOX_FORMATS = ("yxyx_normalized", "cyxhw_normalized", "heatmap_cyxhw")
+HEATMAP_BOX_FORMAT = "heatmap_cyxhw"
 DEFAULT_PREPROCESSING: Mapping[str, Any] = {"color": "RGB", "pixel_range": [0, 255],
                                             "resize": "bilinear"}
 _PREPROCESSING_CHOICES = {"color": ("RGB",), "resize": ("bilinear",)}
@@ -430,6 +434,18 @@ def _parse_stage(obj: Any, index: int, count: int, num_labels: int) -> StageEntr
                       accumulate_weight=accumulate, metrics=metrics, file=file)
 
 
+def _check_heatmap_outputs(outputs: tuple[TensorSpec, ...], where: str) -> None:
+    """A heat map is two outputs: centre logits ``(1, N)`` and sizes ``(1, N, 2)``, N square."""
+    shapes = sorted((list(o.shape) for o in outputs), key=len)
+    ok = (len(shapes) == 2 and len(shapes[0]) == 2 and len(shapes[1]) == 3
+          and shapes[1][:2] == shapes[0] and shapes[1][2] == 2 and shapes[0][1] > 0
+          and round(shapes[0][1] ** 0.5) ** 2 == shapes[0][1])
+    if not ok:
+        raise _fail(f"manifest.json: '{where}.output' shapes {shapes} do not form a heat map "
+                    f"({HEATMAP_BOX_FORMAT!r} needs centre logits (1, N) and sizes (1, N, 2), "
+                    "N a square number): rebuild the bundle with tfedge-convert")
+
+
 def _parse_predictor(obj: Any) -> PredictorEntry:
     where = "predictor"
     r = _Reader(obj, where)
@@ -449,7 +465,9 @@ def _parse_predictor(obj: Any) -> PredictorEntry:
         outputs = tuple(_parse_tensor_spec(o, f"{where}.output[{i}]") for i, o in enumerate(raw_out))
     else:
         outputs = (_parse_tensor_spec(raw_out, f"{where}.output"),)
-    if outputs[0].shape[-1] != 4:
+    if box_format == HEATMAP_BOX_FORMAT:
+        _check_heatmap_outputs(outputs, where)
+    elif outputs[0].shape[-1] != 4:
         raise _fail(f"manifest.json: '{where}.output' shape {list(outputs[0].shape)} must end "
                     "in 4 (one box: ymin, xmin, ymax, xmax)")
     metrics = r.mapping("metrics")

@@ -37,6 +37,8 @@ from ._evaluate import SplitLogits, compute_stage_logits, stage_logits_on_crops
 __all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle"]
 
 #: tfedge.crop predictors output (cy, cx, h, w); geometry.decode_boxes turns it into corners.
+#: Heat-head predictors are converted in their export form (predictor_export_model: heat
+#: maps out, box format heatmap_cyxhw), so no int8 softmax runs on the device.
 PREDICTOR_BOX_FORMAT = "cyxhw_normalized"
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,12 @@ def _crops(split: Split, resolution: int, boxes: Optional[np.ndarray], crop: Any
 
 
 def _tflite_boxes(predictor: Any, split: Split, resolution: int, batch_size: int) -> np.ndarray:
-    from ..crop import decode_boxes
+    """Boxes of an int8 predictor, whichever form it exports (box values or heat maps)."""
+    from ..crop import decode_predictor_outputs
 
-    params = [predictor.run(batch) for batch in _whole_images(split, resolution, batch_size)]
-    return decode_boxes(np.concatenate(params))
+    boxes = [decode_predictor_outputs(list(predictor.run_all(batch)))
+             for batch in _whole_images(split, resolution, batch_size)]
+    return np.concatenate(boxes)
 
 
 def run_int8_cascade(split: Split, *, stages: Sequence[Any], resolutions: Sequence[int],
@@ -170,7 +174,7 @@ def convert_cascade_bundle(
     from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
                             check_tolerance, quantize_int8)
     from .._train import load_classifier
-    from ..bundle import PredictorEntry, StageEntry, write_bundle
+    from ..bundle import HEATMAP_BOX_FORMAT, PredictorEntry, StageEntry, write_bundle
     from ..litert import TfliteModel
 
     if not spec.calibrated:
@@ -205,12 +209,14 @@ def convert_cascade_bundle(
     pred_quantization = None
     cal_boxes = None
     if predictor is not None:
-        from ..crop import predict_boxes
+        from ..crop import predict_boxes, predictor_export_model
 
         log.info("converting the predictor (%d calibration images at %d px)", len(cal),
                  spec.predictor.resolution)
+        export = predictor_export_model(predictor)
+        pred_box_format = HEATMAP_BOX_FORMAT if len(export.outputs) == 2 else PREDICTOR_BOX_FORMAT
         pred_bytes, pred_quantization = quantize_int8(
-            predictor, np.concatenate(_whole_images(cal, spec.predictor.resolution, batch_size)),
+            export, np.concatenate(_whole_images(cal, spec.predictor.resolution, batch_size)),
             io_dtype=io_dtype, qat=qat, qat_unsupported=_PREDICTOR_NO_QAT)
         cal_boxes = predict_boxes(predictor, cal, batch_size=batch_size)
     qat_set = qat_boxes = None
@@ -309,7 +315,7 @@ def convert_cascade_bundle(
                                      macs=spec.predictor.macs, input=pred_tfl.input_spec,
                                      outputs=pred_tfl.output_specs,
                                      crop=spec.predictor.crop.to_dict(),
-                                     box_format=PREDICTOR_BOX_FORMAT, metrics=pmetrics),
+                                     box_format=pred_box_format, metrics=pmetrics),
                       pred_bytes)
     path = write_bundle(output, labels=list(spec.class_names), stages=entries,
                         predictor=pred_entry, metrics=metrics, zip_path=zip_path)
