@@ -42,8 +42,8 @@ from tfedge.litert import TensorSpec, TfliteModel, dequantize, quantize
 from ._cascade import StageDecision, decide_stage
 from ._preprocess import needed_short_side, prepare_input
 
-__all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace", "FrameResult",
-           "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]
+__all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace",
+           "FrameResult", "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]
 
 BundleLike = Union[Bundle, str, os.PathLike]
 _MS = 1e3
