@@ -38,6 +38,7 @@ fix (exit status 2). The bundle format is documented in docs/bundle.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -48,12 +49,14 @@ from typing import Any, Optional, Sequence
 from tfedge._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
 from tfedge._errors import TfedgeError
 from tfedge.cli import add_data_flags, dataset_from_args
+from tfedge.qat import QatConfig
 
 log = logging.getLogger("tfedge.convert")
 
 __all__ = ["main", "build_parser"]
 
 PROG = "tfedge-convert"
+QAT_DEFAULTS = QatConfig()
 ZIP_SUFFIX = ".zip"
 _MIB = 2 ** 20
 
@@ -106,10 +109,7 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     try:
         path, metrics = convert_classifier_bundle(
             args.model, dataset.train, check, output, name=args.name, zip_path=zip_path,
-            extra_metrics={"dataset": dataset.name, "check_split": args.check_split},
-            io_dtype=args.io_dtype, calibration_size=args.calibration_size,
-            check_size=args.check_size, tolerance_points=args.tolerance,
-            batch_size=args.batch_size, seed=args.seed, qat=qat)
+            **_conversion_kwargs(args, dataset, qat))
     except ConversionCheckError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         m = exc.metrics
@@ -151,10 +151,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     try:
         path, metrics = convert_cascade_bundle(
             spec, dataset.train, check, output, zip_path=zip_path,
-            extra_metrics={"dataset": dataset.name, "check_split": args.check_split},
-            io_dtype=args.io_dtype, calibration_size=args.calibration_size,
-            check_size=args.check_size, tolerance_points=args.tolerance,
-            batch_size=args.batch_size, seed=args.seed, qat=qat)
+            **_conversion_kwargs(args, dataset, qat))
     except ConversionCheckError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         m = exc.metrics
@@ -319,36 +316,47 @@ def _add_conversion_flags(p: argparse.ArgumentParser, tolerance_of: str) -> None
     qat.add_argument("--qat", action="store_true",
                      help="fine-tune each classifier with fake quantisation before converting "
                           "(tensorflow-model-optimization, in a child process)")
-    qat.add_argument("--qat-epochs", dest="qat_epochs", type=float, default=1.0,
-                     help="fine-tuning passes over the QAT images (default 1)")
-    qat.add_argument("--qat-images", dest="qat_images", type=int, default=2000,
-                     help="training images to fine-tune on (default 2000)")
-    qat.add_argument("--qat-learning-rate", dest="qat_learning_rate", type=float, default=1e-4,
-                     help="Adam learning rate of the fine-tune (default 1e-4)")
-    qat.add_argument("--qat-fallback", dest="qat_fallback", action="store_true",
+    # Defaults None: QatConfig's own defaults apply, and a flag given without --qat is noticed.
+    qat.add_argument("--qat-epochs", dest="qat_epochs", type=float, default=None,
+                     help=f"fine-tuning passes over the QAT images (default {QAT_DEFAULTS.epochs:g})")
+    qat.add_argument("--qat-images", dest="qat_images", type=int, default=None,
+                     help=f"training images to fine-tune on (default {QAT_DEFAULTS.images})")
+    qat.add_argument("--qat-learning-rate", dest="qat_learning_rate", type=float, default=None,
+                     help=f"Adam learning rate of the fine-tune (default "
+                          f"{QAT_DEFAULTS.learning_rate:g})")
+    qat.add_argument("--qat-fallback", dest="qat_fallback", action="store_true", default=None,
                      help="quantise a model QAT cannot handle (e.g. the box predictor) "
                           "post-training instead of stopping")
     add_data_flags(p)
 
 
+_QAT_FLAGS = {"epochs": "--qat-epochs", "images": "--qat-images",
+              "learning_rate": "--qat-learning-rate", "fallback": "--qat-fallback"}
+
+
 def _qat_config(args: argparse.Namespace):
     """The QatConfig the flags ask for (None without --qat); fails early when tfmot is missing."""
+    given = {field: getattr(args, f"qat_{field}") for field in _QAT_FLAGS
+             if getattr(args, f"qat_{field}") is not None}
     if not args.qat:
-        for flag, value, default in (("--qat-fallback", args.qat_fallback, False),
-                                     ("--qat-epochs", args.qat_epochs, 1.0),
-                                     ("--qat-images", args.qat_images, 2000),
-                                     ("--qat-learning-rate", args.qat_learning_rate, 1e-4)):
-            if value != default:
-                raise TfedgeError(f"{flag} only applies with --qat: add --qat or drop {flag}")
+        if given:
+            flag = _QAT_FLAGS[next(iter(given))]
+            raise TfedgeError(f"{flag} only applies with --qat: add --qat or drop {flag}")
         return None
-    from tfedge.qat import QatConfig, qat_missing_packages
+    from tfedge.qat import qat_missing_packages
 
     missing = qat_missing_packages()
     if missing:
         raise TfedgeError(missing)
-    return QatConfig(epochs=args.qat_epochs, images=args.qat_images,
-                     learning_rate=args.qat_learning_rate, fallback=args.qat_fallback,
-                     seed=args.seed)
+    return dataclasses.replace(QAT_DEFAULTS, seed=args.seed, **given)
+
+
+def _conversion_kwargs(args: argparse.Namespace, dataset: Any, qat: Any) -> dict[str, Any]:
+    """The settings 'classifier' and 'cascade' pass to their converter alike."""
+    return dict(extra_metrics={"dataset": dataset.name, "check_split": args.check_split},
+                io_dtype=args.io_dtype, calibration_size=args.calibration_size,
+                check_size=args.check_size, tolerance_points=args.tolerance,
+                batch_size=args.batch_size, seed=args.seed, qat=qat)
 
 
 def build_parser() -> argparse.ArgumentParser:

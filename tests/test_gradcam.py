@@ -74,8 +74,6 @@ def test_default_layer_is_the_last_map_of_at_least_8_cells(tiny_classifier):
 
 
 def test_gradcam_maps_shape_and_range(tiny_classifier, colour_split):
-    import tensorflow as tf  # noqa: F401
-
     split = colour_split.take(10)
     maps = gradcam_maps(tiny_classifier, split, batch_size=4)
     assert maps.shape == (10, 8, 8) and maps.dtype == np.float32

@@ -92,11 +92,13 @@ def test_qat_flags_need_qat(tmp_path, capsys):
     assert rc == 2 and "--qat-fallback only applies with --qat" in capsys.readouterr().err
 
 
-def test_bad_examples_are_refused(trained):
-    x, y = _colour_images(8, 1)
-    with pytest.raises(TfedgeError, match="raw pixels in \\[0, 255\\]"):
-        qat_int8(trained, x / 255.0 - 2.0, y, x) if qat_missing_packages() is None else \
-            qat_module._as_pixels(x / 255.0 - 2.0, "images")
+def test_bad_examples_are_refused():
+    x, _ = _colour_images(8, 1)
+    with pytest.raises(TfedgeError, match="QAT images range .* is outside \\[0, 255\\]"):
+        qat_module._as_pixels(x / 255.0 - 2.0, RES, "QAT images")
+    with pytest.raises(TfedgeError, match="must be \\(N, 32, 32, 3\\) pixels"):
+        qat_module._as_pixels(x, 32, "QAT images")
+    assert qat_module._as_pixels(x, RES, "QAT images").dtype == np.uint8
 
 
 # --------------------------------------------------------------------------- with tfmot

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import numpy as np
 
 from ._errors import ModelConfigError, TfedgeError
-from .data._types import FileSplit, ImageSplit
+from .data._types import FileSplit, ImageSplit, Split
 
 __all__ = [
     "IO_DTYPES", "DEFAULT_CALIBRATION_SIZE", "DEFAULT_CHECK_SIZE", "DEFAULT_TOLERANCE_POINTS",
@@ -60,7 +60,6 @@ _POINTS_PER_UNIT = 100.0  # accuracy fraction -> percentage points
 _FLOAT_TENSOR_DTYPES = ("float32", "float16", "float64")
 _CAST_OPS = ("DEQUANTIZE", "QUANTIZE", "DELEGATE")  # no computation of their own
 
-Split = Union[ImageSplit, FileSplit]
 
 
 class ConversionError(TfedgeError):
@@ -309,7 +308,7 @@ def quantize_int8(model, representative: np.ndarray, *, io_dtype: str = "int8",
         return convert_to_int8(model, representative, io_dtype=io_dtype), {"method": "ptq"}
     from .qat import qat_int8, qat_missing_packages, qat_support_problem
 
-    missing = qat_missing_packages()
+    missing = qat_missing_packages()  # before the fallback: a missing install is never skipped
     if missing:
         raise TfedgeError(missing)
     problem = qat_unsupported or qat_support_problem(model)
@@ -323,12 +322,8 @@ def quantize_int8(model, representative: np.ndarray, *, io_dtype: str = "int8",
                 {"method": "ptq", "qat_skipped": problem})
     if qat_examples is None:
         raise TfedgeError("quantisation-aware training needs labelled examples (qat_examples)")
-    _check_io_dtype(io_dtype)
-    resolution = _model_resolution(model)
-    images = _check_pixels(representative, resolution, "representative images")
-    finetune = _check_pixels(qat_examples[0], resolution, "QAT images")
-    data, record = qat_int8(model, finetune, qat_examples[1], images, io_dtype=io_dtype,
-                            config=qat)
+    data, record = qat_int8(model, qat_examples[0], qat_examples[1], representative,
+                            io_dtype=io_dtype, config=qat)
     floats = _float_computation(data, model)
     if floats:
         raise ConversionError(f"QAT conversion of model {model.name!r} left float computation "

@@ -40,7 +40,7 @@ import numpy as np
 from ._errors import ModelConfigError, TfedgeError
 from ._io import atomic_path, atomic_write_json
 from .data._pipeline import AugmentConfig, make_dataset
-from .data._types import FileSplit, ImageSplit
+from .data._types import Split
 
 __all__ = [
     "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
@@ -56,7 +56,6 @@ SIDECAR_SUFFIX = ".json"
 # Batches used to re-estimate BatchNorm statistics after training.
 DEFAULT_BN_RECALIBRATION_BATCHES = 32
 
-Split = Union[ImageSplit, FileSplit]
 
 
 @dataclass(frozen=True)

@@ -114,8 +114,7 @@ def qat_support_problem(model) -> Optional[str]:
     """``None`` when QAT can handle ``model`` (a Keras 3 model), else the reason it cannot."""
     import keras
 
-    if not isinstance(model, keras.Model) or isinstance(model, keras.Sequential) \
-            or not hasattr(model, "operations") or type(model).__name__ != "Functional":
+    if not isinstance(model, keras.Model) or type(model).__name__ != "Functional":
         return (f"model {getattr(model, 'name', model)!r} is not a Keras functional model; "
                 "QAT rebuilds functional models only")
     unsupported = sorted({type(layer).__name__ for layer in model.layers
@@ -128,14 +127,11 @@ def qat_support_problem(model) -> Optional[str]:
     return None
 
 
-def _as_pixels(images: np.ndarray, what: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
-        raise TfedgeError(f"QAT {what} must be (N, R, R, 3) raw pixels, got {images.shape}")
-    if images.size and (float(images.min()) < _PIXEL_RANGE[0] or float(images.max()) > _PIXEL_RANGE[1]):
-        raise TfedgeError(f"QAT {what} must be raw pixels in [0, 255], got "
-                          f"[{float(images.min()):.3g}, {float(images.max()):.3g}]")
-    return np.clip(np.rint(images), 0, 255).astype(np.uint8)
+def _as_pixels(images: np.ndarray, resolution: int, what: str) -> np.ndarray:
+    """Raw pixels checked as for post-training quantisation, stored as uint8 for the child."""
+    from ._convert import _check_pixels
+
+    return np.clip(np.rint(_check_pixels(images, resolution, what)), 0, 255).astype(np.uint8)
 
 
 def qat_int8(model, images: np.ndarray, labels: np.ndarray, calibration: np.ndarray, *,
@@ -150,14 +146,17 @@ def qat_int8(model, images: np.ndarray, labels: np.ndarray, calibration: np.ndar
     the fine-tuning loss and accuracy). Raises :class:`TfedgeError` when the
     packages are missing, the model is unsupported or the child fails.
     """
+    from ._convert import _check_io_dtype
+    from ._train import model_resolution
+
     config = config or QatConfig()
-    if io_dtype not in ("int8", "uint8"):
-        raise TfedgeError(f"io_dtype must be 'int8' or 'uint8', got {io_dtype!r}")
+    _check_io_dtype(io_dtype)
     problem = qat_missing_packages() or qat_support_problem(model)
     if problem:
         raise TfedgeError(problem)
-    images = _as_pixels(images, "images")
-    calibration = _as_pixels(calibration, "calibration images")
+    resolution = model_resolution(model)
+    images = _as_pixels(images, resolution, "QAT images")
+    calibration = _as_pixels(calibration, resolution, "representative images")
     labels = np.asarray(labels).astype(np.int64).reshape(-1)
     if len(labels) != len(images) or len(images) == 0:
         raise TfedgeError(f"QAT needs as many labels as images (got {len(labels)} and "

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .._errors import TfedgeError
-from ..data._types import FileSplit, ImageSplit
+from ..data._types import Split
 from ._cascade import CascadeSpec
 from ._decision import CascadeOutcome, simulate_cascade
 from ._evaluate import SplitLogits, compute_stage_logits, stage_logits_on_crops
@@ -43,7 +43,6 @@ PREDICTOR_BOX_FORMAT = "cyxhw_normalized"
 
 log = logging.getLogger(__name__)
 
-Split = Union[ImageSplit, FileSplit]
 DEFAULT_BATCH_SIZE = 64
 _POINTS = 100.0
 

@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from .._errors import TfedgeError
-from ..data._types import FileSplit, ImageSplit
+from ..data._types import Split
 from ._calibrate import (DEFAULT_CURVE_POINTS, CalibrationResult, calibrate_thresholds,
                          tradeoff_thresholds)
 from ._cascade import CascadeSpec
@@ -34,7 +34,6 @@ __all__ = ["SplitLogits", "compute_stage_logits", "stage_logits_on_crops", "reso
 
 log = logging.getLogger(__name__)
 
-Split = Union[ImageSplit, FileSplit]
 DEFAULT_BATCH_SIZE = 128
 #: Relative accuracy targets: the last stage alone, or the best single stage, on validation.
 TARGET_KEYWORDS = ("last", "best")

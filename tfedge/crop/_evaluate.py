@@ -24,7 +24,7 @@ import numpy as np
 
 from .._errors import DatasetError
 from ..data._boxes import iou
-from ..data._types import FileSplit, ImageSplit
+from ..data._types import ImageSplit, Split
 from .geometry import CropConfig, crop_windows, window_to_box
 
 __all__ = ["IOU_PERCENTILES", "IOU_THRESHOLDS", "iou_summary", "CropEvalResult",
@@ -32,7 +32,6 @@ __all__ = ["IOU_PERCENTILES", "IOU_THRESHOLDS", "iou_summary", "CropEvalResult",
 
 log = logging.getLogger(__name__)
 
-Split = Union[ImageSplit, FileSplit]
 
 IOU_PERCENTILES = (5, 10, 25, 50, 75, 90)
 IOU_THRESHOLDS = (0.5, 0.7, 0.8)

@@ -23,12 +23,12 @@ the last stage's 4x4 map is too coarse to place a box edge.
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 
 from .._errors import DatasetError, ModelConfigError
-from ..data._types import FileSplit, ImageSplit
+from ..data._types import FileSplit, ImageSplit, Split
 from .geometry import resize_bilinear
 
 __all__ = ["DEFAULT_CAM_THRESHOLD", "MIN_CAM_SIDE", "CAM_BOX_RESOLUTION", "default_cam_layer",
@@ -36,7 +36,6 @@ __all__ = ["DEFAULT_CAM_THRESHOLD", "MIN_CAM_SIDE", "CAM_BOX_RESOLUTION", "defau
 
 log = logging.getLogger(__name__)
 
-Split = Union[ImageSplit, FileSplit]
 
 DEFAULT_CAM_THRESHOLD = 0.35
 """Cells at or above this fraction of the map's peak are "strong"."""

@@ -35,7 +35,7 @@ import numpy as np
 
 from .._errors import DatasetError, TfedgeError
 from ..data._pipeline import AugmentConfig
-from ..data._types import FileSplit, ImageSplit
+from ..data._types import FileSplit, ImageSplit, Split
 from .geometry import CropConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +47,6 @@ __all__ = ["JitterConfig", "make_crop_dataset", "crop_dataset_fn", "materialize_
 
 log = logging.getLogger(__name__)
 
-Split = Union[ImageSplit, FileSplit]
 
 DEFAULT_CROP_RESOLUTION = 64
 FLIP_PROBABILITY = 0.5

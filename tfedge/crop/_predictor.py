@@ -63,7 +63,7 @@ import numpy as np
 from .._errors import DatasetError, ModelConfigError, TfedgeError
 from .._io import atomic_path, atomic_write_json
 from ..data._pipeline import AugmentConfig
-from ..data._types import FileSplit, ImageSplit
+from ..data._types import FileSplit, ImageSplit, Split
 from .geometry import decode_boxes
 
 __all__ = [
@@ -78,7 +78,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Split = Union[ImageSplit, FileSplit]
 
 PREDICTOR_HEADS = ("heat", "reg")
 PREDICTOR_FORMAT = "tfedge-predictor"

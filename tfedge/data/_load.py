@@ -13,14 +13,13 @@ import numpy as np
 from .._errors import DatasetError
 from ._benchmark import BenchmarkConfig, load_benchmark
 from ._folders import load_image_dataset
-from ._types import FileSplit, ImageSplit
+from ._types import FileSplit, Split
 
 __all__ = ["Dataset", "load_dataset", "BENCHMARK_NAME"]
 
 BENCHMARK_NAME = "benchmark"
 DEFAULT_VAL_FRACTION = 0.1
 
-Split = Union[ImageSplit, FileSplit]
 
 
 @dataclass(frozen=True)

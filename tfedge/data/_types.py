@@ -10,13 +10,13 @@ does not depend on the resolution an image is later resized to.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from .._errors import DatasetError
 
-__all__ = ["ImageSplit", "FileSplit"]
+__all__ = ["ImageSplit", "FileSplit", "Split"]
 
 
 def _check_boxes(boxes: Optional[np.ndarray], n: int, what: str) -> None:
@@ -105,3 +105,7 @@ class FileSplit:
         idx = np.asarray(indices, dtype=np.int64)
         return FileSplit(tuple(self.paths[i] for i in idx), self.labels[idx],
                          None if self.boxes is None else self.boxes[idx], self.class_names)
+
+
+#: Either kind of split: what every function taking a split accepts.
+Split = Union[ImageSplit, FileSplit]
