@@ -6,20 +6,24 @@
 Per seed, at one training budget (the same epochs for every classifier):
 
 1. the base: ``resnet10_050`` on full 128-px images (as benchmarks/base.py);
-2. the foreground predictor (``boxnet_heat_r96_w11``) on the training boxes;
+2. the foreground predictor (``boxnet_heat_r96_w8``, see ``PREDICTOR``) on the training boxes;
 3. the stages, cheapest first (default ``resnet10_025`` and ``resnet10_050``
    at 64 px), each a crop-robust classifier trained on crops
    (:func:`tfedge.crop.train_crop_classifier`);
 4. the cascade: every stage run once on the validation and test splits (on
    the predictor's crops); the exit rule (criterion x accumulation weight) and
-   the thresholds chosen **on validation** for the best accuracy within
-   ``BUDGET_FRACTION`` of the base model's MACs (exact sweep); figures
-   reported **on test**; the accuracy-versus-expected-MACs curve written as a PNG;
+   the thresholds chosen **on validation** (exact sweep) in *accuracy mode*:
+   the last stage's validation accuracy (less ``ACCURACY_TOLERANCE_POINTS``)
+   at the fewest MACs, which is what a deployment wants (the cheaper the
+   cascade, the more frames leave at the first stage). When that needs more than
+   ``BUDGET_FRACTION`` of the base model's MACs, *budget mode* instead (the
+   best accuracy within it); both calibrations are reported. Figures
+   **on test**; the accuracy-versus-expected-MACs curve written as a PNG;
 5. the int8 bundle made by the conversion CLI (``tfedge-convert cascade``,
    checked on the test split), then evaluated again from the written bundle.
 
 Last line: JSON with ``base_top1``, ``base_macs``, ``cascade_top1``,
-``cascade_expected_macs`` (predictor included), ``exit_fractions``, ``stages``
+``cascade_expected_macs`` (predictor included), ``exit_fractions``, ``calibration_mode``, ``stages``
 (list of ``{name, macs, alone_macs, top1}``), ``int8_cascade_top1``, the
 checks of issue #5 and the environment. With several seeds, the headline
 figures are means and ``per_seed`` holds each run.
@@ -45,7 +49,10 @@ log = logging.getLogger("benchmarks.cascade")
 BASE_MODEL = "resnet10_050"
 BASE_RESOLUTION = 128
 DEFAULT_STAGES = "resnet10_025@64,resnet10_050@64"
-PREDICTOR = "boxnet_heat_r96_w11"  # tfedge.crop.DEFAULT_PREDICTOR, best val IoU
+#: Not tfedge.crop.DEFAULT_PREDICTOR (r96 w11, the best validation IoU, 0.70): every frame pays
+#: for the predictor, and on the device r96 w8 takes 0.076 ms against 0.11 ms (int8, one
+#: thread; channels in multiples of 8 suit XNNPACK's kernels) for 0.675 IoU.
+PREDICTOR = "boxnet_heat_r96_w8"
 #: Full: the whole default benchmark at 4 epochs per classifier (the budget of the issues'
 #: calibration runs; about 25 minutes per seed on 2 cores). The predictor gets 12 epochs.
 FULL = dict(train_size=20000, val_size=2000, test_size=5000, epochs=4, predictor_epochs=12)
@@ -54,6 +61,10 @@ QUICK = dict(train_size=4000, val_size=500, test_size=1000, epochs=5, predictor_
 #: is 30% on test; calibrating on validation for 28% leaves room for the test split's
 #: exit rates to differ from validation's.
 BUDGET_FRACTION = 0.28
+#: Accuracy mode's target: the last stage's validation accuracy less this many points. Half
+#: a point buys many more first-stage exits (seed 0: 64% against 52%), and the median frame
+#: leaving at the first stage is what makes the cascade fast on the device (issue #6).
+ACCURACY_TOLERANCE_POINTS = 0.5
 TARGET_GAIN_POINTS = 3.0
 TARGET_MACS_FRACTION = 0.30
 INT8_TOLERANCE_POINTS = 1.0
@@ -98,8 +109,8 @@ def _convert_with_cli(cascade_path: Path, bundle_dir: Path, sizes: dict) -> dict
     return result
 
 
-def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any, out: Path,
-             reuse: bool) -> dict:
+def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_name: str,
+             data: Any, out: Path, reuse: bool) -> dict:
     from tfedge import count_macs
     from tfedge._train import TrainConfig, evaluate_classifier, load_classifier, train_classifier
     from tfedge.bundle import load_bundle
@@ -128,10 +139,13 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any, o
     pred_path = out / f"predictor_seed{seed}.keras"
     if reuse and pred_path.exists():
         predictor = load_predictor(pred_path)
+        if predictor.name != predictor_name:
+            raise SystemExit(f"{pred_path} is a {predictor.name}, not the {predictor_name} asked "
+                             "for: use another --output-dir or leave out --reuse")
     else:
-        log.info("== seed %d: predictor %s, %d epochs", seed, PREDICTOR,
+        log.info("== seed %d: predictor %s, %d epochs", seed, predictor_name,
                  sizes["predictor_epochs"])
-        predictor, _ = train_predictor(PREDICTOR, data.train, val=data.val,
+        predictor, _ = train_predictor(predictor_name, data.train, val=data.val,
                                        config=PredictorTrainConfig(
                                            epochs=sizes["predictor_epochs"], seed=seed),
                                        output=pred_path, metadata={"dataset": data.name})
@@ -156,19 +170,35 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any, o
     val = compute_stage_logits(spec, data.val, predictor=predictor)
     test = compute_stage_logits(spec, data.test, predictor=predictor)
     budget = BUDGET_FRACTION * base_macs
-    spec, result, rules = choose_exit_rule(spec, val, mode="budget", macs_budget=budget)
-    log.info("calibrated on val (%s, weight %g): top-1 %.4f at %.2f MMACs, thresholds %s",
-             spec.stages[-1].criterion, spec.stages[-1].accumulate_weight, result.val_top1,
-             result.val_expected_macs / 1e6, result.thresholds)
+    acc_spec, acc_result, acc_rules = choose_exit_rule(
+        spec, val, mode="accuracy", target="last",
+        target_offset_points=-ACCURACY_TOLERANCE_POINTS)
+    budget_spec, budget_result, budget_rules = choose_exit_rule(spec, val, mode="budget",
+                                                                macs_budget=budget)
+    if acc_result.feasible and acc_result.val_expected_macs <= budget:
+        mode, spec, result, rules = "accuracy", acc_spec, acc_result, acc_rules
+    else:
+        mode, spec, result, rules = "budget", budget_spec, budget_result, budget_rules
+    log.info("calibrated on val in %s mode (%s, weight %g): top-1 %.4f at %.2f MMACs, "
+             "thresholds %s", mode, spec.stages[-1].criterion, spec.stages[-1].accumulate_weight,
+             result.val_top1, result.val_expected_macs / 1e6, result.thresholds)
     ev = evaluate_cascade(spec, test, val=val, curve_points=CURVE_POINTS)
     spec = spec.with_evaluation({k: v for k, v in ev.to_dict().items() if k != "curve"})
     save_cascade(spec, cascade_path)
     plot = out / f"cascade_curve_seed{seed}.png"
     plot_tradeoff(ev, plot, base=(base_macs, base_top1, f"base {BASE_MODEL} @{BASE_RESOLUTION}"),
                   title=f"cascade vs base, test split (seed {seed})")
-    # The accuracy-target mode too: reach the last stage's validation accuracy at the fewest MACs.
-    acc_spec, acc_result, _ = choose_exit_rule(spec, val, mode="accuracy", target="last")
-    acc_ev = evaluate_cascade(acc_spec, test)
+    modes = {}
+    for name, (s, r) in {"accuracy": (acc_spec, acc_result),
+                         "budget": (budget_spec, budget_result)}.items():
+        e = ev if name == mode else evaluate_cascade(s, test)
+        modes[name] = {"val_top1": r.val_top1, "val_expected_macs": r.val_expected_macs,
+                       "feasible": r.feasible, "top1": e.top1, "expected_macs": e.expected_macs,
+                       "exit_fractions": list(e.exit_fractions),
+                       "criterion": s.stages[-1].criterion,
+                       "accumulate_weight": s.stages[-1].accumulate_weight,
+                       "thresholds": list(s.thresholds)}
+    modes["accuracy"]["target"] = acc_result.target_accuracy
 
     bundle_dir = out / "bundles" / f"cascade_seed{seed}"
     conversion = _convert_with_cli(cascade_path, bundle_dir, sizes)
@@ -192,12 +222,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any, o
         "accumulate_weight": spec.stages[-1].accumulate_weight,
         "thresholds": list(spec.thresholds), "calibration": result.to_dict(),
         "rule_search": rules,
-        "accuracy_mode": {"target": acc_result.target_accuracy, "val_top1": acc_result.val_top1,
-                          "val_expected_macs": acc_result.val_expected_macs,
-                          "top1": acc_ev.top1, "expected_macs": acc_ev.expected_macs,
-                          "exit_fractions": list(acc_ev.exit_fractions),
-                          "criterion": acc_spec.stages[-1].criterion,
-                          "accumulate_weight": acc_spec.stages[-1].accumulate_weight},
+        "calibration_mode": mode, "calibration_modes": modes,
         "curve": [{"expected_macs": p["expected_macs"], "top1": p["top1"],
                    "val_top1": p["val_top1"], "val_expected_macs": p["val_expected_macs"]}
                   for p in ev.curve],
@@ -242,6 +267,7 @@ def summarise(rows: list[dict]) -> dict:
     return {"base_top1": base_top1, "base_macs": base_macs, "cascade_top1": top1,
             "cascade_expected_macs": macs, "exit_fractions": exits, "stages": stages,
             "int8_cascade_top1": int8_mean, "best_single_stage": best_single,
+            "calibration_modes": [r["calibration_mode"] for r in rows],
             "base_top1_spread": spread([r["base_top1"] for r in rows]),
             "cascade_top1_spread": spread([r["cascade_top1"] for r in rows]),
             "cascade_expected_macs_spread": spread([r["cascade_expected_macs"] for r in rows]),
@@ -253,6 +279,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, small splits")
     parser.add_argument("--stages", type=str, default=DEFAULT_STAGES,
                         help=f"NAME@RESOLUTION,... cheapest first (default {DEFAULT_STAGES})")
+    parser.add_argument("--predictor", type=str, default=PREDICTOR,
+                        help=f"foreground predictor to train (default {PREDICTOR})")
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--output-dir", dest="output_dir", type=Path, default=None,
@@ -274,12 +302,13 @@ def main() -> None:
     data = load_dataset("benchmark", benchmark=BenchmarkConfig(
         image_size=BASE_RESOLUTION, train_size=sizes["train_size"], val_size=sizes["val_size"],
         test_size=sizes["test_size"], seed=0))
-    rows = [run_seed(seed, sizes, stages, data, out, args.reuse) for seed in seeds]
+    rows = [run_seed(seed, sizes, stages, args.predictor, data, out, args.reuse) for seed in seeds]
     result = {"benchmark": "cascade", "quick": args.quick, "base_model": BASE_MODEL,
               "base_resolution": BASE_RESOLUTION, "stage_models": args.stages,
-              "predictor": PREDICTOR, "epochs": sizes["epochs"],
+              "predictor": args.predictor, "epochs": sizes["epochs"],
               "predictor_epochs": sizes["predictor_epochs"], "seeds": list(seeds),
-              "budget_fraction": BUDGET_FRACTION, "train_images": len(data.train),
+              "budget_fraction": BUDGET_FRACTION,
+              "accuracy_tolerance_points": ACCURACY_TOLERANCE_POINTS, "train_images": len(data.train),
               "val_images": len(data.val), "test_images": len(data.test), "dataset": data.name,
               **summarise(rows), "per_seed": rows, **environment(),
               "wall_seconds": time.perf_counter() - start}
