@@ -2,8 +2,9 @@
 # Every full benchmark, in the order that lets them share trained models:
 # cascade.py trains, per seed, the base model, the predictor and the stages;
 # base.py evaluates those base models (--reuse); crop.py reuses seed 0's base
-# and predictor; convert.py and runner.py take seed 0's models and bundle.
-# About 1.5 to 2 hours on 2 cores. Each benchmark's stderr goes to
+# and trains the best-IoU predictor (the cascade's is the faster r96 w8), or
+# reuses the one it trained before; convert.py and runner.py take seed 0's
+# models and bundle. About 2 hours on 2 cores. Each benchmark's stderr goes to
 # $OUT/<name>.log and its JSON line to $OUT/<name>.json.
 #
 #   bash benchmarks/full.sh            # OUT=runs/benchmarks/full
@@ -29,6 +30,8 @@ run() {
 BASE="$OUT/base_resnet10_050_seed0.keras"
 run cascade --output-dir "$OUT" --reuse
 run base --output-dir "$OUT" --reuse
-run crop --output-dir "$OUT/crop" --base-model "$BASE" --predictor-model "$OUT/predictor_seed0.keras"
+CROP_PREDICTOR="$OUT/crop/crop_full_predictor.keras"
+if [[ -f "$CROP_PREDICTOR" ]]; then CROP_REUSE=(--predictor-model "$CROP_PREDICTOR"); else CROP_REUSE=(); fi
+run crop --output-dir "$OUT/crop" --base-model "$BASE" "${CROP_REUSE[@]}"
 run convert --base "$BASE" --cascade "$OUT/cascade_seed0.json"
 run runner --base-model "$BASE" --cascade-bundle "$OUT/bundles/cascade_seed0"

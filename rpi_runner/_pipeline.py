@@ -360,9 +360,13 @@ class EdgePipeline:
         previous: Optional[np.ndarray] = None
         macs = self.predictor.macs if self.predictor is not None else 0
         decision: Optional[StageDecision] = None
+        q: Optional[np.ndarray] = None
+        q_spec: Optional[TensorSpec] = None
         for entry, model in zip(self.stages, self._stages):
             t0 = time.perf_counter()
-            q = prepare_input(frame, found.window, model.input_spec, bgr=bgr)
+            if q is None or model.input_spec != q_spec:  # stages often share an input
+                q_spec = model.input_spec
+                q = prepare_input(frame, found.window, q_spec, bgr=bgr)
             t1 = time.perf_counter()
             raw = model.invoke(q)[0]
             t2 = time.perf_counter()

@@ -623,6 +623,28 @@ def test_cascade_trace_follows_the_contract(cascade):
     assert r.class_index == t.stages[-1].decision.class_index
 
 
+def test_stages_sharing_an_input_prepare_it_once_and_see_the_same_crop(bundles, tmp_path):
+    from tfedge.bundle import load_bundle, write_bundle
+
+    with load_bundle(bundles["cascade"]) as source:
+        predictor = (source.predictor, source.read_model(source.predictor))
+        small = source.read_model(source.stages[0])
+    shared = write_bundle(
+        tmp_path / "shared", labels=LABELS, predictor=predictor,
+        stages=[_stage("small_a", STAGE_RES[0], small, threshold=1.0),   # never exits
+                _stage("small_b", STAGE_RES[0], small, accumulate_weight=0.5)])
+    with EdgePipeline(shared) as pipe:
+        for frame in _frames(4, seed=12):
+            r = pipe.classify(frame, trace=True)
+            assert r.exit_stage == 1 and len(r.stage_ms) == 2
+            first, second = (st.input for st in r.trace.stages)
+            y0, x0, y1, x1 = r.window
+            res = STAGE_RES[0]
+            expected = np.floor(resize_bilinear(frame[y0:y1, x0:x1], res, res) + 0.5) - 128
+            np.testing.assert_array_equal(first[0], expected)
+            assert second is first          # prepared once, fed to both
+
+
 def test_uint8_bundle_and_bgr_frames(bundles):
     frames = _frames(5, seed=10)
     with EdgePipeline(bundles["uint8"]) as pipe, EdgePipeline(bundles["single"]) as ref:
