@@ -6,13 +6,12 @@ antialiasing (``tf.image.resize(..., antialias=False)``), which
 function converts the *whole* source to float32 first; on a 640x480 frame
 that costs more than the int8 inference it feeds. Bilinear sampling only
 reads the four neighbours of each output pixel, so :func:`resize_window`
-gathers exactly those ``4 * h * w`` uint8 pixels (one ``np.take`` of single
-bytes over the flattened frame, the crop window being an offset, never a
-copy; byte gathers are about twice as fast as 3-byte pixel gathers), converts
-only them, and then performs the *same* float32 operations in the same order
-as ``resize_bilinear``: the result is identical bit for bit
-(``tests/test_runner.py`` checks it). The cost grows with the model's
-input, not with the frame.
+gathers exactly those ``4 * h * w`` uint8 pixels (the whole frame through a
+cached byte index; a crop by copying its ``2 * h`` source rows, then taking
+columns), converts only them, and then performs the *same* float32
+operations in the same order as ``resize_bilinear``: the result is identical
+bit for bit (``tests/test_runner.py`` checks it). The cost grows with the
+model's input, not with the frame.
 
 :func:`quantize_pixels` gives the same codes as :func:`tfedge.litert.quantize`
 (round half away from zero, clip) for the non-negative values a resize of
@@ -41,32 +40,13 @@ _HALF = np.float32(0.5)
 _PIXEL_MAX = 255.0
 _INTEGER_RANGES = {name: (int(np.iinfo(name).min), int(np.iinfo(name).max))
                    for name in INTEGER_DTYPES}
-#: Cached resize plans (distinct (output, crop size, frame width) combinations). The whole
-#: frame's plan (the predictor's) is used on every frame; a 96-px plan takes 0.9 MB.
-_PLAN_CACHE = 32
+#: Cached whole-frame plans (output size x frame size): the predictor's, the same every frame.
+#: A 96-px plan takes 0.9 MB.
+_PLAN_CACHE = 8
 #: Cached per-axis plans: crops of a stream come in a few hundred sizes, and these are small.
 _AXIS_CACHE = 1024
 _RGB = np.arange(_CHANNELS)
 _BGR_TO_RGB = _RGB[::-1]
-
-
-@lru_cache(maxsize=_AXIS_CACHE)
-def _row_plan(out_h: int, in_h: int, row_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Byte offsets ``(4, out_h, 1)`` of each corner's source row; weights ``(out_h, 1)``."""
-    lo, hi, weight = _interpolation(out_h, in_h)
-    rows = np.stack([lo, lo, hi, hi]).astype(np.intp) * row_bytes
-    return _frozen(rows[:, :, None]), _frozen(weight.astype(np.float32)[:, None])
-
-
-@lru_cache(maxsize=_AXIS_CACHE)
-def _col_plan(out_w: int, in_w: int, bgr: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Byte offsets ``(4, 1, out_w * 3)`` of each corner's pixel and channel within a row,
-    and float32 weights ``(1, out_w * 3)``; ``bgr`` reads the channels in reverse."""
-    lo, hi, weight = _interpolation(out_w, in_w)
-    channels = _BGR_TO_RGB if bgr else _RGB
-    cols = np.stack([lo, hi, lo, hi]).astype(np.intp)[:, :, None] * _CHANNELS + channels
-    return (_frozen(cols.reshape(4, 1, out_w * _CHANNELS)),
-            _frozen(np.repeat(weight.astype(np.float32), _CHANNELS)[None, :]))
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -75,20 +55,32 @@ def _frozen(array: np.ndarray) -> np.ndarray:
     return array
 
 
-@lru_cache(maxsize=_PLAN_CACHE)
-def _plan(out_h: int, out_w: int, in_h: int, in_w: int, row_stride: int, bgr: bool = False
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat byte indices ``(4, out_h, out_w * 3)`` of the four neighbours, and the two weights.
+@lru_cache(maxsize=_AXIS_CACHE)
+def _row_plan(out_h: int, in_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source rows ``(2 * out_h,)``, every upper neighbour then every lower one, and float32
+    weights ``(out_h, 1)``."""
+    lo, hi, weight = _interpolation(out_h, in_h)
+    return (_frozen(np.concatenate([lo, hi]).astype(np.intp)),
+            _frozen(weight.astype(np.float32)[:, None]))
 
-    Index order: (top-left, top-right, bottom-left, bottom-right), relative
-    to the window's top-left byte in a frame whose rows are ``row_stride``
-    pixels apart; ``bgr`` reads the channels in reverse, so the output is RGB.
-    Weights are float32 ``(1, out_w * 3)`` and ``(out_h, 1)``: each broadcasts
-    along whole contiguous rows, twice as fast as a per-pixel ``(..., 1)``.
-    """
-    rows, y_w = _row_plan(out_h, in_h, row_stride * _CHANNELS)
-    cols, x_w = _col_plan(out_w, in_w, bgr)
-    return _frozen(rows + cols), x_w, y_w
+
+@lru_cache(maxsize=_AXIS_CACHE)
+def _col_plan(out_w: int, in_w: int, bgr: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Byte offsets within a row ``(2, out_w * 3)``, the left neighbours' channels and the
+    right ones', and float32 weights ``(1, out_w * 3)``; ``bgr`` reverses the channels."""
+    lo, hi, weight = _interpolation(out_w, in_w)
+    channels = _BGR_TO_RGB if bgr else _RGB
+    cols = np.stack([lo, hi]).astype(np.intp)[:, :, None] * _CHANNELS + channels
+    return (_frozen(cols.reshape(2, out_w * _CHANNELS)),
+            _frozen(np.repeat(weight.astype(np.float32), _CHANNELS)[None, :]))
+
+
+@lru_cache(maxsize=_PLAN_CACHE)
+def _frame_plan(out_h: int, out_w: int, frame_h: int, frame_w: int, bgr: bool) -> np.ndarray:
+    """Byte offsets ``(2, 2 * out_h, out_w * 3)`` of every neighbour in a whole frame."""
+    rows, _ = _row_plan(out_h, frame_h)
+    cols, _ = _col_plan(out_w, frame_w, bgr)
+    return _frozen(rows[None, :, None] * (frame_w * _CHANNELS) + cols[:, None, :])
 
 
 def resize_window(frame: np.ndarray, window: Sequence[int], height: int, width: int, *,
@@ -112,19 +104,29 @@ def resize_window(frame: np.ndarray, window: Sequence[int], height: int, width: 
         raise TfedgeError(f"crop window {[y0, x0, y1, x1]} is outside the {frame_h}x{frame_w} "
                           "frame")
     height, width = int(height), int(width)
-    index, x_w, y_w = _plan(height, width, y1 - y0, x1 - x0, frame_w, bool(bgr))
-    flat = frame.reshape(-1)
-    offset = (y0 * frame_w + x0) * _CHANNELS
-    corners = np.take(flat[offset:] if offset else flat, index).astype(np.float32)
+    bgr = bool(bgr)
+    # Gather the neighbours as left and right (2 * height, width * 3) blocks of bytes, each
+    # the upper rows then the lower ones: contiguous, so every operation below runs over
+    # whole blocks. The whole frame (the predictor's input, the same plan every frame) takes
+    # single bytes through a cached index; a crop (a new size nearly every frame) copies
+    # its source rows, then takes columns from that small block.
+    rows, y_w = _row_plan(height, y1 - y0)
+    cols, x_w = _col_plan(width, x1 - x0, bgr)
+    if (y0, x0, y1, x1) == (0, 0, frame_h, frame_w):
+        left, right = np.take(frame.reshape(-1), _frame_plan(height, width, frame_h, frame_w,
+                                                             bgr)).astype(np.float32)
+    else:
+        block = frame[rows + y0 if y0 else rows, x0:x1].reshape(2 * height, -1)
+        left = np.take(block, cols[0], axis=1).astype(np.float32)
+        right = np.take(block, cols[1], axis=1).astype(np.float32)
     # geometry.resize_bilinear's float32 operations, in place (IEEE addition commutes, so
     # ``right += left`` is its ``left + ...`` bit for bit):
     #   top = top_left + (top_right - top_left) * x_w       (and the same for the bottom)
     #   out = top + (bottom - top) * y_w
-    left, right = corners[0::2], corners[1::2]      # (top_left, bottom_left), (top_right, ...)
     right -= left
     right *= x_w
     right += left
-    top, bottom = corners[1], corners[3]
+    top, bottom = right[:height], right[height:]
     bottom -= top
     bottom *= y_w
     bottom += top

@@ -30,8 +30,8 @@ from rpi_runner._cascade import (confidence_score, decide_stage, decision_logits
 from rpi_runner._golden import decode_array
 from rpi_runner._output import FpsWindow, percentile, summarize
 from rpi_runner._pipeline import EdgePipeline, agreement, decode_box, evaluate_bundle
-from rpi_runner._preprocess import (draft_request, needed_short_side, quantize_pixels,
-                                    resize_window)
+from rpi_runner._preprocess import (draft_request, needed_short_side, prepare_input,
+                                    quantize_pixels, resize_window)
 from rpi_runner._sources import (FrameError, PiCameraSource, SourceSpec, decode_image,
                                  open_source, parse_sources)
 from rpi_runner.cli import RunOptions, main, run
@@ -231,6 +231,8 @@ def test_decide_stage():
 @pytest.mark.parametrize("shape,window,out", [
     ((480, 640, 3), (0, 0, 480, 640), (64, 64)),        # whole frame, downscale
     ((480, 640, 3), (37, 101, 301, 365), (24, 24)),     # a crop
+    ((480, 640, 3), (0, 300, 200, 640), (24, 24)),      # a crop at the top right corner
+    ((480, 640, 3), (250, 0, 480, 230), (96, 96)),      # at the bottom left, upscaled
     ((40, 48, 3), (5, 7, 20, 22), (64, 32)),            # upscale, not square
     ((1, 1, 3), (0, 0, 1, 1), (16, 16)),                # one pixel
     ((3, 1000, 3), (0, 0, 3, 1000), (16, 16)),          # a sliver
@@ -245,6 +247,13 @@ def test_fast_resize_is_bit_identical_to_geometry(shape, window, out):
     # A BGR frame gives the RGB result.
     np.testing.assert_array_equal(resize_window(np.ascontiguousarray(frame[..., ::-1]), window,
                                                 *out, bgr=True), expected)
+
+
+def test_float_input_is_fed_contiguous():
+    frame = np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    q = prepare_input(frame, (5, 10, 45, 50), TensorSpec((1, 16, 16, 3), "float32", 0.0, 0))
+    assert q.dtype == np.float32 and q.shape == (1, 16, 16, 3) and q.flags.c_contiguous
+    np.testing.assert_array_equal(q[0], resize_bilinear(frame[5:45, 10:50], 16, 16))
 
 
 def test_fast_resize_matches_tensorflow():
