@@ -58,7 +58,7 @@ QUICK = dict(train_size=4000, val_size=500, test_size=1000)
 IMAGE_SIZE = 128
 FRAME_SIZE = (640, 480)             # (width, height) of the camera-like frames
 JPEG_QUALITY = 90
-TIMING_FRAMES = 250                 # distinct frames (enough for the exit mix to be the test split's)
+TIMING_FRAMES = 250                 # distinct frames: enough for the test split's exit mix
 ROUNDS = 4                          # cascade/base alternations
 REPEAT = 1                          # passes per round
 WARMUP = 3                          # frames left out of each subprocess's figures
