@@ -38,6 +38,12 @@ background photos are never seen in training):
 * resolution over width at equal MACs (12 epochs on 20,000 images):
   r64 w16 0.659 (3.3 MMACs), r96 w11 0.701 (3.9), r112 w9 0.651 (3.8),
   r128 w8 0.678 (4.1). The default is ``boxnet_heat_r96_w11``.
+* on the device, time follows resolution as much as MACs (int8, one thread,
+  on the project's x86 VM): r64 w16 (3.3 MMACs) 0.064 ms; at r96, w8 (2.3)
+  0.076 ms, w11 (3.9) 0.11 ms, w16 (7.4) 0.136 ms. Widths that are not a
+  multiple of 8 (w10, w11, w12) run 15-20% slower than their MACs suggest.
+  Where every frame pays for the predictor (the cascade benchmark), r96 w8
+  (validation IoU 0.68) is the better trade.
 * int8: converting the model as it is, the int8 softmax (1/256 steps) cannot
   hold a distribution over many cells: r64 w16 0.653 -> 0.651, but r96 w11
   0.701 -> 0.671 and r128 w8 0.678 -> 0.599. :func:`predictor_export_model`
