@@ -37,7 +37,8 @@ background photos are never seen in training):
   after the same short run (4,000 images, 5 epochs, r64 w16);
 * resolution over width at equal MACs (12 epochs on 20,000 images):
   r64 w16 0.659 (3.3 MMACs), r96 w11 0.701 (3.9), r112 w9 0.651 (3.8),
-  r128 w8 0.678 (4.1). The default is ``boxnet_heat_r96_w11``.
+  r128 w8 0.678 (4.1); wider does not help either: r96 w16 0.691 (7.4).
+  The default is ``boxnet_heat_r96_w11``.
 * on the device, time follows resolution as much as MACs (int8, one thread,
   on the project's x86 VM): r64 w16 (3.3 MMACs) 0.064 ms; at r96, w8 (2.3)
   0.076 ms, w11 (3.9) 0.11 ms, w16 (7.4) 0.136 ms. Widths that are not a
@@ -481,7 +482,10 @@ class PredictorTrainConfig:
     photometric + dihedral 0.624, photometric + mix + class 0.5 0.607; so
     all are off by default. Pasting object-sized soft ellipses of other
     photos (tinted like the objects half the time) as distractors did not
-    help either: ``boxnet_heat_r96_w11`` 0.649 against 0.701 without.
+    help either: ``boxnet_heat_r96_w11`` 0.649 against 0.701 without; nor
+    did 8 more training scenes (21 photos instead of 13): 0.658. What is
+    missed are the held-out photos' salient things, and a harder training
+    set only lowers the fit.
     """
 
     epochs: int = 12
