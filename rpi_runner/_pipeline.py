@@ -34,7 +34,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from tfedge._errors import BundleError, TfedgeError
-from tfedge.bundle import Bundle, PredictorEntry, StageEntry, check_tensor_specs, load_bundle
+from tfedge.bundle import (HEATMAP_BOX_FORMAT, Bundle, PredictorEntry, StageEntry,
+                           check_tensor_specs, load_bundle)
 from tfedge.crop.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_window_with,
                                   decode_heatmap, resize_bilinear)
 from tfedge.litert import TensorSpec, TfliteModel, dequantize, quantize
@@ -72,9 +73,8 @@ def _decode_cyxhw(values: np.ndarray) -> np.ndarray:
 BOX_DECODERS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = {
     "yxyx_normalized": _decode_yxyx,
     "cyxhw_normalized": _decode_cyxhw,
-    "heatmap_cyxhw": _decode_cyxhw,
+    HEATMAP_BOX_FORMAT: _decode_cyxhw,
 }
-_HEATMAP = "heatmap_cyxhw"
 
 
 def predictor_values(outputs: Sequence[np.ndarray], box_format: str) -> np.ndarray:
@@ -86,10 +86,10 @@ def predictor_values(outputs: Sequence[np.ndarray], box_format: str) -> np.ndarr
     (a softmax over the cells: no int8 softmax, whose kernels round
     differently on ARM and x86).
     """
-    if box_format == _HEATMAP:
+    if box_format == HEATMAP_BOX_FORMAT:
         arrays = sorted((np.asarray(o, np.float32) for o in outputs), key=lambda a: a.ndim)
         if len(arrays) != 2:
-            raise BundleError(f"a {_HEATMAP} predictor has two outputs, got {len(arrays)}: "
+            raise BundleError(f"a {HEATMAP_BOX_FORMAT} predictor has two outputs, got {len(arrays)}: "
                               "rebuild the bundle with tfedge-convert")
         return decode_heatmap(arrays[0].reshape(1, -1),
                               arrays[1].reshape(1, -1, 2)).reshape(-1)

@@ -61,7 +61,6 @@ _FLOAT_TENSOR_DTYPES = ("float32", "float16", "float64")
 _CAST_OPS = ("DEQUANTIZE", "QUANTIZE", "DELEGATE")  # no computation of their own
 
 
-
 class ConversionError(TfedgeError):
     """A model cannot be converted to a full-integer TFLite model."""
 
@@ -221,10 +220,28 @@ def _float_computation(tflite_bytes: bytes, model) -> str:
 BatchFactory = Callable[[], Iterable[np.ndarray]]
 
 
-def _convert(model, batches: BatchFactory, io_dtype: str) -> bytes:
-    """Full-integer conversion with calibration batches from ``batches()`` (already checked)."""
+def _int8_converter(model, representative: Callable[[], Iterator[list[np.ndarray]]],
+                   io_dtype: str):
+    """A ``TFLiteConverter`` for full-integer int8 with ``io_dtype`` input and output.
+
+    Shared by post-training quantisation and the QAT child process (which
+    passes a tf-keras model): builtin int8 ops only, so the result runs on
+    every LiteRT runtime.
+    """
     import tensorflow as tf
 
+    tf_dtype = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf_dtype
+    converter.inference_output_type = tf_dtype
+    return converter
+
+
+def _convert(model, batches: BatchFactory, io_dtype: str) -> bytes:
+    """Full-integer conversion with calibration batches from ``batches()`` (already checked)."""
     def representative() -> Iterator[list[np.ndarray]]:
         first = True
         for batch in batches():
@@ -235,13 +252,7 @@ def _convert(model, batches: BatchFactory, io_dtype: str) -> bytes:
             for i in range(len(batch)):
                 yield [batch[i:i + 1]]
 
-    tf_dtype = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf_dtype
-    converter.inference_output_type = tf_dtype
+    converter = _int8_converter(model, representative, io_dtype)
     try:
         # Keras' export prints "Saved artifact at ..." on stdout, where CLIs put their JSON.
         with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():

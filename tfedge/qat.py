@@ -333,7 +333,7 @@ def _child_main(job: Path) -> None:
     import tensorflow as tf
     import tf_keras
 
-    from ._convert import _pin_input_range
+    from ._convert import _pin_input_range, _int8_converter
 
     spec = json.loads((job / "job.json").read_text())
     config = QatConfig(**spec["config"])
@@ -381,14 +381,7 @@ def _child_main(job: Path) -> None:
         for i in range(len(calibration)):
             yield [calibration[i:i + 1]]
 
-    tf_dtype = {"int8": tf.int8, "uint8": tf.uint8}[spec["io_dtype"]]
-    converter = tf.lite.TFLiteConverter.from_keras_model(qat_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf_dtype
-    converter.inference_output_type = tf_dtype
-    data_bytes = converter.convert()
+    data_bytes = _int8_converter(qat_model, representative, spec["io_dtype"]).convert()
     (job / "result.json").write_text(json.dumps({
         "config": config.to_dict(), "rebuild_max_logit_difference": difference,
         "finetune_loss": [float(v) for v in history.history.get("loss", [])],
