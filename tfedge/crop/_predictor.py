@@ -41,8 +41,9 @@ background photos are never seen in training):
   The default is ``boxnet_heat_r96_w11``.
 * on the device, time follows resolution as much as MACs (int8, one thread,
   on the project's x86 VM): r64 w16 (3.3 MMACs) 0.064 ms; at r96, w8 (2.3)
-  0.076 ms, w11 (3.9) 0.11 ms, w16 (7.4) 0.136 ms. Widths that are not a
-  multiple of 8 (w10, w11, w12) run 15-20% slower than their MACs suggest.
+  0.076 ms, w10 (3.3) 0.105 ms, w11 (3.9) 0.11 ms, w12 (4.5) 0.118 ms, w16
+  (7.4) 0.136 ms: the widths that are not multiples of 8 lie above the line
+  through w8 and w16.
   Where every frame pays for the predictor (the cascade benchmark), r96 w8
   (validation IoU 0.68) is the better trade.
 * int8: converting the model as it is, the int8 softmax (1/256 steps) cannot
