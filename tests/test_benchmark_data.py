@@ -20,6 +20,7 @@ from tfedge.data._benchmark import (
     _composite,
     _generate,
     _item_pools,
+    benchmark_backgrounds,
     benchmark_cache_path,
     generate_benchmark,
     generate_split,
@@ -313,6 +314,15 @@ def test_generate_split_public_and_progress(fashion, photos):
     assert all(d1 < d2 for (d1, _), (d2, _) in zip(calls, calls[1:]))
     with pytest.raises(DatasetError, match="unknown benchmark split"):
         generate_split(SMALL, "validation", fashion, photos)
+
+
+def test_benchmark_backgrounds_name_each_images_photo(fashion_dir, fashion, photos):
+    for split in ("train", "test"):
+        names = benchmark_backgrounds(SMALL, split, fashion_mnist_path=fashion_dir)
+        assert names == _generate(SMALL, split, fashion, photos)[1].photo_names
+        assert len(names) == SMALL.split_size(split)
+    with pytest.raises(DatasetError, match="unknown benchmark split"):
+        benchmark_backgrounds(SMALL, "validation", fashion_mnist_path=fashion_dir)
 
 
 # --------------------------------------------------------------------------- photos

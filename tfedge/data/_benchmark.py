@@ -45,6 +45,7 @@ __all__ = [
     "GENERATOR_VERSION",
     "SPLITS",
     "BenchmarkConfig",
+    "benchmark_backgrounds",
     "BenchmarkData",
     "generate_split",
     "generate_benchmark",
@@ -475,6 +476,22 @@ def generate_split(config: BenchmarkConfig, split: str, fashion: FashionMNIST,
     side of :func:`split_photos` from them.
     """
     return _generate(config, split, fashion, photos, progress=progress)[0]
+
+
+def benchmark_backgrounds(config: BenchmarkConfig, split: str,
+                          fashion_mnist_path: Optional[str | os.PathLike] = None,
+                          allow_download: bool = False) -> tuple[str, ...]:
+    """The background photo of every image of ``split``, in order.
+
+    For scores per scene (a held-out photo unlike every training photo shows
+    up here, where a mean hides it). Cheap: it replays the split's random
+    draws without rendering an image, so it matches the cached arrays of the
+    same config.
+    """
+    _check_split(split)
+    fashion = load_fashion_mnist(fashion_mnist_path, allow_download=allow_download)
+    plan = _plan(config, split, fashion, available_photos())
+    return tuple(plan.photo_names[j] for j in plan.photo_index)
 
 
 class _StderrProgress:
