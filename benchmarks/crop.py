@@ -9,8 +9,9 @@ training images):
 1. base: ``BASE_MODEL`` on full 128-px images (as ``benchmarks/base.py``);
 2. Grad-CAM pseudo-boxes of the base model; threshold chosen on val, IoU
    against the true boxes reported on test (``cam_box_miou``);
-3. the foreground predictor (``boxnet``) on the true boxes (``miou``), and a
-   second one on the Grad-CAM boxes only (``cam_predictor_miou``);
+3. the foreground predictor (``boxnet``) on the true boxes (``miou``, and
+   per held-out background photo ``miou_by_background``), and a second one
+   on the Grad-CAM boxes only (``cam_predictor_miou``);
 4. the crop classifier: the base family at 64 px, trained on a pool of crops
    at the predictor's own boxes and at true boxes jittered like the
    predictor's measured errors; scored on predicted crops (``crop_top1``),
