@@ -89,8 +89,8 @@ def predictor_values(outputs: Sequence[np.ndarray], box_format: str) -> np.ndarr
     if box_format == HEATMAP_BOX_FORMAT:
         arrays = sorted((np.asarray(o, np.float32) for o in outputs), key=lambda a: a.ndim)
         if len(arrays) != 2:
-            raise BundleError(f"a {HEATMAP_BOX_FORMAT} predictor has two outputs, got {len(arrays)}: "
-                              "rebuild the bundle with tfedge-convert")
+            raise BundleError(f"a {HEATMAP_BOX_FORMAT} predictor has two outputs, got "
+                              f"{len(arrays)}: rebuild the bundle with tfedge-convert")
         return decode_heatmap(arrays[0].reshape(1, -1),
                               arrays[1].reshape(1, -1, 2)).reshape(-1)
     flat = np.asarray(outputs[0], dtype=np.float32).reshape(-1)

@@ -19,7 +19,7 @@ __all__ = [
     "AugmentConfig", "BENCHMARK_NAME", "BenchmarkConfig", "BenchmarkData", "Dataset",
     "FASHION_MNIST_CLASS_NAMES", "FashionMNIST", "FileSplit", "ImageSplit", "available_photos",
     "benchmark_backgrounds", "benchmark_cache_path", "box_area", "clip_boxes", "flip_boxes_lr",
-    "generate_benchmark", "iou", "load_benchmark", "load_class_folders", "load_dataset", "load_fashion_mnist",
-    "load_image_dataset", "load_photo", "make_dataset", "save_preview", "split_photos",
-    "transform_boxes_for_crop",
+    "generate_benchmark", "iou", "load_benchmark", "load_class_folders", "load_dataset",
+    "load_fashion_mnist", "load_image_dataset", "load_photo", "make_dataset", "save_preview",
+    "split_photos", "transform_boxes_for_crop",
 ]
