@@ -48,6 +48,7 @@ from typing import Any, Optional, Sequence
 
 from tfedge._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
 from tfedge._errors import TfedgeError
+from tfedge.bundle import check_bundle_destination
 from tfedge.cli import add_data_flags, dataset_from_args
 from tfedge.qat import QatConfig
 
@@ -84,9 +85,8 @@ def _bundle_output(args: argparse.Namespace, example: str) -> tuple[Path, Option
     if output.suffix == ZIP_SUFFIX:
         raise TfedgeError(f"--output {args.output!r} names a zip: give the bundle folder "
                           f"(e.g. {example}) and add --zip for BUNDLE_DIR.zip too")
-    if output.exists() and not output.is_dir():
-        raise TfedgeError(f"--output {args.output!r} exists and is not a folder: choose another "
-                          "path")
+    # Checked before any conversion work, and again when the bundle is written.
+    check_bundle_destination(output)
     return output, (Path(str(output) + ZIP_SUFFIX) if args.zip else None)
 
 

@@ -4,13 +4,16 @@ A frame record is one JSON object (one line of output)::
 
     {"source": "img/cat.jpg", "index": 0, "label": "Trouser", "class": 1, "score": 0.93,
      "exit_stage": 0, "exit_score": 0.93, "box": [0.1, 0.2, 0.8, 0.7],
-     "window": [31, 52, 240, 261], "frame_size": [320, 320], "stage_ms": [0.16],
+     "window": [31, 52, 240, 261], "frame_size": [320, 320], "decoded_size": [320, 320],
+     "stage_ms": [0.16],
      "predictor_ms": 0.05, "decode_ms": 0.9, "preprocess_ms": 0.2, "infer_ms": 0.21,
      "pipeline_ms": 0.45, "total_ms": 1.35, "macs": 28000000}
 
 ``box`` is the predictor's box (normalised ``ymin, xmin, ymax, xmax``; null
 without a predictor), ``window`` the crop in frame pixels ``(y0, x0, y1,
-x1)``. ``total_ms`` = ``decode_ms`` (reading the frame) + ``pipeline_ms``
+x1)``. ``window`` and ``frame_size`` are in the image's own pixels even when
+a JPEG file was decoded smaller (draft decoding, ``decoded_size``: the size
+the models' inputs were cut from). ``total_ms`` = ``decode_ms`` (reading the frame) + ``pipeline_ms``
 (preprocessing, inference and decisions). A frame that could not be read is
 ``{"source": ..., "index": ..., "error": "one line", "decode_ms": ...}``.
 """
@@ -30,7 +33,7 @@ from tfedge._io import atomic_path
 from ._pipeline import FrameResult
 from ._sources import Frame
 
-__all__ = ["frame_record", "error_record", "human_line", "percentile", "summarize",
+__all__ = ["frame_record", "scale_window", "error_record", "human_line", "percentile", "summarize",
            "human_summary", "FpsWindow", "annotate", "save_annotated"]
 
 DEFAULT_FPS_WINDOW = 30  # frames the moving FPS is measured over
@@ -44,10 +47,29 @@ _MIN_FONT_PX = 10
 _FONT_FRACTION = 24  # label height: this fraction of the frame's short side
 
 
+def scale_window(window: Sequence[int], size: Sequence[int], full_size: Sequence[int]
+                 ) -> tuple[int, int, int, int]:
+    """``window`` ``(y0, x0, y1, x1)`` in a ``size`` ``(H, W)`` frame, in a ``full_size`` one.
+
+    Rounded to the nearest pixel and kept inside the full frame.
+    """
+    (h, w), (full_h, full_w) = size, full_size
+    if min(h, w, full_h, full_w) < 1:
+        raise ValueError(f"frame sizes must be positive, got {tuple(size)} and {tuple(full_size)}")
+    fy, fx = full_h / h, full_w / w
+    y0, x0, y1, x1 = window
+    return (min(max(int(round(y0 * fy)), 0), full_h), min(max(int(round(x0 * fx)), 0), full_w),
+            min(max(int(round(y1 * fy)), 0), full_h), min(max(int(round(x1 * fx)), 0), full_w))
+
+
 def frame_record(frame: Frame, result: FrameResult) -> dict[str, Any]:
     """The JSON record of a classified frame (see the module docstring)."""
     record = {"source": frame.source, "index": frame.index, **result.to_json(),
               "decode_ms": round(frame.decode_ms, _ROUND_MS)}
+    record["decoded_size"] = list(record["frame_size"])
+    if frame.full_size is not None and tuple(frame.full_size) != tuple(result.frame_size):
+        record["window"] = list(scale_window(result.window, result.frame_size, frame.full_size))
+        record["frame_size"] = [int(v) for v in frame.full_size]
     record["total_ms"] = round(frame.decode_ms + result.pipeline_ms, _ROUND_MS)
     return record
 

@@ -39,7 +39,8 @@ from ._preprocess import draft_request
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "DEFAULT_CAMERA_SIZE",
-    "FrameError", "Frame", "SourceSpec", "parse_sources", "decode_image", "FrameSource",
+    "FrameError", "Frame", "SourceSpec", "parse_sources", "decode_image",
+    "decode_image_sized", "FrameSource",
     "FileSource", "VideoSource", "PiCameraSource", "open_source", "OPENCV_INSTALL",
     "PICAMERA2_INSTALL",
 ]
@@ -63,6 +64,7 @@ PICAMERA2_INSTALL = ("install Raspberry Pi OS's picamera2 with "
 _PICAMERA_FORMAT = "RGB888"
 _EXIF_ORIENTATION = 0x0112
 _UPRIGHT = 1
+_AXES_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # transposes and quarter turns
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _BITS_16_TO_8 = 8
 _UINT8_MAX = 255
@@ -84,6 +86,8 @@ class Frame:
     image: ``(H, W, 3)`` uint8, RGB unless ``bgr`` (OpenCV and picamera2
     deliver BGR). error: one line when the frame could not be read (``image``
     is None then). decode_ms: time spent reading and decoding it.
+    full_size: ``(H, W)`` of the image file at full size when ``image`` was
+    decoded smaller (JPEG draft decoding); None when ``image`` is full size.
     """
 
     source: str
@@ -92,6 +96,7 @@ class Frame:
     bgr: bool = False
     decode_ms: float = 0.0
     error: Optional[str] = None
+    full_size: Optional[tuple[int, int]] = None
 
     def rgb(self) -> np.ndarray:
         """The pixels in RGB order (a view when the frame is BGR)."""
@@ -153,6 +158,19 @@ def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFA
 
     Raises :class:`FrameError` with one line naming the file and the problem.
     """
+    return decode_image_sized(source, max_pixels=max_pixels,
+                              draft_short_side=draft_short_side)[0]
+
+
+def decode_image_sized(source: Union[str, os.PathLike, Any], *,
+                       max_pixels: int = DEFAULT_MAX_PIXELS,
+                       draft_short_side: Optional[int] = None
+                       ) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_image`, and the ``(H, W)`` the image has at full size, upright.
+
+    The two differ only when draft decoding shrank a JPEG; then the second
+    maps the decoded frame's pixels back to the file's.
+    """
     name = str(source) if isinstance(source, (str, os.PathLike)) else \
         str(getattr(source, "name", "<image>"))
     try:
@@ -171,10 +189,14 @@ def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFA
                 if draft_short_side and image.format == "JPEG":
                     image.draft("RGB", draft_request(width, height, int(draft_short_side)))
                 image.load()
-                if image.getexif().get(_EXIF_ORIENTATION, _UPRIGHT) != _UPRIGHT:
+                full_size = (height, width)
+                orientation = image.getexif().get(_EXIF_ORIENTATION, _UPRIGHT)
+                if orientation != _UPRIGHT:
                     # exif_transpose copies even an upright image (a frame's decode time).
                     image = ImageOps.exif_transpose(image)
-                return _to_uint8_rgb(image)
+                    if orientation in _AXES_SWAPPING_ORIENTATIONS:
+                        full_size = (width, height)
+                return _to_uint8_rgb(image), full_size
     except FrameError:
         raise
     except Image.DecompressionBombError as exc:
@@ -298,14 +320,18 @@ class FileSource(FrameSource):
         for _ in range(self.repeat):
             for path in self.spec.paths:
                 start = time.perf_counter()
+                full_size = None
                 try:
-                    image = decode_image(path, max_pixels=self.max_pixels,
-                                         draft_short_side=self.draft_short_side)
+                    image, size = decode_image_sized(path, max_pixels=self.max_pixels,
+                                                     draft_short_side=self.draft_short_side)
                     error = None
+                    if size != image.shape[:2]:
+                        full_size = size
                 except FrameError as exc:
                     image, error = None, str(exc)
                 yield Frame(source=path, index=index, image=image,
-                            decode_ms=(time.perf_counter() - start) * _MS, error=error)
+                            decode_ms=(time.perf_counter() - start) * _MS, error=error,
+                            full_size=full_size)
                 index += 1
 
 

@@ -186,10 +186,12 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
         cases: list[dict[str, Any]] = []
         all_errors = 0
         start = time.perf_counter()
+        seen = 0
         try:
             with source:
                 frames = islice(source, options.max_frames) if options.max_frames else source
                 for n, frame in enumerate(frames):
+                    seen = n + 1
                     trace = options.golden is not None and len(cases) < options.golden_limit
                     record, result = _process(pipeline, frame, trace=trace)
                     if result is not None:
@@ -206,9 +208,16 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
                         print(json.dumps(record, sort_keys=True), file=sink, flush=True)
                     if human:
                         print(human_line(record, num_stages, fps.fps), file=stdout, flush=True)
+        except KeyboardInterrupt:
+            # Cameras run until Ctrl-C: the summary and golden vectors below must survive it
+            # (the source was released by its own with-block).
+            log.info("interrupted after %d frames: finishing with them", seen)
         finally:
             if close_sink:
                 sink.close()
+        if options.benchmark and seen and not records:
+            raise TfedgeError(f"all {seen} frames were warm-up (--warmup {options.warmup}), so "
+                              "there is nothing to time: pass more images or --repeat N")
         wall = time.perf_counter() - start if records else 0.0
         summary = summarize(records, num_stages, wall)
         summary.update({"bundle": str(options.bundle), "threads": options.threads,
@@ -270,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-frames", dest="max_frames", type=int, default=None,
                         help="stop after this many frames (cameras run until Ctrl-C otherwise)")
     parser.add_argument("--annotate", dest="annotate_dir", type=str, default=None,
-                        help="write each frame with its box and label drawn into this folder")
+                        help="write each frame with its box and label drawn into this folder "
+                             "(JPEG files at their decoded size: see --no-draft)")
     parser.add_argument("--preview", type=str, default=None,
                         help="keep the latest annotated frame in this file (.jpg or .png)")
     parser.add_argument("--camera-size", dest="camera_size", type=_camera_size,

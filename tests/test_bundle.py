@@ -19,8 +19,8 @@ import pytest
 
 from tfedge._errors import BundleError, TfedgeError
 from tfedge.bundle import (DEFAULT_PREPROCESSING, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME,
-                           Bundle, PredictorEntry, StageEntry, check_tensor_specs, load_bundle,
-                           spec_difference, write_bundle)
+                           Bundle, PredictorEntry, StageEntry, check_bundle_destination,
+                           check_tensor_specs, load_bundle, spec_difference, write_bundle)
 from tfedge.litert import (InterpreterUnavailableError, TensorSpec, dequantize, load_interpreter,
                            quantize)
 
@@ -171,6 +171,48 @@ def test_rewrite_replaces_an_existing_bundle(tmp_path):
     assert not (path / "predictor.tflite").exists()
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_a_folder_of_other_files_is_never_replaced(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "base.keras").write_bytes(b"weights")
+    with pytest.raises(BundleError) as exc:
+        write_bundle(work, labels=LABELS, stages=[(_stage("only", 16), STAGE1)])
+    assert "base.keras" in _one_line(exc) and "new or empty folder" in str(exc.value)
+    assert [p.name for p in work.iterdir()] == ["base.keras"]
+    (work / MANIFEST_NAME).write_text("{not json")          # a broken manifest is not a bundle
+    with pytest.raises(BundleError, match="not a tfedge bundle"):
+        write_bundle(work, labels=LABELS, stages=[(_stage("only", 16), STAGE1)])
+    for name in (".", "..", "bundles/.."):
+        with pytest.raises(BundleError, match="current or parent folder"):
+            check_bundle_destination(name)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BundleError, match="not a folder"):
+        check_bundle_destination(tmp_path / "file")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    write_bundle(empty, labels=LABELS, stages=[(_stage("only", 16), STAGE1)])
+    assert list(load_bundle(empty).labels) == list(LABELS)
+
+
+def test_a_failed_swap_puts_the_previous_bundle_back(tmp_path, monkeypatch):
+    import tfedge._io as io_module
+
+    path = _write(tmp_path)
+    before = sorted(p.name for p in path.iterdir())
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if Path(src).name.startswith(f".{path.name}.") and ".old." not in Path(src).name:
+            raise OSError("disk full")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(io_module.os, "replace", replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_bundle(path, labels=LABELS, stages=[(_stage("only", 16), STAGE1)])
+    assert sorted(p.name for p in path.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 # --------------------------------------------------------------------------- defects

@@ -365,3 +365,10 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert convert_main(["classifier", "--model", "m.keras", "--output", "b.zip"]) == 2
     assert "names a zip" in capsys.readouterr().err
+    # --output at a folder of other files: refused before any work, nothing deleted.
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "base.keras").write_bytes(b"weights")
+    assert convert_main(["classifier", "--model", "m.keras", "--output",
+                         str(tmp_path / "runs")]) == 2
+    assert "would delete them" in capsys.readouterr().err
+    assert (tmp_path / "runs" / "base.keras").read_bytes() == b"weights"

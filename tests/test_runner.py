@@ -28,12 +28,12 @@ from PIL import Image
 from rpi_runner._cascade import (confidence_score, decide_stage, decision_logits,
                                  passes_threshold, softmax)
 from rpi_runner._golden import decode_array
-from rpi_runner._output import FpsWindow, percentile, summarize
+from rpi_runner._output import FpsWindow, percentile, scale_window, summarize
 from rpi_runner._pipeline import EdgePipeline, agreement, decode_box, evaluate_bundle
 from rpi_runner._preprocess import (draft_request, needed_short_side, prepare_input,
                                     quantize_pixels, resize_window)
 from rpi_runner._sources import (FrameError, PiCameraSource, SourceSpec, decode_image,
-                                 open_source, parse_sources)
+                                 decode_image_sized, open_source, parse_sources)
 from rpi_runner.cli import RunOptions, main, run
 from tfedge._errors import BundleError, TfedgeError
 from tfedge.crop.geometry import crop_window, resize_bilinear
@@ -46,7 +46,7 @@ PREDICTOR_RES = 24
 STAGE_RES = (16, 24)
 CROP = {"margin": 0.1, "square": True, "min_size": 0.3, "scales": []}
 RECORD_FIELDS = {"source", "index", "label", "class", "score", "exit_stage", "exit_score", "box",
-                 "window", "frame_size", "stage_ms", "predictor_ms", "decode_ms",
+                 "window", "frame_size", "decoded_size", "stage_ms", "predictor_ms", "decode_ms",
                  "preprocess_ms", "infer_ms", "pipeline_ms", "total_ms", "macs"}
 
 
@@ -440,6 +440,25 @@ def test_decode_jpeg_draft_never_goes_below_the_needed_size(tmp_path):
     assert decode_image(tmp_path / "big.jpg", draft_short_side=640).shape == (600, 800, 3)
 
 
+def test_decode_reports_the_full_size_of_a_draft_decoded_rotated_jpeg(tmp_path):
+    image = Image.fromarray(_frames(1, seed=4, height=600, width=800)[0])
+    exif = Image.Exif()
+    exif[0x0112] = 6                                             # quarter turn: axes swap
+    image.save(tmp_path / "big.jpg", quality=90, exif=exif.tobytes())
+    small, full_size = decode_image_sized(tmp_path / "big.jpg", draft_short_side=100)
+    assert small.shape == (200, 150, 3) and full_size == (800, 600)
+    same, size = decode_image_sized(tmp_path / "big.jpg")
+    assert same.shape == (800, 600, 3) and size == (800, 600)
+
+
+def test_scale_window_maps_decoded_pixels_to_the_file():
+    assert scale_window((10, 20, 110, 120), (150, 200), (600, 800)) == (40, 80, 440, 480)
+    assert scale_window((0, 0, 75, 100), (75, 100), (601, 799)) == (0, 0, 601, 799)
+    assert scale_window((3, 5, 7, 9), (40, 48), (40, 48)) == (3, 5, 7, 9)
+    with pytest.raises(ValueError, match="positive"):
+        scale_window((0, 0, 1, 1), (0, 10), (10, 10))
+
+
 def test_file_source_records_errors_and_goes_on(tmp_path):
     good = _png(tmp_path / "good.png", _frames(1, seed=1)[0])
     bad = tmp_path / "bad.png"
@@ -807,6 +826,51 @@ def test_cli_golden_vectors(bundles, tmp_path, capsys):
                                        rtol=1e-6)
             assert st["exits"] == (k == record["exit_stage"])
         assert base64.b64decode(case["stages"][0]["input"]["data"])
+
+
+def test_cli_draft_decoded_jpeg_reports_windows_in_the_files_pixels(bundles, cascade, tmp_path,
+                                                                     capsys):
+    frame = _frames(1, seed=5, height=480, width=640)[0]
+    Image.fromarray(frame).save(tmp_path / "shot.jpg", quality=95)
+    assert main([str(bundles["cascade"]), str(tmp_path / "shot.jpg")]) == 0
+    (record,) = _json_lines(capsys.readouterr().out)
+    # The cascade needs a short side of 80 px: 480 px decodes at 1/4 (1/8 would be 60).
+    assert record["decoded_size"] == [120, 160] and record["frame_size"] == [480, 640]
+    decoded = decode_image(tmp_path / "shot.jpg", draft_short_side=cascade.draft_short_side)
+    expected = scale_window(cascade.classify(decoded).window, (120, 160), (480, 640))
+    assert record["window"] == list(expected)
+    assert main([str(bundles["cascade"]), str(tmp_path / "shot.jpg"), "--no-draft"]) == 0
+    (full,) = _json_lines(capsys.readouterr().out)
+    assert full["decoded_size"] == full["frame_size"] == [480, 640]
+
+
+def test_cli_ctrl_c_still_writes_the_summary_and_golden_vectors(bundles, tmp_path, capsys,
+                                                               monkeypatch):
+    import rpi_runner.cli as cli
+    from rpi_runner._sources import Frame, FrameSource
+
+    class InterruptedCamera(FrameSource):
+        spec = SourceSpec("picamera")
+
+        def __iter__(self):
+            for i, image in enumerate(_frames(5, seed=6)):
+                yield Frame(source="picam:0", index=i, image=image)
+            raise KeyboardInterrupt                              # what Ctrl-C does mid-capture
+
+    monkeypatch.setattr(cli, "open_source", lambda spec, **kwargs: InterruptedCamera())
+    golden = tmp_path / "golden.json"
+    assert main([str(bundles["cascade"]), "picam", "--benchmark", "--golden", str(golden)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == 3 and summary["warmup_frames"] == 2
+    assert len(json.loads(golden.read_text())["cases"]) == 5
+
+
+def test_cli_benchmark_of_warm_up_frames_only_is_an_error(bundles, tmp_path, capsys):
+    _write_frames(tmp_path / "imgs", 2)
+    assert main([str(bundles["single"]), str(tmp_path / "imgs"), "--benchmark"]) == 2
+    assert "all 2 frames were warm-up" in _one_line_error(capsys)
+    assert main([str(bundles["single"]), str(tmp_path / "imgs"), "--benchmark", "--repeat",
+                 "2"]) == 0
 
 
 def test_cli_bad_bundle_is_one_line_exit_2(bundles, tmp_path, capsys):

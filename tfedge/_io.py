@@ -58,7 +58,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name; swap it into place on success.
 
     An existing directory at ``path`` is replaced only after the new one is
-    complete.
+    complete, and is back in place if the swap fails. Callers check that
+    replacing it is what the user wants (see ``tfedge.bundle``).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,11 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             os.rmdir(old)
             os.replace(target, old)
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old, target)  # put the previous folder back
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)

@@ -47,7 +47,7 @@ __all__ = [
     "DEFAULT_PREPROCESSING", "DEFAULT_MAX_FILE_BYTES", "DEFAULT_MAX_TOTAL_BYTES",
     "MAX_MANIFEST_BYTES",
     "TensorSpecEntry", "FileEntry", "StageEntry", "PredictorEntry", "Bundle", "write_bundle",
-    "load_bundle", "check_tensor_specs", "spec_difference",
+    "check_bundle_destination", "load_bundle", "check_tensor_specs", "spec_difference",
 ]
 
 FORMAT_NAME = "tfedge-bundle"
@@ -566,6 +566,38 @@ def _zip_bytes_entries(zf: zipfile.ZipFile, contents: Mapping[str, bytes]) -> No
         zf.writestr(info, contents[name])
 
 
+def check_bundle_destination(directory: Union[str, os.PathLike]) -> Path:
+    """``directory`` as a Path, if a bundle may be written there; else a :class:`BundleError`.
+
+    Writing a bundle replaces the whole folder, so the folder must be new,
+    empty, or an earlier bundle (its ``manifest.json`` names the format):
+    pointing ``--output`` at a folder of other files must not delete them.
+    """
+    target = Path(directory)
+    if target.name in ("", ".", ".."):
+        raise BundleError(f"bundle folder {str(directory)!r} names the current or parent "
+                          "folder: give a new folder, e.g. bundles/mymodel")
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise BundleError(f"bundle folder {str(directory)!r} exists and is not a folder: "
+                          "choose another path")
+    entries = sorted(p.name for p in target.iterdir())
+    if not entries:
+        return target
+    manifest = target / MANIFEST_NAME
+    try:
+        is_bundle = json.loads(manifest.read_text(encoding="utf-8")).get("format") == FORMAT_NAME
+    except (OSError, ValueError, AttributeError):
+        is_bundle = False
+    if not is_bundle:
+        shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
+        raise BundleError(f"{str(directory)!r} is a folder of other files ({shown}), not a "
+                          "tfedge bundle: writing a bundle there would delete them; choose a "
+                          "new or empty folder")
+    return target
+
+
 def write_bundle(
     directory: Union[str, os.PathLike],
     *,
@@ -584,9 +616,11 @@ def write_bundle(
     ... and the predictor ``predictor.tflite``. Sizes and hashes are computed
     here. The manifest is checked with the same code that loads bundles, so an
     invalid bundle is never written. Both outputs are written atomically (an
-    existing bundle is replaced only once the new one is complete); the zip's
-    entries are in a fixed order with fixed timestamps.
+    existing bundle is replaced only once the new one is complete; a folder
+    holding anything else is refused, see :func:`check_bundle_destination`);
+    the zip's entries are in a fixed order with fixed timestamps.
     """
+    check_bundle_destination(directory)
     if not stages:
         raise BundleError("a bundle needs at least one stage: pass stages=[(StageEntry, bytes)]")
     entries, model_bytes = zip(*[(e, bytes(b)) for e, b in stages])
@@ -623,7 +657,10 @@ def write_bundle(
         for name, data in contents.items():
             path = tmp / name
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            with open(path, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())  # complete on disk before the folder is swapped in
     if zip_path is not None:
         with atomic_path(zip_path) as tmp_zip:
             with zipfile.ZipFile(tmp_zip, "w") as zf:
