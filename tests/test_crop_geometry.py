@@ -298,6 +298,29 @@ def test_jitter_config_rejects_bad_values():
         JitterConfig(scale=3.0)
 
 
+def test_shuffled_crop_datasets_cut_each_image_at_its_own_box():
+    from tfedge.crop._pipeline import crop_dataset_fn, make_crop_dataset
+    from tfedge.data import ImageSplit
+
+    n, size, side = 40, 32, 8
+    rng = np.random.default_rng(0)
+    images = np.zeros((n, size, size, 3), np.uint8)
+    boxes = np.zeros((n, 4), np.float32)
+    for i in range(n):
+        top, left = (int(v) for v in rng.integers(0, size - side, 2))
+        images[i, top:top + side, left:left + side] = 255        # white exactly inside its box
+        boxes[i] = (top / size, left / size, (top + side) / size, (left + side) / size)
+    split = ImageSplit(images, np.arange(n, dtype=np.int32) % 2, boxes, ("a", "b"))
+    crop = CropConfig(margin=0.0, min_size=0.01)
+    shuffled = make_crop_dataset(split, resolution=8, batch_size=8, crop=crop, shuffle=True,
+                                 repeat=True, seed=1, boxes=boxes.copy())
+    training = crop_dataset_fn(crop)(split, resolution=8, batch_size=8, seed=3, training=True)
+    for dataset in (shuffled, training):
+        crops = np.concatenate([np.asarray(c) for c, _ in dataset.take(10)])
+        assert crops.shape == (80, 8, 8, 3)
+        assert (crops.min(axis=(1, 2, 3)) > 250).all()              # every crop all white
+
+
 def test_crop_dataset_fn_for_a_training_loop(colour_split):
     from tfedge.crop._pipeline import JitterConfig, crop_dataset_fn
 

@@ -174,28 +174,23 @@ def make_crop_dataset(split: Split, *, resolution: int, batch_size: int,
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise DatasetError(f"{key}={value!r}: need a positive whole number")
     box_array = _check_boxes(split, boxes)
-    source = dataclasses.replace(split, boxes=None) if isinstance(split, ImageSplit) else \
-        dataclasses.replace(split, boxes=None)
     n = len(split)
     indices = tf.data.Dataset.range(n)
     if shuffle:
         indices = indices.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         indices = indices.repeat()
-    box_table = tf.constant(box_array)
-    # Pair each example with its index again to look its box up (the decoder drops indices).
-    examples = tf.data.Dataset.zip(_decoded_examples(source, indices), indices)
-    random = jitter is not None or flip
-    if random:
+    # The boxes travel with their images: one pass over the indices (a second pass over
+    # a shuffled stream would be in another order).
+    examples = _decoded_examples(split, indices, boxes=box_array)
+    if jitter is not None or flip:
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         examples = tf.data.Dataset.zip(examples, seeds)
     else:
-        examples = examples.map(lambda ex, i: (ex, i, tf.zeros([2], tf.int64)))
-        examples = examples.map(lambda ex, i, s: ((ex, i), s))
+        examples = examples.map(lambda *ex: (ex, tf.zeros([2], tf.int64)))
 
     def one(example, s):
-        (image, label, _), index = example
-        box = tf.gather(box_table, index)
+        image, label, box = example
         jitter_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(s, 2))
         if jitter is not None:
             box = _jitter_box_tf(box, jitter_seed, jitter)

@@ -117,8 +117,11 @@ def _split_boxes(split: ImageSplit | FileSplit) -> np.ndarray:
     return np.asarray(split.boxes, np.float32)
 
 
-def _decoded_examples(split: ImageSplit | FileSplit, indices: "tf.data.Dataset") -> "tf.data.Dataset":
+def _decoded_examples(split: ImageSplit | FileSplit, indices: "tf.data.Dataset",
+                      boxes: Optional[np.ndarray] = None) -> "tf.data.Dataset":
     """Map a stream of example indices to ``(image uint8 (H, W, 3), label int32, box float32 (4,))``.
+
+    ``boxes`` (``(N, 4)``, NaN = unknown) replaces the split's own boxes.
 
     An :class:`ImageSplit` is read by numpy fancy indexing, a chunk of
     indices per Python call, so a memory-mapped array is never copied whole
@@ -129,7 +132,7 @@ def _decoded_examples(split: ImageSplit | FileSplit, indices: "tf.data.Dataset")
     import tensorflow as tf
 
     labels = np.asarray(split.labels, np.int32)
-    boxes = _split_boxes(split)
+    boxes = _split_boxes(split) if boxes is None else np.asarray(boxes, np.float32)
     if isinstance(split, ImageSplit):
         images = split.images
         height, width = split.image_size
