@@ -455,8 +455,11 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path):
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.fit(make_dataset(dataset.train, resolution=res, batch_size=24, training=False),
                   epochs=3, verbose=0, shuffle=False)
+        # The first stage "was trained" on crops with min_size 0.5 (as its sidecar says).
+        trained = {"crop": {"margin": 0.4, "min_size": 0.5, "square": True, "scales": []}}
         paths.append(save_classifier(model, tmp_path / f"{name}.keras",
-                                     {"class_names": list(dataset.class_names)}))
+                                     {"class_names": list(dataset.class_names),
+                                      **({"crop": trained} if name == "tiny_a" else {})}))
     predictor = save_predictor(build_predictor("boxnet_heat_r32_w4"), tmp_path / "pred.keras")
 
     parser = argparse.ArgumentParser(prog="tfedge")
@@ -472,6 +475,7 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path):
                "--output", str(cascade)) == 0
     spec = load_cascade(cascade)
     assert not spec.calibrated and spec.predictor.crop.margin == 0.2
+    assert spec.predictor.crop.min_size == 0.5                   # the flag left out: as trained
     assert spec.weights == (0.0, 0.5) and spec.stage_macs[0] < spec.stage_macs[1]
     assert cli("cascade", "calibrate", "--cascade", str(cascade), "--mode", "budget",
                "--macs-budget", str(spec.predictor_macs + spec.stage_macs[0]

@@ -321,6 +321,26 @@ def test_shuffled_crop_datasets_cut_each_image_at_its_own_box():
         assert (crops.min(axis=(1, 2, 3)) > 250).all()              # every crop all white
 
 
+def test_crop_flags_override_only_what_they_name(tmp_path):
+    from tfedge._train import save_classifier
+    from tfedge.crop._cli import crop_with_overrides
+    from tfedge.crop._pipeline import trained_crop_config
+    from tfedge.models import create_model
+
+    trained = CropConfig(margin=0.4, min_size=0.5, scales=(0.5, 1.0))
+    assert crop_with_overrides(trained, margin=0.1) == CropConfig(margin=0.1, min_size=0.5,
+                                                                  scales=(0.5, 1.0))
+    assert crop_with_overrides(trained, square=False, scales=[]) == CropConfig(
+        margin=0.4, square=False, min_size=0.5)
+    assert crop_with_overrides(None, min_size=0.3) == CropConfig(min_size=0.3)
+    model = create_model("resnet10_025", resolution=32, num_classes=3)
+    whole = save_classifier(model, tmp_path / "whole.keras", {"class_names": ["a", "b", "c"]})
+    crops = save_classifier(model, tmp_path / "crops.keras",
+                            {"crop": {"resolution": 32, "crop": trained.to_dict()}})
+    assert trained_crop_config([whole]) is None
+    assert trained_crop_config([whole, crops]) == trained
+
+
 def test_crop_dataset_fn_for_a_training_loop(colour_split):
     from tfedge.crop._pipeline import JitterConfig, crop_dataset_fn
 

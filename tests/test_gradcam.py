@@ -82,6 +82,15 @@ def test_gradcam_maps_shape_and_range(tiny_classifier, colour_split):
         gradcam_maps(tiny_classifier, split, layer="nope")
 
 
+def test_a_teacher_with_too_few_classes_is_a_clear_error(colour_split):
+    from tfedge.models import create_model
+
+    two_classes = create_model("resnet10_025", resolution=64, num_classes=2)
+    with pytest.raises(ModelConfigError, match="3 classes but the Grad-CAM teacher"):
+        gradcam_maps(two_classes, colour_split.take(4))
+    assert gradcam_maps(two_classes, colour_split.take(4), use_labels=False).shape == (4, 8, 8)
+
+
 def test_box_labels_sources(tiny_classifier, colour_split):
     split = colour_split.take(12)
     boxes, counts = box_labels(split)

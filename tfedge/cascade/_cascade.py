@@ -325,6 +325,7 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
     """
     from .._macs import count_macs
     from .._train import load_classifier, model_resolution, read_sidecar
+    from ..crop._pipeline import trained_crop_config
 
     if not models:
         raise _fail("a cascade needs at least one stage: pass one or more .keras classifiers")
@@ -340,7 +341,6 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
         raise _fail(f"got {len(stage_names)} names for {count} stages: give one per stage")
     stages = []
     outputs = None
-    sidecar_crop = None
     for k, model_path in enumerate(models):
         path = Path(model_path)
         if path.suffix != _MODEL_SUFFIX:
@@ -356,9 +356,6 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
         side = read_sidecar(path)
         if class_names is None and side.get("class_names"):
             class_names = side["class_names"]
-        if sidecar_crop is None and isinstance(side.get("crop"), dict) \
-                and isinstance(side["crop"].get("crop"), dict):
-            sidecar_crop = CropConfig.from_dict(side["crop"]["crop"])
         stage_macs = macs_list[k] if macs_list[k] is not None else count_macs(model).macs
         name = stage_names[k] if stage_names else path.stem
         if not stage_names and any(s.name == name for s in stages):
@@ -386,7 +383,7 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
         pred_config = PredictorConfig(model=str(ppath),
                                       resolution=predictor_spec_of(net).resolution,
                                       macs=int(count_macs(net).macs),
-                                      crop=crop or sidecar_crop or CropConfig())
+                                      crop=crop or trained_crop_config(models) or CropConfig())
     elif crop is not None:
         raise _fail("a crop geometry was given without a predictor: pass the predictor too, or "
                     "drop the crop settings to classify whole images")

@@ -43,18 +43,20 @@ def _print_json(obj: Any) -> None:
 
 
 def _crop_from_args(args: argparse.Namespace):
-    from ..crop.geometry import CropConfig
+    """The crop geometry with the --crop-* flags given; None when none is (build_cascade's default).
+
+    Flags left out keep the geometry the stages were trained with, as build_cascade would.
+    """
+    from ..crop._cli import crop_with_overrides
+    from ..crop._pipeline import trained_crop_config
 
     given = (args.crop_margin is not None or args.crop_min_size is not None
              or args.crop_no_square or args.crop_scales)
     if not given:
         return None
-    defaults = CropConfig()
-    return CropConfig(margin=defaults.margin if args.crop_margin is None else args.crop_margin,
-                      square=not args.crop_no_square,
-                      min_size=defaults.min_size if args.crop_min_size is None
-                      else args.crop_min_size,
-                      scales=tuple(args.crop_scales or ()))
+    return crop_with_overrides(trained_crop_config(args.models), margin=args.crop_margin,
+                               square=False if args.crop_no_square else None,
+                               min_size=args.crop_min_size, scales=args.crop_scales)
 
 
 def _criteria(text: str, count: int) -> Any:
@@ -247,11 +249,13 @@ def add_cascade_commands(subparsers: Any) -> argparse.ArgumentParser:
                    help="crop margin around the predicted box (default: as the stage was "
                         "trained, else 0.15)")
     p.add_argument("--crop-min-size", dest="crop_min_size", type=float, default=None,
-                   help="smallest crop side, a fraction of the image's short side")
+                   help="smallest crop side, a fraction of the image's short side (default: "
+                        "as the stage was trained, else 0.2)")
     p.add_argument("--crop-no-square", dest="crop_no_square", action="store_true",
                    help="keep the box's aspect ratio instead of a square crop")
     p.add_argument("--crop-scales", dest="crop_scales", type=float, nargs="+", default=None,
-                   help="snap crop sides up to these fractions of the short side")
+                   help="snap crop sides up to these fractions of the short side (default: "
+                        "as the stage was trained, else none)")
     add_data_flags(p)
     p.set_defaults(func=cmd_build, data=None)
 

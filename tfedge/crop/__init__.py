@@ -38,7 +38,7 @@ _LAZY = {
     "JitterConfig": "._pipeline", "CropTrainConfig": "._pipeline",
     "make_crop_dataset": "._pipeline", "materialize_crops": "._pipeline",
     "crop_dataset_fn": "._pipeline",
-    "train_crop_classifier": "._pipeline",
+    "train_crop_classifier": "._pipeline", "trained_crop_config": "._pipeline",
     # evaluation
     "CropEvalResult": "._evaluate", "evaluate_crop_pipeline": "._evaluate",
     "iou_summary": "._evaluate", "save_box_preview": "._evaluate",

@@ -20,7 +20,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 from .._cli import EXIT_OK
 from .._errors import TfedgeError
@@ -34,25 +34,39 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True))
 
 
-def _add_crop_flags(parser: argparse.ArgumentParser) -> None:
-    from .geometry import DEFAULT_MARGIN, DEFAULT_MIN_SIZE
+def _add_crop_flags(parser: argparse.ArgumentParser, default: str) -> None:
+    """The crop geometry flags; each one left out keeps ``default``'s value."""
+    group = parser.add_argument_group("crop geometry", f"each flag left out: {default}")
+    group.add_argument("--margin", type=float, default=None,
+                       help="each crop side grows by this fraction (library default 0.15)")
+    group.add_argument("--no-square", dest="square", action="store_const", const=False,
+                       default=None, help="keep the box's aspect ratio instead of a square crop")
+    group.add_argument("--min-size", dest="min_size", type=float, default=None,
+                       help="smallest crop side, as a fraction of the image's short side "
+                            "(library default 0.2)")
+    group.add_argument("--scales", type=float, nargs="*", default=None,
+                       help="snap crop sides up to these fractions of the short side "
+                            "(--scales alone: no snapping)")
 
-    group = parser.add_argument_group("crop geometry")
-    group.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
-                       help=f"each crop side grows by this fraction (default {DEFAULT_MARGIN})")
-    group.add_argument("--no-square", dest="square", action="store_false",
-                       help="keep the box's aspect ratio instead of a square crop")
-    group.add_argument("--min-size", dest="min_size", type=float, default=DEFAULT_MIN_SIZE,
-                       help="smallest crop side, as a fraction of the image's short side")
-    group.add_argument("--scales", type=float, nargs="*", default=(),
-                       help="snap crop sides up to these fractions of the short side")
 
+def crop_with_overrides(base: Optional[Any], *, margin: Optional[float] = None,
+                        square: Optional[bool] = None, min_size: Optional[float] = None,
+                        scales: Optional[Sequence[float]] = None):
+    """``base`` (a CropConfig, None: the defaults) with each given setting replaced."""
+    import dataclasses
 
-def _crop_config(args: argparse.Namespace):
     from .geometry import CropConfig
 
-    return CropConfig(margin=args.margin, square=args.square, min_size=args.min_size,
-                      scales=tuple(args.scales))
+    given = {key: value for key, value in (("margin", margin), ("square", square),
+                                           ("min_size", min_size)) if value is not None}
+    if scales is not None:
+        given["scales"] = tuple(scales)
+    return dataclasses.replace(base if base is not None else CropConfig(), **given)
+
+
+def _crop_config(args: argparse.Namespace, base: Optional[Any] = None):
+    return crop_with_overrides(base, margin=args.margin, square=args.square,
+                               min_size=args.min_size, scales=args.scales)
 
 
 def _check_output(path: str) -> Path:
@@ -158,9 +172,12 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
     from ._evaluate import evaluate_crop_pipeline, save_box_preview
     from ._predictor import load_predictor
 
+    from ._pipeline import trained_crop_config
+
     predictor = load_predictor(args.predictor)
     classifier = load_classifier(args.model)
-    crop = _crop_config(args)
+    # Crop as the classifier was trained to see (its sidecar), unless a flag says otherwise.
+    crop = _crop_config(args, trained_crop_config([args.model]))
     dataset = dataset_from_args(args)
     split = dataset.split(args.split)
     result, boxes = evaluate_crop_pipeline(predictor, classifier, split, crop=crop,
@@ -246,7 +263,7 @@ def add_crop_commands(subparsers: Any) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)
-    _add_crop_flags(p)
+    _add_crop_flags(p, "the library default")
     add_data_flags(p)
     p.set_defaults(func=cmd_crop_train)
 
@@ -264,6 +281,6 @@ def add_crop_commands(subparsers: Any) -> None:
     p.add_argument("--preview-count", dest="preview_count", type=int, default=32)
     p.add_argument("--preview-order", dest="preview_order", choices=["first", "worst"],
                    default="first", help="show the first images or the worst-IoU ones")
-    _add_crop_flags(p)
+    _add_crop_flags(p, "as --model was trained (its .keras.json), else the library default")
     add_data_flags(p)
     p.set_defaults(func=cmd_crop_evaluate)

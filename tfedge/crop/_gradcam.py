@@ -72,6 +72,11 @@ def gradcam_maps(model: Any, split: Split, *, layer: Optional[str] = None,
     from .._train import model_resolution
     from ..data._pipeline import make_dataset
 
+    num_outputs = int(model.output_shape[-1])
+    if use_labels and split.num_classes > num_outputs:
+        raise ModelConfigError(f"the dataset has {split.num_classes} classes but the Grad-CAM "
+                               f"teacher {model.name!r} outputs {num_outputs}: use a teacher "
+                               "trained on this dataset's classes")
     name = layer or default_cam_layer(model)
     try:
         features = model.get_layer(name).output

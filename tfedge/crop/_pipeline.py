@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["JitterConfig", "make_crop_dataset", "crop_dataset_fn", "materialize_crops",
            "CropTrainConfig", "crop_pool",
-           "train_crop_classifier", "DEFAULT_CROP_RESOLUTION"]
+           "train_crop_classifier", "trained_crop_config", "DEFAULT_CROP_RESOLUTION"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,23 @@ def _check_boxes(split: Split, boxes: Optional[np.ndarray]) -> np.ndarray:
         raise DatasetError(f"boxes must have shape ({len(split)}, 4) (one per image), got "
                            f"{arr.shape}")
     return arr
+
+
+def trained_crop_config(models: Sequence[Union[str, os.PathLike]]) -> Optional[CropConfig]:
+    """The crop geometry the first of ``models`` trained on crops was trained with.
+
+    Read from the ``.keras`` files' sidecars (:func:`train_crop_classifier`
+    writes it); None when no model has one (trained on whole images). A
+    pipeline should crop at inference as its classifier saw in training.
+    """
+    from .._train import read_sidecar
+
+    for model in models:
+        side = read_sidecar(model)
+        crop = side.get("crop") if isinstance(side, dict) else None
+        if isinstance(crop, dict) and isinstance(crop.get("crop"), dict):
+            return CropConfig.from_dict(crop["crop"])
+    return None
 
 
 def make_crop_dataset(split: Split, *, resolution: int, batch_size: int,
