@@ -34,7 +34,7 @@ setup(
                 "shrinking and early-exit cascades, deployed as int8 TensorFlow Lite",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    python_requires=">=3.10",  # TensorFlow 2.21 has no wheels for 3.9
     packages=find_packages(include=["tfedge", "tfedge.*", "converters", "converters.*",
                                     "rpi_runner", "rpi_runner.*"]),
     install_requires=["numpy>=1.23", "pillow>=9.1"],

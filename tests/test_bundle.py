@@ -196,6 +196,13 @@ def test_a_folder_of_other_files_is_never_replaced(tmp_path):
     assert list(load_bundle(empty).labels) == list(LABELS)
 
 
+def test_bundle_folders_are_readable_by_others_as_mkdir_makes_them(tmp_path):
+    path = _write(tmp_path)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+
+
 def test_a_failed_swap_puts_the_previous_bundle_back(tmp_path, monkeypatch):
     import tfedge._io as io_module
 

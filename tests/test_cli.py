@@ -78,6 +78,21 @@ def test_macs_of_a_saved_model_file(tmp_path):
     from tfedge import macs_of
 
     assert result["macs"] == macs_of("resnet10_025", resolution=32, num_classes=3).macs
+    assert result["uncounted_layers"] == []
+
+
+def test_macs_names_the_layers_it_cannot_count(tmp_path):
+    import keras
+
+    inputs = keras.Input((8, 4))
+    outputs = keras.layers.MultiHeadAttention(num_heads=1, key_dim=4, name="attention")(inputs,
+                                                                                        inputs)
+    path = tmp_path / "attention.keras"
+    keras.Model(inputs, outputs).save(path)
+    proc = tfedge("macs", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["uncounted_layers"] == ["attention"]
+    assert "cannot count: attention" in proc.stderr
 
 
 def test_models_lists_the_registry():

@@ -38,6 +38,35 @@ def test_train_writes_model_and_sidecar_that_load_back(tmp_path, colour_split):
     assert not list(tmp_path.glob(".m.keras*")), "no temporary files left behind"
 
 
+def test_augment_none_trains_on_whole_unflipped_images(monkeypatch, colour_split):
+    import tfedge._train as train_module
+    from tfedge.data._pipeline import NO_AUGMENT, AugmentConfig
+
+    seen = []
+    real = train_module.make_dataset
+
+    def spy(*args, **kwargs):
+        if kwargs.get("training"):
+            seen.append(kwargs.get("augment"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_dataset", spy)
+    for augment, expected in ((None, NO_AUGMENT), (AugmentConfig(), AugmentConfig())):
+        seen.clear()
+        train_classifier(TINY_MODEL, colour_split.take(32), resolution=32,
+                         config=TrainConfig(epochs=1, steps_per_epoch=1, batch_size=16,
+                                            augment=augment, bn_recalibration_batches=1))
+        assert seen == [expected]                                # --no-augment means none
+
+
+def test_both_optimizers_apply_weight_decay():
+    from tfedge._train import _make_optimizer
+
+    for name in ("adamw", "sgd"):
+        optimizer = _make_optimizer(TrainConfig(optimizer=name, weight_decay=3e-4), 10)
+        assert optimizer.weight_decay == pytest.approx(3e-4), name
+
+
 def test_training_learns_a_learnable_task(tmp_path):
     train = make_colour_split(192, seed=1)
     test = make_colour_split(60, seed=2)

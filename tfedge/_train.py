@@ -39,7 +39,7 @@ import numpy as np
 
 from ._errors import ModelConfigError, TfedgeError
 from ._io import atomic_path, atomic_write_json
-from .data._pipeline import AugmentConfig, make_dataset
+from .data._pipeline import NO_AUGMENT, AugmentConfig, make_dataset
 from .data._types import Split
 
 __all__ = [
@@ -71,7 +71,7 @@ class TrainConfig:
     warmup_epochs: float = 0.5
     label_smoothing: float = 0.1
     seed: int = 0
-    augment: Optional[AugmentConfig] = field(default_factory=AugmentConfig)
+    augment: Optional[AugmentConfig] = field(default_factory=AugmentConfig)  # None: none
     distill_alpha: float = 0.7
     distill_temperature: float = 4.0
     strategy: str = "default"
@@ -379,7 +379,8 @@ def _make_optimizer(config: TrainConfig, steps_per_epoch: int):
     schedule = _lr_schedule(config, steps_per_epoch)
     if config.optimizer == "adamw":
         return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay)
-    return keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True)
+    return keras.optimizers.SGD(learning_rate=schedule, momentum=config.momentum, nesterov=True,
+                                weight_decay=config.weight_decay)
 
 
 def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
@@ -535,8 +536,8 @@ def train_classifier(
         # Seeding each epoch's data by its index makes a resumed run see the same
         # batches an uninterrupted one would have.
         ds = make_dataset(train, resolution=res, batch_size=global_batch, training=True,
-                          augment=config.augment, seed=config.seed * 1000 + epoch,
-                          repeat=True, drop_remainder=True)
+                          augment=config.augment or NO_AUGMENT,
+                          seed=config.seed * 1000 + epoch, repeat=True, drop_remainder=True)
         if distributed:
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = \

@@ -123,8 +123,12 @@ def cmd_macs(args: argparse.Namespace) -> int:
                 print(f"{layer.name:40s} {layer.type:22s} {layer.macs:>14,d} {layer.params:>11,d}")
     print(f"{name}: {report.macs / 1e6:,.1f} MMACs ({report.macs / 1e9:.3f} GMACs), "
           f"{report.params / 1e6:.2f} M parameters")
+    if report.uncounted:
+        log.warning("%s: the MAC count leaves out layers it cannot count: %s", name,
+                    ", ".join(report.uncounted))
     _print_json({"model": name, "macs": report.macs, "params": report.params,
-                 "trainable_params": report.trainable_params})
+                 "trainable_params": report.trainable_params,
+                 "uncounted_layers": list(report.uncounted)})
     return EXIT_OK
 
 

@@ -70,7 +70,7 @@ import numpy as np
 
 from .._errors import DatasetError, ModelConfigError, TfedgeError
 from .._io import atomic_path, atomic_write_json
-from ..data._pipeline import AugmentConfig
+from ..data._pipeline import NO_AUGMENT, AugmentConfig
 from ..data._types import FileSplit, ImageSplit, Split
 from .geometry import decode_boxes
 
@@ -475,7 +475,7 @@ class PredictorTrainConfig:
     true centre (``heatmap_sigma`` of the object's side), and
     ``class_weight`` times the cross-entropy of a training-only classifier
     reading the features the centre softmax attends to. ``augment`` is the
-    dataset's box-keeping random resized crop and flip; ``photometric``
+    dataset's box-keeping random resized crop and flip (None: none); ``photometric``
     (colour), ``dihedral`` (rotations) and ``mix`` (background patches from
     other images) are extra batch augmentations. On the built-in benchmark
     (12 epochs, validation mean IoU of ``boxnet_heat_r64_w16``) none of the
@@ -658,7 +658,8 @@ def train_predictor(model: Any, train: Split, *,
     extra = tf.random.Generator.from_seed(config.seed)
     for epoch in range(config.epochs):
         ds = make_dataset(train, resolution=res, batch_size=config.batch_size, training=True,
-                          augment=config.augment, seed=config.seed * 1000 + epoch, repeat=True,
+                          augment=config.augment or NO_AUGMENT,
+                          seed=config.seed * 1000 + epoch, repeat=True,
                           drop_remainder=True, with_boxes=True)
         t0 = time.perf_counter()
         loss_sum = 0.0

@@ -101,6 +101,10 @@ def _pair(value: Any, name: str) -> tuple[float, float]:
     return lo, hi
 
 
+#: Training batches without augmentation: whole images, resized, never flipped.
+NO_AUGMENT = AugmentConfig(random_resized_crop=False, flip=False)
+
+
 def _positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise DatasetError(f"{name}={value!r}: need a positive whole number")
