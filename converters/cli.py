@@ -41,6 +41,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from pathlib import Path
@@ -189,8 +190,8 @@ def cmd_cascade(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     from tfedge.bundle import load_bundle
 
-    if args.max_file_mb <= 0:
-        raise TfedgeError(f"--max-file-mb must be > 0, got {args.max_file_mb}")
+    if not (math.isfinite(args.max_file_mb) and args.max_file_mb > 0):
+        raise TfedgeError(f"--max-file-mb must be a number > 0, got {args.max_file_mb}")
     return load_bundle(args.bundle, max_file_bytes=int(args.max_file_mb * _MIB))
 
 

@@ -363,6 +363,9 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert convert_main(["verify", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    for bad in ("nan", "inf", "0"):
+        assert convert_main(["inspect", str(tmp_path / "b"), "--max-file-mb", bad]) == 2
+        assert "--max-file-mb must be a number > 0" in capsys.readouterr().err
     assert convert_main(["classifier", "--model", "m.keras", "--output", "b.zip"]) == 2
     assert "names a zip" in capsys.readouterr().err
     # --output at a folder of other files: refused before any work, nothing deleted.

@@ -37,7 +37,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ._errors import BundleError
+from ._errors import BundleError, TfedgeError
 from ._io import atomic_directory, atomic_path
 from .litert import FLOAT_DTYPES, INTEGER_DTYPES, TensorSpec
 
@@ -446,6 +446,23 @@ def _check_heatmap_outputs(outputs: tuple[TensorSpec, ...], where: str) -> None:
                     "N a square number): rebuild the bundle with tfedge-convert")
 
 
+_CROP_KEYS = ("margin", "square", "min_size", "scales")
+
+
+def _check_crop(crop: Mapping[str, Any]) -> None:
+    """``predictor.crop`` must be a valid CropConfig, every key known (no silent defaults)."""
+    from .crop.geometry import CropConfig
+
+    unknown = sorted(set(crop) - set(_CROP_KEYS))
+    if unknown:
+        raise _fail(f"manifest.json: 'predictor.crop' has unknown keys {unknown} (known: "
+                    f"{list(_CROP_KEYS)})")
+    try:
+        CropConfig.from_dict(dict(crop))
+    except (TfedgeError, TypeError, ValueError) as exc:
+        raise _fail(f"manifest.json: 'predictor.crop' is invalid ({exc})") from None
+
+
 def _parse_predictor(obj: Any) -> PredictorEntry:
     where = "predictor"
     r = _Reader(obj, where)
@@ -456,6 +473,7 @@ def _parse_predictor(obj: Any) -> PredictorEntry:
     macs = r.integer("macs")
     box_format = r.choice("box_format", BOX_FORMATS)
     crop = r.mapping("crop")
+    _check_crop(crop)
     spec_in = _parse_tensor_spec(r.get("input"), f"{where}.input")
     _check_image_input(spec_in, resolution, where)
     raw_out = r.get("output")
@@ -509,7 +527,8 @@ def _parse_manifest(obj: Any) -> dict[str, Any]:
     if not isinstance(labels, list) or not labels:
         raise _fail(f"manifest.json: 'labels' must be a non-empty list of strings, got {labels!r}")
     for i, label in enumerate(labels):
-        if not isinstance(label, str) or not label.strip() or "\n" in label or "\r" in label:
+        # One line by str.splitlines' rules too (form feeds, U+2028 ...): labels.txt is read so.
+        if not isinstance(label, str) or not label.strip() or label.splitlines() != [label]:
             raise _fail(f"manifest.json: 'labels[{i}]' must be a non-empty one-line string, "
                         f"got {label!r}")
     labels_file = _check_relative_name(r.get("labels_file"), "'labels_file'")
@@ -710,8 +729,12 @@ def _extract_zip(path: Path, dest: Path, max_file_bytes: int, max_total_bytes: i
                                   f"{_REBUILD} --zip")
             if info.is_dir():
                 continue
-            limit = MAX_MANIFEST_BYTES if name.split("/")[-1] == MANIFEST_NAME else max_file_bytes
-            if info.file_size > limit:
+            if name.split("/")[-1] == MANIFEST_NAME:
+                if info.file_size > MAX_MANIFEST_BYTES:
+                    raise BundleError(f"zip entry {name!r} is {_human_bytes(info.file_size)}, over "
+                                      f"the {_human_bytes(MAX_MANIFEST_BYTES)} a manifest may be: "
+                                      f"this is not a tfedge bundle; {_REBUILD} --zip")
+            elif info.file_size > max_file_bytes:
                 raise BundleError(f"zip entry {name!r} is {_human_bytes(info.file_size)}, over the "
                                   f"{_human_bytes(max_file_bytes)} limit per file: raise "
                                   "max_file_bytes (--max-file-mb) if the model really is this big")
