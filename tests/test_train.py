@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -65,6 +66,23 @@ def test_both_optimizers_apply_weight_decay():
     for name in ("adamw", "sgd"):
         optimizer = _make_optimizer(TrainConfig(optimizer=name, weight_decay=3e-4), 10)
         assert optimizer.weight_decay == pytest.approx(3e-4), name
+
+
+def test_labels_follow_the_models_class_order(colour_split):
+    from tfedge._train import with_model_classes
+
+    names = colour_split.class_names                             # 3 classes
+    keep = colour_split.labels != 0
+    # A test folder without the first class: its folders number the other two 0 and 1.
+    partial = dataclasses.replace(colour_split, images=colour_split.images[keep],
+                                  labels=colour_split.labels[keep] - 1,
+                                  boxes=None, class_names=names[1:])
+    aligned = with_model_classes(partial, names)
+    assert aligned.class_names == names
+    np.testing.assert_array_equal(aligned.labels, colour_split.labels[keep])
+    assert with_model_classes(colour_split, None) is colour_split
+    with pytest.raises(TfedgeError, match=r"not trained on: \['extra'\]"):
+        with_model_classes(dataclasses.replace(partial, class_names=(names[1], "extra")), names)
 
 
 def test_training_learns_a_learnable_task(tmp_path):

@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -45,7 +45,7 @@ from .data._types import Split
 __all__ = [
     "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
     "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
-    "make_strategy", "STRATEGIES",
+    "make_strategy", "STRATEGIES", "with_model_classes",
 ]
 
 log = logging.getLogger(__name__)
@@ -246,6 +246,27 @@ def read_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise TfedgeError(f"{side}: not valid JSON ({exc.msg} at line {exc.lineno}): "
                           "delete it or write it again") from exc
+
+
+def with_model_classes(split: Split, class_names: Optional[Sequence[str]]) -> Split:
+    """``split`` with its labels renumbered in the order of a model's ``class_names``.
+
+    Class folders are numbered by sorted name, so a test folder without one
+    of the training classes numbers the rest differently: scoring it as-is
+    compares the wrong classes. None (a model without class names) returns
+    ``split`` unchanged; a class the model does not know is an error.
+    """
+    if class_names is None or tuple(class_names) == tuple(split.class_names):
+        return split
+    index = {name: k for k, name in enumerate(class_names)}
+    unknown = [name for name in split.class_names if name not in index]
+    if unknown:
+        raise TfedgeError(f"the dataset has classes the model was not trained on: {unknown} "
+                          f"(the model knows {list(class_names)}): evaluate on data with the "
+                          "model's classes")
+    mapping = np.array([index[name] for name in split.class_names], np.int32)
+    return dataclasses.replace(split, labels=mapping[np.asarray(split.labels)],
+                               class_names=tuple(class_names))
 
 
 def _check_labels(model, split: Split) -> None:

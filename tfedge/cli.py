@@ -189,11 +189,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from ._macs import count_macs
-    from ._train import evaluate_classifier, load_classifier
+    from ._train import evaluate_classifier, load_classifier, read_sidecar, with_model_classes
 
     model = load_classifier(args.model)
     dataset = dataset_from_args(args)
-    split = dataset.split(args.split)
+    split = with_model_classes(dataset.split(args.split),
+                               read_sidecar(args.model).get("class_names"))
     result = evaluate_classifier(model, split, batch_size=args.batch_size)
     report = count_macs(model)
     print(f"{args.model} on {dataset.name}/{args.split}: top-1 {result.top1:.4f}, "

@@ -167,7 +167,7 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crop_evaluate(args: argparse.Namespace) -> int:
-    from .._train import load_classifier
+    from .._train import load_classifier, read_sidecar, with_model_classes
     from ..cli import dataset_from_args
     from ._evaluate import evaluate_crop_pipeline, save_box_preview
     from ._predictor import load_predictor
@@ -179,7 +179,8 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
     # Crop as the classifier was trained to see (its sidecar), unless a flag says otherwise.
     crop = _crop_config(args, trained_crop_config([args.model]))
     dataset = dataset_from_args(args)
-    split = dataset.split(args.split)
+    split = with_model_classes(dataset.split(args.split),
+                               read_sidecar(args.model).get("class_names"))
     result, boxes = evaluate_crop_pipeline(predictor, classifier, split, crop=crop,
                                            batch_size=args.batch_size)
     summary = {"predictor": args.predictor, "model": args.model, "split": args.split,
