@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from tfedge._errors import TfedgeError
+from tfedge._image import draft_request
 from tfedge.crop.geometry import _interpolation
 from tfedge.litert import FLOAT_DTYPES, INTEGER_DTYPES, TensorSpec
 
@@ -191,17 +192,3 @@ def needed_short_side(stage_resolutions: Sequence[int], predictor_resolution: in
     largest = max(int(r) for r in stage_resolutions)
     fraction = min(max(float(min_crop_fraction), 1e-6), 1.0)
     return max(int(predictor_resolution), int(math.ceil(largest / fraction)))
-
-
-def draft_request(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """The ``(width, height)`` to pass to ``Image.draft`` so the short side stays >= ``short_side``.
-
-    JPEG draft decoding scales by 1/2, 1/4 or 1/8 in the DCT domain and
-    picks the strongest reduction whose result is still at least the
-    requested size; the request keeps the image's aspect ratio.
-    """
-    short = min(width, height)
-    if short <= short_side:
-        return width, height
-    ratio = short_side / short
-    return int(math.ceil(width * ratio)), int(math.ceil(height * ratio))

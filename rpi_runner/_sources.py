@@ -25,17 +25,15 @@ import glob
 import os
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
-from PIL import Image, ImageOps
 
 from tfedge._errors import TfedgeError
+from tfedge._image import DEFAULT_MAX_PIXELS, ImageReadError, first_line, read_image
 
-from ._preprocess import draft_request
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "DEFAULT_CAMERA_SIZE",
@@ -49,10 +47,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
                   ".pgm", ".pbm", ".pnm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264",
                   ".mjpeg", ".mjpg")
-#: Largest image accepted, in pixels (64 MP: a 48 MP phone photo passes; a
-#: decompression bomb, a small file declaring a huge image, does not). Checked
-#: from the header, before anything is decoded.
-DEFAULT_MAX_PIXELS = 64 * 2 ** 20
 DEFAULT_CAMERA_SIZE = (640, 480)  # (width, height)
 OPENCV_INSTALL = "pip install opencv-python-headless (the tfedge[camera] extra)"
 PICAMERA2_INSTALL = ("install Raspberry Pi OS's picamera2 with "
@@ -62,12 +56,6 @@ PICAMERA2_INSTALL = ("install Raspberry Pi OS's picamera2 with "
 # picamera2's "RGB888" is 3 bytes per pixel ordered B, G, R (OpenCV's order):
 # the pipeline swaps channels on its small resized outputs, not on the frame.
 _PICAMERA_FORMAT = "RGB888"
-_EXIF_ORIENTATION = 0x0112
-_UPRIGHT = 1
-_AXES_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # transposes and quarter turns
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-_BITS_16_TO_8 = 8
-_UINT8_MAX = 255
 _MS = 1e3
 _USB_PATTERN = re.compile(r"^(?:usb|camera|cam)(?::(\d+))?$", re.IGNORECASE)
 _DEV_VIDEO = re.compile(r"^/dev/video(\d+)$")
@@ -75,7 +63,7 @@ _PICAMERA_PATTERN = re.compile(r"^(?:picam|picamera|picamera2|csi)(?::(\d+))?$",
 _GLOB_CHARS = re.compile(r"[*?\[]")
 
 
-class FrameError(TfedgeError):
+class FrameError(ImageReadError):
     """One frame cannot be read; the run records it and goes on."""
 
 
@@ -108,41 +96,6 @@ class Frame:
 # --------------------------------------------------------------------------- decoding
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
-
-
-def _to_uint8_rgb(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> ``(H, W, 3)`` uint8 RGB.
-
-    16-bit images keep their top 8 bits (what libpng's strip does, so TF's
-    decoder agrees); 32-bit integer images are read as 16-bit when any value
-    exceeds 255; float images as [0, 1] when they stay within it, else
-    [0, 255]. Alpha is dropped, as ``tf.io.decode_image(channels=3)`` does.
-    Everything else (L, LA, P, PA, 1, CMYK, YCbCr, LAB, HSV, RGBA) goes
-    through Pillow's own conversion to RGB.
-    """
-    mode = image.mode
-    if mode == "RGB":
-        return np.asarray(image, dtype=np.uint8)
-    if mode in _SIXTEEN_BIT_MODES or mode == "I" or mode == "F":
-        values = np.asarray(image)
-        if mode == "F":
-            values = values.astype(np.float64)
-            finite = values[np.isfinite(values)]
-            top = float(finite.max()) if finite.size else 0.0
-            scaled = values * _UINT8_MAX if top <= 1.0 else values
-            gray = np.clip(np.nan_to_num(scaled), 0, _UINT8_MAX).astype(np.uint8)
-        else:
-            values = values.astype(np.int64)
-            if mode in _SIXTEEN_BIT_MODES or (values.size and values.max() > _UINT8_MAX):
-                values = np.clip(values, 0, 2 ** 16 - 1) >> _BITS_16_TO_8
-            gray = np.clip(values, 0, _UINT8_MAX).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
 def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAULT_MAX_PIXELS,
                  draft_short_side: Optional[int] = None) -> np.ndarray:
     """Read an image file (a path or a binary file object) as ``(H, W, 3)`` uint8 RGB.
@@ -154,7 +107,7 @@ def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFA
       1/4 or 1/8 inside the decoder, several times faster) as far as its short
       side stays at least this many pixels (None: full size);
     * EXIF orientation is applied, so the frame is the right way up;
-    * any mode becomes 8-bit RGB (see :func:`_to_uint8_rgb`).
+    * any mode becomes 8-bit RGB (see :func:`tfedge._image.to_uint8_rgb`).
 
     Raises :class:`FrameError` with one line naming the file and the problem.
     """
@@ -169,46 +122,13 @@ def decode_image_sized(source: Union[str, os.PathLike, Any], *,
     """:func:`decode_image`, and the ``(H, W)`` the image has at full size, upright.
 
     The two differ only when draft decoding shrank a JPEG; then the second
-    maps the decoded frame's pixels back to the file's.
+    maps the decoded frame's pixels back to the file's. Training decodes
+    class folders with the same function (:func:`tfedge._image.read_image`).
     """
-    name = str(source) if isinstance(source, (str, os.PathLike)) else \
-        str(getattr(source, "name", "<image>"))
     try:
-        with warnings.catch_warnings():
-            # Our own max_pixels check replaces Pillow's DecompressionBombWarning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                width, height = image.size
-                if width < 1 or height < 1:
-                    raise FrameError(f"{name}: the image is {width}x{height} pixels: nothing to "
-                                     "classify")
-                if width * height > max_pixels:
-                    raise FrameError(f"{name}: the image declares {width}x{height} = "
-                                     f"{width * height} pixels, over the limit of {max_pixels} "
-                                     "(a decompression bomb?): raise --max-pixels if it is real")
-                if draft_short_side and image.format == "JPEG":
-                    image.draft("RGB", draft_request(width, height, int(draft_short_side)))
-                image.load()
-                full_size = (height, width)
-                orientation = image.getexif().get(_EXIF_ORIENTATION, _UPRIGHT)
-                if orientation != _UPRIGHT:
-                    # exif_transpose copies even an upright image (a frame's decode time).
-                    image = ImageOps.exif_transpose(image)
-                    if orientation in _AXES_SWAPPING_ORIENTATIONS:
-                        full_size = (width, height)
-                return _to_uint8_rgb(image), full_size
-    except FrameError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise FrameError(f"{name}: the image declares too many pixels, a decompression bomb? "
-                         f"({_first_line(exc)}): raise --max-pixels if it is real") from exc
-    except FileNotFoundError as exc:
-        raise FrameError(f"{name}: no such file") from exc
-    except MemoryError as exc:
-        raise FrameError(f"{name}: out of memory while decoding: lower --max-pixels") from exc
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
-        raise FrameError(f"{name}: cannot read the image ({_first_line(exc)}): the file is "
-                         "corrupt, truncated or not an image") from exc
+        return read_image(source, max_pixels=max_pixels, draft_short_side=draft_short_side)
+    except ImageReadError as exc:
+        raise FrameError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------- source specs
@@ -399,7 +319,7 @@ def _import_picamera2() -> Any:
     try:
         from picamera2 import Picamera2  # noqa: PLC0415 - only on a Raspberry Pi
     except ImportError as exc:
-        raise TfedgeError(f"the Pi camera needs picamera2 ({_first_line(exc)}): "
+        raise TfedgeError(f"the Pi camera needs picamera2 ({first_line(exc)}): "
                           f"{PICAMERA2_INSTALL}") from exc
     return Picamera2
 
@@ -417,7 +337,7 @@ class PiCameraSource(FrameSource):
         try:
             camera = self._camera = picamera2(self.spec.device)
         except (IndexError, RuntimeError) as exc:
-            raise TfedgeError(f"cannot open Pi camera {self.spec.device} ({_first_line(exc)}): "
+            raise TfedgeError(f"cannot open Pi camera {self.spec.device} ({first_line(exc)}): "
                               "check the ribbon cable and 'rpicam-hello --list-cameras'") from exc
         name = f"picam:{self.spec.device}"
         index = 0
