@@ -155,6 +155,87 @@ def test_voc_box_convention_exact(tmp_path):
     assert split.boxes.dtype == np.float32
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orient_boxes_follows_pillows_exif_transpose(orientation, tmp_path):
+    from PIL import ImageOps
+
+    from tfedge.data._boxes import orient_boxes
+
+    stored = np.zeros((20, 30), np.uint8)
+    stored[3:9, 5:17] = 255                                      # rows 3..8, columns 5..16
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(stored).save(tmp_path / "o.png", exif=exif.tobytes())
+    with Image.open(tmp_path / "o.png") as image:
+        upright = np.asarray(ImageOps.exif_transpose(image))
+    rows, cols = np.flatnonzero(upright.max(axis=1)), np.flatnonzero(upright.max(axis=0))
+    h, w = upright.shape
+    expected = [rows[0] / h, cols[0] / w, (rows[-1] + 1) / h, (cols[-1] + 1) / w]
+    box = orient_boxes(np.float32([[3 / 20, 5 / 30, 9 / 20, 17 / 30]]), orientation)
+    np.testing.assert_allclose(box[0], expected, atol=1e-6)
+
+
+def _turned_jpeg(path: Path, orientation: int = 6) -> Path:
+    """A 30x20 (WxH) stored JPEG, red in its top-left 10x5 corner, with an EXIF orientation."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.full((20, 30, 3), 40, np.uint8)
+    pixels[:5, :10] = (250, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, quality=95, exif=exif.tobytes())
+    return path
+
+
+def test_boxes_of_exif_turned_images_turn_with_the_decoded_image(tmp_path):
+    from tfedge.data._pipeline import read_file_image
+
+    root = tmp_path / "data"
+    _turned_jpeg(root / "cat" / "stored.jpg")
+    _turned_jpeg(root / "cat" / "upright.jpg")
+    # One box file in the stored frame (size 30x20), one drawn on the upright image (20x30).
+    _voc(tmp_path / "boxes" / "cat" / "stored.xml", [("cat", 0, 0, 9, 4)], size=(30, 20))
+    _voc(tmp_path / "boxes" / "cat" / "upright.xml", [("cat", 15, 0, 19, 9)], size=(20, 30))
+    split = load_class_folders(root, boxes=tmp_path / "boxes")
+    image = read_file_image(split.paths[0])
+    assert image.shape == (30, 20, 3)                            # decoded upright, as tfedge-pi
+    red = np.argwhere((image[..., 0] > 180) & (image[..., 1] < 90))
+    (y0, x0), (y1, x1) = red.min(axis=0), red.max(axis=0) + 1
+    truth = np.float32([y0 / 30, x0 / 20, y1 / 30, x1 / 20])     # the red corner, upright
+    for box in split.boxes:
+        np.testing.assert_allclose(box, truth, atol=0.06)
+    _voc(tmp_path / "boxes" / "cat" / "upright.xml", [("cat", 0, 0, 9, 4)], size=(25, 20))
+    with _raises(r"states image size 25x20 but upright.jpg is 30x20 \(20x30 upright, by its "
+                 r"EXIF orientation\)"):
+        load_class_folders(root, boxes=tmp_path / "boxes")
+
+
+def test_training_decodes_like_the_runner_and_names_unreadable_files(tmp_path):
+    from rpi_runner._sources import decode_image
+    from tfedge._cli import _unreadable_image_line
+    from tfedge.data._pipeline import make_dataset, read_file_image
+
+    root = tmp_path / "data"
+    palette = Image.fromarray(np.uint8([[[255, 0, 0], [0, 0, 255]]] * 4)).convert(
+        "P", palette=Image.Palette.ADAPTIVE, colors=2)
+    (root / "a").mkdir(parents=True)
+    palette.save(root / "a" / "palette.bmp")
+    _turned_jpeg(root / "a" / "turned.jpg")
+    split = load_class_folders(root)
+    for path in split.paths:
+        np.testing.assert_array_equal(read_file_image(path), decode_image(path))
+    assert tuple(read_file_image(root / "a" / "palette.bmp")[0, 0]) == (255, 0, 0)
+    cut = root / "a" / "zcut.jpg"
+    data = (root / "a" / "turned.jpg").read_bytes()
+    cut.write_bytes(data[:len(data) // 3])
+    split = load_class_folders(root)
+    with pytest.raises(Exception) as exc:
+        for _ in make_dataset(split, resolution=8, batch_size=4, training=False):
+            pass
+    line = _unreadable_image_line(exc.value)
+    assert line is not None and line.startswith("unreadable training image: ")
+    assert str(cut) in line and "truncated" in line and "\n" not in line
+
+
 def test_voc_layouts_choice_of_box_and_unknown_rows(tmp_path, caplog):
     root = tmp_path / "data"
     for name in ("a", "b", "c", "d", "e"):

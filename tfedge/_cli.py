@@ -57,3 +57,20 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = Non
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - only TensorFlow's wrap of our own error is caught
+        line = _unreadable_image_line(exc)
+        if line is None or debug:
+            raise
+        print(f"{parser.prog}: error: {line}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _unreadable_image_line(exc: BaseException) -> Optional[str]:
+    """The one-line message of an unreadable training image that tf.data wrapped, if it is one."""
+    from .data._pipeline import UNREADABLE_IMAGE
+
+    for line in str(exc).splitlines():
+        at = line.find(UNREADABLE_IMAGE)
+        if at >= 0:
+            return line[at + len("tfedge: "):]
+    return None

@@ -26,6 +26,7 @@ __all__ = [
     "iou",
     "transform_boxes_for_crop",
     "flip_boxes_lr",
+    "orient_boxes",
     "voc_pixels_to_box",
 ]
 
@@ -119,6 +120,35 @@ def flip_boxes_lr(boxes: np.ndarray) -> np.ndarray:
     arr = _as_boxes(boxes)
     return np.stack([arr[..., _YMIN], 1.0 - arr[..., _XMAX],
                      arr[..., _YMAX], 1.0 - arr[..., _XMIN]], axis=-1)
+
+
+# EXIF orientation -> where a normalised point (y, x) of the stored image lands once the
+# orientation is applied (what PIL.ImageOps.exif_transpose does to the pixels).
+_ORIENT_POINT = {
+    1: lambda y, x: (y, x),
+    2: lambda y, x: (y, 1.0 - x),          # mirrored left-right
+    3: lambda y, x: (1.0 - y, 1.0 - x),    # turned 180
+    4: lambda y, x: (1.0 - y, x),          # mirrored top-bottom
+    5: lambda y, x: (x, y),                # transposed
+    6: lambda y, x: (x, 1.0 - y),          # turned 90 clockwise
+    7: lambda y, x: (1.0 - x, 1.0 - y),    # transversed
+    8: lambda y, x: (1.0 - x, y),          # turned 90 counter-clockwise
+}
+
+
+def orient_boxes(boxes: np.ndarray, orientation: int) -> np.ndarray:
+    """Boxes of a stored image's pixels, in the upright image its EXIF ``orientation`` gives.
+
+    Box files (VOC, ImageNet, CSV) give pixels as stored in the file, while
+    decoders that honour EXIF (the device runner, training) show the image
+    turned upright; orientation 1 (or any unknown value) leaves boxes as they are.
+    """
+    arr = _as_boxes(boxes)
+    point = _ORIENT_POINT.get(int(orientation), _ORIENT_POINT[1])
+    y0, x0 = point(arr[..., _YMIN], arr[..., _XMIN])
+    y1, x1 = point(arr[..., _YMAX], arr[..., _XMAX])
+    return np.stack([np.minimum(y0, y1), np.minimum(x0, x1), np.maximum(y0, y1),
+                     np.maximum(x0, x1)], axis=-1).astype(arr.dtype)
 
 
 def voc_pixels_to_box(xmin: float, ymin: float, xmax: float, ymax: float,

@@ -51,7 +51,7 @@ from typing import Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from .._errors import DatasetError
-from ._boxes import box_area, voc_pixels_to_box
+from ._boxes import box_area, orient_boxes, voc_pixels_to_box
 from ._types import FileSplit
 
 __all__ = [
@@ -344,31 +344,46 @@ def _open_box_source(boxes: str | os.PathLike) -> _BoxIndex:
 # --------------------------------------------------------------------------- resolving one box
 
 
-def _image_size(image: Path) -> tuple[int, int]:
-    """(width, height) from the image header (Pillow reads no pixels here)."""
+def _image_header(image: Path) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of the stored image (Pillow reads no pixels here)."""
     from PIL import Image, UnidentifiedImageError
+
+    from .._image import EXIF_ORIENTATION
 
     try:
         with Image.open(image) as img:
-            return int(img.width), int(img.height)
+            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+            return int(img.width), int(img.height), int(orientation) if orientation in \
+                range(1, 9) else 1
     except (OSError, UnidentifiedImageError) as exc:
         raise DatasetError(f"{image}: cannot read image ({exc}): replace or delete this image") from None
 
 
 def _resolve_box(record: _BoxRecord, image: Path, class_name: str, check_image_sizes: bool) -> np.ndarray:
     """Validate the boxes of one image and return the chosen one, normalised (NaN if none)."""
+    from .._image import AXES_SWAPPING_ORIENTATIONS
+
     if not record.boxes:
         return np.full(4, np.nan, np.float32)
+    # Boxes are in the stored image's pixels; images are decoded upright (EXIF orientation
+    # applied), so an EXIF-turned image's box turns with it. A box file whose stated size is
+    # the upright one was drawn on the upright image.
+    orientation = 1
     if record.size is None:
-        width, height = _image_size(image)
+        width, height, orientation = _image_header(image)
     else:
         width, height = record.size
         if check_image_sizes:
-            actual = _image_size(image)
-            if actual != record.size:
+            stored_w, stored_h, orientation = _image_header(image)
+            turned = orientation in AXES_SWAPPING_ORIENTATIONS
+            if turned and (stored_h, stored_w) == record.size:
+                orientation = 1
+            elif (stored_w, stored_h) != record.size:
+                upright = f" ({stored_h}x{stored_w} upright, by its EXIF orientation)" \
+                    if turned else ""
                 raise DatasetError(
                     f"{record.where}: states image size {width}x{height} but {image.name} is "
-                    f"{actual[0]}x{actual[1]}: fix the size or the box file")
+                    f"{stored_w}x{stored_h}{upright}: fix the size or the box file")
     normalised = []
     for b in record.boxes:
         fix = b.fix
@@ -380,7 +395,7 @@ def _resolve_box(record: _BoxRecord, image: Path, class_name: str, check_image_s
             raise DatasetError(f"{b.where}: box x {b.xmin:g}..{b.xmax:g}, y {b.ymin:g}..{b.ymax:g} lies "
                                f"outside the {width}x{height} image: {fix}")
         normalised.append(voc_pixels_to_box(b.xmin, b.ymin, b.xmax, b.ymax, width, height))
-    candidates = np.stack(normalised)
+    candidates = orient_boxes(np.stack(normalised), orientation)
     own_class = np.array([b.name == class_name for b in record.boxes])
     areas = np.where(own_class, box_area(candidates), -1.0) if own_class.any() else box_area(candidates)
     return candidates[int(np.argmax(areas))]
@@ -515,7 +530,10 @@ def load_class_folders(root: str | os.PathLike, *, boxes: str | os.PathLike | No
             folder are allowed.
         check_image_sizes: compare the image size a box file states with the
             image's header (one header read per boxed image). Images whose
-            box file states no size are always read.
+            box file states no size are always read. The header also gives
+            the EXIF orientation: boxes, given in the stored pixels, turn
+            with the image (decoded upright); with False they are taken as
+            drawn on the upright image.
 
     Returns:
         A :class:`FileSplit` with absolute paths, sorted by class then file

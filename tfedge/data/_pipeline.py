@@ -121,6 +121,24 @@ def _split_boxes(split: ImageSplit | FileSplit) -> np.ndarray:
     return np.asarray(split.boxes, np.float32)
 
 
+#: Marks an unreadable training image inside TensorFlow's error text (see run_cli).
+UNREADABLE_IMAGE = "tfedge: unreadable training image: "
+
+
+def read_file_image(path: str | os.PathLike) -> np.ndarray:
+    """One training image as ``(H, W, 3)`` uint8, decoded as the device runner decodes it.
+
+    Raises :class:`DatasetError` naming the file; inside ``tf.data`` that
+    message travels in TensorFlow's error after :data:`UNREADABLE_IMAGE`.
+    """
+    from .._image import ImageReadError, read_image
+
+    try:
+        return read_image(path)[0]
+    except ImageReadError as exc:
+        raise DatasetError(f"{UNREADABLE_IMAGE}{exc}: replace or delete it") from None
+
+
 def _decoded_examples(split: ImageSplit | FileSplit, indices: "tf.data.Dataset",
                       boxes: Optional[np.ndarray] = None) -> "tf.data.Dataset":
     """Map a stream of example indices to ``(image uint8 (H, W, 3), label int32, box float32 (4,))``.
@@ -155,14 +173,17 @@ def _decoded_examples(split: ImageSplit | FileSplit, indices: "tf.data.Dataset",
                 .map(gather_chunk, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
                 .unbatch())
 
-    # os.fsencode: the bytes the OS names the file by (UTF-8 or otherwise).
-    paths_t = tf.constant(np.array([os.fsencode(p) for p in split.paths], dtype=object), tf.string)
+    # The device runner's decoder (EXIF orientation, 16-bit, palettes, alpha), so training
+    # sees the pixels deployment will; an unreadable file names itself (see read_file_image).
+    paths = tuple(split.paths)
     labels_t = tf.constant(labels)
     boxes_t = tf.constant(boxes)
 
+    def read(i: np.ndarray) -> np.ndarray:
+        return read_file_image(paths[int(i)])
+
     def load(i: "tf.Tensor") -> tuple["tf.Tensor", "tf.Tensor", "tf.Tensor"]:
-        data = tf.io.read_file(tf.gather(paths_t, i))
-        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+        image = tf.numpy_function(read, [i], tf.uint8, stateful=False)
         image.set_shape([None, None, 3])
         return image, tf.gather(labels_t, i), tf.gather(boxes_t, i)
 
