@@ -196,8 +196,11 @@ def test_boxes_of_exif_turned_images_turn_with_the_decoded_image(tmp_path):
     _voc(tmp_path / "boxes" / "cat" / "stored.xml", [("cat", 0, 0, 9, 4)], size=(30, 20))
     _voc(tmp_path / "boxes" / "cat" / "upright.xml", [("cat", 15, 0, 19, 9)], size=(20, 30))
     split = load_class_folders(root, boxes=tmp_path / "boxes")
+    from tfedge._image import upright_size
+
     image = read_file_image(split.paths[0])
     assert image.shape == (30, 20, 3)                            # decoded upright, as tfedge-pi
+    assert upright_size(split.paths[0]) == (30, 20)
     red = np.argwhere((image[..., 0] > 180) & (image[..., 1] < 90))
     (y0, x0), (y1, x1) = red.min(axis=0), red.max(axis=0) + 1
     truth = np.float32([y0 / 30, x0 / 20, y1 / 30, x1 / 20])     # the red corner, upright

@@ -19,8 +19,8 @@ from PIL import Image, ImageOps
 
 from ._errors import TfedgeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageReadError", "read_image", "to_uint8_rgb",
-           "draft_request", "first_line"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageReadError", "read_image", "upright_size",
+           "to_uint8_rgb", "draft_request", "first_line"]
 
 #: Largest image accepted, in pixels (64 MP: a 48 MP phone photo passes; a
 #: decompression bomb, a small file declaring a huge image, does not). Checked
@@ -145,4 +145,17 @@ def read_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAUL
                              "(tfedge-pi --max-pixels)") from exc
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
         raise ImageReadError(f"{name}: cannot read the image ({first_line(exc)}): the file is "
+                             "corrupt, truncated or not an image") from exc
+
+
+def upright_size(path: Union[str, os.PathLike]) -> tuple[int, int]:
+    """``(H, W)`` of the image :func:`read_image` gives, from the header alone (no pixels)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(EXIF_ORIENTATION, _UPRIGHT) in AXES_SWAPPING_ORIENTATIONS:
+                return width, height
+            return height, width
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
+        raise ImageReadError(f"{path}: cannot read the image ({first_line(exc)}): the file is "
                              "corrupt, truncated or not an image") from exc

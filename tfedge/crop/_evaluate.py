@@ -160,15 +160,10 @@ def save_box_preview(split: Split, predicted_boxes: np.ndarray, path: Union[str,
         heights = np.full(n, split.image_size[0])
         widths = np.full(n, split.image_size[1])
     else:
-        sub = split.subset(idx)
-        from PIL import Image
+        from .._image import upright_size
 
-        sizes = []
-        for p in sub.paths:
-            with Image.open(p) as img:
-                sizes.append(img.size)
-        widths = np.array([s[0] for s in sizes])
-        heights = np.array([s[1] for s in sizes])
+        sizes = np.array([upright_size(p) for p in split.subset(idx).paths]).reshape(-1, 2)
+        heights, widths = sizes[:, 0], sizes[:, 1]
     shown = pred[idx]
     if crop is not None:
         shown = window_to_box(crop_windows(shown, heights, widths, crop), heights, widths)

@@ -23,10 +23,9 @@ TILE_PADDING = 2
 def _load_rgb(split: Union[ImageSplit, FileSplit], index: int) -> np.ndarray:
     if isinstance(split, ImageSplit):
         return np.asarray(split.images[index])
-    from PIL import Image
+    from ._pipeline import read_file_image
 
-    with Image.open(split.paths[index]) as img:
-        return np.asarray(img.convert("RGB"))
+    return read_file_image(split.paths[index])  # as training and the device see it
 
 
 def _draw_box(draw, box: np.ndarray, width: int, height: int, colour, line: int) -> None:
