@@ -239,6 +239,33 @@ def test_training_decodes_like_the_runner_and_names_unreadable_files(tmp_path):
     assert str(cut) in line and "truncated" in line and "\n" not in line
 
 
+def test_flat_voc_file_matching_two_images_is_refused(tmp_path):
+    for name in ("cat", "dog"):
+        _image(tmp_path / "data" / name / "001.png")
+    _voc(tmp_path / "flat" / "001.xml", [("cat", 0, 0, 4, 4)])
+    with _raises(r"001.xml: matches both .*cat/001.png and .*dog/001.png .*<class>/<stem>.xml") \
+            as exc:
+        load_class_folders(tmp_path / "data", boxes=tmp_path / "flat")
+    _one_line(exc)
+    _voc(tmp_path / "per_class" / "cat" / "001.xml", [("cat", 0, 0, 4, 4)])
+    _voc(tmp_path / "per_class" / "dog" / "001.xml", [("dog", 1, 1, 4, 4)])
+    split = load_class_folders(tmp_path / "data", boxes=tmp_path / "per_class")
+    assert split.boxes[0][0] == 0 and split.boxes[1][0] == np.float32(1 / 20)
+
+
+def test_voc_boxes_overrunning_the_edge_are_clipped_and_one_pixel_boxes_kept(tmp_path, caplog):
+    root = tmp_path / "data"
+    _image(root / "cat" / "a.png", width=10, height=20)
+    _image(root / "cat" / "b.png", width=10, height=20)
+    _voc(tmp_path / "boxes" / "cat" / "a.xml", [("cat", -2, 3, 12, 7)])   # ImageNet has some
+    _voc(tmp_path / "boxes" / "cat" / "b.xml", [("cat", 4, 6, 4, 6)])     # one pixel
+    with caplog.at_level(logging.WARNING, logger="tfedge.data._folders"):
+        split = load_class_folders(root, boxes=tmp_path / "boxes")
+    np.testing.assert_allclose(split.boxes[0], [3 / 20, 0, 8 / 20, 1])
+    np.testing.assert_allclose(split.boxes[1], [6 / 20, 4 / 10, 7 / 20, 5 / 10])
+    assert "a.xml" in caplog.text and "overruns the 10x20 image: clipped" in caplog.text
+
+
 def test_voc_layouts_choice_of_box_and_unknown_rows(tmp_path, caplog):
     root = tmp_path / "data"
     for name in ("a", "b", "c", "d", "e"):
@@ -273,10 +300,10 @@ def test_voc_class_folder_file_beats_flat_file(tmp_path):
     ([("cat", 0, 0, "abc", 5)], (10, 20), "", r"<xmax> 'abc' is not a number: fix or delete this file"),
     ([("cat", 0, 0, "", 5)], (10, 20), "", r"<xmax> is missing"),
     ([("cat", 0, 0, "inf", 5)], (10, 20), "", r"<xmax> 'inf' is not a finite number"),
-    ([("cat", 5, 0, 5, 5)], (10, 20), "", r"box x 5\.\.5, y 0\.\.5 is empty"),
-    ([("cat", 0, 6, 5, 2)], (10, 20), "", r"is empty \(min must be below max\)"),
-    ([("cat", 0, 0, 11, 5)], (10, 20), "", r"lies outside the 10x20 image"),
-    ([("cat", -1, 0, 5, 5)], (10, 20), "", r"lies outside the 10x20 image"),
+    ([("cat", 6, 0, 5, 5)], (10, 20), "", r"box x 6\.\.5, y 0\.\.5 is empty"),
+    ([("cat", 0, 6, 5, 2)], (10, 20), "", r"is empty \(min must not be above max\)"),
+    ([("cat", 10, 0, 12, 5)], (10, 20), "", r"lies outside the 10x20 image"),
+    ([("cat", 0, -5, 5, -1)], (10, 20), "", r"lies outside the 10x20 image"),
     ([("cat", 0, 0, 5, 5)], (12, 20), "", r"states image size 12x20 but a\.png is 10x20"),
     ([("cat", 0, 0, 5, 5)], (10.5, 20), "", r"not a whole number of pixels"),
     ([("cat", 0, 0, 5, 5)], (10, 20),
@@ -415,8 +442,8 @@ def test_csv_with_sizes_and_paths_relative_to_dataset_root(tmp_path):
      r"ymin 'x' is not a number: fix or delete this row"),
     ("filename,xmin,ymin,xmax,ymax\na.png,0,0,1\n", 2, r"4 fields but the header has 5"),
     ("filename,xmin,ymin,xmax,ymax\n,0,0,1,1\n", 2, r"filename is empty"),
-    ("filename,xmin,ymin,xmax,ymax\na.png,3,0,1,1\n", 2, r"is empty \(min must be below max\)"),
-    ("filename,xmin,ymin,xmax,ymax\na.png,0,0,1,21\n", 2, r"lies outside the 10x20 image"),
+    ("filename,xmin,ymin,xmax,ymax\na.png,3,0,1,1\n", 2, r"is empty \(min must not be above max\)"),
+    ("filename,xmin,ymin,xmax,ymax\na.png,0,21,1,25\n", 2, r"lies outside the 10x20 image"),
     ("filename,xmin,ymin,xmax,ymax,width,height\na.png,0,0,1,1,0,20\n", 2, r"not a positive whole"),
     ("filename,xmin,ymin,xmax,ymax,width,height\na.png,0,0,1,1,10,21\n", 2,
      r"states image size 10x21 but a\.png is 10x20"),

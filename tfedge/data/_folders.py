@@ -211,12 +211,20 @@ class _VocIndex:
             raise DatasetError(f"{directory}: no .xml box files found: expected "
                                "DIR/<class>/<stem>.xml or DIR/<stem>.xml")
         self.used: set[Path] = set()
+        self.owners: dict[Path, Path] = {}
         self.label = f"VOC directory {directory}"
 
     def lookup(self, class_name: str, image: Path, keys: Sequence[str]) -> Optional[_BoxRecord]:
         path = self.by_class.get((class_name, image.stem)) or self.by_stem.get(image.stem)
         if path is None:
             return None
+        # Matched by file stem only: two images of one stem (other classes or splits) would
+        # silently share one box, as a CSV row naming several images would.
+        owner = self.owners.setdefault(path, image)
+        if owner != image:
+            raise DatasetError(f"{path}: matches both {owner} and {image} (box files are matched "
+                               "by file stem): put each class's files in "
+                               f"{self.directory}/<class>/<stem>.xml, or rename one image")
         self.used.add(path)
         return _read_voc(path)
 
@@ -387,13 +395,18 @@ def _resolve_box(record: _BoxRecord, image: Path, class_name: str, check_image_s
     normalised = []
     for b in record.boxes:
         fix = b.fix
-        if b.xmin >= b.xmax or b.ymin >= b.ymax:
+        # Inclusive pixel indices: min == max is a box one pixel wide.
+        if b.xmin > b.xmax or b.ymin > b.ymax:
             raise DatasetError(f"{b.where}: box x {b.xmin:g}..{b.xmax:g}, y {b.ymin:g}..{b.ymax:g} is empty "
-                               f"(min must be below max): {fix}")
-        # Max coordinates are inclusive pixel indices; 1-based files may name pixel `width` itself.
-        if b.xmin < 0 or b.ymin < 0 or b.xmax > width or b.ymax > height:
+                               f"(min must not be above max): {fix}")
+        if b.xmin >= width or b.ymin >= height or b.xmax < 0 or b.ymax < 0:
             raise DatasetError(f"{b.where}: box x {b.xmin:g}..{b.xmax:g}, y {b.ymin:g}..{b.ymax:g} lies "
                                f"outside the {width}x{height} image: {fix}")
+        # 1-based files may name pixel `width` itself; a few ImageNet boxes overrun the edge by
+        # some pixels. Both are clipped (by voc_pixels_to_box), as ImageNet's own tools do.
+        if b.xmin < 0 or b.ymin < 0 or b.xmax > width or b.ymax > height:
+            log.warning("%s: box x %g..%g, y %g..%g overruns the %dx%d image: clipped to it",
+                        b.where, b.xmin, b.xmax, b.ymin, b.ymax, width, height)
         normalised.append(voc_pixels_to_box(b.xmin, b.ymin, b.xmax, b.ymax, width, height))
     candidates = orient_boxes(np.stack(normalised), orientation)
     own_class = np.array([b.name == class_name for b in record.boxes])
