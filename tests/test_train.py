@@ -112,6 +112,22 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, colour_split):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+def test_a_backup_of_another_run_is_not_resumed(tmp_path, colour_split):
+    out = tmp_path / "m.keras"
+    train_classifier(TINY_MODEL, colour_split, config=TrainConfig(epochs=3, **QUICK), output=out,
+                     resolution=32, stop_after_epochs=1)
+    with pytest.raises(TfedgeError, match=r"made by another run \(it differs in epochs, "
+                                          r"learning_rate\): delete .*m.keras.backup"):
+        train_classifier(TINY_MODEL, colour_split, output=out, resolution=32,
+                         config=TrainConfig(epochs=4, learning_rate=1e-3, **QUICK))
+    with pytest.raises(TfedgeError, match=r"differs in model"):
+        train_classifier("resnet10_050", colour_split, output=out, resolution=32,
+                         config=TrainConfig(epochs=3, **QUICK))
+    _, resumed = train_classifier(TINY_MODEL, colour_split, output=out, resolution=32,
+                                  config=TrainConfig(epochs=3, **QUICK))
+    assert resumed.resumed_from_epoch == 1
+
+
 def test_distillation_from_a_teacher_at_another_resolution(tmp_path, colour_split):
     teacher, _ = train_classifier(TINY_MODEL, colour_split, config=TrainConfig(epochs=1, **QUICK),
                                   output=tmp_path / "teacher.keras", resolution=64)

@@ -11,7 +11,9 @@ One custom training loop serves every ``tf.distribute`` strategy: Keras 3's
   ``backup_dir``; a killed run started again with the same arguments resumes
   from the last finished epoch, with the same data order as an uninterrupted
   run, and the backup is deleted when training finishes (what Keras'
-  ``BackupAndRestore`` does for ``fit``).
+  ``BackupAndRestore`` does for ``fit``). A backup written with another
+  model, dataset or setting is refused, not resumed (``run.json`` in it).
+  Multi-worker runs need ``backup_dir`` on a file system every worker sees.
 * Optional knowledge distillation: ``loss = (1 - alpha) * CE(labels) +
   alpha * T^2 * KL(teacher_T || student_T)``; the teacher sees the same
   augmented images, resized to its own resolution.
@@ -38,6 +40,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ._errors import ModelConfigError, TfedgeError
+from ._image import first_line
 from ._io import atomic_path, atomic_write_json
 from .data._pipeline import NO_AUGMENT, AugmentConfig, make_dataset
 from .data._types import Split
@@ -394,6 +397,40 @@ def _lr_schedule(config: TrainConfig, steps_per_epoch: int):
     return WarmupCosine()
 
 
+_RUN_FILE = "run.json"  # in the backup folder: what run the backup belongs to
+
+
+def _run_fingerprint(student, resolution: int, train: Split, config: TrainConfig,
+                     teacher) -> dict[str, Any]:
+    """What must match for a backup to be resumed: the model, the data and the settings."""
+    fingerprint = {"model": student.name, "resolution": int(resolution),
+                   "outputs": int(student.output_shape[-1]), "train_size": len(train),
+                   "class_names": list(train.class_names), "config": config.to_dict(),
+                   "teacher": str(teacher) if isinstance(teacher, (str, os.PathLike))
+                   else getattr(teacher, "name", None)}
+    return json.loads(json.dumps(fingerprint, default=str))  # as it reads back from JSON
+
+
+def _check_same_run(backup_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to resume a backup that another model, dataset or setting wrote."""
+    path = backup_dir / _RUN_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("%s has no readable %s (an older backup?): resuming without checking that "
+                    "it is the same run", backup_dir, _RUN_FILE)
+        return
+    differ = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
+    if "config" in differ:
+        old, new = saved.get("config") or {}, fingerprint["config"]
+        differ.remove("config")
+        differ += sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if differ:
+        raise TfedgeError(f"the backup in {backup_dir} was made by another run (it differs in "
+                          f"{', '.join(differ)}): delete {backup_dir} to start over, or rerun "
+                          "with the original settings")
+
+
 def _make_optimizer(config: TrainConfig, steps_per_epoch: int):
     import keras
 
@@ -506,10 +543,20 @@ def train_classifier(
         write_dir = backup_dir if chief else Path(tempfile.mkdtemp(prefix="tfedge-backup-"))
         manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=1)
         latest = tf.train.latest_checkpoint(str(backup_dir))
+        fingerprint = _run_fingerprint(student, res, train, config, teacher)
         if latest:
-            checkpoint.restore(latest).expect_partial()
+            _check_same_run(backup_dir, fingerprint)
+            try:
+                checkpoint.restore(latest).expect_partial()
+            except (ValueError, tf.errors.OpError) as exc:
+                raise TfedgeError(f"the backup in {backup_dir} does not fit this model "
+                                  f"({first_line(exc)}): delete {backup_dir} to start over, "
+                                  "or rerun with the original settings") from None
             resumed_from = int(epoch_var.numpy())
             log.info("resuming from %s (epoch %d of %d done)", latest, resumed_from, config.epochs)
+        elif chief:
+            write_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(write_dir / _RUN_FILE, fingerprint)
 
     num_classes = int(student.output_shape[-1])
     smoothing = float(config.label_smoothing)
