@@ -303,6 +303,21 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert code == 2 and "width" in capsys.readouterr().err
 
 
+def test_crop_pool_without_true_boxes_uses_the_predictors_alone(colour_split):
+    import dataclasses
+
+    from tfedge.crop._pipeline import CropTrainConfig, crop_pool
+
+    no_boxes = dataclasses.replace(colour_split.take(6), boxes=None)
+    predictor = build_predictor(TINY)
+    pool = crop_pool(no_boxes, CropTrainConfig(resolution=16, copies=2, predicted_copies=2),
+                     predictor=predictor)
+    assert pool.images.shape == (12, 16, 16, 3)
+    with pytest.raises(DatasetError, match="--predicted-copies N --copies N"):
+        crop_pool(no_boxes, CropTrainConfig(resolution=16, copies=2, predicted_copies=1),
+                  predictor=predictor)
+
+
 @pytest.mark.slow
 def test_crop_classifier_and_pipeline_evaluation(colour_split, tmp_path):
     from tfedge._train import TrainConfig

@@ -306,11 +306,16 @@ class CropTrainConfig:
 def crop_pool(train: Split, crop_config: CropTrainConfig, *, predictor: Any = None,
               seed: int = 0) -> ImageSplit:
     """The training pool of :func:`train_crop_classifier` (see :class:`CropTrainConfig`)."""
-    if train.boxes is None or np.isnan(np.asarray(train.boxes)).all():
-        raise DatasetError("the training split has no boxes to crop at: give boxes, or label "
-                           "them with Grad-CAM (tfedge.crop.box_labels) first")
-    parts = []
     predicted = crop_config.predicted_copies if predictor is not None else 0
+    rest = crop_config.copies - predicted
+    # Only the jittered copies need true boxes; the predictor's copies are cut at its own.
+    if rest and (train.boxes is None or np.isnan(np.asarray(train.boxes)).all()):
+        raise DatasetError(
+            "the training split has no boxes to crop at: give boxes (--boxes), or crop at a "
+            "predictor's boxes only (--predictor P --predicted-copies N --copies N; train P "
+            "on Grad-CAM boxes with 'tfedge predictor train --pseudo-boxes --teacher T'), or "
+            "label them with tfedge.crop.box_labels")
+    parts = []
     if predicted:
         from ._predictor import predict_boxes
 
@@ -321,7 +326,6 @@ def crop_pool(train: Split, crop_config: CropTrainConfig, *, predictor: Any = No
             parts.append(materialize_crops(train, resolution=crop_config.resolution, boxes=pred,
                                            crop=crop_config.crop, jitter=crop_config.jitter,
                                            copies=predicted - 1, seed=seed + 1))
-    rest = crop_config.copies - predicted
     if rest:
         parts.append(materialize_crops(train, resolution=crop_config.resolution,
                                        crop=crop_config.crop, jitter=crop_config.jitter,
