@@ -66,6 +66,10 @@ def test_snapping_goes_up_to_the_next_scale():
         win = crop_window([0.5 - s / 2, 0.5 - s / 2, 0.5 + s / 2, 0.5 + s / 2], 100, 100, config)
         sides.append(int(win[2] - win[0]))
     assert sides == [25, 25, 50, 75, 100]  # beyond the largest scale: the short side
+    # A free (non-square) window beyond the largest scale keeps its side: a full-width
+    # object in a 100x400 frame stays whole instead of being cut to the short side.
+    free = CropConfig(margin=0.0, min_size=0.01, square=False, scales=(0.5, 1.0))
+    assert crop_window([0.4, 0.0, 0.6, 1.0], 100, 400, free).tolist() == [25, 0, 75, 400]
 
 
 def test_window_stays_inside_and_keeps_its_size():

@@ -20,8 +20,9 @@ the frame's aspect ratio differs from the predictor's square input):
 4. **minimum size** -- each side is at least ``min_size`` of the image's short
    side: a tiny (or collapsed) prediction still yields a usable crop.
 5. **snapping** (optional) -- each side goes *up* to the nearest of ``scales``
-   (fractions of the short side; beyond the largest, the short side itself),
-   so a device can keep a few fixed resize plans.
+   (fractions of the short side; beyond the largest, a square window takes
+   the short side itself and a free window keeps its side), so a device can
+   keep a few fixed resize plans.
 6. **clamp** -- a side never exceeds the image; the window keeps its size and
    slides inside the image rather than being cut (the object stays whole).
 7. **whole pixels** -- sides and corners are rounded half up (``floor(v +
@@ -82,7 +83,8 @@ class CropConfig:
     square: make the window square in pixels (its side is the box's longer side).
     min_size: smallest side, as a fraction of the image's short side, in (0, 1].
     scales: optional sorted fractions of the short side, each in (0, 1]; a side
-        is snapped up to the nearest one (the short side beyond the largest).
+        is snapped up to the nearest one (beyond the largest: the short side
+        for a square window, unchanged otherwise).
         Empty: no snapping.
     """
 
@@ -166,9 +168,10 @@ def _round_half_up(ops: ArrayOps, value: Any) -> Any:
     return ops.floor(value + 0.5)
 
 
-def _snap_up(ops: ArrayOps, side: Any, short: Any, scales: tuple[float, ...]) -> Any:
-    """Each side up to the smallest ``scale * short`` at least as large (else ``short``)."""
-    snapped = short
+def _snap_up(ops: ArrayOps, side: Any, short: Any, scales: tuple[float, ...],
+             beyond: Any) -> Any:
+    """Each side up to the smallest ``scale * short`` at least as large (else ``beyond``)."""
+    snapped = beyond
     for scale in reversed(scales):  # largest first, so the smallest fitting scale wins
         candidate = short * scale
         snapped = ops.where(side <= candidate, candidate, snapped)
@@ -211,8 +214,10 @@ def crop_window_with(ops: ArrayOps, boxes: Any, height: Any, width: Any,
     bw = ops.maximum(bw, smallest)
     # 5. snapping to a few scales of the short side.
     if config.scales:
-        bh = _snap_up(ops, bh, short, config.scales)
-        bw = _snap_up(ops, bw, short, config.scales)
+        # Past the largest scale a square window takes the short side (all it can be); a
+        # free window keeps its side, which may exceed the short side along the long axis.
+        bh = _snap_up(ops, bh, short, config.scales, short if config.square else bh)
+        bw = _snap_up(ops, bw, short, config.scales, short if config.square else bw)
     # 6. clamp the size inside the image (a square window inside the short side).
     if config.square:
         bh = bw = ops.minimum(bh, short)
