@@ -406,7 +406,8 @@ def test_cache_files_identical_across_cache_dirs(fashion_dir, tmp_path):
     assert (a.path / "meta.json").read_bytes() == (b.path / "meta.json").read_bytes()
 
 
-@pytest.mark.parametrize("damage", ["corrupt-meta", "missing-meta", "other-config", "short-array"])
+@pytest.mark.parametrize("damage", ["corrupt-meta", "missing-meta", "other-config", "short-array",
+                                    "wrong-labels"])
 def test_damaged_cache_is_regenerated(fashion_dir, tmp_path, damage):
     first = load_benchmark(SMALL, cache_dir=tmp_path, fashion_mnist_path=fashion_dir, progress=False)
     path = first.path
@@ -421,6 +422,8 @@ def test_damaged_cache_is_regenerated(fashion_dir, tmp_path, damage):
         meta = json.loads(good_meta)
         meta["config"]["seed"] = 99
         (path / "meta.json").write_text(json.dumps(meta))
+    elif damage == "wrong-labels":  # right shape and dtype, out-of-range values
+        np.save(path / "train" / "labels.npy", np.full(SMALL.train_size, 77, np.int32))
     else:
         np.save(path / "train" / "images.npy", np.zeros((3, 48, 48, 3), np.uint8))
     calls = []
@@ -430,6 +433,25 @@ def test_damaged_cache_is_regenerated(fashion_dir, tmp_path, damage):
     assert (path / "meta.json").read_bytes() == good_meta
     assert _sha(path / "train" / "images.npy") == good_images
     assert len(again.train) == SMALL.train_size
+
+
+def test_temporaries_of_killed_generations_are_removed(tmp_path):
+    import os
+    import time
+
+    from tfedge._io import remove_stale_temporaries
+
+    target = tmp_path / "fashion-on-photos-abc"
+    stale, fresh, other = (tmp_path / ".fashion-on-photos-abc.x1", tmp_path /
+                           ".fashion-on-photos-abc.x2", tmp_path / ".something-else.x3")
+    for folder in (stale, fresh, other):
+        (folder / "train").mkdir(parents=True)
+        (folder / "train" / "images.npy").write_bytes(b"partial")
+    old = time.time() - 2 * 24 * 3600
+    for p in (stale, stale / "train", stale / "train" / "images.npy", other):
+        os.utime(p, (old, old))
+    assert remove_stale_temporaries(target, 24 * 3600) == [stale]
+    assert not stale.exists() and fresh.exists() and other.exists()
 
 
 def test_cache_dir_defaults_to_env(tmp_path, monkeypatch):

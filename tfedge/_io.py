@@ -7,10 +7,12 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_directory"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_directory",
+           "remove_stale_temporaries"]
 
 
 @contextlib.contextmanager
@@ -95,3 +97,29 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(path: str | os.PathLike, older_than_s: float) -> list[Path]:
+    """Delete the temporary folders :func:`atomic_directory` left for ``path`` in killed runs.
+
+    Only hidden siblings named like its temporaries (``.NAME.*``) whose
+    newest entry is older than ``older_than_s`` go: a run still writing one
+    keeps touching it. Returns what was removed.
+    """
+    target = Path(path)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    now = time.time()
+    for candidate in target.parent.glob(f".{target.name}.*"):
+        if not candidate.is_dir() or candidate.is_symlink():
+            continue
+        try:
+            newest = max([candidate.stat().st_mtime]
+                         + [p.stat().st_mtime for p in candidate.rglob("*")])
+        except OSError:
+            continue
+        if now - newest > older_than_s:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+    return removed

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 
 from .._errors import DatasetError
-from .._io import atomic_directory, atomic_write_json
+from .._io import atomic_directory, atomic_write_json, remove_stale_temporaries
 from ._backgrounds import available_photos, load_photo, split_photos
 from ._fashion import FashionMNIST, load_fashion_mnist
 from ._types import ImageSplit
@@ -94,6 +94,8 @@ TINT_SATURATION = (0.2, 0.9)
 TINT_VALUE = (0.6, 1.0)
 
 _MAX_U8 = 255.0
+# A generation's temporary folder untouched this long belongs to a killed run.
+STALE_TEMPORARY_SECONDS = 24 * 3600
 _PROGRESS_STEPS = 10
 
 ProgressFn = Callable[[int, int], None]
@@ -643,10 +645,10 @@ def _read_cache(config: BenchmarkConfig, path: Path, verify_checksums: bool
             return None, f"meta.json has no valid entry for split {split!r}"
         folder = path / split
         try:
-            if verify_checksums:
-                for f in _ARRAY_FILES:
-                    if _sha256_file(folder / f) != info.get("sha256", {}).get(f):
-                        return None, f"{split}/{f} does not match its checksum"
+            # Labels and boxes are small: always hashed. Images (large) only when asked.
+            for f in _ARRAY_FILES if verify_checksums else ("labels.npy", "boxes.npy"):
+                if _sha256_file(folder / f) != info.get("sha256", {}).get(f):
+                    return None, f"{split}/{f} does not match its checksum"
             images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
             labels = np.load(folder / "labels.npy", allow_pickle=False)
             boxes = np.load(folder / "boxes.npy", allow_pickle=False)
@@ -658,6 +660,8 @@ def _read_cache(config: BenchmarkConfig, path: Path, verify_checksums: bool
             return None, f"{split}/labels.npy has shape {labels.shape} {labels.dtype}"
         if boxes.shape != (n, 4) or boxes.dtype != np.float32:
             return None, f"{split}/boxes.npy has shape {boxes.shape} {boxes.dtype}"
+        if n and (labels.min() < 0 or labels.max() >= len(class_names)):
+            return None, f"{split}/labels.npy holds labels outside 0..{len(class_names) - 1}"
         try:
             splits[split] = ImageSplit(images, labels, boxes, tuple(class_names))
         except DatasetError as exc:
@@ -671,9 +675,11 @@ def load_benchmark(config: BenchmarkConfig = BenchmarkConfig(), cache_dir: Optio
     """The benchmark for ``config``, from the cache or generated into it.
 
     Images come back memory-mapped (read-only), labels and boxes in memory. A
-    cache folder that is incomplete, corrupt or made for another config or
-    generator version is rebuilt, never used. ``verify_checksums`` also
-    re-hashes every array against meta.json (slower: reads everything).
+    cache folder that is incomplete, made for another config or generator
+    version, or whose labels or boxes do not match their checksums is
+    rebuilt, never used. ``verify_checksums`` also re-hashes the images
+    against meta.json (slower: reads everything). Leftovers of a generation
+    that was killed (hidden temporary folders over a day old) are removed.
     """
     if not isinstance(config, BenchmarkConfig):
         raise DatasetError(f"config must be a BenchmarkConfig, got {type(config).__name__}")
@@ -684,6 +690,8 @@ def load_benchmark(config: BenchmarkConfig = BenchmarkConfig(), cache_dir: Optio
             logger.info("using cached %s at %s", BENCHMARK_NAME, path)
             return data
         logger.warning("cached %s at %s cannot be used (%s): regenerating it", BENCHMARK_NAME, path, reason)
+    for stale in remove_stale_temporaries(path, STALE_TEMPORARY_SECONDS):
+        logger.info("removed %s, left by a generation that was killed", stale)
     fashion, photos = _load_sources(fashion_mnist_path, allow_download)
     _write_cache(config, path, fashion, photos, _progress_fn(progress))
     data, reason = _read_cache(config, path, verify_checksums=False)
