@@ -435,6 +435,20 @@ def test_csv_with_sizes_and_paths_relative_to_dataset_root(tmp_path):
     np.testing.assert_allclose(splits["val"].boxes, [[0.5, 0.5, 1, 1]])
 
 
+def test_csv_names_match_with_dot_slash_and_either_unicode_form(tmp_path):
+    import unicodedata
+
+    root = tmp_path / "ds"
+    composed = unicodedata.normalize("NFC", "caf\u00e9.png")
+    _image(root / "cat" / composed, width=10, height=20)
+    _image(root / "cat" / "b.png", width=10, height=20)
+    decomposed = unicodedata.normalize("NFD", composed)           # as macOS writes it
+    csv_file = _csv(tmp_path / "b.csv", "filename,xmin,ymin,xmax,ymax\n"
+                                        f"cat/{decomposed},0,0,4,9\n./cat/b.png,5,10,9,19\n")
+    split = load_class_folders(root, boxes=csv_file)
+    np.testing.assert_allclose(split.boxes, [[0.5, 0.5, 1, 1], [0, 0, 0.5, 0.5]])
+
+
 @pytest.mark.parametrize("text, line, match", [
     ("filename,xmin,ymin,xmax\n", 1, r"header lacks column\(s\) ymax"),
     ("filename,xmin,ymin,xmax,ymax,width\n", 1, r"header has width without height"),

@@ -42,6 +42,8 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import posixpath
+import unicodedata
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
 from dataclasses import dataclass, field
@@ -236,6 +238,17 @@ class _VocIndex:
 # --------------------------------------------------------------------------- CSV
 
 
+def _csv_key(name: str) -> str:
+    """A file name as the CSV index compares it: '/' separators, no './', Unicode NFC.
+
+    macOS writes names decomposed (NFD) and most editors composed (NFC); the
+    same visible name must match either way.
+    """
+    if not name:
+        return name
+    return unicodedata.normalize("NFC", posixpath.normpath(name.replace("\\", "/")))
+
+
 class _CsvIndex:
     """The rows of a box CSV, grouped by the ``filename`` column."""
 
@@ -286,7 +299,7 @@ class _CsvIndex:
         fix = "fix or delete this row"
         if len(row) <= max(col.values()):
             raise DatasetError(f"{where}: {len(row)} fields but the header has {n_header}: {fix}")
-        filename = row[col["filename"]].strip().replace("\\", "/")
+        filename = _csv_key(row[col["filename"]].strip())
         if not filename:
             raise DatasetError(f"{where}: filename is empty: {fix}")
         coords = [_number(row[col[c]], c, where, fix) for c in VOC_COORDS]
@@ -307,19 +320,20 @@ class _CsvIndex:
         record.boxes.append(_PixelBox(*coords, name=label or None, where=where, fix=fix))
 
     def lookup(self, class_name: str, image: Path, keys: Sequence[str]) -> Optional[_BoxRecord]:
-        for key in keys:
+        for key in map(_csv_key, keys):
             if key in self.rows:
                 self.used.add(key)
                 return self.rows[key]
-        if image.name in self.rows:
-            self.used.add(image.name)
-            hits = self.basename_hits.setdefault(image.name, [])
+        name = _csv_key(image.name)
+        if name in self.rows:
+            self.used.add(name)
+            hits = self.basename_hits.setdefault(name, [])
             hits.append(image)
             if len(hits) > 1:
                 raise DatasetError(
-                    f"{self.rows[image.name].where}: filename {image.name!r} matches several images "
+                    f"{self.rows[name].where}: filename {name!r} matches several images "
                     f"({hits[0]}, {hits[1]}): write the path relative to the dataset root instead")
-            return self.rows[image.name]
+            return self.rows[name]
         return None
 
     @property
