@@ -198,3 +198,18 @@ def test_two_worker_training_on_loopback_ends_with_identical_weights(tmp_path):
     assert len(w0.files) == len(w1.files) > 0
     for key in w0.files:
         np.testing.assert_array_equal(w0[key], w1[key])
+
+
+def test_train_on_the_benchmark_keeps_an_encoded_names_resolution(monkeypatch):
+    import tfedge.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.setdefault(args.model, args.resolution))
+    parser = cli.build_parser()
+    for model, expected in (("resnet10_025", 96),
+                            ("resnet_basic_d1-1-1-1_w16-32-64-128_s16_r64_c10", None),
+                            ("saved.keras", None)):
+        args = parser.parse_args(["train", "--model", model, "--output", "m.keras",
+                                  "--image-size", "96"])
+        args.func(args)
+        assert seen[model] == expected, model                    # None: the model's own

@@ -288,7 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_with_default_resolution(args: argparse.Namespace) -> int:
-    if args.resolution is None and args.data == "benchmark" and not args.model.endswith(".keras"):
+    from .models._specs import is_spec_name
+
+    # A registry name trains at the benchmark's image size; an encoded name (``..._r64_c10``)
+    # and a saved model carry their own resolution.
+    if (args.resolution is None and args.data == "benchmark"
+            and not args.model.endswith(".keras") and not is_spec_name(args.model)):
         args.resolution = args.image_size
     return cmd_train(args)
 
