@@ -23,11 +23,20 @@ fi
 
 # Quantisation-aware training (tfedge.qat): installed --no-deps, as setup.py's QAT_NO_DEPS says.
 QAT_PACKAGES="tf-keras==2.21.0 tensorflow-model-optimization==0.8.1"
-CHECK="import tfedge, tensorflow, ai_edge_litert, pytest, skimage, cv2, matplotlib"
-case ",$EXTRAS," in
-  *,dev,*|*,qat,*) WANT_QAT=1; CHECK="$CHECK, tf_keras, tensorflow_model_optimization" ;;
-  *) WANT_QAT=0 ;;
-esac
+# What each extra installs, as modules: a set-up .venv imports them all (else: install).
+CHECK="import tfedge"
+WANT_QAT=0
+for extra in ${EXTRAS//,/ }; do
+  case "$extra" in
+    train) CHECK="$CHECK, tensorflow, skimage, sklearn, matplotlib" ;;
+    runtime) CHECK="$CHECK, ai_edge_litert" ;;
+    camera) CHECK="$CHECK, cv2" ;;
+    qat) WANT_QAT=1; CHECK="$CHECK, tf_keras, tensorflow_model_optimization" ;;
+    dev) WANT_QAT=1
+         CHECK="$CHECK, tensorflow, skimage, sklearn, matplotlib, ai_edge_litert, cv2, pytest"
+         CHECK="$CHECK, tf_keras, tensorflow_model_optimization" ;;
+  esac
+done
 
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating the virtual environment .venv" >&2
