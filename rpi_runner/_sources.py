@@ -48,6 +48,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".h264",
                   ".mjpeg", ".mjpg")
 DEFAULT_CAMERA_SIZE = (640, 480)  # (width, height)
+USB_READ_RETRIES = 30       # failed reads in a row before a USB camera counts as stopped
+USB_RETRY_SECONDS = 0.05
 OPENCV_INSTALL = "pip install opencv-python-headless (the tfedge[camera] extra)"
 PICAMERA2_INSTALL = ("install Raspberry Pi OS's picamera2 with "
                      "'sudo apt install python3-picamera2' "
@@ -292,15 +294,27 @@ class VideoSource(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         capture = self._capture = self._open()
-        name = self.spec.paths[0] if self.spec.kind == "video" else f"usb:{self.spec.device}"
-        index = 0
+        camera = self.spec.kind != "video"
+        name = f"usb:{self.spec.device}" if camera else self.spec.paths[0]
+        index = failures = 0
         try:
             while True:
                 start = time.perf_counter()
                 ok, image = capture.read()
                 elapsed = (time.perf_counter() - start) * _MS
                 if not ok or image is None:
+                    # A USB camera often fails its first reads while it starts up.
+                    if camera and failures < USB_READ_RETRIES:
+                        failures += 1
+                        time.sleep(USB_RETRY_SECONDS)
+                        continue
+                    if index == 0:
+                        fix = (f"it opened but gave no frame in {USB_READ_RETRIES} tries: check "
+                               "that no other program uses it, or try another --camera-size"
+                               if camera else "the file holds no frame OpenCV can decode")
+                        raise TfedgeError(f"{name}: {fix}")
                     return  # end of the video, or the camera stopped
+                failures = 0
                 if image.ndim == 2:
                     image = np.repeat(image[:, :, None], 3, axis=2)
                 yield Frame(source=name, index=index, image=image[:, :, :3], bgr=True,

@@ -457,6 +457,25 @@ def test_corrupt_zip(tmp_path):
         load_bundle(tmp_path / "bad.zip")
 
 
+def test_zip_with_a_compression_python_cannot_read_is_a_clear_error(tmp_path):
+    import struct
+
+    path = _write(tmp_path)
+    with zipfile.ZipFile(tmp_path / "b.zip", "w", zipfile.ZIP_STORED) as zf:
+        for f in sorted(path.iterdir()):
+            zf.write(f, f.name)
+    raw = bytearray((tmp_path / "b.zip").read_bytes())
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # method: Deflate64
+        at = raw.find(signature)
+        while at >= 0:
+            struct.pack_into("<H", raw, at + offset, 9)
+            at = raw.find(signature, at + 4)
+    (tmp_path / "b.zip").write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="uses a compression Python cannot read") as exc:
+        load_bundle(tmp_path / "b.zip")
+    _one_line(exc)
+
+
 def test_directory_bundle_symlink_escape_is_refused(tmp_path):
     path = _write(tmp_path)
     outside = tmp_path / "outside.tflite"

@@ -559,6 +559,35 @@ def test_usb_camera_is_released_when_the_consumer_stops(monkeypatch):
     assert _FakeCapture.log == [("open", 3), ("set", 3, 48), ("set", 4, 40), "release"]
 
 
+def test_usb_camera_warming_up_is_waited_for_and_a_dead_one_is_an_error(monkeypatch):
+    import rpi_runner._sources as sources
+
+    class Warming(_FakeCapture):
+        reads = 0
+
+        def read(self):
+            type(self).reads += 1
+            return (True, np.zeros((FRAME_H, FRAME_W, 3), np.uint8)) if self.reads > 3 \
+                else (False, None)
+
+    class Dead(_FakeCapture):
+        def read(self):
+            return False, None
+
+    monkeypatch.setattr(sources, "USB_RETRY_SECONDS", 0.0)
+    for capture, frames in ((Warming, 2), (Dead, None)):
+        fake = types.SimpleNamespace(VideoCapture=capture, CAP_PROP_FRAME_WIDTH=3,
+                                     CAP_PROP_FRAME_HEIGHT=4)
+        monkeypatch.setitem(sys.modules, "cv2", fake)
+        with open_source(parse_sources(["usb:1"])) as source:
+            if frames is None:
+                with pytest.raises(TfedgeError, match="usb:1: it opened but gave no frame in 30"):
+                    next(iter(source))
+            else:
+                got = [f for _, f in zip(range(frames), source)]
+                assert [f.index for f in got] == [0, 1] and Warming.reads == 5
+
+
 def test_opencv_missing_names_the_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "cv2", None)
     with pytest.raises(TfedgeError, match="opencv-python-headless"):

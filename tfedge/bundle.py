@@ -772,6 +772,10 @@ def _extract_zip(path: Path, dest: Path, max_file_bytes: int, max_total_bytes: i
             except (zipfile.BadZipFile, zlib.error) as exc:
                 raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
                                   f"{_REBUILD} --zip") from exc
+            except NotImplementedError as exc:  # e.g. Deflate64, written by some zip tools
+                raise BundleError(f"zip entry {info.filename!r} uses a compression Python cannot "
+                                  f"read ({exc}): {_REBUILD} --zip, or zip the folder with "
+                                  "'zip -r'") from exc
 
 
 def _read_manifest(root: Path) -> Any:
