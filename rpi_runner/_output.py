@@ -5,17 +5,17 @@ A frame record is one JSON object (one line of output)::
     {"source": "img/cat.jpg", "index": 0, "label": "Trouser", "class": 1, "score": 0.93,
      "exit_stage": 0, "exit_score": 0.93, "box": [0.1, 0.2, 0.8, 0.7],
      "window": [31, 52, 240, 261], "frame_size": [320, 320], "decoded_size": [320, 320],
-     "stage_ms": [0.16],
-     "predictor_ms": 0.05, "decode_ms": 0.9, "preprocess_ms": 0.2, "infer_ms": 0.21,
-     "pipeline_ms": 0.45, "total_ms": 1.35, "macs": 28000000}
+     "stage_ms": [0.16], "predictor_ms": 0.05, "decode_ms": 0.9, "preprocess_ms": 0.2,
+     "infer_ms": 0.21, "pipeline_ms": 0.45, "total_ms": 1.35, "macs": 28000000}
 
 ``box`` is the predictor's box (normalised ``ymin, xmin, ymax, xmax``; null
 without a predictor), ``window`` the crop in frame pixels ``(y0, x0, y1,
-x1)``. ``window`` and ``frame_size`` are in the image's own pixels even when
-a JPEG file was decoded smaller (draft decoding, ``decoded_size``: the size
-the models' inputs were cut from). ``total_ms`` = ``decode_ms`` (reading the frame) + ``pipeline_ms``
-(preprocessing, inference and decisions). A frame that could not be read is
-``{"source": ..., "index": ..., "error": "one line", "decode_ms": ...}``.
+x1)``. ``window`` and ``frame_size`` are in the image's own pixels even when a
+JPEG file was decoded smaller (draft decoding, ``decoded_size``: the size the
+models' inputs were cut from). ``total_ms`` = ``decode_ms`` (reading the
+frame) + ``pipeline_ms`` (preprocessing, inference and decisions). A frame
+that could not be read is ``{"source": ..., "index": ..., "error": "one line",
+"decode_ms": ...}``.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ import numpy as np
 from tfedge._errors import TfedgeError
 from tfedge._image import DEFAULT_MAX_PIXELS, ImageReadError, first_line, read_image
 
-
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "DEFAULT_CAMERA_SIZE",
     "FrameError", "Frame", "SourceSpec", "parse_sources", "decode_image",
