@@ -428,7 +428,7 @@ def _tiny_classifier(resolution: int, width: int, name: str):
 
 
 @pytest.mark.slow
-def test_build_calibrate_evaluate_convert_end_to_end(tmp_path):
+def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
     import argparse
@@ -524,6 +524,18 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path):
             runner = [pipeline.classify(image) for image in images]
         agree = np.mean([r.class_index == p for r, p in zip(runner, outcome.prediction)])
         assert agree >= 0.95, f"runner agrees with the Python evaluation on {agree:.1%} only"
+
+    # A stage retrained at another resolution since 'cascade build': refused before converting.
+    saved = {p: p.read_bytes() for p in (paths[0], Path(str(paths[0]) + ".json"))}
+    save_classifier(_tiny_classifier(24, 4, "tiny_a"), paths[0],
+                    {"class_names": list(dataset.class_names)})
+    stale = tmp_path / "stale_bundle"
+    assert convert_main(["cascade", "--cascade", str(cascade), "--output", str(stale),
+                         *data_flags]) == 2
+    assert "stage 0 model takes 24 px but the cascade says 16" in capsys.readouterr().err
+    assert not stale.exists()
+    for p, data in saved.items():
+        p.write_bytes(data)
 
     # Quantisation-aware training: the stages fine-tune, the box predictor cannot.
     from tfedge.qat import qat_missing_packages

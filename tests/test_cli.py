@@ -79,6 +79,9 @@ def test_macs_of_a_saved_model_file(tmp_path):
 
     assert result["macs"] == macs_of("resnet10_025", resolution=32, num_classes=3).macs
     assert result["uncounted_layers"] == []
+    for flag in ("--resolution", "--num-classes"):
+        proc = tfedge("macs", str(path), flag, "10")
+        assert proc.returncode == 2 and f"{flag} applies to registry names only" in proc.stderr
 
 
 def test_macs_names_the_layers_it_cannot_count(tmp_path):

@@ -145,6 +145,22 @@ def test_shared_layers_nested_models_and_leading_dims():
     assert count_macs(seq).macs == 4 * 8 * 3
 
 
+def test_a_backbone_built_for_any_input_size_counts_at_its_call_size():
+    import keras
+
+    L = keras.layers
+    free = keras.Input((None, None, 3))                          # keras.applications' default
+    backbone = keras.Model(free, L.Conv2D(8, 3, padding="same", name="conv")(free),
+                           name="backbone")
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, L.Dense(3, use_bias=False)(L.GlobalAveragePooling2D()(
+        backbone(inputs))))
+    report = count_macs(model)
+    assert report.macs == 32 * 32 * 9 * 3 * 8 + 8 * 3
+    assert report.params == 9 * 3 * 8 + 8 + 8 * 3
+    assert "backbone/conv" in {r.name for r in report.per_layer}
+
+
 def test_counter_errors_and_uncounted_layers():
     import keras
 

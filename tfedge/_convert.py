@@ -596,9 +596,9 @@ def convert_classifier_bundle(
         raise TfedgeError(f"model {keras_model.name!r} outputs {outputs} classes but there are "
                           f"{len(labels)} labels: convert with the dataset it was trained on")
 
+    report = count_macs(keras_model)  # before converting: a model it cannot count fails fast
     data, metrics = convert_classifier(keras_model, calibration, check, **convert_kwargs)
     tflite = TfliteModel(data)
-    report = count_macs(keras_model)
     stage = StageEntry(name=name or keras_model.name, resolution=_model_resolution(keras_model),
                        macs=int(report.macs), input=tflite.input_spec, output=tflite.output_spec,
                        criterion="max_softmax", threshold=None, accumulate_weight=0.0,

@@ -332,7 +332,7 @@ class _Counter:
                 continue
             name = prefix + layer.name
             if isinstance(layer, self.keras.Model):
-                self.walk(layer, name + "/")
+                self.walk(self._at_call_shapes(layer, node), name + "/")
                 continue
             if not isinstance(layer, self.keras.layers.Layer):
                 continue  # a bare keras.ops call inside a functional graph: no weights
@@ -341,6 +341,19 @@ class _Counter:
             macs = self._layer(layer, name, ins, outs)
             self.rows.append(LayerMacs(name, type(layer).__name__, macs,
                                        self._params_once(layer)))
+
+    def _at_call_shapes(self, model: Any, node: Any) -> Any:
+        """``model`` as called at ``node``: a backbone built for any input size (as
+        ``keras.applications`` builds them) re-traced on the call's fixed shapes, with
+        the same layers, so its parameters still count once."""
+        inner = [tuple(t.shape) for t in model.inputs]
+        outer = [tuple(t.shape) for t in node.input_tensors]
+        if len(inner) != len(outer) or all(None not in s[1:] for s in inner):
+            return model
+        inputs = [self.keras.Input(batch_shape=s) for s in outer]
+        return self.keras.models.clone_model(
+            model, input_tensors=inputs if isinstance(model.input, (list, tuple)) else inputs[0],
+            clone_function=lambda layer: layer)
 
     def _bias_and_activation(self, layer: Any, out: tuple[int, ...]) -> None:
         n = _elements(out)

@@ -103,9 +103,11 @@ def cmd_macs(args: argparse.Namespace) -> int:
 
     target = args.model
     if target.endswith(".keras"):
-        if args.resolution is not None:
-            raise TfedgeError("--resolution applies to registry names only: a saved model "
-                              "has a fixed input size")
+        for flag, value in (("--resolution", args.resolution),
+                            ("--num-classes", args.num_classes)):
+            if value is not None:
+                raise TfedgeError(f"{flag} applies to registry names only: a saved model has "
+                                  "a fixed input size and class count")
         from ._train import load_classifier
 
         report = count_macs(load_classifier(target))

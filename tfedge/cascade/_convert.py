@@ -32,7 +32,7 @@ from .._errors import TfedgeError
 from ..data._types import Split
 from ._cascade import CascadeSpec
 from ._decision import CascadeOutcome, simulate_cascade
-from ._evaluate import SplitLogits, compute_stage_logits, stage_logits_on_crops
+from ._evaluate import SplitLogits, _check_model, compute_stage_logits, stage_logits_on_crops
 
 __all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle"]
 
@@ -190,15 +190,21 @@ def convert_cascade_bundle(
                               "convert with the dataset the stages were trained on")
     models = [load_classifier(spec.stage_path(k)) for k in range(spec.num_stages)]
     for k, model in enumerate(models):
+        _check_model(model, k, spec)  # a stage retrained since 'cascade build': stop before work
         if _ends_in_softmax(model):
             raise TfedgeError(f"stage {k} model {model.name!r} ends in a softmax: bundles hold "
                               "logits (the cascade applies softmax itself); remove the final "
                               "softmax and rebuild the cascade")
     predictor = None
     if spec.predictor is not None:
-        from ..crop import load_predictor
+        from ..crop import load_predictor, predictor_spec_of
 
         predictor = load_predictor(spec.predictor_path())
+        resolution = predictor_spec_of(predictor).resolution
+        if resolution != spec.predictor.resolution:
+            raise TfedgeError(f"the predictor takes {resolution} px but the cascade says "
+                              f"{spec.predictor.resolution}: rebuild the cascade with "
+                              "'tfedge cascade build'")
     cal = _subset(calibration, calibration_size, seed)
     chk = _subset(check, check_size, seed + 1)
     crop = spec.predictor.crop if spec.predictor is not None else None
