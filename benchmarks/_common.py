@@ -74,6 +74,14 @@ def environment() -> dict[str, Any]:
             "cores": os.cpu_count(), "python": platform.python_version()}
 
 
+def trained_seed(model: str | os.PathLike) -> int | None:
+    """The training seed a ``.keras`` model's sidecar records (None if it records none)."""
+    from tfedge._train import read_sidecar
+
+    seed = (read_sidecar(model).get("train_config") or {}).get("seed")
+    return int(seed) if isinstance(seed, int) else None
+
+
 def spread(values: Sequence[float]) -> dict[str, float]:
     """Mean and min-max of a figure over seeds."""
     arr = np.asarray(values, dtype=np.float64)

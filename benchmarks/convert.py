@@ -27,7 +27,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from _common import REPO, environment, print_result, setup_logging
+from _common import REPO, environment, print_result, setup_logging, trained_seed
 
 log = logging.getLogger("benchmarks.convert")
 
@@ -82,7 +82,7 @@ def run(base: Path | None, cascade: Path | None, quick: bool, qat: bool = False)
                                              calibration_size=sizes["calibration"],
                                              check_size=sizes["check"], tolerance_points=100.0)
         rows.append({"role": "base", **_row(model.name, metrics, len(tflite),
-                                            count_macs(model).macs)})
+                                            count_macs(model).macs), "seed": trained_seed(base)})
         if qat:
             rows[-1].update(_qat_columns(model, qat_pool, check, sizes))
     if cascade is not None:
@@ -102,7 +102,8 @@ def run(base: Path | None, cascade: Path | None, quick: bool, qat: bool = False)
                                                  check_size=sizes["check"],
                                                  tolerance_points=100.0)
             rows.append({"role": f"stage{index}", **_row(stage.name, metrics, len(tflite),
-                                                         stage.macs)})
+                                                         stage.macs),
+                         "seed": trained_seed(spec.stage_path(index))})
             if qat:
                 pool_crops = materialize_crops(qat_pool, resolution=stage.resolution,
                                                boxes=qat_pool.boxes, **kwargs)
