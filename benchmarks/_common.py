@@ -82,6 +82,27 @@ def trained_seed(model: str | os.PathLike) -> int | None:
     return int(seed) if isinstance(seed, int) else None
 
 
+def reusable_sidecar(model: str | os.PathLike, *, dataset: str, epochs: int,
+                     seed: int | None = None) -> dict[str, Any]:
+    """The sidecar of a model that ``--reuse`` may take: same data, epochs (and seed).
+
+    A leftover of a run with other flags would otherwise enter the figures
+    silently, while the JSON line names this run's budget.
+    """
+    from tfedge._train import read_sidecar
+
+    meta = read_sidecar(model)
+    config = meta.get("train_config") or {}
+    found = {"dataset": meta.get("dataset"), "epochs": config.get("epochs"),
+             "seed": config.get("seed")}
+    wanted = {"dataset": dataset, "epochs": epochs, **({"seed": seed} if seed is not None else {})}
+    differ = [f"{k} {found[k]!r} (not {v!r})" for k, v in wanted.items() if found[k] != v]
+    if differ:
+        raise SystemExit(f"{model} cannot be reused: its {', '.join(differ)}; drop --reuse, "
+                         "use another --output-dir, or match its budget")
+    return meta
+
+
 def spread(values: Sequence[float]) -> dict[str, float]:
     """Mean and min-max of a figure over seeds."""
     arr = np.asarray(values, dtype=np.float64)

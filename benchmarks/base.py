@@ -16,8 +16,8 @@ import logging
 import time
 from pathlib import Path
 
-from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
-                     spread)
+from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result,
+                     reusable_sidecar, setup_logging, spread)
 
 log = logging.getLogger("benchmarks.base")
 
@@ -45,7 +45,8 @@ def run(quick: bool, model: str, epochs: int | None, output_dir: Path, reuse: bo
         log.info("== base %s, seed %d, %d epochs on %d images", model, seed, epochs, len(data.train))
         out = output_dir / f"base_{model}_seed{seed}.keras"
         if reuse and out.exists():
-            meta = _reusable_metadata(out, data.name, epochs)
+            meta = reusable_sidecar(out, dataset=data.name, epochs=epochs, seed=seed)
+            log.info("reusing %s (trained in %.0f s)", out, meta["train_seconds"])
             trained = load_classifier(out)
             val_top1, train_seconds = meta["val"]["top1"], meta["train_seconds"]
         else:
@@ -68,18 +69,6 @@ def run(quick: bool, model: str, epochs: int | None, output_dir: Path, reuse: bo
             "epochs": epochs, "train_seconds": spread(seconds)["mean"], "seeds": list(seeds),
             "train_images": len(data.train), "test_images": len(data.test),
             "dataset": data.name, **environment()}
-
-
-def _reusable_metadata(path: Path, dataset: str, epochs: int) -> dict:
-    """The sidecar of a model trained with the same data and budget (as cascade.py leaves it)."""
-    import json
-
-    meta = json.loads(path.with_name(path.name + ".json").read_text())
-    if meta.get("dataset") != dataset or meta.get("epochs") != epochs:
-        raise SystemExit(f"{path} was trained on {meta.get('dataset')} for {meta.get('epochs')} "
-                         f"epochs, not {dataset} for {epochs}; drop --reuse or match its budget")
-    log.info("reusing %s (trained in %.0f s)", path, meta["train_seconds"])
-    return meta
 
 
 def main() -> None:

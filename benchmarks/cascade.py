@@ -42,8 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
-                     spread)
+from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result,
+                     reusable_sidecar, setup_logging, spread)
 
 log = logging.getLogger("benchmarks.cascade")
 
@@ -127,6 +127,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
 
     base_path = out / f"base_{BASE_MODEL}_seed{seed}.keras"
     if reuse and base_path.exists():
+        reusable_sidecar(base_path, dataset=data.name, epochs=epochs, seed=seed)
         base = load_classifier(base_path)
     else:
         log.info("== seed %d: base %s at %d px, %d epochs", seed, BASE_MODEL, BASE_RESOLUTION,
@@ -140,6 +141,8 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
 
     pred_path = out / f"predictor_seed{seed}.keras"
     if reuse and pred_path.exists():
+        reusable_sidecar(pred_path, dataset=data.name, epochs=sizes["predictor_epochs"],
+                         seed=seed)
         predictor = load_predictor(pred_path)
         if predictor.name != predictor_name:
             raise SystemExit(f"{pred_path} is a {predictor.name}, not the {predictor_name} asked "
@@ -155,7 +158,9 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
     stage_paths = []
     for name, res in stages:
         path = out / f"stage_{name}_r{res}_seed{seed}.keras"
-        if not (reuse and path.exists()):
+        if reuse and path.exists():
+            reusable_sidecar(path, dataset=data.name, epochs=epochs, seed=seed)
+        else:
             log.info("== seed %d: stage %s at %d px on crops, %d epochs", seed, name, res, epochs)
             train_crop_classifier(name, data.train, crop_config=CropTrainConfig(resolution=res,
                                                                                 crop=crop),
