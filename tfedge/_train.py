@@ -403,11 +403,12 @@ _RUN_FILE = "run.json"  # in the backup folder: what run the backup belongs to
 def _run_fingerprint(student, resolution: int, train: Split, config: TrainConfig,
                      teacher) -> dict[str, Any]:
     """What must match for a backup to be resumed: the model, the data and the settings."""
+    teacher_id = (str(Path(teacher).resolve()) if isinstance(teacher, (str, os.PathLike))
+                  else getattr(teacher, "name", None))
     fingerprint = {"model": student.name, "resolution": int(resolution),
                    "outputs": int(student.output_shape[-1]), "train_size": len(train),
                    "class_names": list(train.class_names), "config": config.to_dict(),
-                   "teacher": str(teacher) if isinstance(teacher, (str, os.PathLike))
-                   else getattr(teacher, "name", None)}
+                   "teacher": teacher_id}
     return json.loads(json.dumps(fingerprint, default=str))  # as it reads back from JSON
 
 

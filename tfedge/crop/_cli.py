@@ -170,9 +170,8 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
     from .._train import load_classifier, read_sidecar, with_model_classes
     from ..cli import dataset_from_args
     from ._evaluate import evaluate_crop_pipeline, save_box_preview
-    from ._predictor import load_predictor
-
     from ._pipeline import trained_crop_config
+    from ._predictor import load_predictor
 
     predictor = load_predictor(args.predictor)
     classifier = load_classifier(args.model)
