@@ -216,3 +216,21 @@ def test_train_on_the_benchmark_keeps_an_encoded_names_resolution(monkeypatch):
                                   "--image-size", "96"])
         args.func(args)
         assert seen[model] == expected, model                    # None: the model's own
+
+
+def test_data_verify_images_lists_unreadable_files(tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8), (200, 10, 10)).save(tmp_path / "d" / name / "a.png")
+    (tmp_path / "d" / "dog" / "b.png").write_bytes(b"not an image at all")
+    proc = tfedge("data", "--data", str(tmp_path / "d"), "--verify-images")
+    assert proc.returncode == 1, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert [u["path"] for u in result["unreadable"]] == [str(tmp_path / "d" / "dog" / "b.png")]
+    assert "1 unreadable image(s): replace or delete them" in proc.stderr
+    (tmp_path / "d" / "dog" / "b.png").unlink()
+    proc = tfedge("data", "--data", str(tmp_path / "d"), "--verify-images")
+    assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1])[
+        "unreadable"] == []

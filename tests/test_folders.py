@@ -237,6 +237,12 @@ def test_training_decodes_like_the_runner_and_names_unreadable_files(tmp_path):
     line = _unreadable_image_line(exc.value)
     assert line is not None and line.startswith("unreadable training image: ")
     assert str(cut) in line and "truncated" in line and "\n" not in line
+    from tfedge.data._pipeline import unreadable_images
+
+    seen = []
+    bad = unreadable_images(split, workers=2, progress=lambda done, total: seen.append(done))
+    assert [path for path, _ in bad] == [str(cut)] and "truncated" in bad[0][1]
+    assert seen[-1] == len(split) == 3
 
 
 def test_flat_voc_file_matching_two_images_is_refused(tmp_path):

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._cli import EXIT_OK, add_common_flags, run_cli
+from ._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
 from ._errors import TfedgeError
 
 log = logging.getLogger("tfedge")
@@ -147,8 +147,29 @@ def cmd_data(args: argparse.Namespace) -> int:
         summary["preview"] = str(args.preview)
     for key in ("train", "val", "test"):
         print(f"{key:5s}: {summary[key]:>6d} images")
+    unreadable = _verify_images(dataset) if args.verify_images else []
+    if args.verify_images:
+        summary["unreadable"] = [{"path": path, "reason": reason} for path, reason in unreadable]
     _print_json(summary)
-    return EXIT_OK
+    return EXIT_FAILURE if unreadable else EXIT_OK
+
+
+def _verify_images(dataset) -> list[tuple[str, str]]:
+    """Decode every image as training will; log each one that fails."""
+    from .data._pipeline import unreadable_images
+
+    bad = []
+    for key in ("train", "val", "test"):
+        split = getattr(dataset, key)
+        if split is None or len(split) == 0:
+            continue
+        found = unreadable_images(split, progress=lambda done, total, key=key: log.info(
+            "verifying %s: %d/%d images decoded", key, done, total))
+        for path, reason in found:
+            log.error("unreadable: %s", reason)
+        bad += found
+    log.info("%d unreadable image(s)%s", len(bad), ": replace or delete them" if bad else "")
+    return bad
 
 
 def _train_config_from_args(args: argparse.Namespace):
@@ -240,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preview", type=str, default=None,
                    help="write a PNG grid of training images with their boxes")
     p.add_argument("--preview-count", dest="preview_count", type=int, default=32)
+    p.add_argument("--verify-images", dest="verify_images", action="store_true",
+                   help="decode every image file as training will and list the ones that fail "
+                        "(exit status 1 if any): run it once before a long training run")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("train", help="train a classifier (optionally distilled from a teacher)",
