@@ -197,10 +197,14 @@ def test_a_folder_of_other_files_is_never_replaced(tmp_path):
 
 
 def test_bundle_folders_are_readable_by_others_as_mkdir_makes_them(tmp_path):
-    path = _write(tmp_path)
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777)
+    previous = os.umask(0o022)  # the usual umask; under 0o077 mkdir makes 0700 folders too
+    try:
+        path = _write(tmp_path)
+        plain = tmp_path / "plain"
+        plain.mkdir()
+    finally:
+        os.umask(previous)
+    assert (path.stat().st_mode & 0o777) == (plain.stat().st_mode & 0o777) == 0o755
 
 
 def test_a_failed_swap_puts_the_previous_bundle_back(tmp_path, monkeypatch):

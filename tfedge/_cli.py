@@ -72,5 +72,5 @@ def _unreadable_image_line(exc: BaseException) -> Optional[str]:
     for line in str(exc).splitlines():
         at = line.find(UNREADABLE_IMAGE)
         if at >= 0:
-            return line[at + len("tfedge: "):]
+            return line[at:].removeprefix("tfedge: ")
     return None

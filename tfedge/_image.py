@@ -19,8 +19,8 @@ from PIL import Image, ImageOps
 
 from ._errors import TfedgeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageReadError", "read_image", "upright_size",
-           "to_uint8_rgb", "draft_request", "first_line"]
+__all__ = ["DEFAULT_MAX_PIXELS", "ImageReadError", "read_image", "stored_header",
+           "upright_size", "to_uint8_rgb", "draft_request", "first_line"]
 
 #: Largest image accepted, in pixels (64 MP: a 48 MP phone photo passes; a
 #: decompression bomb, a small file declaring a huge image, does not). Checked
@@ -148,14 +148,22 @@ def read_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAUL
                              "corrupt, truncated or not an image") from exc
 
 
-def upright_size(path: Union[str, os.PathLike]) -> tuple[int, int]:
-    """``(H, W)`` of the image :func:`read_image` gives, from the header alone (no pixels)."""
+def stored_header(path: Union[str, os.PathLike]) -> tuple[int, int, int]:
+    """``(width, height, EXIF orientation)`` of the image as stored, from its header (no pixels).
+
+    The orientation is 1 (upright) when the file has none or an invalid one.
+    """
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(EXIF_ORIENTATION, _UPRIGHT) in AXES_SWAPPING_ORIENTATIONS:
-                return width, height
-            return height, width
+            orientation = image.getexif().get(EXIF_ORIENTATION, _UPRIGHT)
+            return (int(image.width), int(image.height),
+                    int(orientation) if orientation in range(1, 9) else _UPRIGHT)
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt files
         raise ImageReadError(f"{path}: cannot read the image ({first_line(exc)}): the file is "
                              "corrupt, truncated or not an image") from exc
+
+
+def upright_size(path: Union[str, os.PathLike]) -> tuple[int, int]:
+    """``(H, W)`` of the image :func:`read_image` gives, from the header alone (no pixels)."""
+    width, height, orientation = stored_header(path)
+    return (width, height) if orientation in AXES_SWAPPING_ORIENTATIONS else (height, width)

@@ -332,6 +332,10 @@ class _SplitPlan:
     object_pos: np.ndarray    # (N, 2) in [0, 1): where the object sits
     colour: np.ndarray        # (N, 3) float32
 
+    def backgrounds(self) -> tuple[str, ...]:
+        """The photo name of each image, in order."""
+        return tuple(self.photo_names[j] for j in self.photo_index)
+
 
 @dataclass(frozen=True)
 class _Trace:
@@ -464,7 +468,7 @@ def _generate(config: BenchmarkConfig, split: str, fashion: FashionMNIST,
     alphas = np.empty((n, size, size), np.float32) if with_alpha else None
     _render(plan, config, photos, images, labels, boxes, _labels_for(fashion, split), alphas,
             progress, done_before, total or n)
-    trace = _Trace(tuple(plan.photo_names[j] for j in plan.photo_index), plan.item_index, alphas)
+    trace = _Trace(plan.backgrounds(), plan.item_index, alphas)
     return ImageSplit(images, labels, boxes, tuple(fashion.class_names)), trace
 
 
@@ -493,7 +497,7 @@ def benchmark_backgrounds(config: BenchmarkConfig, split: str,
     _check_split(split)
     fashion = load_fashion_mnist(fashion_mnist_path, allow_download=allow_download)
     plan = _plan(config, split, fashion, available_photos())
-    return tuple(plan.photo_names[j] for j in plan.photo_index)
+    return plan.backgrounds()
 
 
 class _StderrProgress:

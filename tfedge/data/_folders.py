@@ -368,17 +368,12 @@ def _open_box_source(boxes: str | os.PathLike) -> _BoxIndex:
 
 def _image_header(image: Path) -> tuple[int, int, int]:
     """(width, height, EXIF orientation) of the stored image (Pillow reads no pixels here)."""
-    from PIL import Image, UnidentifiedImageError
-
-    from .._image import EXIF_ORIENTATION
+    from .._image import ImageReadError, stored_header
 
     try:
-        with Image.open(image) as img:
-            orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-            return int(img.width), int(img.height), int(orientation) if orientation in \
-                range(1, 9) else 1
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"{image}: cannot read image ({exc}): replace or delete this image") from None
+        return stored_header(image)
+    except ImageReadError as exc:
+        raise DatasetError(f"{exc}: replace or delete this image") from None
 
 
 def _resolve_box(record: _BoxRecord, image: Path, class_name: str, check_image_sizes: bool) -> np.ndarray:

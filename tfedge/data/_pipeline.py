@@ -151,15 +151,17 @@ def unreadable_images(split: ImageSplit | FileSplit, *, workers: Optional[int] =
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from .._image import ImageReadError, read_image
+
     if not isinstance(split, FileSplit):
         return []
     paths = list(split.paths)
 
     def check(path: str) -> Optional[tuple[str, str]]:
         try:
-            read_file_image(path)
-        except DatasetError as exc:
-            return str(path), str(exc)[len(UNREADABLE_IMAGE):]
+            read_image(path)  # what read_file_image does, keeping the decoder's own message
+        except ImageReadError as exc:
+            return str(path), str(exc)
         return None
 
     bad = []
