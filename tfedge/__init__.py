@@ -50,6 +50,7 @@ _LAZY = {
     # dynamic image cropping
     **{name: "tfedge.crop" for name in (
         "CropConfig", "build_predictor", "train_predictor", "predict_boxes", "load_predictor",
+        "train_refiner",
         "box_labels", "train_crop_classifier", "evaluate_crop_pipeline")},
     # dynamic inference
     **{name: "tfedge.cascade" for name in (

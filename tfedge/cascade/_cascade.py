@@ -378,8 +378,14 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
     if predictor is not None:
         from ..crop import load_predictor, predictor_spec_of
 
+        from ..crop import RefinedPredictor
+
         ppath = Path(predictor)
         net = load_predictor(ppath)
+        if isinstance(net, RefinedPredictor):
+            raise _fail(f"{ppath} is a refiner: cascades and bundles take a plain predictor "
+                        "(bundles do not hold refiners yet); pass the predictor it refines "
+                        "(its sidecar's 'refines')")
         pred_config = PredictorConfig(model=str(ppath),
                                       resolution=predictor_spec_of(net).resolution,
                                       macs=int(count_macs(net).macs),

@@ -4,7 +4,9 @@
   box -> square, margin, minimum size, snapping, clamped pixel window; crop
   and bilinear resize identical to the training pipeline.
 * The predictor family ``boxnet`` (:func:`build_predictor`,
-  :func:`train_predictor`, :func:`predict_boxes`, :func:`decode_boxes`).
+  :func:`train_predictor`, :func:`predict_boxes`, :func:`decode_boxes`), and
+  its refiner, a second look closer at the predictor's box
+  (:func:`train_refiner`, :class:`RefinedPredictor`).
 * Box labels: ground truth, or Grad-CAM pseudo-boxes from a teacher
   (:func:`box_labels`, :func:`gradcam_boxes`).
 * Crop-robust classifier training (:func:`train_crop_classifier`) and the
@@ -31,6 +33,11 @@ _LAZY = {
     "predictor_spec_of": "._predictor", "register_predictor": "._predictor",
     "save_predictor": "._predictor", "train_predictor": "._predictor",
     "with_box_labels": "._predictor",
+    # refinement
+    "RefinedPredictor": "._refine", "RefinerTrainConfig": "._refine",
+    "RefinerTrainResult": "._refine", "DEFAULT_REFINER": "._refine",
+    "DEFAULT_REFINE_WINDOW": "._refine", "refine_boxes": "._refine",
+    "train_refiner": "._refine", "predictor_macs": "._refine",
     # labels
     "box_labels": "._gradcam", "cam_boxes": "._gradcam", "gradcam_boxes": "._gradcam",
     "gradcam_maps": "._gradcam",

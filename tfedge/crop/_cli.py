@@ -3,6 +3,9 @@
   tfedge predictor list                                   the registered predictor variants
   tfedge predictor train --output P.keras [--predictor NAME] [--teacher T.keras]
                                                           train the foreground predictor
+  tfedge predictor refine --predictor P.keras --output R.keras [--refiner NAME]
+                                                          train a refiner for P; R.keras then
+                                                          works wherever a predictor does
   tfedge crop train --model NAME --predictor P.keras --output C.keras
                                                           train a crop-robust classifier
   tfedge crop evaluate --predictor P.keras --model C.keras [--preview grid.png]
@@ -127,6 +130,41 @@ def cmd_predictor_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_predictor_refine(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..cli import dataset_from_args
+    from ._predictor import get_predictor_spec, load_predictor
+    from ._refine import (DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinedPredictor,
+                          RefinerTrainConfig, predictor_macs, train_refiner)
+
+    output = _check_output(args.output)
+    if Path(args.predictor).resolve() == output.resolve():
+        raise TfedgeError("--output is the --predictor file: write the refiner to another file "
+                          "(its sidecar names the predictor, which must stay)")
+    predictor = load_predictor(args.predictor)
+    if isinstance(predictor, RefinedPredictor):
+        raise TfedgeError(f"{args.predictor} is a refiner already: pass the predictor it refines")
+    spec = get_predictor_spec(args.refiner or DEFAULT_REFINER)
+    window = dataclasses.replace(DEFAULT_REFINE_WINDOW, **{
+        k: v for k, v in (("margin", args.margin), ("min_size", args.min_size)) if v is not None})
+    base = RefinerTrainConfig()
+    config = RefinerTrainConfig(
+        window=window, passes=args.passes, predicted_copies=args.predicted_copies,
+        jittered_copies=args.jittered_copies,
+        train=dataclasses.replace(base.train, epochs=args.epochs, batch_size=args.batch_size,
+                                  learning_rate=args.learning_rate, seed=args.seed))
+    dataset = dataset_from_args(args)
+    pair, result = train_refiner(spec, dataset.train, predictor=predictor, val=dataset.val,
+                                 config=config, output=output, predictor_path=args.predictor,
+                                 metadata={"dataset": dataset.name})
+    _print_json({"refiner": pair.refiner.name, "predictor": args.predictor,
+                 "output": str(output), "passes": pair.passes, "window": window.to_dict(),
+                 "macs": predictor_macs(pair), "train_seconds": round(result.train_seconds, 1),
+                 "windows": result.windows, "val": result.val})
+    return EXIT_OK
+
+
 def _without_boxes(split):
     """The split as if it had no boxes (to train on Grad-CAM boxes alone)."""
     import dataclasses
@@ -201,12 +239,13 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_crop_commands(subparsers: Any) -> None:
-    """Register ``predictor {list,train}`` and ``crop {train,evaluate}`` on ``tfedge``'s subparsers."""
+    """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` on ``tfedge``'s subparsers."""
     from ..cli import add_data_flags
     from ._predictor import DEFAULT_PREDICTOR
+    from ._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER
 
     predictor = subparsers.add_parser(
-        "predictor", help="the foreground predictor of dynamic cropping (list, train)",
+        "predictor", help="the foreground predictor of dynamic cropping (list, train, refine)",
         description="A tiny CNN that sees a low-resolution image and predicts one box.")
     pred_sub = predictor.add_subparsers(title="predictor commands", metavar="COMMAND")
 
@@ -236,6 +275,35 @@ def add_crop_commands(subparsers: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_data_flags(p)
     p.set_defaults(func=cmd_predictor_train)
+
+    p = pred_sub.add_parser(
+        "refine", help="train a refiner: a second, closer look at a predictor's box",
+        description="Train a small boxnet on windows around --predictor's boxes (and jittered "
+                    "true boxes) to find the object's box inside them. The refiner's file "
+                    "names its predictor and works wherever a predictor file does (crop "
+                    "train / evaluate). The last line is JSON with the validation IoU with "
+                    "and without it.")
+    p.add_argument("--predictor", required=True, type=str, help="the .keras predictor to refine")
+    p.add_argument("--output", required=True, type=str, help="where to write the .keras refiner")
+    p.add_argument("--refiner", default=None, type=str,
+                   help=f"variant name (default {DEFAULT_REFINER}; 'tfedge predictor list')")
+    p.add_argument("--passes", type=int, default=2, help="looks per image at inference")
+    p.add_argument("--margin", type=float, default=None,
+                   help=f"window margin on each side of the box "
+                        f"(default {DEFAULT_REFINE_WINDOW.margin:g})")
+    p.add_argument("--min-size", dest="min_size", type=float, default=None,
+                   help=f"smallest window side, a fraction of the short side "
+                        f"(default {DEFAULT_REFINE_WINDOW.min_size:g})")
+    p.add_argument("--predicted-copies", dest="predicted_copies", type=int, default=1,
+                   help="training windows per image around the predictor's boxes")
+    p.add_argument("--jittered-copies", dest="jittered_copies", type=int, default=1,
+                   help="training windows per image around jittered true boxes")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    add_data_flags(p)
+    p.set_defaults(func=cmd_predictor_refine)
 
     crop = subparsers.add_parser(
         "crop", help="the crop pipeline: train a crop-robust classifier, evaluate",
@@ -272,7 +340,8 @@ def add_crop_commands(subparsers: Any) -> None:
         description="Mean IoU and IoU percentiles of the predicted boxes; top-1 on predicted "
                     "crops, on ground-truth crops and on full images at the classifier's "
                     "resolution; predictor + classifier MACs.")
-    p.add_argument("--predictor", required=True, type=str, help="a .keras predictor")
+    p.add_argument("--predictor", required=True, type=str,
+                   help="a .keras predictor (or refiner: 'tfedge predictor refine')")
     p.add_argument("--model", required=True, type=str, help="a .keras classifier of crops")
     p.add_argument("--split", type=str, default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)

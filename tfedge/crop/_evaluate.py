@@ -104,6 +104,7 @@ def evaluate_crop_pipeline(predictor: Any, classifier: Any, split: Split, *,
     from ..data._pipeline import make_dataset
     from ._pipeline import make_crop_dataset
     from ._predictor import predict_boxes, predictor_spec_of
+    from ._refine import predictor_macs
 
     _check_labels(classifier, split)
     res = model_resolution(classifier)
@@ -121,7 +122,7 @@ def evaluate_crop_pipeline(predictor: Any, classifier: Any, split: Split, *,
                                                training=False), labels)
     result = CropEvalResult(
         count=len(split), boxes=summary, top1_predicted=top1_pred, top1_oracle=top1_oracle,
-        top1_full=top1_full, predictor_macs=count_macs(predictor).macs,
+        top1_full=top1_full, predictor_macs=predictor_macs(predictor),
         classifier_macs=count_macs(classifier).macs, classifier_resolution=res,
         predictor_resolution=spec.resolution, crop=crop.to_dict())
     log.info("crop pipeline: top-1 %.4f on predicted crops, %s on true crops, %.4f on full "

@@ -1,0 +1,204 @@
+"""The box refiner: window arithmetic, window crops, training, files, and its use as a predictor."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_colour_split
+from tfedge._errors import DatasetError, TfedgeError
+from tfedge.crop import CropConfig, crop_and_resize, crop_windows
+from tfedge.crop._predictor import (PredictorTrainConfig, build_predictor, load_predictor,
+                                    predict_boxes, predictor_export_model, predictor_spec_of,
+                                    save_predictor, train_predictor)
+from tfedge.crop._refine import (DEFAULT_REFINE_WINDOW, RefinedPredictor, RefinerTrainConfig,
+                                 boxes_from_window, boxes_to_window, predictor_macs,
+                                 refine_boxes, train_refiner, window_crops)
+
+TINY = "boxnet_heat_r32_w4"
+
+
+def test_window_coordinates_round_trip_and_mark_objects_outside():
+    windows = np.array([[0.2, 0.4, 0.6, 0.8], [0.0, 0.0, 0.5, 0.5]], np.float32)
+    boxes = np.array([[0.3, 0.5, 0.5, 0.7], [0.6, 0.6, 0.9, 0.9]], np.float32)
+    inner = boxes_to_window(boxes, windows)
+    np.testing.assert_allclose(inner[0], [0.25, 0.25, 0.75, 0.75], atol=1e-6)
+    assert np.isnan(inner[1]).all()  # the second object lies outside its window
+    np.testing.assert_allclose(boxes_from_window(inner[:1], windows[:1]), boxes[:1], atol=1e-6)
+    # A box reaching past the window is clipped to it, and maps back to the clipped part.
+    part = boxes_to_window(np.array([[0.1, 0.3, 0.4, 0.6]], np.float32), windows[:1])
+    np.testing.assert_allclose(part[0], [0.0, 0.0, 0.5, 0.5], atol=1e-6)
+    assert np.isnan(boxes_to_window(np.full((1, 4), np.nan, np.float32), windows[:1])).all()
+
+
+def test_window_crops_match_the_numpy_crop():
+    split = make_colour_split(6, size=40, seed=2)
+    boxes = split.boxes.copy()
+    boxes[1] = (0.0, 0.0, 0.05, 0.05)  # tiny: the minimum size decides the window
+    crops, windows = window_crops(split, boxes, resolution=24, window=DEFAULT_REFINE_WINDOW)
+    assert crops.shape == (6, 24, 24, 3) and crops.dtype == np.uint8
+    expected_windows = crop_windows(boxes, 40, 40, DEFAULT_REFINE_WINDOW) / 40.0
+    np.testing.assert_allclose(windows, expected_windows, atol=1e-6)
+    for i in range(6):
+        ref, _ = crop_and_resize(split.images[i], boxes[i], 24, DEFAULT_REFINE_WINDOW)
+        assert np.abs(crops[i].astype(np.float32) - ref).max() <= 0.51
+    # Windows around the true boxes hold their whole object.
+    inner = boxes_to_window(split.boxes, windows)
+    keep = np.arange(6) != 1
+    assert not np.isnan(inner[keep]).any()
+    np.testing.assert_allclose(boxes_from_window(inner[keep], windows[keep]), split.boxes[keep],
+                               atol=1e-5)
+
+
+def test_config_refuses_what_cannot_work():
+    with pytest.raises(TfedgeError, match="passes"):
+        RefinerTrainConfig(passes=0)
+    with pytest.raises(TfedgeError, match="square"):
+        RefinerTrainConfig(window=CropConfig(square=False))
+    with pytest.raises(TfedgeError, match="scales"):
+        RefinerTrainConfig(window=CropConfig(scales=(0.5, 1.0)))
+    with pytest.raises(TfedgeError, match=">= 1"):
+        RefinerTrainConfig(predicted_copies=0, jittered_copies=0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny predictor, trained briefly, and a refiner trained on its boxes (files on disk)."""
+    folder = tmp_path_factory.mktemp("refine")
+    train = make_colour_split(256, size=48, seed=3)
+    val = make_colour_split(48, size=48, seed=7)
+    fast = PredictorTrainConfig(epochs=2, batch_size=16, learning_rate=1e-2,
+                                bn_recalibration_batches=2)
+    predictor, _ = train_predictor(TINY, train, config=fast, output=folder / "pred.keras")
+    config = RefinerTrainConfig(passes=2, train=PredictorTrainConfig(
+        epochs=6, batch_size=16, learning_rate=1e-2, bn_recalibration_batches=4,
+        augment=RefinerTrainConfig().train.augment))
+    pair, result = train_refiner(TINY, train, predictor=predictor, val=val, config=config,
+                                 output=folder / "refiner.keras",
+                                 predictor_path=folder / "pred.keras")
+    return folder, predictor, pair, result, val
+
+
+@pytest.mark.slow
+def test_refiner_trains_saves_and_loads_as_a_predictor(trained):
+    folder, predictor, pair, result, val = trained
+    assert isinstance(pair, RefinedPredictor) and pair.passes == 2
+    assert result.windows > 256  # two windows per image, minus any without their object
+    assert result.val["refined"]["miou"] > result.val["predictor"]["miou"]
+    side = json.loads((folder / "refiner.keras.json").read_text())
+    assert side["role"] == "refiner" and side["refines"] == "pred.keras"
+    assert side["passes"] == 2 and side["window"]["margin"] == DEFAULT_REFINE_WINDOW.margin
+    loaded = load_predictor(folder / "refiner.keras")
+    assert isinstance(loaded, RefinedPredictor) and loaded.passes == 2
+    boxes = predict_boxes(loaded, val)
+    assert boxes.shape == (len(val), 4) and boxes.dtype == np.float32
+    np.testing.assert_allclose(boxes, predict_boxes(pair, val), atol=1e-5)
+    first = predict_boxes(predictor, val)
+    np.testing.assert_allclose(
+        boxes, refine_boxes(pair.refiner, val, first, window=pair.window, passes=2), atol=1e-6)
+    assert predictor_spec_of(loaded).resolution == 32
+    from tfedge._macs import count_macs
+
+    assert predictor_macs(loaded) == count_macs(predictor).macs + 2 * count_macs(pair.refiner).macs
+
+
+@pytest.mark.slow
+def test_refiner_files_fail_clearly(trained, tmp_path):
+    folder, predictor, pair, _, _ = trained
+    import shutil
+
+    moved = tmp_path / "alone.keras"
+    shutil.copy(folder / "refiner.keras", moved)
+    shutil.copy(folder / "refiner.keras.json", tmp_path / "alone.keras.json")
+    with pytest.raises(TfedgeError, match="does not exist: keep the predictor next to"):
+        load_predictor(moved)
+    # The sidecar names a predictor file that now holds another model.
+    save_predictor(build_predictor("boxnet_heat_r48_w4"), tmp_path / "pred.keras")
+    with pytest.raises(TfedgeError, match="was trained for predictor"):
+        load_predictor(moved)
+    with pytest.raises(TfedgeError, match="bundles do not hold refiners"):
+        predictor_export_model(pair)
+    from tfedge._train import save_classifier
+    from tfedge.cascade import build_cascade
+    from tfedge.models import create_model
+
+    stage = save_classifier(create_model("resnet10_025", resolution=32, num_classes=3),
+                            tmp_path / "stage.keras", {"class_names": ["a", "b", "c"]})
+    with pytest.raises(TfedgeError, match="is a refiner: cascades and bundles take a plain"):
+        build_cascade([stage], predictor=folder / "refiner.keras")
+    with pytest.raises(TfedgeError, match="already refined"):
+        train_refiner(TINY, make_colour_split(8), predictor=pair)
+    with pytest.raises(TfedgeError, match="predictor_path"):
+        train_refiner(TINY, make_colour_split(8), predictor=predictor, output=tmp_path / "r.keras")
+
+
+def test_refiner_needs_true_boxes():
+    import dataclasses
+
+    split = dataclasses.replace(make_colour_split(8), boxes=None)
+    with pytest.raises(DatasetError, match="true boxes"):
+        train_refiner(TINY, split, predictor=build_predictor(TINY))
+
+
+def _boxed_folder_dataset(root):
+    """Class folders of coloured squares on noise, with their boxes in a CSV."""
+    from PIL import Image
+
+    rows = ["filename,xmin,ymin,xmax,ymax"]
+    for split, (n, seed) in {"train": (48, 1), "val": (12, 2)}.items():
+        data = make_colour_split(n, size=48, seed=seed)
+        for i, (image, label, box) in enumerate(zip(data.images, data.labels, data.boxes)):
+            rel = f"{split}/{data.class_names[label]}/{i:03d}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(root / rel)
+            y0, x0, y1, x1 = (int(round(v * 48)) for v in box)
+            rows.append(f"{rel},{x0},{y0},{x1 - 1},{y1 - 1}")
+    (root / "boxes.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_cli_refine_then_evaluate_with_the_refiner_as_predictor(tmp_path):
+    import subprocess
+    import sys
+
+    from test_cli import REPO
+
+    data = _boxed_folder_dataset(tmp_path / "data")
+    flags = ["--data", str(data), "--boxes", str(data / "boxes.csv")]
+
+    def tfedge(*args):
+        return subprocess.run([sys.executable, "-m", "tfedge.cli", *args], capture_output=True,
+                              text=True, cwd=REPO, timeout=600)
+
+    pred, ref, clf = tmp_path / "p.keras", tmp_path / "r.keras", tmp_path / "c.keras"
+    proc = tfedge("predictor", "train", "--predictor", TINY, "--epochs", "1", "--batch-size", "8",
+                  "--output", str(pred), *flags)
+    assert proc.returncode == 0, proc.stderr
+    proc = tfedge("predictor", "refine", "--predictor", str(pred), "--refiner", TINY,
+                  "--epochs", "1", "--batch-size", "8", "--passes", "3", "--output", str(ref),
+                  *flags)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["passes"] == 3 and ref.exists()
+    assert set(summary["val"]) == {"predictor", "refined"}
+    from tfedge._macs import count_macs
+
+    assert summary["macs"] == 4 * count_macs(build_predictor(TINY)).macs  # predictor + 3 looks
+    proc = tfedge("crop", "train", "--model", "resnet10_025", "--resolution", "32", "--epochs", "1",
+                  "--batch-size", "8", "--copies", "2", "--predictor", str(ref),
+                  "--output", str(clf), *flags)
+    assert proc.returncode == 0, proc.stderr
+    proc = tfedge("crop", "evaluate", "--predictor", str(ref), "--model", str(clf),
+                  "--split", "val", *flags)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["predictor_macs"] == summary["macs"] and result["boxes"]["count"] == 12
+    # The refiner is not its own predictor, and a refiner cannot be refined again.
+    proc = tfedge("predictor", "refine", "--predictor", str(pred), "--output", str(pred), *flags)
+    assert proc.returncode == 2 and "--output is the --predictor file" in proc.stderr
+    proc = tfedge("predictor", "refine", "--predictor", str(ref), "--output",
+                  str(tmp_path / "r2.keras"), *flags)
+    assert proc.returncode == 2 and "is a refiner already" in proc.stderr
