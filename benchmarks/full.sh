@@ -2,8 +2,9 @@
 # Every full benchmark, in the order that lets them share trained models:
 # cascade.py trains, per seed, the base model, the predictor and the stages;
 # base.py evaluates those base models (--reuse); crop.py reuses seed 0's base
-# and trains the best-IoU predictor (the cascade's is the faster r96 w8), or
-# reuses the one it trained before; convert.py and runner.py take seed 0's
+# and trains its predictor and refiner (the cascade's predictor is the faster
+# r96 w8, unrefined), or reuses the pair it trained before (the refiner's file
+# names its predictor); convert.py and runner.py take seed 0's
 # models and bundle. About 2 hours on 2 cores. Each benchmark's stderr goes to
 # $OUT/<name>.log and its JSON line to $OUT/<name>.json.
 #
@@ -30,8 +31,8 @@ run() {
 BASE="$OUT/base_resnet10_050_seed0.keras"
 run cascade --output-dir "$OUT" --reuse
 run base --output-dir "$OUT" --reuse
-CROP_PREDICTOR="$OUT/crop/crop_full_predictor.keras"
-if [[ -f "$CROP_PREDICTOR" ]]; then CROP_REUSE=(--predictor-model "$CROP_PREDICTOR"); else CROP_REUSE=(); fi
-run crop --output-dir "$OUT/crop" --base-model "$BASE" "${CROP_REUSE[@]}"
+CROP_REFINER="$OUT/crop/crop_full_refiner.keras"
+if [[ -f "$CROP_REFINER" ]]; then CROP_REUSE=(--predictor-model "$CROP_REFINER"); else CROP_REUSE=(); fi
+run crop --output-dir "$OUT/crop" --base-model "$BASE" --reuse-predictors "$OUT" "${CROP_REUSE[@]}"
 run convert --base "$BASE" --cascade "$OUT/cascade_seed0.json"
 run runner --base-model "$BASE" --cascade-bundle "$OUT/bundles/cascade_seed0"

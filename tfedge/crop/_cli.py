@@ -294,9 +294,9 @@ def add_crop_commands(subparsers: Any) -> None:
     p.add_argument("--min-size", dest="min_size", type=float, default=None,
                    help=f"smallest window side, a fraction of the short side "
                         f"(default {DEFAULT_REFINE_WINDOW.min_size:g})")
-    p.add_argument("--predicted-copies", dest="predicted_copies", type=int, default=1,
+    p.add_argument("--predicted-copies", dest="predicted_copies", type=int, default=2,
                    help="training windows per image around the predictor's boxes")
-    p.add_argument("--jittered-copies", dest="jittered_copies", type=int, default=1,
+    p.add_argument("--jittered-copies", dest="jittered_copies", type=int, default=2,
                    help="training windows per image around jittered true boxes")
     p.add_argument("--epochs", type=int, default=12)
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
