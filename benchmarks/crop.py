@@ -1,6 +1,6 @@
 """Dynamic image cropping on the built-in benchmark: does the foreground predictor pay for itself?
 
-    python benchmarks/crop.py            # full run: full splits, base budget, 3 seeds of the boxes (about 1.5 hours, 2 cores)
+    python benchmarks/crop.py            # full run: base budget, 3 seeds of the boxes (about 1 hour)
     python benchmarks/crop.py --quick    # small splits, fewer epochs (< 15 minutes on 2 cores)
 
 Steps, all at the base model's training budget (same epochs over the same
@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, environment, print_result, reusable_sidecar, setup_logging
+from _common import REPO, environment, print_result, setup_logging
 from base import BASE_MODEL
 
 log = logging.getLogger("benchmarks.crop")
@@ -78,7 +78,7 @@ def run(quick: bool, epochs: int | None, output_dir: Path, base_model_path: Path
     import dataclasses
 
     from tfedge import count_macs
-    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier,
+    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier, read_sidecar,
                                train_classifier)
     from tfedge.crop import (CropConfig, CropTrainConfig, JitterConfig, PredictorTrainConfig,
                              RefinedPredictor, RefinerTrainConfig, evaluate_crop_pipeline,
@@ -131,10 +131,15 @@ def run(quick: bool, epochs: int | None, output_dir: Path, base_model_path: Path
         suffix = "" if seed == SEED else f"_seed{seed}"
         shared = None if reuse_dir is None else reuse_dir / f"predictor_seed{seed}.keras"
         if reuse is None and shared is not None and shared.exists():
-            meta = reusable_sidecar(shared, dataset=data.name, epochs=sizes["predictor_epochs"],
-                                    seed=seed)
-            if meta.get("model_name") == predictor_name:
+            meta = read_sidecar(shared)
+            found = (meta.get("dataset"), (meta.get("train_config") or {}).get("epochs"),
+                     (meta.get("train_config") or {}).get("seed"), meta.get("model_name"))
+            wanted = (data.name, sizes["predictor_epochs"], seed, predictor_name)
+            if found == wanted:
                 reuse = shared
+            else:
+                log.info("not reusing %s: its (dataset, epochs, seed, variant) are %s, this "
+                         "run's %s", shared, found, wanted)
         if reuse is not None:
             predictor = load_predictor(reuse)
             log.info("using the predictor %s", reuse)
@@ -254,7 +259,7 @@ def main() -> None:
     parser.add_argument("--reuse-predictors", dest="reuse_predictors", type=Path, default=None,
                         help="a folder of cascade.py's predictor_seed<N>.keras: each seed's first "
                              "stage is taken from there when it has this run's data, epochs, "
-                             "seed and variant")
+                             "seed and variant (else trained)")
     parser.add_argument("--refiner", type=str, default=REFINER,
                         help=f"refiner variant (default {REFINER}; 'none': the predictor alone)")
     parser.add_argument("--base-model", dest="base_model", type=Path, default=None,

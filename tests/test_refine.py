@@ -14,8 +14,8 @@ from tfedge.crop._predictor import (PredictorTrainConfig, build_predictor, load_
                                     predict_boxes, predictor_export_model, predictor_spec_of,
                                     save_predictor, train_predictor)
 from tfedge.crop._refine import (DEFAULT_REFINE_WINDOW, RefinedPredictor, RefinerTrainConfig,
-                                 boxes_from_window, boxes_to_window, predictor_macs,
-                                 refine_boxes, train_refiner, window_crops)
+                                 boxes_from_window, boxes_to_window, merge_refined,
+                                 predictor_macs, refine_boxes, train_refiner, window_crops)
 
 TINY = "boxnet_heat_r32_w4"
 
@@ -31,6 +31,45 @@ def test_window_coordinates_round_trip_and_mark_objects_outside():
     part = boxes_to_window(np.array([[0.1, 0.3, 0.4, 0.6]], np.float32), windows[:1])
     np.testing.assert_allclose(part[0], [0.0, 0.0, 0.5, 0.5], atol=1e-6)
     assert np.isnan(boxes_to_window(np.full((1, 4), np.nan, np.float32), windows[:1])).all()
+
+
+def test_a_box_wider_than_the_window_keeps_its_extent_along_that_axis():
+    # 300 x 400 image: the square window is at most 300 px, the object 360 px wide.
+    previous = np.array([[0.3, 0.05, 0.7, 0.95]], np.float32)
+    windows = crop_windows(previous, 300, 400, DEFAULT_REFINE_WINDOW).astype(np.float32) \
+        / np.array([300, 400, 300, 400], np.float32)
+    assert windows[0, 3] - windows[0, 1] == pytest.approx(0.75)  # narrower than the box
+    inner = boxes_to_window(previous, windows)  # what a perfect refiner would answer
+    refined = boxes_from_window(inner, windows)
+    assert refined[0, 3] - refined[0, 1] == pytest.approx(0.75)  # cut to the window
+    merged = merge_refined(previous, refined, windows)
+    np.testing.assert_allclose(merged, previous, atol=1e-6)
+    # Along y the window holds the box: there the refined coordinates are taken.
+    nudged = refined + np.array([[0.01, 0.0, -0.01, 0.0]], np.float32)
+    merged = merge_refined(previous, nudged, windows)
+    np.testing.assert_allclose(merged[0, [0, 2]], nudged[0, [0, 2]], atol=1e-6)
+    np.testing.assert_allclose(merged[0, [1, 3]], previous[0, [1, 3]], atol=1e-6)
+
+
+def test_window_crops_are_square_in_pixels_on_files_of_any_size(tmp_path):
+    from PIL import Image
+
+    from tfedge.data import FileSplit
+
+    paths = []
+    for i, (h, w) in enumerate([(40, 60), (60, 40), (50, 50)]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(np.full((h, w, 3), 100, np.uint8)).save(path)
+        paths.append(str(path))
+    boxes = np.array([[0.2, 0.2, 0.5, 0.4]] * 3, np.float32)
+    split = FileSplit(tuple(paths), np.zeros(3, np.int32), boxes, ("a",))
+    crops, windows = window_crops(split, boxes, resolution=16, window=DEFAULT_REFINE_WINDOW)
+    assert crops.shape == (3, 16, 16, 3)
+    sizes = np.array([(40, 60), (60, 40), (50, 50)], np.float32)
+    side_px = (windows[:, 2:] - windows[:, :2]) * sizes
+    np.testing.assert_allclose(side_px[:, 0], side_px[:, 1], atol=1e-4)
+    refined = refine_boxes(build_predictor(TINY), split, boxes, passes=2)
+    assert refined.shape == (3, 4) and np.isfinite(refined).all()
 
 
 def test_window_crops_match_the_numpy_crop():
@@ -85,7 +124,7 @@ def trained(tmp_path_factory):
 def test_refiner_trains_saves_and_loads_as_a_predictor(trained):
     folder, predictor, pair, result, val = trained
     assert isinstance(pair, RefinedPredictor) and pair.passes == 2
-    assert result.windows > 256  # two windows per image, minus any without their object
+    assert 3 * 256 < result.windows <= 4 * 256  # four per image, less any without their object
     assert result.val["refined"]["miou"] > result.val["predictor"]["miou"]
     side = json.loads((folder / "refiner.keras.json").read_text())
     assert side["role"] == "refiner" and side["refines"] == "pred.keras"
@@ -112,12 +151,23 @@ def test_refiner_files_fail_clearly(trained, tmp_path):
     moved = tmp_path / "alone.keras"
     shutil.copy(folder / "refiner.keras", moved)
     shutil.copy(folder / "refiner.keras.json", tmp_path / "alone.keras.json")
-    with pytest.raises(TfedgeError, match="does not exist: keep the predictor next to"):
+    with pytest.raises(TfedgeError, match="which does not exist: put the predictor back there"):
         load_predictor(moved)
     # The sidecar names a predictor file that now holds another model.
     save_predictor(build_predictor("boxnet_heat_r48_w4"), tmp_path / "pred.keras")
-    with pytest.raises(TfedgeError, match="was trained for predictor"):
+    with pytest.raises(TfedgeError, match="changed after refiner"):
         load_predictor(moved)
+    # Predictor and refiner in different folders: the sidecar's relative path finds it.
+    (tmp_path / "sub").mkdir()
+    elsewhere = tmp_path / "sub" / "r.keras"
+    from tfedge.crop._refine import save_refiner
+
+    save_refiner(pair, elsewhere, folder / "pred.keras")
+    loaded = load_predictor(elsewhere)
+    assert isinstance(loaded, RefinedPredictor)
+    assert loaded.predictor_path == str((folder / "pred.keras").resolve())
+    with pytest.raises(TfedgeError, match="overwrite its own predictor"):
+        save_refiner(pair, folder / "pred.keras", folder / "pred.keras")
     with pytest.raises(TfedgeError, match="bundles do not hold refiners"):
         predictor_export_model(pair)
     from tfedge._train import save_classifier

@@ -6,7 +6,7 @@ Usage:
   tfedge data [--image-size N] [--seed N] ...    build (and cache) the built-in benchmark
   tfedge train --model NAME --output M.keras     train a classifier
   tfedge evaluate --model M.keras [--split test] evaluate a classifier
-  tfedge predictor list|train                    the foreground box predictor
+  tfedge predictor list|train|refine             the foreground box predictor (and refiner)
   tfedge crop train|evaluate                     classifiers on predicted crops
   tfedge cascade build|calibrate|evaluate        early-exit cascades of classifiers
 

@@ -384,8 +384,8 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
         net = load_predictor(ppath)
         if isinstance(net, RefinedPredictor):
             raise _fail(f"{ppath} is a refiner: cascades and bundles take a plain predictor "
-                        "(bundles do not hold refiners yet); pass the predictor it refines "
-                        "(its sidecar's 'refines')")
+                        "(bundles do not hold refiners yet); pass the predictor it refines, "
+                        f"{net.predictor_path}")
         pred_config = PredictorConfig(model=str(ppath),
                                       resolution=predictor_spec_of(net).resolution,
                                       macs=int(count_macs(net).macs),

@@ -327,9 +327,9 @@ def predictor_export_model(model: Any) -> Any:
     from ._refine import RefinedPredictor
 
     if isinstance(model, RefinedPredictor):
-        raise TfedgeError(
-            f"{model.name} is a refined predictor: bundles do not hold refiners yet. Convert "
-            "its first-stage predictor (the file the refiner's sidecar names under 'refines')")
+        first = model.predictor_path or "the file the refiner's sidecar names under 'refines'"
+        raise TfedgeError(f"{model.name} is a refined predictor: bundles do not hold refiners "
+                          f"yet. Convert its first-stage predictor ({first}) instead")
     spec = predictor_spec_of(model)
     if spec.head != "heat":
         return model
@@ -624,6 +624,7 @@ def train_predictor(model: Any, train: Split, *,
         spec = predictor_spec_of(net)
     else:
         spec = get_predictor_spec(model)
+        keras.utils.set_random_seed(config.seed)  # the seed decides the initial weights too
         net = build_predictor(spec)
     res = spec.resolution
     steps = config.steps_per_epoch or max(1, known // config.batch_size)

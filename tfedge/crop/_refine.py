@@ -3,7 +3,7 @@
 The predictor sees the whole image at low resolution, where a small object
 spans a few pixels; its boxes find the object but miss its edges. A
 *refiner* is a second ``boxnet`` that sees a square window around that box
-(the box's longer side plus ``margin`` on each side, cut from the
+(the box's longer side grown by ``margin``, x1.25 by default, cut from the
 full-resolution image, :func:`tfedge.crop.geometry.crop_window`) and
 predicts the object's box inside it; mapped back to the image it replaces
 the predictor's box. ``passes`` repeats the look around its own box. Both
@@ -16,15 +16,18 @@ Why (built-in benchmark, test split, seed 0, 12 epochs each):
   predicted centre it would average 0.88. The size is what a 96-px view
   cannot read precisely;
 * ``boxnet_heat_r96_w11`` alone 0.713; with a ``boxnet_heat_r64_w8`` refiner
-  (window margin 0.25, one window per image around the predictor's box and
-  one around a jittered true box): one pass 0.786, two passes 0.798. The
-  refiner also recovers partial misses (IoU < 0.5: 17% -> 12%);
+  (window x1.5, i.e. margin 0.5; one training window per image around the
+  predictor's box and one around a jittered true box): one pass 0.786, two
+  passes 0.798. The refiner also recovers partial misses (IoU < 0.5: 17% ->
+  12%);
 * within 5% of the base's MACs (4.1 M), ``boxnet_heat_r96_w8`` (2.29 M, 0.680
-  alone) and two passes of: ``boxnet_heat_r48_w8`` (0.57 M each) 0.773,
-  ``boxnet_heat_r64_w6`` (0.65 M each) 0.781, and the same trained on two
-  windows of each kind per image 0.800 (4.4% of the base's MACs; a third
-  pass 0.805). ``boxnet_heat_r96_w9`` first (2.77 M) gave 0.783 with the
-  one-window refiner: the refiner matters more than the first stage's width.
+  alone) and two passes of: ``boxnet_heat_r48_w8`` (0.57 M each) 0.773 and
+  ``boxnet_heat_r64_w6`` (0.65 M each) 0.781 (both window x1.5, one window of
+  each kind); ``boxnet_heat_r64_w6`` with window x1.25 and two windows of
+  each kind 0.800 (4.4% of the base's MACs; a third pass 0.805).
+  ``boxnet_heat_r96_w9`` first (2.77 M, 0.665 alone) with window x1.25 and
+  one window of each kind 0.783: the refiner matters more than the first
+  stage's width. Margin and copies changed together between 0.781 and 0.800.
 
 Training: the refiner learns on windows around the predictor's own boxes on
 the training images (what it will see) and around jittered true boxes (more
@@ -56,14 +59,15 @@ from ._pipeline import JitterConfig
 
 __all__ = ["RefinedPredictor", "RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER",
            "DEFAULT_REFINE_WINDOW", "REFINER_ROLE", "window_crops", "boxes_to_window",
-           "boxes_from_window", "refine_boxes", "train_refiner", "predictor_macs"]
+           "boxes_from_window", "merge_refined", "refine_boxes", "train_refiner", "predictor_macs",
+           "refined_predictor_file"]
 
 log = logging.getLogger(__name__)
 
 REFINER_ROLE = "refiner"
 DEFAULT_REFINER = "boxnet_heat_r64_w6"
-#: The refiner's window: the box's longer side, 25% more on each side (x1.5), at least 10%
-#: of the short side, squared and slid inside the image.
+#: The refiner's window: the box's longer side grown by 25% (x1.25), at least 10% of the
+#: image's short side, squared and slid inside the image.
 DEFAULT_REFINE_WINDOW = CropConfig(margin=0.25, square=True, min_size=0.1)
 #: A target box narrower than this (as a fraction of its window) is not in the window.
 _MIN_TARGET_SIDE = 1e-3
@@ -143,6 +147,7 @@ class RefinedPredictor:
     refiner: Any
     window: CropConfig = DEFAULT_REFINE_WINDOW
     passes: int = 2
+    predictor_path: Optional[str] = None  # the file the predictor was loaded from, if any
 
     def __post_init__(self) -> None:
         if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
@@ -181,6 +186,24 @@ def boxes_from_window(boxes: Any, windows: Any) -> np.ndarray:
     origin = np.concatenate([w[:, :2], w[:, :2]], axis=1)
     side = np.concatenate([w[:, 2:] - w[:, :2]] * 2, axis=1)
     return np.clip(b * side + origin, 0.0, 1.0).astype(np.float32)
+
+
+def merge_refined(previous: Any, refined: Any, windows: Any) -> np.ndarray:
+    """The refined boxes, except along an axis where the window is narrower than the previous box.
+
+    A square window is at most the image's short side: in a 4:3 photo an object
+    wider than 75% of it does not fit, and a refiner that sees only the window
+    would shrink the box to it. Along such an axis the previous box stands.
+    """
+    prev = np.asarray(previous, np.float32)
+    out = np.asarray(refined, np.float32).copy()
+    w = np.asarray(windows, np.float32)
+    tolerance = 1e-6
+    for lo, hi in ((0, 2), (1, 3)):
+        too_small = (w[:, hi] - w[:, lo]) < (prev[:, hi] - prev[:, lo]) - tolerance
+        out[too_small, lo] = prev[too_small, lo]
+        out[too_small, hi] = prev[too_small, hi]
+    return out
 
 
 def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfig,
@@ -250,7 +273,7 @@ def refine_boxes(refiner: Any, split: Split, boxes: Any, *, window: CropConfig =
         inner = predict_boxes(refiner, ImageSplit(crops, np.zeros(len(crops), np.int32), None,
                                                   tuple(split.class_names)),
                               batch_size=batch_size)
-        current = boxes_from_window(inner, windows)
+        current = merge_refined(current, boxes_from_window(inner, windows), windows)
     return current
 
 
@@ -284,8 +307,8 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
         the pair.
 
     The training windows are held in memory, ``N * (predicted_copies +
-    jittered_copies) * r * r * 3`` bytes (about 0.5 GB for 20,000 images, two
-    copies, r = 64).
+    jittered_copies) * r * r * 3`` bytes (about 1 GB for 20,000 images, four
+    windows each, r = 64).
     """
     from ._evaluate import iou_summary
     from ._predictor import predict_boxes, train_predictor
@@ -302,41 +325,54 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
         if predictor_path is None:
             raise TfedgeError("train_refiner(output=...) needs predictor_path: the refiner's "
                               "sidecar names the predictor it refines")
+        _check_pairing(output, Path(predictor_path))
     from ._predictor import build_predictor, get_predictor_spec
 
     import keras
 
+    augment = config.train.augment
+    if augment is not None and augment.random_resized_crop:
+        log.warning("the refiner's training config crops windows at random "
+                    "(augment.random_resized_crop): that cuts the object each window frames; "
+                    "RefinerTrainConfig's default train config flips only")
+    if not isinstance(model, keras.Model):
+        keras.utils.set_random_seed(config.train.seed)  # the seed decides the initial weights
     net = model if isinstance(model, keras.Model) else build_predictor(get_predictor_spec(model))
     res = get_predictor_spec(net.name).resolution
     start = time.perf_counter()
     truth = np.asarray(train.boxes, np.float32)
-    parts_x, parts_y = [], []
+    n = len(train)
+    copies = config.predicted_copies + config.jittered_copies
+    # One array filled in place: the windows are the bulk of the memory.
+    images = np.empty((n * copies, res, res, 3), np.uint8)
+    targets = np.empty((n * copies, 4), np.float32)
+    sources = []
     if config.predicted_copies:
         pred = predict_boxes(predictor, train)
-        for k in range(config.predicted_copies):
-            crops, windows = window_crops(train, pred, resolution=res, window=config.window,
-                                          jitter=config.jitter if k else None,
-                                          seed=config.train.seed * 7919 + k)
-            parts_x.append(crops)
-            parts_y.append(boxes_to_window(truth, windows))
-    for k in range(config.jittered_copies):
-        crops, windows = window_crops(train, truth, resolution=res, window=config.window,
-                                      jitter=config.jitter, seed=config.train.seed * 7919 + 101 + k)
-        parts_x.append(crops)
-        parts_y.append(boxes_to_window(truth, windows))
-    targets = np.concatenate(parts_y)
+        sources += [(pred, config.jitter if k else None, k)
+                    for k in range(config.predicted_copies)]
+    sources += [(truth, config.jitter, 101 + k) for k in range(config.jittered_copies)]
+    for j, (boxes, jitter, stream) in enumerate(sources):
+        crops, windows = window_crops(train, boxes, resolution=res, window=config.window,
+                                      jitter=jitter, seed=config.train.seed * 7919 + stream)
+        images[j * n:(j + 1) * n] = crops
+        targets[j * n:(j + 1) * n] = boxes_to_window(truth, windows)
     keep = ~np.isnan(targets).any(axis=1)
     if not keep.any():
         raise DatasetError("no training window holds its object: the predictor's boxes miss "
                            "every object; train the predictor first")
-    images = np.concatenate(parts_x)[keep]
-    labels = np.tile(np.asarray(train.labels, np.int32), len(parts_x))[keep]
-    windows_split = ImageSplit(images, labels, targets[keep], tuple(train.class_names))
+    if not keep.all():
+        images, targets = images[keep], targets[keep]
+    labels = np.tile(np.asarray(train.labels, np.int32), copies)[keep]
+    # BatchNorm statistics are recalibrated on the first windows: those around the
+    # predictor's own boxes, what the first pass sees at inference.
+    windows_split = ImageSplit(images, labels, targets, tuple(train.class_names))
     log.info("refiner: %d training windows at %d px, %.0f MB (%d without their object, left "
              "out)", len(windows_split), res, images.nbytes / 1e6, int((~keep).sum()))
     refiner, _ = train_predictor(net, windows_split, config=config.train)
     train_seconds = time.perf_counter() - start
-    pair = RefinedPredictor(predictor, refiner, config.window, config.passes)
+    pair = RefinedPredictor(predictor, refiner, config.window, config.passes,
+                            None if predictor_path is None else str(predictor_path))
     val_summary = None
     if val is not None and val.boxes is not None and not np.isnan(np.asarray(val.boxes)).all():
         first = predict_boxes(predictor, val)
@@ -366,38 +402,70 @@ def save_refiner(pair: RefinedPredictor, path: Union[str, os.PathLike],
 
     path = Path(path)
     target = Path(predictor_path)
-    if not target.exists():
-        raise TfedgeError(f"predictor file {str(target)!r} does not exist: save the predictor "
-                          "before its refiner")
+    _check_pairing(path, target)
     try:
         stored = os.path.relpath(target.resolve(), path.resolve().parent)
     except ValueError:  # another drive (Windows)
         stored = str(target.resolve())
     meta = {"role": REFINER_ROLE, "refines": stored, "refines_model": pair.predictor.name,
-            "window": pair.window.to_dict(), "passes": pair.passes}
+            "refines_sha256": _sha256(target), "window": pair.window.to_dict(),
+            "passes": pair.passes}
     meta.update(metadata or {})
     return save_predictor(pair.refiner, path, meta)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_pairing(refiner_path: Path, predictor_path: Path) -> None:
+    if not predictor_path.exists():
+        raise TfedgeError(f"predictor file {str(predictor_path)!r} does not exist: save the "
+                          "predictor before its refiner")
+    if refiner_path.resolve() == predictor_path.resolve():
+        raise TfedgeError(f"the refiner would overwrite its own predictor {str(predictor_path)!r}: "
+                          "write the refiner to another file")
+
+
+def refined_predictor_file(path: Union[str, os.PathLike]) -> Optional[Path]:
+    """The predictor file a refiner's sidecar names (None if ``path`` is not a refiner)."""
+    from ._predictor import read_predictor_sidecar
+
+    path = Path(path)
+    sidecar = read_predictor_sidecar(path)
+    if sidecar.get("role") != REFINER_ROLE or not isinstance(sidecar.get("refines"), str):
+        return None
+    first = Path(sidecar["refines"])
+    return first if first.is_absolute() else (path.resolve().parent / first).resolve()
+
+
 def load_refined(path: Path, sidecar: dict[str, Any]) -> RefinedPredictor:
     """The pair a refiner file describes (called by :func:`tfedge.crop.load_predictor`)."""
-    from ._predictor import load_predictor, predictor_spec_of
+    from ._predictor import load_predictor, predictor_spec_of, read_predictor_sidecar
     from .._train import load_classifier
 
-    stored = sidecar.get("refines")
-    if not isinstance(stored, str) or not stored:
+    first = refined_predictor_file(path)
+    if first is None:
         raise TfedgeError(f"{path}.json: a refiner's sidecar must name the predictor it refines "
                           "('refines'): train it again with 'tfedge predictor refine'")
-    first = Path(stored)
-    if not first.is_absolute():
-        first = path.resolve().parent / first
     if not first.exists():
         raise TfedgeError(f"refiner {str(path)!r} refines {str(first)!r}, which does not exist: "
-                          "keep the predictor next to its refiner, or train the refiner again")
+                          "put the predictor back there, or train the refiner again")
+    if read_predictor_sidecar(first).get("role") == REFINER_ROLE:
+        raise TfedgeError(f"refiner {str(path)!r} names a refiner ({first}) as its predictor: "
+                          "a refiner refines a plain predictor; train it again")
+    expected = sidecar.get("refines_sha256")
+    if expected and _sha256(first) != expected:
+        raise TfedgeError(f"predictor {str(first)!r} changed after refiner {str(path)!r} was "
+                          "trained on its boxes: train the refiner again ('tfedge predictor "
+                          "refine')")
     predictor = load_predictor(first)
-    if isinstance(predictor, RefinedPredictor):
-        raise TfedgeError(f"refiner {str(path)!r} names another refiner ({first}) as its "
-                          "predictor: a refiner refines a plain predictor")
     expected = sidecar.get("refines_model")
     if expected and predictor.name != expected:
         raise TfedgeError(f"refiner {str(path)!r} was trained for predictor {expected!r}, but "
@@ -405,9 +473,11 @@ def load_refined(path: Path, sidecar: dict[str, Any]) -> RefinedPredictor:
     refiner = load_classifier(path)
     predictor_spec_of(refiner)
     try:
-        window = CropConfig.from_dict(dict(sidecar.get("window") or {}))
-        passes = int(sidecar.get("passes", 1))
-    except (TfedgeError, TypeError, ValueError) as exc:
-        raise TfedgeError(f"{path}.json: invalid window or passes ({exc}): train the refiner "
-                          "again") from exc
-    return RefinedPredictor(predictor, refiner, window, passes)
+        window = CropConfig.from_dict(dict(sidecar["window"]))
+        passes = sidecar["passes"]
+        if isinstance(passes, bool) or not isinstance(passes, int):
+            raise TypeError(f"passes {passes!r} is not a whole number")
+        return RefinedPredictor(predictor, refiner, window, passes, str(first))
+    except (KeyError, TfedgeError, TypeError, ValueError) as exc:
+        raise TfedgeError(f"{path}.json: invalid or missing window or passes ({exc}): train the "
+                          "refiner again") from exc
