@@ -376,9 +376,7 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
                         stages[k].macs, k - 1, stages[k - 1].macs)
     pred_config = None
     if predictor is not None:
-        from ..crop import load_predictor, predictor_spec_of
-
-        from ..crop import RefinedPredictor
+        from ..crop import RefinedPredictor, load_predictor, predictor_spec_of
 
         ppath = Path(predictor)
         net = load_predictor(ppath)

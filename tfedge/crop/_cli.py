@@ -239,7 +239,7 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_crop_commands(subparsers: Any) -> None:
-    """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` on ``tfedge``'s subparsers."""
+    """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` subcommands."""
     from ..cli import add_data_flags
     from ._predictor import DEFAULT_PREDICTOR
     from ._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER
@@ -289,7 +289,7 @@ def add_crop_commands(subparsers: Any) -> None:
                    help=f"variant name (default {DEFAULT_REFINER}; 'tfedge predictor list')")
     p.add_argument("--passes", type=int, default=2, help="looks per image at inference")
     p.add_argument("--margin", type=float, default=None,
-                   help=f"window margin on each side of the box "
+                   help=f"the window's side is the box's longer side times 1 + MARGIN "
                         f"(default {DEFAULT_REFINE_WINDOW.margin:g})")
     p.add_argument("--min-size", dest="min_size", type=float, default=None,
                    help=f"smallest window side, a fraction of the short side "
