@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ._errors import BundleError, TfedgeError
-from ._io import atomic_directory, atomic_path
+from ._io import atomic_directory, atomic_path, sha256_file
 from .litert import FLOAT_DTYPES, INTEGER_DTYPES, TensorSpec
 
 __all__ = [
@@ -292,14 +292,6 @@ def _tfedge_version() -> str:
         return version("tfedge")
     except (ImportError, PackageNotFoundError):
         return "0+unknown"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _human_bytes(count: int) -> str:
@@ -813,7 +805,7 @@ def _check_files(root: Path, files: Mapping[str, FileEntry], max_file_bytes: int
         if size != entry.bytes:
             raise BundleError(f"{name}: {size} bytes but {MANIFEST_NAME} says {entry.bytes} "
                               f"(file altered or truncated): {_REBUILD}")
-        if verify_hashes and _sha256_file(path) != entry.sha256:
+        if verify_hashes and sha256_file(path, _HASH_CHUNK) != entry.sha256:
             raise BundleError(f"{name}: SHA-256 mismatch (file altered or corrupt): {_REBUILD}")
 
 

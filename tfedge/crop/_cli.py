@@ -153,7 +153,8 @@ def cmd_predictor_refine(args: argparse.Namespace) -> int:
         window=window, passes=args.passes, predicted_copies=args.predicted_copies,
         jittered_copies=args.jittered_copies,
         train=dataclasses.replace(base.train, epochs=args.epochs, batch_size=args.batch_size,
-                                  learning_rate=args.learning_rate, seed=args.seed))
+                                  learning_rate=args.learning_rate, seed=args.seed,
+                                  steps_per_epoch=args.steps_per_epoch))
     dataset = dataset_from_args(args)
     pair, result = train_refiner(spec, dataset.train, predictor=predictor, val=dataset.val,
                                  config=config, output=output, predictor_path=args.predictor,
@@ -238,6 +239,15 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _add_boxnet_training_flags(parser: argparse.ArgumentParser) -> None:
+    """Epochs, batch, learning rate, steps and seed of a boxnet (predictor or refiner)."""
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    parser.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
+    parser.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def add_crop_commands(subparsers: Any) -> None:
     """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` subcommands."""
     from ..cli import add_data_flags
@@ -268,11 +278,7 @@ def add_crop_commands(subparsers: Any) -> None:
                    help="ignore the dataset's boxes and train on the teacher's Grad-CAM boxes")
     p.add_argument("--cam-threshold", dest="cam_threshold", type=float, default=0.35,
                    help="Grad-CAM strong-region threshold, a fraction of the map's peak")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
-    p.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    _add_boxnet_training_flags(p)
     add_data_flags(p)
     p.set_defaults(func=cmd_predictor_train)
 
@@ -298,10 +304,7 @@ def add_crop_commands(subparsers: Any) -> None:
                    help="training windows per image around the predictor's boxes")
     p.add_argument("--jittered-copies", dest="jittered_copies", type=int, default=2,
                    help="training windows per image around jittered true boxes")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
+    _add_boxnet_training_flags(p)
     add_data_flags(p)
     p.set_defaults(func=cmd_predictor_refine)
 

@@ -52,6 +52,7 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._errors import DatasetError, TfedgeError
+from .._io import sha256_file
 from ..data._pipeline import AugmentConfig
 from ..data._types import FileSplit, ImageSplit, Split
 from .geometry import CropConfig
@@ -408,20 +409,10 @@ def save_refiner(pair: RefinedPredictor, path: Union[str, os.PathLike],
     except ValueError:  # another drive (Windows)
         stored = str(target.resolve())
     meta = {"role": REFINER_ROLE, "refines": stored, "refines_model": pair.predictor.name,
-            "refines_sha256": _sha256(target), "window": pair.window.to_dict(),
+            "refines_sha256": sha256_file(target), "window": pair.window.to_dict(),
             "passes": pair.passes}
     meta.update(metadata or {})
     return save_predictor(pair.refiner, path, meta)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_pairing(refiner_path: Path, predictor_path: Path) -> None:
@@ -461,7 +452,7 @@ def load_refined(path: Path, sidecar: dict[str, Any]) -> RefinedPredictor:
         raise TfedgeError(f"refiner {str(path)!r} names a refiner ({first}) as its predictor: "
                           "a refiner refines a plain predictor; train it again")
     expected = sidecar.get("refines_sha256")
-    if expected and _sha256(first) != expected:
+    if expected and sha256_file(first) != expected:
         raise TfedgeError(f"predictor {str(first)!r} changed after refiner {str(path)!r} was "
                           "trained on its boxes: train the refiner again ('tfedge predictor "
                           "refine')")

@@ -35,7 +35,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import numpy as np
 
 from .._errors import DatasetError
-from .._io import atomic_directory, atomic_write_json, remove_stale_temporaries
+from .._io import atomic_directory, atomic_write_json, remove_stale_temporaries, sha256_file
 from ._backgrounds import available_photos, load_photo, split_photos
 from ._fashion import FashionMNIST, load_fashion_mnist
 from ._types import ImageSplit
@@ -560,14 +560,6 @@ def benchmark_cache_path(config: BenchmarkConfig, cache_dir: Optional[str | os.P
     return root / "datasets" / f"{BENCHMARK_NAME}-{config.key()}"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_cache(config: BenchmarkConfig, target: Path, fashion: FashionMNIST,
                  photos: Mapping[str, np.ndarray], progress: Optional[ProgressFn]) -> None:
     """Render straight into memory-mapped .npy files in a temporary folder, then swap it in."""
@@ -596,7 +588,7 @@ def _write_cache(config: BenchmarkConfig, target: Path, fashion: FashionMNIST,
             done += n
             splits_meta[split] = {
                 "count": n,
-                "sha256": {f: _sha256_file(folder / f) for f in _ARRAY_FILES},
+                "sha256": {f: sha256_file(folder / f) for f in _ARRAY_FILES},
                 "class_counts": np.bincount(labels, minlength=len(fashion.class_names)).tolist(),
             }
         meta = {
@@ -651,7 +643,7 @@ def _read_cache(config: BenchmarkConfig, path: Path, verify_checksums: bool
         try:
             # Labels and boxes are small: always hashed. Images (large) only when asked.
             for f in _ARRAY_FILES if verify_checksums else ("labels.npy", "boxes.npy"):
-                if _sha256_file(folder / f) != info.get("sha256", {}).get(f):
+                if sha256_file(folder / f) != info.get("sha256", {}).get(f):
                     return None, f"{split}/{f} does not match its checksum"
             images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
             labels = np.load(folder / "labels.npy", allow_pickle=False)
