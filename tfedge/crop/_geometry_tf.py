@@ -15,7 +15,7 @@ from .geometry import ArrayOps, CropConfig, crop_window_with
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
 
-__all__ = ["tf_ops", "crop_window_tf", "crop_and_resize_tf"]
+__all__ = ["tf_ops", "crop_window_tf", "crop_and_resize_tf", "crop_and_resize_with_window_tf"]
 
 
 def tf_ops() -> ArrayOps:
@@ -49,6 +49,13 @@ def crop_and_resize_tf(image: "tf.Tensor", box: "tf.Tensor", size: int,
     A static slice then ``tf.image.resize`` (bilinear, no antialiasing): the
     same pixels as :func:`tfedge.crop.geometry.crop_and_resize`.
     """
+    return crop_and_resize_with_window_tf(image, box, size, config)[0]
+
+
+def crop_and_resize_with_window_tf(image: "tf.Tensor", box: "tf.Tensor", size: int,
+                                   config: CropConfig = CropConfig()
+                                   ) -> tuple["tf.Tensor", "tf.Tensor"]:
+    """:func:`crop_and_resize_tf`, also returning the int32 window ``(y0, x0, y1, x1)`` it cut."""
     import tensorflow as tf
 
     shape = tf.shape(image)
@@ -57,4 +64,4 @@ def crop_and_resize_tf(image: "tf.Tensor", box: "tf.Tensor", size: int,
     extent = tf.stack([window[2] - window[0], window[3] - window[1], -1])
     crop = tf.slice(image, begin, extent)
     out = tf.image.resize(crop, [size, size], method="bilinear", antialias=False)
-    return tf.cast(out, tf.float32)
+    return tf.cast(out, tf.float32), window

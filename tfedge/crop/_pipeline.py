@@ -248,6 +248,11 @@ def crop_dataset_fn(crop: CropConfig = CropConfig(), jitter: Optional[JitterConf
     return dataset_fn
 
 
+def to_uint8_pixels(batch: Any) -> np.ndarray:
+    """Float crops in [0, 255] -> uint8, rounded half up (how materialised crops are stored)."""
+    return np.clip(np.floor(np.asarray(batch) + 0.5), 0, _PIXEL_MAX).astype(np.uint8)
+
+
 def materialize_crops(split: Split, *, resolution: int, boxes: Optional[np.ndarray] = None,
                       crop: CropConfig = CropConfig(), jitter: Optional[JitterConfig] = None,
                       copies: int = 1, seed: int = 0, batch_size: int = 256) -> ImageSplit:
@@ -266,7 +271,7 @@ def materialize_crops(split: Split, *, resolution: int, boxes: Optional[np.ndarr
                                crop=crop, jitter=jitter, seed=seed * 7919 + k)
         at = k * n
         for batch, _ in ds:
-            arr = np.clip(np.floor(np.asarray(batch) + 0.5), 0, _PIXEL_MAX).astype(np.uint8)
+            arr = to_uint8_pixels(batch)
             images[at:at + len(arr)] = arr
             at += len(arr)
     return ImageSplit(images, labels, None, tuple(split.class_names))

@@ -60,8 +60,7 @@ from ._pipeline import JitterConfig
 
 __all__ = ["RefinedPredictor", "RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER",
            "DEFAULT_REFINE_WINDOW", "REFINER_ROLE", "window_crops", "boxes_to_window",
-           "boxes_from_window", "merge_refined", "refine_boxes", "train_refiner", "predictor_macs",
-           "refined_predictor_file"]
+           "boxes_from_window", "merge_refined", "refine_boxes", "train_refiner", "predictor_macs"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +71,6 @@ DEFAULT_REFINER = "boxnet_heat_r64_w6"
 DEFAULT_REFINE_WINDOW = CropConfig(margin=0.25, square=True, min_size=0.1)
 #: A target box narrower than this (as a fraction of its window) is not in the window.
 _MIN_TARGET_SIDE = 1e-3
-_PIXEL_MAX = 255.0
 
 
 def _refiner_augment() -> AugmentConfig:
@@ -163,6 +161,12 @@ class RefinedPredictor:
 # --------------------------------------------------------------------------- window arithmetic
 
 
+def _window_frame(windows: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(origin, side)``, each ``(N, 4)`` in box order, of normalised windows ``(N, 4)``."""
+    w = np.asarray(windows, np.float32)
+    return np.tile(w[:, :2], 2), np.tile(w[:, 2:] - w[:, :2], 2)
+
+
 def boxes_to_window(boxes: Any, windows: Any) -> np.ndarray:
     """Normalised image boxes -> boxes in normalised window coordinates, clipped to the window.
 
@@ -171,9 +175,7 @@ def boxes_to_window(boxes: Any, windows: Any) -> np.ndarray:
     (less than ``1e-3`` of the window's side) comes out NaN.
     """
     b = np.asarray(boxes, np.float32)
-    w = np.asarray(windows, np.float32)
-    origin = np.concatenate([w[:, :2], w[:, :2]], axis=1)
-    side = np.concatenate([w[:, 2:] - w[:, :2]] * 2, axis=1)
+    origin, side = _window_frame(windows)
     out = np.clip((b - origin) / side, 0.0, 1.0)
     empty = ((out[:, 2] - out[:, 0] < _MIN_TARGET_SIDE) | (out[:, 3] - out[:, 1] < _MIN_TARGET_SIDE)
              | np.isnan(b).any(axis=1))
@@ -183,11 +185,8 @@ def boxes_to_window(boxes: Any, windows: Any) -> np.ndarray:
 
 def boxes_from_window(boxes: Any, windows: Any) -> np.ndarray:
     """Boxes in normalised window coordinates -> normalised image boxes (the inverse map)."""
-    b = np.asarray(boxes, np.float32)
-    w = np.asarray(windows, np.float32)
-    origin = np.concatenate([w[:, :2], w[:, :2]], axis=1)
-    side = np.concatenate([w[:, 2:] - w[:, :2]] * 2, axis=1)
-    return np.clip(b * side + origin, 0.0, 1.0).astype(np.float32)
+    origin, side = _window_frame(windows)
+    return np.clip(np.asarray(boxes, np.float32) * side + origin, 0.0, 1.0).astype(np.float32)
 
 
 def merge_refined(previous: Any, refined: Any, windows: Any) -> np.ndarray:
@@ -221,8 +220,8 @@ def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfi
     import tensorflow as tf
 
     from ..data._pipeline import _decoded_examples
-    from ._geometry_tf import crop_window_tf
-    from ._pipeline import _check_boxes, _jitter_box_tf
+    from ._geometry_tf import crop_and_resize_with_window_tf
+    from ._pipeline import _check_boxes, _jitter_box_tf, to_uint8_pixels
 
     if not isinstance(split, (ImageSplit, FileSplit)):
         raise DatasetError(f"split is a {type(split).__name__}: pass an ImageSplit or a FileSplit")
@@ -237,11 +236,8 @@ def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfi
         image, _, box = example
         if jitter is not None:
             box = _jitter_box_tf(box, s, jitter)
+        out, win = crop_and_resize_with_window_tf(image, box, resolution, window)
         shape = tf.shape(image)
-        win = crop_window_tf(box, shape[0], shape[1], window)
-        crop = tf.slice(image, tf.stack([win[0], win[1], 0]),
-                        tf.stack([win[2] - win[0], win[3] - win[1], -1]))
-        out = tf.image.resize(crop, [resolution, resolution], method="bilinear", antialias=False)
         size = tf.cast(tf.stack([shape[0], shape[1], shape[0], shape[1]]), tf.float32)
         return tf.ensure_shape(out, [resolution, resolution, 3]), tf.cast(win, tf.float32) / size
 
@@ -252,7 +248,7 @@ def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfi
     windows = np.empty((n, 4), np.float32)
     at = 0
     for batch, wins in ds:
-        arr = np.clip(np.floor(np.asarray(batch) + 0.5), 0, _PIXEL_MAX).astype(np.uint8)
+        arr = to_uint8_pixels(batch)
         crops[at:at + len(arr)] = arr
         windows[at:at + len(arr)] = np.asarray(wins)
         at += len(arr)
@@ -425,12 +421,8 @@ def _check_pairing(refiner_path: Path, predictor_path: Path) -> None:
                           "write the refiner to another file")
 
 
-def refined_predictor_file(path: Union[str, os.PathLike]) -> Optional[Path]:
-    """The predictor file a refiner's sidecar names (None if ``path`` is not a refiner)."""
-    from ._predictor import read_predictor_sidecar
-
-    path = Path(path)
-    sidecar = read_predictor_sidecar(path)
+def _refines(path: Path, sidecar: dict[str, Any]) -> Optional[Path]:
+    """The predictor file a refiner's sidecar names (None if it is not a refiner's)."""
     if sidecar.get("role") != REFINER_ROLE or not isinstance(sidecar.get("refines"), str):
         return None
     first = Path(sidecar["refines"])
@@ -442,7 +434,7 @@ def load_refined(path: Path, sidecar: dict[str, Any]) -> RefinedPredictor:
     from ._predictor import load_predictor, predictor_spec_of, read_predictor_sidecar
     from .._train import load_classifier
 
-    first = refined_predictor_file(path)
+    first = _refines(path, sidecar)
     if first is None:
         raise TfedgeError(f"{path}.json: a refiner's sidecar must name the predictor it refines "
                           "('refines'): train it again with 'tfedge predictor refine'")
