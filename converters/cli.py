@@ -48,8 +48,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from tfedge._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
-from tfedge._errors import TfedgeError
-from tfedge.bundle import check_bundle_destination
+from tfedge.runtime.bundle import check_bundle_destination
+from tfedge.runtime.errors import TfedgeError
 from tfedge.cli import add_data_flags, dataset_from_args
 from tfedge.qat import QatConfig
 
@@ -188,7 +188,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):
-    from tfedge.bundle import load_bundle
+    from tfedge.runtime.bundle import load_bundle
 
     if not (math.isfinite(args.max_file_mb) and args.max_file_mb > 0):
         raise TfedgeError(f"--max-file-mb must be a number > 0, got {args.max_file_mb}")
@@ -196,7 +196,7 @@ def _load(args: argparse.Namespace):
 
 
 def _entry_summary(bundle, entry) -> dict[str, Any]:
-    from tfedge.bundle import PredictorEntry
+    from tfedge.runtime.bundle import PredictorEntry
 
     out: dict[str, Any] = {"file": entry.file, "bytes": bundle.files[entry.file].bytes,
                            "resolution": entry.resolution, "macs": entry.macs,
@@ -259,8 +259,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from tfedge.bundle import check_tensor_specs
-    from tfedge.litert import TfliteModel, interpreter_backend
+    from tfedge.runtime.bundle import check_tensor_specs
+    from tfedge.runtime.interpreter import TfliteModel, interpreter_backend
 
     if args.threads < 1:
         raise TfedgeError(f"--threads must be >= 1, got {args.threads}")
@@ -361,7 +361,7 @@ def _conversion_kwargs(args: argparse.Namespace, dataset: Any, qat: Any) -> dict
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tfedge.bundle import DEFAULT_MAX_FILE_BYTES
+    from tfedge.runtime.bundle import DEFAULT_MAX_FILE_BYTES
 
     parser = argparse.ArgumentParser(
         prog=PROG, description=__doc__.split("\n\n")[0],

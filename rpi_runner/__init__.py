@@ -1,8 +1,8 @@
 """tfedge-pi: the on-device runner of tfedge bundles (Raspberry Pi, or any computer).
 
 Imports only numpy, pillow, a LiteRT interpreter (``ai-edge-litert``, or
-``tflite-runtime``) and tfedge's TensorFlow-free modules (``tfedge.bundle``,
-``tfedge.litert``, ``tfedge.crop.geometry``): never TensorFlow. OpenCV (video
+``tflite-runtime``) and tfedge's TensorFlow-free device contract
+(:mod:`tfedge.runtime`, and nothing else of tfedge): never TensorFlow. OpenCV (video
 files, USB cameras) and picamera2 (the Pi camera) are imported only when such
 a source is chosen.
 

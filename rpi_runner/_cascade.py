@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from tfedge._errors import BundleError
+from tfedge.runtime.errors import BundleError
 
 __all__ = ["CRITERIA", "softmax", "confidence_score", "passes_threshold", "decision_logits",
            "StageDecision", "decide_stage"]

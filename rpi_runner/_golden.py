@@ -42,8 +42,8 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
-from tfedge._errors import TfedgeError
-from tfedge._io import atomic_write_json
+from tfedge.runtime.errors import TfedgeError
+from tfedge.runtime.fileio import atomic_write_json
 
 from ._pipeline import EdgePipeline, FrameResult
 from ._sources import Frame

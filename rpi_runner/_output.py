@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from tfedge._io import atomic_path
+from tfedge.runtime.fileio import atomic_path
 
 from ._pipeline import FrameResult
 from ._sources import Frame

@@ -33,15 +33,15 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from tfedge._errors import BundleError, TfedgeError
-from tfedge.bundle import (HEATMAP_BOX_FORMAT, Bundle, PredictorEntry, StageEntry,
+from tfedge.runtime.errors import BundleError, TfedgeError
+from tfedge.runtime.bundle import (HEATMAP_BOX_FORMAT, Bundle, PredictorEntry, StageEntry,
                            check_tensor_specs, load_bundle)
-from tfedge.crop.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_window_with,
+from tfedge.runtime.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_window_with,
                                   decode_heatmap, resize_bilinear)
-from tfedge.litert import TensorSpec, TfliteModel, dequantize, quantize
+from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize, quantize
 
 from ._cascade import StageDecision, decide_stage
-from ._preprocess import needed_short_side, prepare_input
+from tfedge.runtime.preprocess import needed_short_side, prepare_input
 
 __all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace",
            "FrameResult", "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]

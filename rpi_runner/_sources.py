@@ -31,8 +31,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from tfedge._errors import TfedgeError
-from tfedge._image import DEFAULT_MAX_PIXELS, ImageReadError, first_line, read_image
+from tfedge.runtime.errors import TfedgeError
+from tfedge.runtime.image import DEFAULT_MAX_PIXELS, ImageReadError, first_line, read_image
 
 __all__ = [
     "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "DEFAULT_CAMERA_SIZE",

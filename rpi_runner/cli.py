@@ -39,8 +39,8 @@ from typing import Any, Optional, Sequence, TextIO
 
 from PIL import Image
 
-from tfedge._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
-from tfedge._errors import TfedgeError
+from tfedge.runtime.commandline import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
+from tfedge.runtime.errors import TfedgeError
 
 from ._output import (FpsWindow, annotate, error_record, frame_record, human_line,
                       human_summary, save_annotated, summarize)

@@ -30,14 +30,14 @@ from rpi_runner._cascade import (confidence_score, decide_stage, decision_logits
 from rpi_runner._golden import decode_array
 from rpi_runner._output import FpsWindow, percentile, scale_window, summarize
 from rpi_runner._pipeline import EdgePipeline, agreement, decode_box, evaluate_bundle
-from rpi_runner._preprocess import (draft_request, needed_short_side, prepare_input,
-                                    quantize_pixels, resize_window)
+from tfedge.runtime.preprocess import (draft_request, needed_short_side, prepare_input,
+                                       quantize_pixels, resize_window)
 from rpi_runner._sources import (FrameError, PiCameraSource, SourceSpec, decode_image,
                                  decode_image_sized, open_source, parse_sources)
 from rpi_runner.cli import RunOptions, main, run
-from tfedge._errors import BundleError, TfedgeError
-from tfedge.crop.geometry import crop_window, resize_bilinear
-from tfedge.litert import TensorSpec, quantize
+from tfedge.runtime.errors import BundleError, TfedgeError
+from tfedge.runtime.geometry import crop_window, resize_bilinear
+from tfedge.runtime.interpreter import TensorSpec, quantize
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = ("red", "green", "blue")
@@ -105,8 +105,8 @@ def _convert(model, io_dtype: str = "int8") -> bytes:
 
 
 def _stage(name: str, res: int, data: bytes, **kwargs):
-    from tfedge.bundle import StageEntry
-    from tfedge.litert import TfliteModel
+    from tfedge.runtime.bundle import StageEntry
+    from tfedge.runtime.interpreter import TfliteModel
 
     model = TfliteModel(data)
     return StageEntry(name=name, resolution=res, macs=1000 * res, input=model.input_spec,
@@ -117,8 +117,8 @@ def _stage(name: str, res: int, data: bytes, **kwargs):
 def bundles(tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    from tfedge.bundle import PredictorEntry, write_bundle
-    from tfedge.litert import TfliteModel
+    from tfedge.runtime.bundle import PredictorEntry, write_bundle
+    from tfedge.runtime.interpreter import TfliteModel
 
     root = tmp_path_factory.mktemp("bundles")
     small = _convert(_classifier(STAGE_RES[0], seed=1))
@@ -659,7 +659,7 @@ def test_cascade_pipeline_matches_the_reference_evaluation(bundles, cascade):
 
 
 def _crop_config():
-    from tfedge.crop.geometry import CropConfig
+    from tfedge.runtime.geometry import CropConfig
 
     return CropConfig.from_dict(CROP)
 
@@ -681,7 +681,7 @@ def test_cascade_trace_follows_the_contract(cascade):
 
 
 def test_stages_sharing_an_input_prepare_it_once_and_see_the_same_crop(bundles, tmp_path):
-    from tfedge.bundle import load_bundle, write_bundle
+    from tfedge.runtime.bundle import load_bundle, write_bundle
 
     with load_bundle(bundles["cascade"]) as source:
         predictor = (source.predictor, source.read_model(source.predictor))
@@ -920,9 +920,9 @@ def test_cli_bad_bundle_is_one_line_exit_2(bundles, tmp_path, capsys):
 
 
 def test_cli_missing_interpreter_names_the_install(bundles, tmp_path, capsys, monkeypatch):
-    import tfedge.litert
+    import tfedge.runtime.interpreter
 
-    monkeypatch.setattr(tfedge.litert, "_BACKENDS", (("no_such_litert.interpreter", "x"),))
+    monkeypatch.setattr(tfedge.runtime.interpreter, "_BACKENDS", (("no_such_litert.interpreter", "x"),))
     image = _png(tmp_path / "a.png", _frames(1, seed=1)[0])
     assert main([str(bundles["single"]), str(image)]) == 2
     line = _one_line_error(capsys)

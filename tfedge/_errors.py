@@ -1,27 +1,15 @@
-"""User-facing errors.
+"""Moved to :mod:`tfedge.runtime.errors` (the TensorFlow-free device contract).
 
-Every error a user can cause (a missing dataset, a malformed file, an unknown
-model name) is a :class:`TfedgeError`. Its message names the problem and the
-fix on one line; the command-line tools print it without a traceback and exit
-with status 2.
+This import path stays for existing code. The module object *is*
+``tfedge.runtime.errors`` (an alias in ``sys.modules``), so classes (errors
+caught with ``except``), functions and test monkeypatches are the same
+objects, never copies. New code imports ``tfedge.runtime.errors``.
 """
 
 from __future__ import annotations
 
-__all__ = ["TfedgeError", "DatasetError", "ModelConfigError", "BundleError"]
+import sys
 
+from .runtime import errors as _moved
 
-class TfedgeError(ValueError):
-    """Bad input that the user can fix; the message says how."""
-
-
-class DatasetError(TfedgeError):
-    """A dataset is missing, malformed or inconsistent."""
-
-
-class ModelConfigError(TfedgeError):
-    """A model name, knob or resolution is not valid."""
-
-
-class BundleError(TfedgeError):
-    """A deployment bundle is malformed, altered or incompatible."""
+sys.modules[__name__] = _moved

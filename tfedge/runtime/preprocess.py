@@ -2,7 +2,7 @@
 
 The bundle contract resizes with bilinear sampling, half-pixel centres and no
 antialiasing (``tf.image.resize(..., antialias=False)``), which
-:func:`tfedge.crop.geometry.resize_bilinear` reproduces in numpy. That
+:func:`tfedge.runtime.geometry.resize_bilinear` reproduces in numpy. That
 function converts the *whole* source to float32 first; on a 640x480 frame
 that costs more than the int8 inference it feeds. Bilinear sampling only
 reads the four neighbours of each output pixel, so :func:`resize_window`
@@ -13,7 +13,7 @@ operations in the same order as ``resize_bilinear``: the result is identical
 bit for bit (``tests/test_runner.py`` checks it). The cost grows with the
 model's input, not with the frame.
 
-:func:`quantize_pixels` gives the same codes as :func:`tfedge.litert.quantize`
+:func:`quantize_pixels` gives the same codes as :func:`tfedge.runtime.interpreter.quantize`
 (round half away from zero, clip) for the non-negative values a resize of
 pixels produces; with the converter's usual input scale of 1.0 it stays in
 float32 (provably the same result, see the function), otherwise it divides in
@@ -28,10 +28,10 @@ from typing import Sequence
 
 import numpy as np
 
-from tfedge._errors import TfedgeError
-from tfedge._image import draft_request
-from tfedge.crop.geometry import _interpolation
-from tfedge.litert import FLOAT_DTYPES, INTEGER_DTYPES, TensorSpec
+from .errors import TfedgeError
+from .image import draft_request
+from .geometry import _interpolation
+from .interpreter import FLOAT_DTYPES, INTEGER_DTYPES, TensorSpec
 
 __all__ = ["resize_window", "quantize_pixels", "prepare_input", "needed_short_side",
            "draft_request"]
@@ -89,7 +89,7 @@ def resize_window(frame: np.ndarray, window: Sequence[int], height: int, width: 
     """Resize ``frame[y0:y1, x0:x1]`` to ``(height, width, 3)`` float32, as the training side does.
 
     ``frame`` is a C-contiguous ``(H, W, 3)`` uint8 array; ``window`` the
-    int ``(y0, x0, y1, x1)`` from :func:`tfedge.crop.geometry.crop_window`
+    int ``(y0, x0, y1, x1)`` from :func:`tfedge.runtime.geometry.crop_window`
     (or the whole frame). ``bgr=True`` takes an OpenCV-style BGR frame and
     returns RGB (the channel swap happens on the small output, not the frame).
     Equal to ``geometry.resize_bilinear(rgb[y0:y1, x0:x1], height, width)``.
@@ -137,7 +137,7 @@ def resize_window(frame: np.ndarray, window: Sequence[int], height: int, width: 
 def quantize_pixels(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Float32 pixel values in [0, 255] -> the input tensor's dtype, with its own parameters.
 
-    Equal to ``tfedge.litert.quantize(values, spec.scale, spec.zero_point,
+    Equal to ``tfedge.runtime.interpreter.quantize(values, spec.scale, spec.zero_point,
     spec.dtype)`` for values in [0, 255], which is all a bilinear resize of
     uint8 pixels produces (convex combinations). With scale 1.0 the rounding
     ``floor(v + 0.5)`` runs in float32: ``v + 0.5`` is rounded only when it
