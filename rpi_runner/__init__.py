@@ -15,8 +15,9 @@ The command line is ``tfedge-pi`` (:mod:`rpi_runner.cli`).
 
 from __future__ import annotations
 
-from ._cascade import (StageDecision, confidence_score, decide_stage, decision_logits,
-                       passes_threshold, softmax)
+from tfedge.runtime.decision import (StageDecision, confidence_score, decide_stage,
+                                     decision_logits, passes_threshold, softmax)
+
 from ._pipeline import (BOX_DECODERS, BundleEvaluation, EdgePipeline, FrameResult, FrameTrace,
                         StageTrace, agreement, decode_box, evaluate_bundle,
                         predictor_values)

@@ -40,7 +40,7 @@ from tfedge.runtime.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_wi
                                   decode_heatmap, resize_bilinear)
 from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize, quantize
 
-from ._cascade import StageDecision, decide_stage
+from tfedge.runtime.decision import StageDecision, decide_stage
 from tfedge.runtime.preprocess import needed_short_side, prepare_input
 
 __all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace",

@@ -25,8 +25,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rpi_runner._cascade import (confidence_score, decide_stage, decision_logits,
-                                 passes_threshold, softmax)
 from rpi_runner._golden import decode_array
 from rpi_runner._output import FpsWindow, percentile, scale_window, summarize
 from rpi_runner._pipeline import EdgePipeline, agreement, decode_box, evaluate_bundle
@@ -35,6 +33,8 @@ from tfedge.runtime.preprocess import (draft_request, needed_short_side, prepare
 from rpi_runner._sources import (FrameError, PiCameraSource, SourceSpec, decode_image,
                                  decode_image_sized, open_source, parse_sources)
 from rpi_runner.cli import RunOptions, main, run
+from tfedge.runtime.decision import (confidence_score, decide_stage, decision_logits,
+                                     passes_threshold, softmax)
 from tfedge.runtime.errors import BundleError, TfedgeError
 from tfedge.runtime.geometry import crop_window, resize_bilinear
 from tfedge.runtime.interpreter import TensorSpec, quantize

@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .decision import CRITERIA, PROBABILITY_CRITERIA
 from .errors import BundleError, TfedgeError
 from .fileio import atomic_directory, atomic_path, sha256_file
 from .geometry import CropConfig
@@ -56,10 +57,6 @@ FORMAT_NAME = "tfedge-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
-# Early-exit criteria a stage may use (their rules are in docs/bundle.md).
-CRITERIA = ("max_softmax", "margin", "entropy")
-# Criteria whose threshold is a probability (exit when the score >= threshold).
-_PROBABILITY_CRITERIA = ("max_softmax", "margin")
 #: How the predictor's outputs encode its box (see docs/bundle.md): the first output holds
 #: corners, or centre + size (the raw output of tfedge's boxnet predictors); or two outputs
 #: hold a heat map (centre logits (1, N) and per-cell sizes (1, N, 2), N = S * S) decoded in
@@ -407,7 +404,7 @@ def _parse_stage(obj: Any, index: int, count: int, num_labels: int) -> StageEntr
             raise _fail(f"manifest.json: '{where}.threshold' is {threshold!r} but the last stage "
                         "must have threshold null (every image exits there)")
         threshold = r.number("threshold")
-        if criterion in _PROBABILITY_CRITERIA and threshold > 1.0:
+        if criterion in PROBABILITY_CRITERIA and threshold > 1.0:
             raise _fail(f"manifest.json: '{where}.threshold' {threshold} is above 1 but "
                         f"criterion {criterion} compares a probability")
     accumulate = r.number("accumulate_weight")

@@ -1,20 +1,36 @@
-"""Early-exit arithmetic of a cascade, in pure numpy: the rules of ``docs/bundle.md``.
+"""THE early-exit rule of a tfedge cascade, in pure numpy: the rules of ``docs/bundle.md``.
 
-Every consumer of a bundle (the Raspberry Pi runner, the Android core, the
-evaluation code here) must decide exits exactly the same way, so the rules
-live in small pure functions with hand-checked tests:
+Every consumer of a bundle (the Raspberry Pi runner frame by frame, the
+batch evaluation and threshold calibration of the training side, the Android
+core) must decide exits exactly the same way, so the rule is written once,
+here, and both shapes of use call the same primitives:
 
-* decision logits ``d_0 = z_0``, ``d_k = z_k + w_k * d_{k-1}`` (:func:`accumulate_logits`);
-* ``p = softmax(d_k)``; the criterion score is ``max(p)`` (``max_softmax``),
-  ``p[1st] - p[2nd]`` (``margin``) or ``-sum p ln p`` in nats (``entropy``)
-  (:func:`criterion_scores`);
+* decision logits ``d_0 = z_0``, ``d_k = z_k + w_k * d_(k-1)``
+  (:func:`_accumulate`; batches :func:`accumulate_logits`, one frame
+  :func:`decision_logits`);
+* ``p = softmax(d_k)`` computed as ``exp(log_softmax(d_k))``; the criterion
+  score is ``max(p)`` (``max_softmax``), ``p[1st] - p[2nd]`` (``margin``) or
+  ``-sum p ln p`` in nats (``entropy``) (:func:`_scores`; batches
+  :func:`criterion_scores`, one frame :func:`decide_stage`, which runs the
+  batch code on a one-row batch);
 * an image leaves at the first stage whose score passes its threshold
   (``score >= threshold``, or ``score <= threshold`` for entropy; ``None`` on
-  the last stage: always), with class ``argmax(d_k)`` (:func:`cascade_exits`).
+  the last stage: always) (:func:`exits_at`), with class ``argmax(d_k)``
+  (batches :func:`cascade_exits`, one frame :class:`StageDecision`).
 
-Scores are computed in float64 so that thresholds calibrated here and
-decisions simulated here agree to the last bit with each other; a runner in
-float32 can differ only for scores within float32 rounding of a threshold.
+==============  =====================================  ==================
+criterion       score                                  exits when
+==============  =====================================  ==================
+``max_softmax`` ``max(p)``                             score >= threshold
+``margin``      ``p[1st] - p[2nd]`` (1 with one class) score >= threshold
+``entropy``     ``-sum(p * ln p)`` (nats)              score <= threshold
+==============  =====================================  ==================
+
+Arithmetic is float64 (Java's ``double``) on the float32 logits
+:func:`tfedge.runtime.interpreter.dequantize` returns, so thresholds
+calibrated on batches and decisions taken frame by frame agree to the last
+bit (``tests/test_runtime_decision.py`` checks it on random vectors); a port
+in float32 can differ only for scores within float32 rounding of a threshold.
 """
 
 from __future__ import annotations
@@ -25,29 +41,46 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .errors import TfedgeError
+from .errors import BundleError, TfedgeError
 
 __all__ = [
-    "CRITERIA", "softmax", "log_softmax", "criterion_scores", "confidence", "exits_at",
-    "accumulate_logits", "cascade_exits", "CascadeOutcome", "simulate_cascade",
-    "expected_macs", "check_criterion", "threshold_bounds",
+    "CRITERIA", "LOWER_IS_CONFIDENT", "PROBABILITY_CRITERIA", "check_criterion",
+    # batches (evaluation, calibration)
+    "softmax", "log_softmax", "criterion_scores", "confidence", "exits_at", "threshold_bounds",
+    "accumulate_logits", "cascade_exits", "CascadeOutcome", "simulate_cascade", "expected_macs",
+    # one frame (the device)
+    "decision_logits", "confidence_score", "passes_threshold", "StageDecision", "decide_stage",
 ]
 
-#: Confidence criteria, as in the bundle format (``tfedge.bundle.CRITERIA``).
+#: Confidence criteria a stage may use (the bundle's ``stages[k].criterion``).
 CRITERIA = ("max_softmax", "margin", "entropy")
 #: Criteria whose image exits when the score is *at most* the threshold.
 LOWER_IS_CONFIDENT = ("entropy",)
+#: Criteria whose score is a probability, so a threshold above 1 can never pass.
+PROBABILITY_CRITERIA = ("max_softmax", "margin")
 #: Relative slack above ln(C) that still counts as "every image exits" for entropy
 #: (float rounding can put a uniform distribution's entropy a hair above ln C).
 _ENTROPY_SLACK = 1e-9
 
 
-def check_criterion(criterion: str) -> str:
-    """``criterion`` if it is one of :data:`CRITERIA`, else a one-line error."""
-    if criterion not in CRITERIA:
-        raise TfedgeError(f"unknown cascade criterion {criterion!r}: choose one of "
-                          f"{', '.join(CRITERIA)}")
-    return criterion
+def check_criterion(criterion: str, *, from_bundle: bool = False) -> str:
+    """``criterion`` if it is one of :data:`CRITERIA`, else a one-line error.
+
+    ``from_bundle``: the criterion was read from a bundle, so the error is a
+    :class:`~tfedge.BundleError` suggesting an upgrade (a newer tfedge may
+    have written it); otherwise a :class:`~tfedge.TfedgeError` for a caller's
+    argument.
+    """
+    if criterion in CRITERIA:
+        return criterion
+    if from_bundle:
+        raise BundleError(f"unknown early-exit criterion {criterion!r}: expected one of "
+                          f"{', '.join(CRITERIA)}; upgrade tfedge if a newer one wrote the bundle")
+    raise TfedgeError(f"unknown cascade criterion {criterion!r}: choose one of "
+                      f"{', '.join(CRITERIA)}")
+
+
+# --------------------------------------------------------------------------- primitives
 
 
 def _logits_2d(logits: np.ndarray, what: str = "logits") -> np.ndarray:
@@ -60,15 +93,55 @@ def _logits_2d(logits: np.ndarray, what: str = "logits") -> np.ndarray:
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise ``log(softmax(logits))`` in float64, stable for any logit range."""
+    """Row-wise ``log(softmax(logits))`` of ``(N, classes)`` in float64, stable for any range."""
     z = _logits_2d(logits)
     shifted = z - z.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (rows sum to 1)."""
-    return np.exp(log_softmax(logits))
+    """Softmax in float64: row-wise for ``(N, classes)``, or of one ``(classes,)`` vector.
+
+    Computed as ``exp(log_softmax)``, the form every decision uses.
+    """
+    arr = np.asarray(logits, dtype=np.float64)
+    if arr.ndim == 1:
+        return np.exp(log_softmax(arr[None]))[0]
+    return np.exp(log_softmax(arr))
+
+
+def _scores(p: np.ndarray, logp: np.ndarray, criterion: str) -> np.ndarray:
+    """The criterion's score of each row of probabilities ``p`` (and their logs ``logp``).
+
+    The one place the three formulas are written. ``margin`` of a one-class
+    output is its probability (1: nothing competes); ``entropy`` counts
+    ``0 ln 0`` as 0 (``p`` is 0 there, and ``logp`` finite).
+    """
+    if criterion == "max_softmax":
+        return p.max(axis=1)
+    if criterion == "margin":
+        if p.shape[1] == 1:
+            return p[:, 0]
+        top2 = -np.partition(-p, 1, axis=1)[:, :2]
+        return top2[:, 0] - top2[:, 1]
+    return -(p * logp).sum(axis=1)
+
+
+def _probabilities_and_scores(decision: np.ndarray, criterion: str
+                              ) -> tuple[np.ndarray, np.ndarray]:
+    logp = log_softmax(decision)
+    p = np.exp(logp)
+    return p, _scores(p, logp, criterion)
+
+
+def _accumulate(z: np.ndarray, weight: float, previous: Optional[np.ndarray]) -> np.ndarray:
+    """``d_k = z_k + weight * d_(k-1)`` (``z_k`` itself when there is nothing to add)."""
+    if previous is None or not weight:
+        return z
+    return z + float(weight) * previous
+
+
+# --------------------------------------------------------------------------- batches
 
 
 def criterion_scores(logits: np.ndarray, criterion: str) -> np.ndarray:
@@ -80,16 +153,7 @@ def criterion_scores(logits: np.ndarray, criterion: str) -> np.ndarray:
     uniform one).
     """
     check_criterion(criterion)
-    logp = log_softmax(logits)
-    p = np.exp(logp)
-    if criterion == "max_softmax":
-        return p.max(axis=1)
-    if criterion == "margin":
-        if p.shape[1] == 1:
-            return p[:, 0]
-        top2 = -np.partition(-p, 1, axis=1)[:, :2]
-        return top2[:, 0] - top2[:, 1]
-    return -(p * logp).sum(axis=1)
+    return _probabilities_and_scores(logits, criterion)[1]
 
 
 def confidence(scores: np.ndarray, criterion: str) -> np.ndarray:
@@ -150,7 +214,7 @@ def accumulate_logits(stage_logits: Sequence[np.ndarray],
                                   "no earlier logits: set it to 0")
             out.append(z)
         else:
-            out.append(z + w * out[-1] if w else z)
+            out.append(_accumulate(z, w, out[-1]))
     return out
 
 
@@ -233,3 +297,74 @@ def simulate_cascade(stage_logits: Sequence[np.ndarray], labels: np.ndarray, *,
                           expected_macs=expected_macs(exit_stage, stage_macs, predictor_macs),
                           exit_fractions=fractions, stage_top1=per_stage,
                           exit_stage=exit_stage, prediction=prediction)
+
+
+# --------------------------------------------------------------------------- one frame
+
+
+def decision_logits(logits: np.ndarray, previous: Optional[np.ndarray],
+                    accumulate_weight: float) -> np.ndarray:
+    """One frame's ``d_k = z_k + accumulate_weight * d_(k-1)`` as a float64 vector.
+
+    ``previous`` is the previous stage's decision logits (None at the first
+    stage, which then decides on ``z_0`` alone).
+    """
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    prev = None
+    if previous is not None and accumulate_weight:
+        prev = np.asarray(previous, dtype=np.float64).reshape(-1)
+        if prev.shape != z.shape:
+            raise BundleError(f"stage outputs differ in length ({prev.size} then {z.size}): "
+                              "every stage must output one logit per label; rebuild the bundle")
+    return _accumulate(z, accumulate_weight, prev)
+
+
+def confidence_score(probabilities: np.ndarray, criterion: str) -> float:
+    """The score ``criterion`` gives one frame's ``probabilities`` (see the module table).
+
+    :func:`decide_stage` scores logits (through ``log_softmax``, exactly as
+    the batch path); this form takes probabilities someone else computed,
+    with ``ln p`` taken directly (``0 ln 0`` counts as 0).
+    """
+    check_criterion(criterion, from_bundle=True)
+    p = np.asarray(probabilities, dtype=np.float64).reshape(1, -1)
+    logp = np.log(np.where(p > 0, p, 1.0))
+    return float(_scores(p, logp, criterion)[0])
+
+
+def passes_threshold(score: float, criterion: str, threshold: Optional[float]) -> bool:
+    """Whether a frame with ``score`` leaves the cascade (always when ``threshold`` is None)."""
+    check_criterion(criterion, from_bundle=True)
+    return bool(exits_at(np.float64(score), criterion, threshold))
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    """What one stage decided for one frame: decision logits, probabilities, score, class, exit."""
+
+    decision_logits: np.ndarray
+    probabilities: np.ndarray
+    score: float
+    class_index: int
+    exits: bool
+
+    @property
+    def probability(self) -> float:
+        """The probability of the chosen class."""
+        return float(self.probabilities[self.class_index])
+
+
+def decide_stage(logits: np.ndarray, previous: Optional[np.ndarray], *, criterion: str,
+                 threshold: Optional[float], accumulate_weight: float = 0.0) -> StageDecision:
+    """Apply the early-exit rule to one stage's dequantised logits for one frame.
+
+    ``previous`` is the previous stage's :attr:`StageDecision.decision_logits`
+    (None at the first stage). The scores come from the batch code run on a
+    one-row batch, so a frame decides exactly as :func:`cascade_exits` does.
+    """
+    check_criterion(criterion, from_bundle=True)
+    d = decision_logits(logits, previous, accumulate_weight)
+    p, scores = _probabilities_and_scores(d[None], criterion)
+    return StageDecision(decision_logits=d, probabilities=p[0], score=float(scores[0]),
+                         class_index=int(np.argmax(d)),
+                         exits=bool(exits_at(scores, criterion, threshold)[0]))
