@@ -1,0 +1,673 @@
+"""Contribution-guided compound shrinking: depth, width and resolution, one measured step at a time.
+
+EdgeCompress's second idea. From the base model, each round tries one shrink
+step in every dimension:
+
+* depth: drop the ``depth_step`` least important removable residual blocks
+  (:func:`tfedge.shrink.block_importance`);
+* width: keep ``1 - width_step`` of the channels of every prunable channel
+  group, chosen by an importance criterion (:func:`tfedge.shrink.shrink_width`);
+* resolution: ``resolution_step`` pixels fewer at the input, never below
+  ``min_resolution`` (:func:`tfedge.shrink.set_resolution`);
+
+re-estimates each candidate's BatchNorm statistics on training images (or
+fine-tunes it briefly, ``score="finetune"``), scores it on the validation
+split by accuracy lost per MAC saved, and keeps the best. A step that would go
+below the target is shortened where the dimension allows (a fractional width
+step, a smaller resolution step) so the search lands on the target, and among
+steps that reach the target the most accurate wins. Then the result is
+fine-tuned with knowledge distillation from the base (:mod:`._finetune`).
+
+Every accepted step is logged (dimension, MACs, validation top-1, seconds,
+the candidates it beat) to ``<name>.search.json`` in ``output_dir``, written
+atomically after the step's model (``<name>.search.keras``); a search started
+again with the same arguments resumes from the last step. Decisions use the
+validation split only, never a test split.
+
+The arithmetic (target, score, choice, step sizes, bisection) is in small pure
+functions at the top of this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from .._errors import TfedgeError
+from .._io import atomic_write_json
+from ._finetune import FinetuneConfig, finetune_with_distillation
+
+__all__ = [
+    "SearchConfig", "SearchResult", "compound_search", "DIMENSIONS", "SCORES",
+    "resolve_target", "step_score", "choose_step", "next_resolution", "bisect_largest",
+    "bisect_largest_int",
+]
+
+log = logging.getLogger(__name__)
+
+DIMENSIONS = ("depth", "width", "resolution")
+SCORES = ("bn", "finetune")
+SEARCH_FORMAT = "tfedge-shrink-search"
+SEARCH_VERSION = 1
+#: Bisection steps for a fractional width step: 2^-10 of the ratio range is finer than
+#: any channel rounding (round_to=8 on a 1024-channel layer moves the ratio by 1/128).
+BISECTION_STEPS = 10
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+# --------------------------------------------------------------------------- pure arithmetic
+
+
+def resolve_target(base_macs: int, target: Union[float, int]) -> int:
+    """The MAC budget ``target`` stands for: a ratio of ``base_macs`` below 1, or absolute MACs.
+
+    ``0 < target < 1``: that fraction of the base; ``target > 1``: that many
+    MACs, which must be below the base's. 1 and anything >= the base are not a
+    shrink and are refused, as are zero, negatives and non-numbers.
+    """
+    if not _is_number(target) or not math.isfinite(float(target)) or target <= 0:
+        raise TfedgeError(f"MAC target {target!r} is invalid: give a ratio of the base's MACs "
+                          "below 1 (e.g. 0.5) or an absolute MAC count below the base's")
+    if base_macs <= 0:
+        raise TfedgeError(f"the base model has {base_macs} MACs: nothing to shrink")
+    if target < 1:
+        return max(1, int(math.floor(float(target) * base_macs)))
+    if target == 1 or target >= base_macs:
+        raise TfedgeError(f"MAC target {target!r} does not shrink the base ({base_macs:,d} MACs): "
+                          "give a ratio below 1 (e.g. 0.5) or an absolute MAC count below "
+                          f"{base_macs:,d}")
+    return int(target)
+
+
+def step_score(top1_before: float, top1_after: float, macs_before: int, macs_after: int,
+               base_macs: int) -> float:
+    """Validation accuracy lost per fraction of the base's MACs saved (lower is better).
+
+    A step that saves nothing scores +inf (never chosen); a step that gains
+    accuracy scores below zero.
+    """
+    saved = (macs_before - macs_after) / float(base_macs)
+    if saved <= 0:
+        return math.inf
+    return (top1_before - top1_after) / saved
+
+
+def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: int,
+                target_macs: int, base_macs: int) -> Optional[int]:
+    """Index of the candidate step to keep, or None when none saves MACs.
+
+    candidates: mappings with ``macs`` and ``val_top1`` (after the step).
+    A candidate that reaches the target (``macs <= target_macs``) ends the
+    search, so among those the most accurate wins (then the one keeping more
+    MACs); otherwise the lowest :func:`step_score`. Ties go to the earlier
+    candidate (the order of ``SearchConfig.dimensions``).
+    """
+    useful = [i for i, c in enumerate(candidates) if c["macs"] < macs]
+    if not useful:
+        return None
+    reaching = [i for i in useful if candidates[i]["macs"] <= target_macs]
+    if reaching:
+        return min(reaching, key=lambda i: (-candidates[i]["val_top1"], -candidates[i]["macs"], i))
+    return min(useful, key=lambda i: (step_score(top1, candidates[i]["val_top1"], macs,
+                                                 candidates[i]["macs"], base_macs), i))
+
+
+def next_resolution(current: int, step: Union[int, float], minimum: int) -> Optional[int]:
+    """The input side one resolution step below ``current``, or None when at ``minimum``.
+
+    ``step`` >= 1 is pixels; ``0 < step < 1`` a fraction of ``current``
+    (rounded down, at least one pixel). The result never goes below ``minimum``.
+    """
+    if current <= minimum:
+        return None
+    fewer = int(step) if step >= 1 else max(1, int(math.floor(current * float(step))))
+    return max(minimum, current - fewer)
+
+
+def bisect_largest(cost: Callable[[float], float], target: float, lo: float, hi: float,
+                   steps: int = BISECTION_STEPS) -> float:
+    """The largest ``x`` in ``[lo, hi]`` with ``cost(x) <= target``, for non-decreasing ``cost``.
+
+    ``cost(lo)`` must be within the target (returned as is when ``hi`` is
+    not); ``steps`` halvings bound the error by ``(hi - lo) / 2**steps``.
+    """
+    if cost(hi) <= target:
+        return hi
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        if cost(mid) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def bisect_largest_int(cost: Callable[[int], float], target: float, lo: int, hi: int) -> int:
+    """The largest integer ``x`` in ``[lo, hi]`` with ``cost(x) <= target`` (``cost`` non-decreasing,
+    ``cost(lo) <= target`` assumed)."""
+    if cost(hi) <= target:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if cost(mid) <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+# --------------------------------------------------------------------------- config and result
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How compound shrinking searches and fine-tunes.
+
+    target_macs_ratio: the MAC budget as a fraction of the base's; ignored when
+        ``target_macs`` (absolute MACs) is set.
+    width_step: fraction of each prunable group's channels one width step removes.
+    depth_step: residual blocks one depth step removes.
+    resolution_step: pixels (>= 1) or a fraction (< 1) of the side one resolution step removes.
+    min_resolution: the smallest input side the search may choose.
+    importance: channel criterion for width steps (``l1``, ``l2``, ``bn``, ``hrank``, ``taylor``).
+    score: ``bn`` (re-estimate BatchNorm statistics, then validate) or ``finetune``
+        (``score_finetune_steps`` distillation steps, then validate).
+    round_to: channel counts stay multiples of this (int8 kernels like multiples of 8).
+    protect: layer names whose channels are never removed (e.g. the stem).
+    mode: channel groups ``coupled`` (all of them) or ``inner`` (bottleneck insides only).
+    dimensions: which dimensions the search may shrink, in tie-break order.
+    calibration_size: training images for importance criteria that look at activations.
+    val_size: validation images per candidate (None: all).
+    bn_batches: batches of training images that re-estimate BatchNorm for each candidate.
+    finetune_epochs: epochs of the final distillation fine-tune (0: none).
+    """
+
+    target_macs_ratio: Optional[float] = 0.5
+    target_macs: Optional[int] = None
+    width_step: float = 0.1
+    depth_step: int = 1
+    resolution_step: Union[int, float] = 16
+    min_resolution: int = 32
+    importance: str = "l1"
+    score: str = "bn"
+    round_to: int = 8
+    protect: tuple[str, ...] = ()
+    mode: str = "coupled"
+    dimensions: tuple[str, ...] = DIMENSIONS
+    calibration_size: int = 128
+    val_size: Optional[int] = 1000
+    bn_batches: int = 8
+    batch_size: int = 64
+    score_finetune_steps: int = 20
+    finetune_epochs: int = 5
+    learning_rate: float = FinetuneConfig.learning_rate
+    distill_alpha: float = 0.7
+    distill_temperature: float = 4.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "protect", tuple(self.protect))
+        object.__setattr__(self, "dimensions", tuple(self.dimensions))
+        if self.target_macs is None:
+            ratio = self.target_macs_ratio
+            if not _is_number(ratio) or not 0 < ratio < 1:
+                raise TfedgeError(f"target_macs_ratio must be between 0 and 1 (exclusive), got "
+                                  f"{ratio!r}: e.g. 0.5 keeps half of the base's MACs")
+        elif not _is_number(self.target_macs) or self.target_macs < 1:
+            raise TfedgeError(f"target_macs must be a positive MAC count, got {self.target_macs!r}")
+        if not _is_number(self.width_step) or not 0 < self.width_step < 1:
+            raise TfedgeError(f"width_step must be between 0 and 1, got {self.width_step!r}: "
+                              "e.g. 0.1 removes a tenth of the channels per step")
+        if not isinstance(self.depth_step, int) or self.depth_step < 1:
+            raise TfedgeError(f"depth_step must be a whole number >= 1, got {self.depth_step!r}")
+        if not _is_number(self.resolution_step) or self.resolution_step <= 0:
+            raise TfedgeError(f"resolution_step must be pixels (>= 1) or a fraction (< 1), got "
+                              f"{self.resolution_step!r}")
+        if not isinstance(self.min_resolution, int) or self.min_resolution < 8:
+            raise TfedgeError(f"min_resolution must be a whole number >= 8, got "
+                              f"{self.min_resolution!r}")
+        if self.score not in SCORES:
+            raise TfedgeError(f"unknown score {self.score!r}: choose one of {', '.join(SCORES)}")
+        unknown = [d for d in self.dimensions if d not in DIMENSIONS]
+        if unknown or not self.dimensions:
+            raise TfedgeError(f"dimensions must be a non-empty subset of {', '.join(DIMENSIONS)}, "
+                              f"got {list(self.dimensions)}")
+        if not isinstance(self.round_to, int) or self.round_to < 1:
+            raise TfedgeError(f"round_to must be a whole number >= 1, got {self.round_to!r}")
+        if not isinstance(self.finetune_epochs, int) or self.finetune_epochs < 0:
+            raise TfedgeError(f"finetune_epochs must be a whole number >= 0, got "
+                              f"{self.finetune_epochs!r}")
+        for name in ("calibration_size", "bn_batches", "batch_size", "score_finetune_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise TfedgeError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
+            raise TfedgeError(f"val_size must be a whole number >= 1 or None, got {self.val_size!r}")
+
+    def target(self, base_macs: int) -> int:
+        """The absolute MAC budget for a base of ``base_macs``."""
+        return resolve_target(base_macs, self.target_macs if self.target_macs is not None
+                              else self.target_macs_ratio)
+
+    def finetune(self) -> FinetuneConfig:
+        """The final fine-tune (the baselines get exactly the same one)."""
+        return FinetuneConfig(epochs=self.finetune_epochs, batch_size=self.batch_size,
+                              learning_rate=self.learning_rate, distill_alpha=self.distill_alpha,
+                              distill_temperature=self.distill_temperature, seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["protect"], d["dimensions"] = list(self.protect), list(self.dimensions)
+        return d
+
+
+@dataclass
+class SearchResult:
+    """What a shrink produced: the model and how it got there.
+
+    steps: one record per accepted step (the first is the base, the last the
+    fine-tune), each with ``dimension``, ``macs``, ``val_top1``, ``seconds``.
+    architecture: the shrunk model's resolution, dropped blocks and group widths.
+    """
+
+    model: Any
+    steps: list[dict[str, Any]]
+    macs: int
+    val_top1: Optional[float]
+    architecture: dict[str, Any]
+    base_macs: int = 0
+    target_macs: int = 0
+    method: str = "compound"
+
+    @property
+    def reached(self) -> bool:
+        return self.macs <= self.target_macs
+
+    def record(self) -> dict[str, Any]:
+        """Everything but the model, as JSON-able data (what the CLI puts in the sidecar)."""
+        return {"method": self.method, "macs": self.macs, "val_top1": self.val_top1,
+                "base_macs": self.base_macs, "target_macs": self.target_macs,
+                "macs_ratio": self.macs / self.base_macs if self.base_macs else None,
+                "reached": self.reached, "architecture": self.architecture, "steps": self.steps}
+
+
+# --------------------------------------------------------------------------- model helpers
+
+
+def _shrink_api():
+    """B1's surgery functions (tfedge.shrink), imported when first needed (no import cycle)."""
+    import importlib
+
+    return importlib.import_module("tfedge.shrink")
+
+
+def _macs(model) -> int:
+    from .._macs import count_macs
+
+    return int(count_macs(model).macs)
+
+
+def _resolution(model) -> int:
+    from .._train import model_resolution
+
+    return model_resolution(model)
+
+
+def head(split, count: Optional[int]):
+    """The first ``count`` examples of a split (all when None or when it is smaller)."""
+    if count is None or len(split) <= count:
+        return split
+    if hasattr(split, "take"):
+        return split.take(count)
+    return split.subset(range(count))
+
+
+def calibration_arrays(split, count: int, resolution: int, batch_size: int = 64):
+    """``(images, labels)``: the first ``count`` images resized as evaluation resizes them,
+    float32 raw pixels ``(N, R, R, 3)`` (what importance criteria run the model on)."""
+    from ..data._pipeline import make_dataset
+
+    images, labels = [], []
+    for x, y in make_dataset(head(split, count), resolution=resolution, batch_size=batch_size,
+                             training=False):
+        images.append(np.asarray(x, np.float32))
+        labels.append(np.asarray(y))
+    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
+
+
+def architecture_of(model, dropped_blocks: Sequence[str] = ()) -> dict[str, Any]:
+    """The shrunk architecture as data: resolution, MACs, dropped blocks, channel-group widths."""
+    from .._macs import count_macs
+
+    report = count_macs(model)
+    arch: dict[str, Any] = {"resolution": _resolution(model), "macs": int(report.macs),
+                            "params": int(report.params), "dropped_blocks": list(dropped_blocks)}
+    try:
+        groups = _shrink_api().find_channel_groups(model)
+        arch["widths"] = {g.name: int(g.size) for g in groups if g.prunable}
+    except Exception as exc:  # noqa: BLE001 - the record is informative, never fatal
+        arch["widths_error"] = f"{exc.__class__.__name__}: {exc}"
+    return arch
+
+
+# --------------------------------------------------------------------------- candidate steps
+
+
+@dataclass
+class _Candidate:
+    dimension: str
+    model: Any
+    macs: int
+    detail: dict[str, Any]
+    val_top1: float = float("nan")
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {"dimension": self.dimension, "macs": self.macs, "val_top1": self.val_top1,
+                "seconds": round(self.seconds, 3), **self.detail}
+
+
+class _Stepper:
+    """Proposes one step per dimension from the current model."""
+
+    def __init__(self, config: SearchConfig, train, target_macs: int):
+        self.config = config
+        self.train = train
+        self.target = target_macs
+        self.api = _shrink_api()
+
+    def calibration(self, model):
+        return calibration_arrays(self.train, self.config.calibration_size, _resolution(model),
+                                  self.config.batch_size)
+
+    def propose(self, dimension: str, model, macs: int, calibration) -> Optional[_Candidate]:
+        return getattr(self, f"_step_{dimension}")(model, macs, calibration)
+
+    def _step_depth(self, model, macs: int, calibration) -> Optional[_Candidate]:
+        blocks = self.api.find_blocks(model)
+        if not blocks:
+            return None
+        scores = self.api.block_importance(model, blocks, calibration)
+        order = sorted(blocks, key=lambda b: (scores[b.name], b.name))
+        names = [b.name for b in order[:self.config.depth_step]]
+        shrunk = self.api.drop_blocks(model, names)
+        return _Candidate("depth", shrunk, _macs(shrunk),
+                          {"blocks": names, "block_scores": {n: float(scores[n]) for n in names}})
+
+    def _width_at(self, model, ratio: float, calibration):
+        c = self.config
+        return self.api.shrink_width(model, ratio, importance=c.importance,
+                                     calibration=calibration, round_to=c.round_to,
+                                     protect=c.protect, mode=c.mode)
+
+    def _step_width(self, model, macs: int, calibration) -> Optional[_Candidate]:
+        ratio = 1.0 - self.config.width_step
+        shrunk = self._width_at(model, ratio, calibration)
+        shrunk_macs = _macs(shrunk)
+        if shrunk_macs >= macs:
+            return None
+        if shrunk_macs < self.target:
+            # The last step: only as far as the target (largest keep ratio within it).
+            cache: dict[float, tuple[Any, int]] = {}
+
+            def cost(r: float) -> int:
+                if r not in cache:
+                    m = self._width_at(model, r, calibration)
+                    cache[r] = (m, _macs(m))
+                return cache[r][1]
+
+            cache[ratio] = (shrunk, shrunk_macs)
+            cache[1.0] = (model, macs)
+            ratio = bisect_largest(cost, self.target, ratio, 1.0)
+            shrunk, shrunk_macs = cache[ratio]
+            if shrunk_macs >= macs:  # rounding left no ratio in between: take the full step
+                ratio = 1.0 - self.config.width_step
+                shrunk, shrunk_macs = cache[ratio]
+        return _Candidate("width", shrunk, shrunk_macs,
+                          {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance})
+
+    def _step_resolution(self, model, macs: int, calibration) -> Optional[_Candidate]:
+        current = _resolution(model)
+        new = next_resolution(current, self.config.resolution_step, self.config.min_resolution)
+        if new is None:
+            return None
+        shrunk = self.api.set_resolution(model, new)
+        shrunk_macs = _macs(shrunk)
+        if shrunk_macs < self.target and new + 1 < current:
+            cache: dict[int, tuple[Any, int]] = {new: (shrunk, shrunk_macs)}
+
+            def cost(r: int) -> int:
+                if r not in cache:
+                    m = self.api.set_resolution(model, r)
+                    cache[r] = (m, _macs(m))
+                return cache[r][1]
+
+            best = bisect_largest_int(cost, self.target, new, current - 1)
+            shrunk, shrunk_macs = cache[best]
+            new = best
+        return _Candidate("resolution", shrunk, shrunk_macs, {"resolution": new})
+
+
+# --------------------------------------------------------------------------- the search
+
+
+class _SearchLog:
+    """``<name>.search.json`` and ``<name>.search.keras`` in ``output_dir``: written after each
+    step (model first, then the JSON), read back to resume."""
+
+    def __init__(self, output_dir: Optional[Path], name: str):
+        self.dir = output_dir
+        self.json = output_dir / f"{name}.search.json" if output_dir else None
+        self.model = output_dir / f"{name}.search.keras" if output_dir else None
+
+    def load(self, fingerprint: dict[str, Any]):
+        """(state dict, current model) of an earlier run of this search, or None."""
+        if self.json is None or not self.json.exists():
+            return None
+        try:
+            state = json.loads(self.json.read_text())
+        except (OSError, ValueError) as exc:
+            raise TfedgeError(f"{self.json} is not readable search log JSON ({exc}): delete it "
+                              "to start the search over") from None
+        if state.get("format") != SEARCH_FORMAT:
+            raise TfedgeError(f"{self.json} is not a tfedge search log: delete it or choose "
+                              "another output")
+        if state.get("fingerprint") != fingerprint:
+            old, new = state.get("fingerprint") or {}, fingerprint
+            differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            raise TfedgeError(f"{self.json} belongs to another search (it differs in "
+                              f"{', '.join(differ)}): delete it (and {self.model.name}) to start "
+                              "over, or rerun with the original settings")
+        if not self.model.exists():
+            return None if len(state.get("steps", [])) <= 1 else self._missing()
+        from .._train import load_classifier, read_sidecar
+
+        model = load_classifier(self.model)
+        side = read_sidecar(self.model)
+        steps = state["steps"]
+        saved_step = side.get("search_step")
+        if saved_step == len(steps) and side.get("search_record"):
+            # Killed between writing the model and the log: the model's own record completes it.
+            record = side["search_record"]
+            steps.append(record)
+            if record.get("dimension") == "depth":
+                state["dropped_blocks"] = state.get("dropped_blocks", []) + list(
+                    (record.get("detail") or {}).get("blocks", []))
+            state["finished"] = record.get("dimension") == "finetune"
+        elif saved_step != len(steps) - 1:
+            raise TfedgeError(f"{self.model} (step {saved_step}) does not match {self.json} "
+                              f"({len(steps) - 1} steps): delete both to start the search over")
+        return state, model
+
+    def _missing(self):
+        raise TfedgeError(f"{self.json} logs steps but {self.model} is missing: delete the log "
+                          "to start the search over")
+
+    def save(self, state: dict[str, Any], model=None, record: Optional[dict] = None) -> None:
+        if self.json is None:
+            return
+        if model is not None:
+            from .._train import save_classifier
+
+            save_classifier(model, self.model, {"search_step": len(state["steps"]) - 1,
+                                                "search_record": record,
+                                                "class_names": state.get("class_names")})
+        atomic_write_json(self.json, state)
+
+
+def _evaluate(model, val) -> float:
+    from .._train import evaluate_classifier
+
+    return float(evaluate_classifier(model, val).top1)
+
+
+def _score_candidate(candidate: _Candidate, train, val, config: SearchConfig, teacher) -> None:
+    """Fill in the candidate's validation top-1 after BN re-estimation or a short fine-tune."""
+    from .._train import recalibrate_batchnorm
+
+    start = time.perf_counter()
+    if config.score == "bn":
+        recalibrate_batchnorm(candidate.model, train, batches=config.bn_batches,
+                              batch_size=config.batch_size)
+    else:
+        short = dataclasses.replace(config.finetune(), epochs=1,
+                                    steps_per_epoch=config.score_finetune_steps,
+                                    bn_recalibration_batches=config.bn_batches)
+        candidate.model = finetune_with_distillation(candidate.model, teacher, train, config=short)
+    candidate.val_top1 = _evaluate(candidate.model, val)
+    candidate.seconds = time.perf_counter() - start
+
+
+def _fingerprint(model, base_macs: int, train, val, config: SearchConfig) -> dict[str, Any]:
+    fp = {"base_model": model.name, "base_macs": base_macs, "base_resolution": _resolution(model),
+          "base_params": int(model.count_params()), "train_size": len(train),
+          "val_size": len(val), "class_names": list(train.class_names),
+          "config": config.to_dict()}
+    return json.loads(json.dumps(fp, default=str))
+
+
+def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
+                    output_dir: Union[str, os.PathLike, None] = None, name: str = "shrink",
+                    teacher=None, progress: bool = True) -> SearchResult:
+    """Shrink ``model`` to ``config``'s MAC target along depth, width and resolution; fine-tune.
+
+    model: the trained base (Keras functional classifier; not modified).
+    train: training split (BatchNorm re-estimation, importance, fine-tune).
+    val: validation split: every decision is made on it (never pass the test split).
+    output_dir: where the step log and the current model go (resumable); None: nowhere.
+    teacher: the model to distil from in the fine-tune (default: ``model``).
+    progress: log each step at INFO (else DEBUG).
+    Returns a :class:`SearchResult`; when no dimension can shrink further before
+    the target, it warns and returns the smallest model found (``reached`` False).
+    """
+    say = log.info if progress else log.debug
+    base_macs = _macs(model)
+    target = config.target(base_macs)
+    teacher = model if teacher is None else teacher
+    val_eval = head(val, config.val_size)
+    if len(val_eval) == 0:
+        raise TfedgeError("the validation split is empty: the search decides on validation "
+                          "accuracy, so give it validation images")
+    slog = _SearchLog(Path(output_dir) if output_dir is not None else None, name)
+    fingerprint = _fingerprint(model, base_macs, train, val, config)
+    loaded = slog.load(fingerprint)
+    if loaded is not None:
+        state, current = loaded
+        say("resuming the search from %s: %d step(s) done", slog.json, len(state["steps"]) - 1)
+    else:
+        start = time.perf_counter()
+        current = model
+        base_top1 = _evaluate(model, val_eval)
+        state = {"format": SEARCH_FORMAT, "version": SEARCH_VERSION, "fingerprint": fingerprint,
+                 "base_macs": base_macs, "target_macs": target, "class_names":
+                 list(train.class_names), "finished": False, "dropped_blocks": [],
+                 "steps": [{"step": 0, "dimension": "base", "macs": base_macs,
+                            "macs_ratio": 1.0, "val_top1": base_top1,
+                            "resolution": _resolution(model),
+                            "seconds": round(time.perf_counter() - start, 3)}]}
+        slog.save(state)
+    steps = state["steps"]
+    say("compound shrinking %s: %.2f MMACs -> target %.2f MMACs (%.1f%%), val top-1 %.4f",
+        model.name, base_macs / 1e6, target / 1e6, 100.0 * target / base_macs,
+        steps[0]["val_top1"])
+
+    if not state["finished"] and steps[-1]["macs"] > target:
+        stepper = _Stepper(config, train, target)
+        current_top1 = steps[-1]["val_top1"]
+        macs = steps[-1]["macs"]
+        exhausted: set[str] = set()
+        while macs > target:
+            round_start = time.perf_counter()
+            calibration = stepper.calibration(current)
+            candidates: list[_Candidate] = []
+            for dimension in config.dimensions:
+                if dimension in exhausted:
+                    continue
+                candidate = stepper.propose(dimension, current, macs, calibration)
+                if candidate is None or candidate.macs >= macs:
+                    exhausted.add(dimension)
+                    continue
+                _score_candidate(candidate, train, val_eval, config, teacher)
+                candidates.append(candidate)
+            summaries = [c.summary() for c in candidates]
+            chosen = choose_step(summaries, top1=current_top1, macs=macs, target_macs=target,
+                                 base_macs=base_macs)
+            if chosen is None:
+                log.warning("no dimension can shrink %s further: stopping at %.2f MMACs, above "
+                            "the %.2f MMAC target (lower min_resolution or round_to, or allow "
+                            "more dimensions)", model.name, macs / 1e6, target / 1e6)
+                break
+            best = candidates[chosen]
+            for summary in summaries:
+                summary["score"] = step_score(current_top1, summary["val_top1"], macs,
+                                              summary["macs"], base_macs)
+                if not math.isfinite(summary["score"]):
+                    summary["score"] = None
+            if best.dimension == "depth":
+                state["dropped_blocks"] = state["dropped_blocks"] + best.detail["blocks"]
+            record = {"step": len(steps), "dimension": best.dimension, "macs": best.macs,
+                      "macs_ratio": best.macs / base_macs, "val_top1": best.val_top1,
+                      "resolution": _resolution(best.model),
+                      "seconds": round(time.perf_counter() - round_start, 3),
+                      "detail": best.detail, "candidates": summaries}
+            steps.append(record)
+            slog.save(state, best.model, record)
+            say("step %d: %s -> %.2f MMACs (%.1f%% of base), val top-1 %.4f  [%s]  %.0fs",
+                record["step"], best.dimension, best.macs / 1e6, 100.0 * best.macs / base_macs,
+                best.val_top1, ", ".join(f"{s['dimension']} {s['macs'] / 1e6:.2f}M "
+                                         f"{s['val_top1']:.3f}" for s in summaries),
+                record["seconds"])
+            current, macs, current_top1 = best.model, best.macs, best.val_top1
+
+    if not state["finished"]:
+        start = time.perf_counter()
+        ft = config.finetune()
+        backup = (slog.dir / f"{name}.finetune.backup") if slog.dir and ft.epochs else None
+        current = finetune_with_distillation(current, teacher, train, config=ft,
+                                             backup_dir=backup)
+        top1 = _evaluate(current, val_eval)
+        record = {"step": len(steps), "dimension": "finetune", "macs": _macs(current),
+                  "macs_ratio": _macs(current) / base_macs, "val_top1": top1,
+                  "resolution": _resolution(current), "epochs": ft.epochs,
+                  "seconds": round(time.perf_counter() - start, 3)}
+        steps.append(record)
+        state["finished"] = True
+        slog.save(state, current, record)
+        say("fine-tuned %d epoch(s) with distillation: val top-1 %.4f at %.2f MMACs",
+            ft.epochs, top1, record["macs"] / 1e6)
+    final_macs = _macs(current)
+    return SearchResult(model=current, steps=steps, macs=final_macs, val_top1=steps[-1]["val_top1"],
+                        architecture=architecture_of(current, state.get("dropped_blocks", [])),
+                        base_macs=base_macs, target_macs=target, method="compound")

@@ -1,0 +1,209 @@
+"""``tfedge shrink``: compress a trained classifier to a MAC budget (compound shrinking or a baseline).
+
+    tfedge shrink --model base.keras --output small.keras --target-macs 0.5
+    tfedge shrink --model base.keras --output small.keras --target-macs 20M --method l1
+
+The output is an ordinary tfedge classifier (``.keras`` + JSON sidecar with the
+class names and resolution), so it goes wherever a classifier goes: crop
+training, cascade stages, conversion. Its sidecar also records the shrink
+(method, every step, the architecture) and the base model's path and sha256.
+Compound shrinking logs each step to ``<output stem>.search.json`` beside the
+output; started again with the same flags, it resumes from the last step.
+
+:func:`register` adds the command to ``tfedge``'s sub-parsers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from ._errors import TfedgeError
+
+__all__ = ["register", "parse_target", "cmd_shrink"]
+
+log = logging.getLogger("tfedge.shrink")
+
+_SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
+_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)\s*$", re.IGNORECASE)
+_HASH_CHUNK = 1 << 20
+#: Below this an absolute target is surely a mistyped ratio (50 for 0.5): no CNN has so few MACs.
+MIN_ABSOLUTE_MACS = 1000
+
+
+def parse_target(text: str) -> float:
+    """``--target-macs``: a ratio below 1 (``0.5``) or absolute MACs (``20000000``, ``20M``, ``1.5G``)."""
+    match = _NUMBER.match(str(text))
+    if not match:
+        raise TfedgeError(f"--target-macs {text!r} is not a number: give a ratio of the base's "
+                          "MACs below 1 (e.g. 0.5) or a MAC count (e.g. 20M)")
+    value = float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
+    if not math.isfinite(value) or value <= 0:
+        raise TfedgeError(f"--target-macs {text!r} must be above 0: e.g. 0.5 or 20M")
+    if value == 1:
+        raise TfedgeError("--target-macs 1 keeps the whole base: give a ratio below 1 "
+                          "(e.g. 0.5) or a MAC count below the base's")
+    if 1 < value < MIN_ABSOLUTE_MACS:
+        raise TfedgeError(f"--target-macs {text} is neither a ratio below 1 nor a plausible MAC "
+                          f"count: write a ratio as 0.5 (not 50), a count as 20M")
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_HASH_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _config_from_args(args: argparse.Namespace):
+    from .shrink._search import SearchConfig
+
+    return SearchConfig(
+        target_macs_ratio=0.5, width_step=args.width_step, depth_step=args.depth_step,
+        resolution_step=args.resolution_step, min_resolution=args.min_resolution,
+        importance=args.importance, score=args.score, round_to=args.round_to,
+        protect=tuple(args.protect), mode=args.mode,
+        dimensions=tuple(args.dimensions), val_size=args.search_val_size,
+        calibration_size=args.calibration_size, bn_batches=args.bn_batches,
+        batch_size=args.batch_size, finetune_epochs=args.finetune_epochs,
+        learning_rate=args.learning_rate, distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature, seed=args.seed)
+
+
+def cmd_shrink(args: argparse.Namespace) -> int:
+    from .cli import dataset_from_args
+
+    # Everything the user can get wrong is checked before TensorFlow and the data load.
+    from .shrink._baselines import check_method
+
+    check_method(args.method)
+    target = parse_target(args.target_macs)
+    config = _config_from_args(args)
+    if args.importance not in _IMPORTANCES:
+        raise TfedgeError(f"unknown --importance {args.importance!r}: choose one of "
+                          f"{', '.join(_IMPORTANCES)}")
+    base_path, output = Path(args.model), Path(args.output)
+    if output.suffix != ".keras":
+        raise TfedgeError(f"--output must end in .keras, got {args.output!r}")
+    if not base_path.is_file():
+        raise TfedgeError(f"--model {args.model!r} does not exist: pass a .keras classifier "
+                          "(e.g. one 'tfedge train' wrote)")
+    if output.resolve() == base_path.resolve():
+        raise TfedgeError("--output is the base model itself: write the shrunk model elsewhere")
+
+    from ._macs import count_macs
+    from ._train import (evaluate_classifier, load_classifier, read_sidecar, save_classifier,
+                         with_model_classes)
+    from .shrink._baselines import run_shrink
+
+    base = load_classifier(base_path)
+    base_meta = read_sidecar(base_path)
+    class_names = base_meta.get("class_names")
+    base_macs = count_macs(base).macs
+    if target >= 1 and target >= base_macs:
+        raise TfedgeError(f"--target-macs {args.target_macs} is not below the base's "
+                          f"{base_macs:,d} MACs: give a smaller count or a ratio below 1")
+    dataset = dataset_from_args(args)
+    train = with_model_classes(dataset.train, class_names)
+    val = with_model_classes(dataset.val, class_names)
+    result = run_shrink(base, args.method, target, train, val, config=config,
+                        output_dir=output.parent, name=output.stem)
+    # Keep what the base's sidecar says about its inputs (a crop classifier stays one).
+    inherited = {k: base_meta[k] for k in ("crop", "input", "dataset_info") if k in base_meta}
+    meta = {**inherited, "class_names": list(train.class_names), "dataset": dataset.name,
+            "shrink": result.record(),
+            "base_model": {"path": str(base_path.resolve()), "sha256": _sha256(base_path),
+                           "macs": base_macs},
+            "teacher": str(base_path)}
+    save_classifier(result.model, output, meta)
+    log.info("wrote %s: %.2f MMACs (%.1f%% of the base), val top-1 %.4f", output,
+             result.macs / 1e6, 100.0 * result.macs / base_macs, result.val_top1 or float("nan"))
+    summary: dict[str, Any] = {
+        "model": str(output), "method": args.method, "macs": result.macs, "base_macs": base_macs,
+        "macs_ratio": result.macs / base_macs, "target_macs": result.target_macs,
+        "reached": result.reached, "val_top1": result.val_top1,
+        "base_val_top1": result.steps[0]["val_top1"], "steps": len(result.steps),
+        "resolution": result.architecture.get("resolution"),
+        "search_log": str(output.parent / f"{output.stem}.search.json")
+        if args.method == "compound" else None}
+    if args.evaluate_test and dataset.test is not None:
+        summary["test_top1"] = evaluate_classifier(
+            result.model, with_model_classes(dataset.test, class_names)).top1
+    print(json.dumps(summary, sort_keys=True))
+    return 0
+
+
+_IMPORTANCES = ("l1", "l2", "bn", "hrank", "taylor")
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add ``shrink`` to ``tfedge``'s sub-parsers (``build_parser``'s ``add_subparsers()``)."""
+    from .cli import add_data_flags
+
+    p = subparsers.add_parser(
+        "shrink", help="shrink a classifier to a MAC budget (depth, width, resolution)",
+        description="Compress a trained .keras classifier to a MAC target: compound shrinking "
+                    "(one measured depth/width/resolution step at a time, validation split "
+                    "only) or a baseline, then fine-tune with distillation from the base. "
+                    "The last line is JSON with 'macs' and 'val_top1'.")
+    p.add_argument("--model", required=True, type=str, help="the base .keras classifier")
+    p.add_argument("--output", required=True, type=str, help="where to write the shrunk .keras")
+    p.add_argument("--target-macs", dest="target_macs", required=True, type=str,
+                   help="MAC budget: a ratio of the base's below 1 (0.5) or a count (20M, 2e7)")
+    p.add_argument("--method", type=str, default="compound",
+                   help="compound (default), uniform, resolution, l1, bn or hrank")
+    p.add_argument("--importance", type=str, default="l1",
+                   help="channel criterion of width steps: l1 (default), l2, bn, hrank, taylor")
+    p.add_argument("--score", type=str, default="bn",
+                   help="how candidate steps are scored: bn (re-estimate BatchNorm, default) or "
+                        "finetune (a few distillation steps each; slower)")
+    p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=5,
+                   help="epochs of the final distillation fine-tune (0: none)")
+    p.add_argument("--round-to", dest="round_to", type=int, default=8,
+                   help="channel counts stay multiples of this (default 8, fastest for int8)")
+    p.add_argument("--protect", type=str, nargs="*", default=[],
+                   help="layer names whose channels are never removed (e.g. the stem)")
+    p.add_argument("--mode", type=str, default="coupled", choices=["coupled", "inner"],
+                   help="prune every coupled channel group, or bottleneck insides only")
+    p.add_argument("--dimensions", type=str, nargs="+", default=["depth", "width", "resolution"],
+                   help="dimensions compound shrinking may use (default: all three)")
+    p.add_argument("--width-step", dest="width_step", type=float, default=0.1,
+                   help="fraction of channels one width step removes (default 0.1)")
+    p.add_argument("--depth-step", dest="depth_step", type=int, default=1,
+                   help="residual blocks one depth step removes (default 1)")
+    p.add_argument("--resolution-step", dest="resolution_step", type=float, default=16,
+                   help="pixels (>= 1) or a fraction (< 1) one resolution step removes")
+    p.add_argument("--min-resolution", dest="min_resolution", type=int, default=32,
+                   help="smallest input side the search may choose (default 32)")
+    p.add_argument("--search-val-size", dest="search_val_size", type=int, default=1000,
+                   help="validation images each candidate step is scored on (default 1000)")
+    p.add_argument("--calibration-size", dest="calibration_size", type=int, default=128,
+                   help="training images for activation-based criteria (hrank, taylor)")
+    p.add_argument("--bn-batches", dest="bn_batches", type=int, default=8,
+                   help="training batches that re-estimate BatchNorm per candidate")
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=1e-3,
+                   help="peak learning rate of the fine-tune (default 1e-3)")
+    p.add_argument("--distill-alpha", dest="distill_alpha", type=float, default=0.7)
+    p.add_argument("--distill-temperature", dest="distill_temperature", type=float, default=4.0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the fine-tune")
+    p.add_argument("--evaluate-test", dest="evaluate_test", action="store_true",
+                   help="also report the shrunk model's top-1 on the test split (after all "
+                        "decisions)")
+    add_data_flags(p)
+    p.set_defaults(func=_run)
+    return p
+
+
+def _run(args: argparse.Namespace) -> int:
+    if float(args.resolution_step).is_integer() and args.resolution_step >= 1:
+        args.resolution_step = int(args.resolution_step)
+    return cmd_shrink(args)
