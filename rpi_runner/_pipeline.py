@@ -11,17 +11,17 @@ code calls to run a bundle exactly as the device does::
 
 Per frame (``docs/bundle.md``): the whole frame is resized to the predictor's
 resolution; its box becomes a crop window in the *full-resolution* frame
-(:func:`tfedge.crop.geometry.crop_window`, the training side's own function);
+(:func:`tfedge.runtime.geometry.crop_window`, the training side's own function);
 each stage gets that window resized to its resolution, quantised with its own
-input tensor's parameters, and its output is dequantised with its own output
-parameters; the early-exit rule (:mod:`rpi_runner._cascade`) decides whether
-the next stage runs. Without a predictor the window is the whole frame.
+input tensor's parameters (:mod:`tfedge.runtime.preprocess`, the fast path),
+and its output is dequantised with its own output parameters; the early-exit
+rule (:func:`tfedge.runtime.decision.decide_stage`) decides whether the next
+stage runs. Without a predictor the window is the whole frame.
 
-:func:`evaluate_bundle` is the Python evaluation of a bundle on an image
-split. It deliberately takes the *reference* route, the same functions the
-training evaluation uses (``geometry.resize_bilinear`` on float32 images,
-``litert.quantize``, ``TfliteModel.run_raw``), not the runner's fast path, so
-comparing the two (``benchmarks/runner.py``) checks the runner's shortcuts.
+:func:`evaluate_bundle` (:mod:`tfedge.runtime.evaluate`, re-exported here) is
+the Python evaluation of a bundle on an image split, by the *reference*
+route; comparing the two (``benchmarks/runner.py``) checks the runner's
+shortcuts.
 """
 
 from __future__ import annotations
@@ -29,18 +29,18 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from tfedge.runtime.errors import BundleError, TfedgeError
-from tfedge.runtime.bundle import (HEATMAP_BOX_FORMAT, Bundle, PredictorEntry, StageEntry,
-                           check_tensor_specs, load_bundle)
-from tfedge.runtime.geometry import (NUMPY_OPS, CropConfig, crop_window, crop_window_with,
-                                  decode_heatmap, resize_bilinear)
-from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize, quantize
-
+from tfedge.runtime.boxes import BOX_DECODERS, decode_box, predictor_values
+from tfedge.runtime.bundle import (Bundle, PredictorEntry, StageEntry, check_tensor_specs,
+                                   load_bundle)
 from tfedge.runtime.decision import StageDecision, decide_stage
+from tfedge.runtime.errors import BundleError, TfedgeError
+from tfedge.runtime.evaluate import BundleEvaluation, agreement, crop_config, evaluate_bundle
+from tfedge.runtime.geometry import NUMPY_OPS, crop_window_with
+from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize
 from tfedge.runtime.preprocess import needed_short_side, prepare_input
 
 __all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace",
@@ -48,72 +48,6 @@ __all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "Fram
 
 BundleLike = Union[Bundle, str, os.PathLike]
 _MS = 1e3
-_BOX_SIZE = 4
-
-
-# --------------------------------------------------------------------------- boxes
-
-
-def _decode_yxyx(values: np.ndarray) -> np.ndarray:
-    return np.clip(values, 0.0, 1.0).astype(np.float32)
-
-
-def _decode_cyxhw(values: np.ndarray) -> np.ndarray:
-    # The raw output of tfedge's boxnet predictors (tfedge.crop._predictor.decode_boxes).
-    cy, cx, h, w = (float(v) for v in values)
-    half_h, half_w = max(h, 0.0) * 0.5, max(w, 0.0) * 0.5
-    return np.clip(np.array([cy - half_h, cx - half_w, cy + half_h, cx + half_w], np.float32),
-                   0.0, 1.0)
-
-
-#: box_format -> decoder of the predictor's four dequantised output values into a
-#: normalised (ymin, xmin, ymax, xmax) box: corners, or ``cyxhw_normalized``
-#: (centre y, centre x, height, width: the boxnet head's raw output). The third format,
-#: ``heatmap_cyxhw``, takes two outputs (see :func:`predictor_values`).
-BOX_DECODERS: Mapping[str, Callable[[np.ndarray], np.ndarray]] = {
-    "yxyx_normalized": _decode_yxyx,
-    "cyxhw_normalized": _decode_cyxhw,
-    HEATMAP_BOX_FORMAT: _decode_cyxhw,
-}
-
-
-def predictor_values(outputs: Sequence[np.ndarray], box_format: str) -> np.ndarray:
-    """The predictor's dequantised outputs -> the four box values its ``box_format`` decodes.
-
-    One box output: its first four values. ``heatmap_cyxhw``: the centre
-    logits ``(1, N)`` and cell sizes ``(1, N, 2)`` (in either order) reduced
-    in float to ``(cy, cx, h, w)`` by :func:`tfedge.crop.geometry.decode_heatmap`
-    (a softmax over the cells: no int8 softmax, whose kernels round
-    differently on ARM and x86).
-    """
-    if box_format == HEATMAP_BOX_FORMAT:
-        arrays = sorted((np.asarray(o, np.float32) for o in outputs), key=lambda a: a.ndim)
-        if len(arrays) != 2:
-            raise BundleError(f"a {HEATMAP_BOX_FORMAT} predictor has two outputs, got "
-                              f"{len(arrays)}: rebuild the bundle with tfedge-convert")
-        return decode_heatmap(arrays[0].reshape(1, -1),
-                              arrays[1].reshape(1, -1, 2)).reshape(-1)
-    flat = np.asarray(outputs[0], dtype=np.float32).reshape(-1)
-    if flat.size < _BOX_SIZE:
-        raise BundleError(f"the predictor's first output holds {flat.size} values, a box needs "
-                          f"{_BOX_SIZE}: rebuild the bundle with tfedge-convert")
-    return flat[:_BOX_SIZE]
-
-
-def decode_box(values: np.ndarray, box_format: str) -> np.ndarray:
-    """Four box values (:func:`predictor_values`) -> a float32 ``(ymin, xmin, ymax, xmax)`` box.
-
-    Coordinates are clipped to ``[0, 1]`` (a fraction of the frame, max edge exclusive).
-    """
-    decoder = BOX_DECODERS.get(box_format)
-    if decoder is None:
-        raise BundleError(f"unknown predictor box_format {box_format!r}: expected one of "
-                          f"{', '.join(BOX_DECODERS)}; upgrade tfedge-pi")
-    flat = np.asarray(values, dtype=np.float32).reshape(-1)
-    if flat.size < _BOX_SIZE:
-        raise BundleError(f"the predictor's first output holds {flat.size} values, a box needs "
-                          f"{_BOX_SIZE}: rebuild the bundle with tfedge-convert")
-    return decoder(flat[:_BOX_SIZE])
 
 
 def _dequantized(raw: Sequence[np.ndarray], specs: Sequence[TensorSpec]) -> list[np.ndarray]:
@@ -226,14 +160,6 @@ class _Located:
     values: Optional[np.ndarray] = None
 
 
-def _crop_config(entry: PredictorEntry) -> CropConfig:
-    try:
-        return CropConfig.from_dict(dict(entry.crop))
-    except TfedgeError as exc:
-        raise BundleError(f"manifest.json: predictor.crop is invalid ({exc}): rebuild the bundle "
-                          "with tfedge-convert") from exc
-
-
 def _open_bundle(bundle: BundleLike) -> tuple[Bundle, bool]:
     if isinstance(bundle, Bundle):
         return bundle, False
@@ -267,7 +193,7 @@ class EdgePipeline:
             predictor = self.bundle.predictor
             self.predictor: Optional[PredictorEntry] = predictor
             self._predictor = _Model(models[predictor.file]) if predictor is not None else None
-            self.crop_config = _crop_config(predictor) if predictor is not None else None
+            self.crop_config = crop_config(predictor) if predictor is not None else None
             if predictor is not None and predictor.box_format not in BOX_DECODERS:
                 raise BundleError(f"unknown predictor box_format {predictor.box_format!r}: "
                                   f"expected one of {', '.join(BOX_DECODERS)}; upgrade tfedge-pi")
@@ -414,119 +340,3 @@ class EdgePipeline:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-@dataclass(frozen=True)
-class BundleEvaluation:
-    """A bundle's predictions on a split (see :func:`evaluate_bundle`)."""
-
-    predictions: np.ndarray     # (N,) int32 class indices
-    exit_stages: np.ndarray     # (N,) int32
-    windows: np.ndarray         # (N, 4) int32 crop windows in image pixels
-    top1: Optional[float]       # None when the split has no labels
-    exit_rates: tuple[float, ...]
-    mean_macs: float
-    count: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {"top1": self.top1, "exit_rates": list(self.exit_rates),
-                "mean_macs": self.mean_macs, "count": self.count}
-
-
-def _split_arrays(split: Any) -> tuple[np.ndarray, Optional[np.ndarray]]:
-    if isinstance(split, np.ndarray):
-        images, labels = split, None
-    elif hasattr(split, "images"):
-        images, labels = np.asarray(split.images), np.asarray(split.labels)
-    else:
-        raise TfedgeError(f"evaluate_bundle needs an ImageSplit or an (N, H, W, 3) uint8 array, "
-                          f"got {type(split).__name__}: load image files into an ImageSplit first")
-    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise TfedgeError(f"images must be (N, H, W, 3) uint8, got {images.shape} {images.dtype}")
-    return images, labels
-
-
-def _reference_input(image: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """The training side's preprocessing: float32 bilinear resize, then ``litert.quantize``."""
-    _, height, width, _ = spec.shape
-    resized = resize_bilinear(image, height, width)
-    if spec.quantized:
-        return quantize(resized, spec.scale, spec.zero_point, spec.dtype)[None]
-    return resized.astype(spec.dtype)[None]
-
-
-def evaluate_bundle(bundle: BundleLike, split: Any, *, num_threads: int = 1,
-                    limit: Optional[int] = None) -> BundleEvaluation:
-    """Run a bundle on an image split the way the training side evaluates, without TensorFlow.
-
-    ``split``: an :class:`~tfedge.data.ImageSplit` (or an ``(N, H, W, 3)``
-    uint8 array, then ``top1`` is None). Per image: the predictor's box (on
-    the whole image resized with ``geometry.resize_bilinear``), the crop
-    window from ``geometry.crop_window``, each stage on the window resized
-    the same way, quantised with ``litert.quantize``, and the contract's
-    early-exit rule. This is the reference :class:`EdgePipeline` is compared
-    with: both must agree on (nearly) every image.
-    """
-    images, labels = _split_arrays(split)
-    if limit is not None:
-        images = images[:limit]
-        labels = None if labels is None else labels[:limit]
-    loaded, owns = _open_bundle(bundle)
-    try:
-        models = check_tensor_specs(loaded, lambda path: TfliteModel(path, num_threads=num_threads))
-        predictor = loaded.predictor
-        config = _crop_config(predictor) if predictor is not None else None
-        count = len(images)
-        predictions = np.zeros(count, np.int32)
-        exits = np.zeros(count, np.int32)
-        windows = np.zeros((count, 4), np.int32)
-        macs = np.zeros(count, np.int64)
-        for i, image in enumerate(images):
-            height, width = image.shape[:2]
-            window = (0, 0, height, width)
-            total_macs = 0
-            if predictor is not None:
-                model = models[predictor.file]
-                raw = model.run_raw_all(_reference_input(image, model.input_spec))
-                box = decode_box(predictor_values(_dequantized(raw, model.output_specs),
-                                                  predictor.box_format), predictor.box_format)
-                window = tuple(int(v) for v in crop_window(box, height, width, config))
-                total_macs += predictor.macs
-            y0, x0, y1, x1 = window
-            crop = image[y0:y1, x0:x1]
-            previous = None
-            for k, entry in enumerate(loaded.stages):
-                model = models[entry.file]
-                raw = model.run_raw(_reference_input(crop, model.input_spec))
-                logits = dequantize(raw, model.output_spec.scale, model.output_spec.zero_point)
-                decision = decide_stage(logits, previous, criterion=entry.criterion,
-                                        threshold=entry.threshold,
-                                        accumulate_weight=entry.accumulate_weight)
-                total_macs += entry.macs
-                if decision.exits:
-                    predictions[i], exits[i] = decision.class_index, k
-                    break
-                previous = decision.decision_logits
-            windows[i] = window
-            macs[i] = total_macs
-        num_stages = len(loaded.stages)
-    finally:
-        if owns:
-            loaded.close()
-    top1 = float(np.mean(predictions == labels)) if labels is not None and count else None
-    rates = tuple(float(np.mean(exits == k)) if count else 0.0 for k in range(num_stages))
-    return BundleEvaluation(predictions=predictions, exit_stages=exits, windows=windows, top1=top1,
-                            exit_rates=rates, mean_macs=float(macs.mean()) if count else 0.0,
-                            count=count)
-
-
-def agreement(a: Sequence[int], b: Sequence[int]) -> float:
-    """The fraction of positions where two prediction sequences agree."""
-    x, y = np.asarray(a), np.asarray(b)
-    if x.shape != y.shape:
-        raise TfedgeError(f"cannot compare {x.shape[0] if x.ndim else 0} predictions with "
-                          f"{y.shape[0] if y.ndim else 0}: run both on the same images")
-    return float(np.mean(x == y)) if x.size else 1.0

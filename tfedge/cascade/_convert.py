@@ -10,13 +10,15 @@
 It then runs both pipelines on held-out images: the float one (Keras
 predictor, Keras stages) and the int8 one as the device runs it (int8
 predictor -> decoded box -> crop of the full image -> int8 stages -> the
-calibrated thresholds of ``docs/bundle.md``). When the int8 cascade's top-1
+calibrated thresholds of ``docs/bundle.md``), through
+:func:`tfedge.runtime.evaluate.evaluate_models`, the TensorFlow-free route
+every bundle evaluation takes. When the int8 cascade's top-1
 is more than ``tolerance_points`` below the float cascade's, nothing is
 written and :class:`~tfedge.ConversionCheckError` says so. The bundle's
 manifest carries the thresholds and both pipelines' figures.
 
 :func:`evaluate_bundle` runs a written bundle's int8 cascade on a split,
-with the same code.
+with the same code (:func:`tfedge.runtime.evaluate.evaluate_bundle`).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from .._errors import TfedgeError
 from ..data._types import Split
+from ..runtime.boxes import HEATMAP_BOX_FORMAT
+from ..runtime.decision import CascadeOutcome, score_exits, simulate_cascade
+from ..runtime.errors import TfedgeError
 from ._cascade import CascadeSpec
-from ._decision import CascadeOutcome, simulate_cascade
 from ._evaluate import SplitLogits, _check_model, compute_stage_logits, stage_logits_on_crops
 
 __all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle"]
@@ -66,61 +69,76 @@ def _crops(split: Split, resolution: int, boxes: Optional[np.ndarray], crop: Any
                               crop=crop)]
 
 
-def _tflite_boxes(predictor: Any, split: Split, resolution: int, batch_size: int) -> np.ndarray:
-    """Boxes of an int8 predictor, whichever form it exports (box values or heat maps)."""
-    from ..crop import decode_predictor_outputs
-
-    boxes = [decode_predictor_outputs(list(predictor.run_all(batch)))
-             for batch in _whole_images(split, resolution, batch_size)]
-    return np.concatenate(boxes)
-
-
 def run_int8_cascade(split: Split, *, stages: Sequence[Any], resolutions: Sequence[int],
                      criteria: Sequence[str], weights: Sequence[float],
                      thresholds: Sequence[Optional[float]], stage_macs: Sequence[int],
                      predictor: Any = None, predictor_resolution: int = 0,
                      predictor_macs: int = 0, crop: Any = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[SplitLogits, CascadeOutcome]:
+                     batch_size: int = DEFAULT_BATCH_SIZE,
+                     box_format: Optional[str] = None) -> tuple[SplitLogits, CascadeOutcome]:
     """The int8 cascade on ``split`` as a device runs it (``stages``/``predictor``:
-    :class:`tfedge.TfliteModel`). Every stage is run on every image (the exit
-    decisions only choose among the logits), so per-stage figures come free."""
-    boxes = None
+    :class:`tfedge.TfliteModel`), before any bundle is written.
+
+    The models are described by manifest entries and run through
+    :func:`tfedge.runtime.evaluate.evaluate_models`, the one route every
+    bundle evaluation takes, so the figures recorded here are what
+    :func:`evaluate_bundle` gives on the written bundle. ``box_format``
+    defaults to the converter's choice (two predictor outputs: heat maps).
+    ``batch_size`` is unused (models run image by image) and kept for callers.
+    """
+    del batch_size
+    from ..runtime.bundle import PredictorEntry, StageEntry
+
+    entries = [StageEntry(name=f"stage{k}", resolution=int(res), macs=int(macs),
+                          input=model.input_spec, output=model.output_specs[0],
+                          criterion=criterion, threshold=threshold, accumulate_weight=weight)
+               for k, (model, res, criterion, weight, threshold, macs) in enumerate(
+                   zip(stages, resolutions, criteria, weights, thresholds, stage_macs))]
+    pred_entry = None
     if predictor is not None:
-        boxes = _tflite_boxes(predictor, split, predictor_resolution, batch_size)
-    logits = []
-    for model, res in zip(stages, resolutions):
-        logits.append(np.concatenate([model.run(b) for b in
-                                      _crops(split, res, boxes, crop, batch_size)]))
-    data = SplitLogits(tuple(logits), split.labels, boxes)
-    outcome = simulate_cascade(data.logits, data.labels, criteria=criteria, weights=weights,
-                               thresholds=thresholds, stage_macs=stage_macs,
-                               predictor_macs=predictor_macs)
-    return data, outcome
+        if box_format is None:
+            box_format = (HEATMAP_BOX_FORMAT if len(predictor.output_specs) == 2
+                          else PREDICTOR_BOX_FORMAT)
+        pred_entry = PredictorEntry(resolution=int(predictor_resolution),
+                                    macs=int(predictor_macs), input=predictor.input_spec,
+                                    outputs=predictor.output_specs,
+                                    crop=crop.to_dict() if crop is not None else {},
+                                    box_format=box_format)
+    return _outcome(_evaluate_models(split, entries, list(stages), pred_entry, predictor),
+                    stage_macs, predictor_macs)
 
 
 def evaluate_bundle(bundle: Any, split: Split, *, batch_size: int = DEFAULT_BATCH_SIZE,
                     num_threads: int = 1) -> tuple[SplitLogits, CascadeOutcome]:
-    """Run a loaded bundle's (:func:`tfedge.load_bundle`) int8 cascade on ``split``."""
-    from ..crop.geometry import CropConfig
-    from ..litert import TfliteModel
+    """Run a loaded bundle's (:func:`tfedge.load_bundle`) int8 cascade on ``split``.
 
-    if tuple(bundle.labels) != tuple(split.class_names):
-        raise TfedgeError(f"the bundle's labels {list(bundle.labels)[:4]}... differ from the "
-                          f"dataset's {list(split.class_names)[:4]}...: evaluate on the dataset "
-                          "the bundle was built for")
+    The training side's form of :func:`tfedge.runtime.evaluate.evaluate_bundle`
+    (the same route, the same numbers): per-stage logits and a
+    :class:`CascadeOutcome`. ``batch_size`` is unused (kept for callers).
+    """
+    del batch_size
+    from ..runtime.evaluate import evaluate_bundle as evaluate_on_runtime
+
     p = bundle.predictor
-    return run_int8_cascade(
-        split, stages=[TfliteModel(bundle.model_path(s), num_threads) for s in bundle.stages],
-        resolutions=[s.resolution for s in bundle.stages],
-        criteria=[s.criterion for s in bundle.stages],
-        weights=[s.accumulate_weight for s in bundle.stages],
-        thresholds=[s.threshold for s in bundle.stages],
-        stage_macs=[s.macs for s in bundle.stages],
-        predictor=TfliteModel(bundle.model_path(p), num_threads) if p is not None else None,
-        predictor_resolution=p.resolution if p is not None else 0,
-        predictor_macs=p.macs if p is not None else 0,
-        crop=CropConfig.from_dict(dict(p.crop)) if p is not None else None,
-        batch_size=batch_size)
+    return _outcome(evaluate_on_runtime(bundle, split, num_threads=num_threads),
+                    [s.macs for s in bundle.stages], p.macs if p is not None else 0)
+
+
+def _evaluate_models(split: Split, stages: Sequence[Any], models: Sequence[Any],
+                     predictor: Any, predictor_model: Any) -> Any:
+    from ..runtime.evaluate import split_images, evaluate_models
+
+    images, labels, count, _ = split_images(split)
+    return evaluate_models(images, stages=stages, stage_models=models, predictor=predictor,
+                           predictor_model=predictor_model, labels=labels, count=count)
+
+
+def _outcome(result: Any, stage_macs: Sequence[int],
+             predictor_macs: int) -> tuple[SplitLogits, CascadeOutcome]:
+    """A runtime :class:`~tfedge.runtime.evaluate.BundleEvaluation` as (SplitLogits, outcome)."""
+    data = SplitLogits(result.logits, result.labels, result.boxes)
+    return data, score_exits(result.exit_stages, result.predictions, data.labels,
+                             stage_macs=stage_macs, predictor_macs=predictor_macs)
 
 
 def _stage_metrics(float_logits: np.ndarray, int8_logits: np.ndarray, labels: np.ndarray,
@@ -173,8 +191,8 @@ def convert_cascade_bundle(
     from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
                             check_tolerance, quantize_int8)
     from .._train import load_classifier
-    from ..bundle import HEATMAP_BOX_FORMAT, PredictorEntry, StageEntry, write_bundle
-    from ..litert import TfliteModel
+    from ..runtime.bundle import PredictorEntry, StageEntry, write_bundle
+    from ..runtime.interpreter import TfliteModel
 
     if not spec.calibrated:
         raise TfedgeError("the cascade has no thresholds yet: run 'tfedge cascade calibrate' "

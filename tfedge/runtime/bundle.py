@@ -38,6 +38,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .boxes import BOX_FORMATS, HEATMAP_BOX_FORMAT
 from .decision import CRITERIA, PROBABILITY_CRITERIA
 from .errors import BundleError, TfedgeError
 from .fileio import atomic_directory, atomic_path, sha256_file
@@ -57,12 +58,6 @@ FORMAT_NAME = "tfedge-bundle"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
-#: How the predictor's outputs encode its box (see docs/bundle.md): the first output holds
-#: corners, or centre + size (the raw output of tfedge's boxnet predictors); or two outputs
-#: hold a heat map (centre logits (1, N) and per-cell sizes (1, N, 2), N = S * S) decoded in
-#: float by tfedge.runtime.geometry.decode_heatmap (no int8 softmax on the device).
-BOX_FORMATS = ("yxyx_normalized", "cyxhw_normalized", "heatmap_cyxhw")
-HEATMAP_BOX_FORMAT = "heatmap_cyxhw"
 DEFAULT_PREPROCESSING: Mapping[str, Any] = {"color": "RGB", "pixel_range": [0, 255],
                                             "resize": "bilinear"}
 _PREPROCESSING_CHOICES = {"color": ("RGB",), "resize": ("bilinear",)}

@@ -47,7 +47,8 @@ __all__ = [
     "CRITERIA", "LOWER_IS_CONFIDENT", "PROBABILITY_CRITERIA", "check_criterion",
     # batches (evaluation, calibration)
     "softmax", "log_softmax", "criterion_scores", "confidence", "exits_at", "threshold_bounds",
-    "accumulate_logits", "cascade_exits", "CascadeOutcome", "simulate_cascade", "expected_macs",
+    "accumulate_logits", "cascade_exits", "CascadeOutcome", "simulate_cascade", "score_exits",
+    "expected_macs",
     # one frame (the device)
     "decision_logits", "confidence_score", "passes_threshold", "StageDecision", "decide_stage",
 ]
@@ -284,12 +285,21 @@ def simulate_cascade(stage_logits: Sequence[np.ndarray], labels: np.ndarray, *,
     """Run the cascade's decisions on cached per-stage logits and score them against ``labels``."""
     decision = accumulate_logits(stage_logits, weights)
     exit_stage, prediction = cascade_exits(decision, criteria, thresholds)
+    return score_exits(exit_stage, prediction, labels, stage_macs=stage_macs,
+                       predictor_macs=predictor_macs)
+
+
+def score_exits(exit_stage: np.ndarray, prediction: np.ndarray, labels: np.ndarray, *,
+                stage_macs: Sequence[int], predictor_macs: int = 0) -> CascadeOutcome:
+    """Accuracy, expected MACs and exit distribution of decisions already taken."""
+    exit_stage = np.asarray(exit_stage, dtype=np.int64)
+    prediction = np.asarray(prediction, dtype=np.int64)
     y = np.asarray(labels, dtype=np.int64)
     if y.shape != exit_stage.shape:
         raise TfedgeError(f"labels have shape {y.shape} but the logits hold {exit_stage.size} "
                           "images: pass the labels of the same split")
     correct = prediction == y
-    k_count = len(stage_logits)
+    k_count = len(stage_macs)
     fractions = tuple(float(np.mean(exit_stage == k)) for k in range(k_count))
     per_stage = tuple(float(correct[exit_stage == k].mean()) if np.any(exit_stage == k)
                       else float("nan") for k in range(k_count))
