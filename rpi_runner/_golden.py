@@ -26,8 +26,9 @@ golden.json`` writes (format ``tfedge-golden``, version 1)::
         "result": {"class": 1, "label": "Trouser", "score": 0.93, "exit_stage": 0}}]}
 
 An ``ARRAY`` is ``{"shape": [...], "dtype": "uint8" | "int8" | ..., "data":
-base64 of the little-endian, row-major (C order) bytes}``. Floats are JSON
-numbers (float32 values written exactly as doubles).
+base64 of the little-endian, row-major (C order) bytes}``
+(:mod:`tfedge.runtime.golden`). Floats are JSON numbers (float32 values
+written exactly as doubles).
 
 What a consumer should expect: the quantised inputs of a correct port agree
 exactly except where a resized value lies within float rounding of a
@@ -36,7 +37,6 @@ half-integer (then by 1); dequantisation and decisions agree exactly.
 
 from __future__ import annotations
 
-import base64
 import os
 from typing import Any, Sequence, Union
 
@@ -44,35 +44,15 @@ import numpy as np
 
 from tfedge.runtime.errors import TfedgeError
 from tfedge.runtime.fileio import atomic_write_json
+from tfedge.runtime.golden import (ARRAY_ENCODING, GOLDEN_FORMAT, GOLDEN_VERSION, decode_array,
+                                   encode_array)
+from tfedge.runtime.golden import floats as _floats
 
 from ._pipeline import EdgePipeline, FrameResult
 from ._sources import Frame
 
 __all__ = ["GOLDEN_FORMAT", "GOLDEN_VERSION", "encode_array", "decode_array", "golden_case",
            "write_golden"]
-
-GOLDEN_FORMAT = "tfedge-golden"
-GOLDEN_VERSION = 1
-ARRAY_ENCODING = ("each array is {shape, dtype, data}: data is base64 of the array's "
-                  "little-endian bytes in row-major (C) order")
-
-
-def encode_array(array: np.ndarray) -> dict[str, Any]:
-    """An array as ``{shape, dtype, data}`` (base64 of little-endian C-order bytes)."""
-    a = np.ascontiguousarray(array)
-    little = a.astype(a.dtype.newbyteorder("<"), copy=False)
-    return {"shape": [int(s) for s in a.shape], "dtype": a.dtype.name,
-            "data": base64.b64encode(little.tobytes()).decode("ascii")}
-
-
-def decode_array(obj: dict[str, Any]) -> np.ndarray:
-    """The inverse of :func:`encode_array`."""
-    dtype = np.dtype(obj["dtype"]).newbyteorder("<")
-    return np.frombuffer(base64.b64decode(obj["data"]), dtype=dtype).reshape(obj["shape"]).copy()
-
-
-def _floats(values: np.ndarray) -> list[float]:
-    return [float(v) for v in np.asarray(values).reshape(-1)]
 
 
 def golden_case(frame: Frame, result: FrameResult, pipeline: EdgePipeline) -> dict[str, Any]:

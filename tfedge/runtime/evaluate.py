@@ -39,8 +39,8 @@ from .geometry import CropConfig, crop_window, resize_bilinear
 from .image import read_image
 from .interpreter import TensorSpec, TfliteModel, dequantize, quantize
 
-__all__ = ["BundleEvaluation", "evaluate_bundle", "evaluate_models", "split_images", "crop_config",
-           "reference_input", "agreement"]
+__all__ = ["BundleEvaluation", "evaluate_bundle", "evaluate_models", "split_images",
+           "crop_config", "reference_input", "agreement"]
 
 BundleLike = Union[Bundle, str, os.PathLike]
 
@@ -90,13 +90,16 @@ def reference_input(image: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 def split_images(split: Any) -> tuple[Iterable[np.ndarray], Optional[np.ndarray], int,
                                        Optional[tuple[str, ...]]]:
-    """``(images, labels, count, class_names)`` of an array, an ImageSplit or a FileSplit.
+    """``(images, labels, count, class_names)`` of an array, an ImageSplit, a FileSplit or a
+    list of ``(H, W, 3)`` uint8 arrays of any sizes (no labels).
 
     Duck-typed (``images`` or ``paths``, ``labels``, ``class_names``): the
     runtime never imports ``tfedge.data``.
     """
     names = getattr(split, "class_names", None)
     names = tuple(names) if names is not None else None
+    if isinstance(split, (list, tuple)):
+        return split, None, len(split), None
     if isinstance(split, np.ndarray):
         images, labels = split, None
     elif hasattr(split, "images"):
@@ -189,8 +192,9 @@ def evaluate_bundle(bundle: BundleLike, split: Any, *, num_threads: int = 1,
 
     ``bundle``: a loaded :class:`~tfedge.runtime.bundle.Bundle` or the path of
     a bundle folder or ``.zip``. ``split``: an ``ImageSplit``, a ``FileSplit``
-    (its files decoded with :func:`tfedge.runtime.image.read_image`) or an
-    ``(N, H, W, 3)`` uint8 array (then ``top1`` is None). ``limit``: only the
+    (its files decoded with :func:`tfedge.runtime.image.read_image`), an
+    ``(N, H, W, 3)`` uint8 array or a list of ``(H, W, 3)`` uint8 frames of any
+    sizes (then ``top1`` is None). ``limit``: only the
     first images. A split whose class names differ from the bundle's labels
     is refused. This is the reference ``rpi_runner.EdgePipeline`` is compared
     with: both must agree on (nearly) every image.
