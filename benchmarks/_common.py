@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
@@ -22,13 +22,48 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(REPO))
 
+from tfedge._errors import TfedgeError  # noqa: E402 - needs the path set above
+
+
+class BenchmarkError(TfedgeError):
+    """A benchmark cannot run as asked (missing inputs, bad flags); the message says the fix."""
+
+
 FULL_SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
+DEBUG_ENV = "TFEDGE_DEBUG"
+"""Set to 1 to see a benchmark's full traceback instead of its one-line error."""
 
 
 def setup_logging() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def run_main(main: Callable[[], Any]) -> NoReturn:
+    """Run a benchmark's ``main`` and exit as the ``tfedge`` command does on failure.
+
+    An error the user can fix (a missing dataset, a bad path, a full disk:
+    see ``tfedge._cli.user_error_line``) ends as one line,
+    ``<script>: error: <message>``, with exit status 2 and no traceback;
+    ``$TFEDGE_DEBUG=1`` shows the traceback. A bug keeps its traceback. Every
+    script ends with ``if __name__ == "__main__": run_main(main)``.
+    """
+    from tfedge._cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, user_error_line
+
+    prog = Path(sys.argv[0]).name or "benchmark"
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # noqa: BLE001 - only user-fixable errors are caught
+        line = user_error_line(exc)
+        if line is None or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
+            raise
+        print(f"{prog}: error: {line}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_OK)
 
 
 def _version(module: str) -> str | None:
@@ -98,7 +133,7 @@ def reusable_sidecar(model: str | os.PathLike, *, dataset: str, epochs: int,
     wanted = {"dataset": dataset, "epochs": epochs, **({"seed": seed} if seed is not None else {})}
     differ = [f"{k} {found[k]!r} (not {v!r})" for k, v in wanted.items() if found[k] != v]
     if differ:
-        raise SystemExit(f"{model} cannot be reused: its {', '.join(differ)}; drop --reuse, "
+        raise BenchmarkError(f"{model} cannot be reused: its {', '.join(differ)}; drop --reuse, "
                          "use another --output-dir, or match its budget")
     return meta
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result,
-                     reusable_sidecar, setup_logging, spread)
+                     reusable_sidecar, run_main, setup_logging, spread)
 
 log = logging.getLogger("benchmarks.base")
 
@@ -90,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -42,8 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result,
-                     reusable_sidecar, setup_logging, spread)
+from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, BenchmarkError, environment,
+                     print_result, reusable_sidecar, run_main, setup_logging, spread)
 
 log = logging.getLogger("benchmarks.cascade")
 
@@ -80,7 +80,7 @@ def _parse_stages(text: str) -> list[tuple[str, int]]:
     for part in text.split(","):
         name, _, res = part.strip().partition("@")
         if not name or not res.isdigit():
-            raise SystemExit(f"--stages entry {part!r} is not NAME@RESOLUTION "
+            raise BenchmarkError(f"--stages entry {part!r} is not NAME@RESOLUTION "
                              "(e.g. resnet10_025@64)")
         stages.append((name, int(res)))
     return stages
@@ -145,7 +145,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
                          seed=seed)
         predictor = load_predictor(pred_path)
         if predictor.name != predictor_name:
-            raise SystemExit(f"{pred_path} is a {predictor.name}, not the {predictor_name} asked "
+            raise BenchmarkError(f"{pred_path} is a {predictor.name}, not the {predictor_name} asked "
                              "for: use another --output-dir or leave out --reuse")
     else:
         log.info("== seed %d: predictor %s, %d epochs", seed, predictor_name,
@@ -324,4 +324,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,7 +27,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from _common import REPO, environment, print_result, setup_logging, trained_seed
+from _common import (REPO, BenchmarkError, environment, print_result, run_main, setup_logging,
+                     trained_seed)
 
 log = logging.getLogger("benchmarks.convert")
 
@@ -132,10 +133,10 @@ def main() -> None:
     base = args.base or (DEFAULT_BASE if DEFAULT_BASE.exists() else None)
     cascade = args.cascade or next((p for p in DEFAULT_CASCADES if p.exists()), None)
     if base is None and cascade is None:
-        raise SystemExit("error: nothing to convert: run benchmarks/base.py and "
+        raise BenchmarkError("nothing to convert: run benchmarks/base.py and "
                          "benchmarks/cascade.py first, or pass --base / --cascade")
     print_result(run(base, cascade, args.quick, args.qat))
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

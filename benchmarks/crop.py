@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REPO, environment, print_result, setup_logging
+from _common import REPO, environment, print_result, run_main, setup_logging
 from base import BASE_MODEL
 
 log = logging.getLogger("benchmarks.crop")
@@ -281,4 +281,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

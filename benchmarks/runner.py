@@ -48,7 +48,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from _common import REPO, environment, print_result, setup_logging
+from _common import REPO, BenchmarkError, environment, print_result, run_main, setup_logging
 
 log = logging.getLogger("benchmarks.runner")
 
@@ -93,7 +93,7 @@ def _convert_base(model: Path, output: Path, quick: bool) -> Path:
             "--test-size", str(sizes["test_size"])]
     rc = convert_main(args)
     if rc != 0:
-        raise SystemExit(f"tfedge-convert failed (exit {rc}) on {model}")
+        raise BenchmarkError(f"tfedge-convert failed (exit {rc}) on {model}")
     return output
 
 
@@ -106,14 +106,14 @@ def _base_bundle(args: argparse.Namespace) -> tuple[Path, str]:
         if (output / "manifest.json").is_file():
             return output, "found"
         if not model.is_file():
-            raise SystemExit(f"no base model {model}: run benchmarks/base.py first")
+            raise BenchmarkError(f"no base model {model}: run benchmarks/base.py first")
         return _convert_base(model, output, args.quick), "converted"
     default = BUNDLES / f"base_{BASE_MODEL}"
     if (default / "manifest.json").is_file():
         return default, "found"
     model = REPO / "runs" / "benchmarks" / f"base_{BASE_MODEL}_seed0.keras"
     if not model.is_file():
-        raise SystemExit(f"no base bundle and no base model {model}: run benchmarks/base.py "
+        raise BenchmarkError(f"no base bundle and no base model {model}: run benchmarks/base.py "
                          "--quick first, or pass --base-bundle / --base-model")
     return _convert_base(model, default, args.quick), "converted"
 
@@ -214,7 +214,7 @@ def _runner(bundle: Path, folder: Path, records: Path, *, benchmark: bool, repea
         cmd.append("--benchmark")
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
-        raise SystemExit(f"tfedge-pi failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+        raise BenchmarkError(f"tfedge-pi failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1]) if benchmark else None
 
 
@@ -364,4 +364,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -467,3 +467,20 @@ def test_progress_printed_to_stderr(fashion_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     total = SMALL.train_size + SMALL.val_size + SMALL.test_size
     assert f"{total}/{total}" in err and 2 <= err.count("\n") <= 12
+
+
+def test_cache_that_cannot_be_written_is_a_one_line_error(fashion_dir, tmp_path, monkeypatch):
+    """A cache folder under a file, or a full disk: the fix in one line, not an OSError (#11)."""
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(DatasetError, match=r"cannot write the benchmark cache .*--cache-dir") as info:
+        load_benchmark(SMALL, cache_dir=tmp_path / "a_file", fashion_mnist_path=fashion_dir,
+                       progress=False)
+    assert "\n" not in str(info.value)
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "c" / "images.npy"))
+
+    monkeypatch.setattr(_benchmark, "_write_cache", full_disk)
+    with pytest.raises(DatasetError, match="No space left on device.*MB free"):
+        load_benchmark(SMALL, cache_dir=tmp_path / "c", fashion_mnist_path=fashion_dir,
+                       progress=False)

@@ -229,7 +229,8 @@ def test_data_verify_images_lists_unreadable_files(tmp_path):
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert [u["path"] for u in result["unreadable"]] == [str(tmp_path / "d" / "dog" / "b.png")]
-    assert "1 unreadable image(s): replace or delete them" in proc.stderr
+    assert "1 unreadable image(s), 0 skipped entries (not readable files): replace or delete " \
+        "them" in proc.stderr
     (tmp_path / "d" / "dog" / "b.png").unlink()
     proc = tfedge("data", "--data", str(tmp_path / "d"), "--verify-images")
     assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1])[

@@ -4,7 +4,12 @@ A tool builds an ``argparse`` parser whose subcommands set ``func`` (a
 callable taking the parsed namespace and returning an exit code), then calls
 :func:`run_cli`. A :class:`~tfedge.TfedgeError` (bad input the user can fix)
 is printed as one line, ``<prog>: error: <message>``, with exit status 2 and
-no traceback; ``--debug`` shows the traceback.
+no traceback; ``--debug`` shows the traceback. So is an ``OSError`` that
+names a file (a full disk, a path that cannot be written): the file and the
+system's reason are what the user needs, not our stack.
+
+Commands check their output paths with :func:`check_output_file` before any
+long work, so a bad ``--output`` fails in the first second, not after training.
 """
 
 from __future__ import annotations
@@ -13,21 +18,51 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ._errors import TfedgeError
 
-__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "add_common_flags", "run_cli"]
+__all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
+           "check_output_file", "run_cli", "user_error_line"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the job ran and failed a check it was asked to make
 EXIT_USAGE = 2  # bad input: the message says the fix
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="log more detail")
     parser.add_argument("--debug", action="store_true",
                         help="show full tracebacks (and TensorFlow's own logging)")
+
+
+def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] = None) -> Path:
+    """``path`` as a Path if a file can be written there, else a one-line :class:`TfedgeError`.
+
+    ``flag`` names the option in the message (``--output``); ``suffix`` is the
+    extension the file must have (``.keras``). Refuses a folder, an existing
+    FIFO or device, a parent that is a file, and a place this process cannot
+    create files in (see :func:`tfedge.data._files.writable_file_problem`).
+    """
+    from .data._files import writable_file_problem
+
+    text = os.fspath(path)
+    if suffix is not None and Path(text).suffix != suffix:
+        raise TfedgeError(f"{flag} must end in {suffix}, got {text!r}")
+    problem = writable_file_problem(text)
+    if problem is not None:
+        raise TfedgeError(f"{flag} {text!r} cannot be written: {problem}")
+    return Path(text)
+
+
+def _os_error_line(exc: OSError) -> Optional[str]:
+    """One line for an OSError that names its file (None for one that names none: a bug)."""
+    if exc.filename is None or not exc.strerror:
+        return None
+    names = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    return f"{names}: {exc.strerror}"
 
 
 def _quiet_tensorflow() -> None:
@@ -49,20 +84,29 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = Non
         return EXIT_USAGE
     try:
         return int(func(args) or EXIT_OK)
-    except TfedgeError as exc:
-        if debug:
-            raise
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - only TensorFlow's wrap of our own error is caught
-        line = _unreadable_image_line(exc)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - only user-fixable errors are caught (user_error_line)
+        line = user_error_line(exc)
         if line is None or debug:
             raise
         print(f"{parser.prog}: error: {line}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def user_error_line(exc: BaseException) -> Optional[str]:
+    """The one-line message of an error the user can fix, or None for a bug (keep its traceback).
+
+    User-fixable: a :class:`TfedgeError`, an ``OSError`` naming its file (a
+    full disk, a path that cannot be written), and an unreadable training
+    image that ``tf.data`` wrapped in its own error.
+    """
+    if isinstance(exc, TfedgeError):
+        return " ".join(str(exc).split("\n"))
+    if isinstance(exc, OSError):
+        return _os_error_line(exc)
+    return _unreadable_image_line(exc)
 
 
 def _unreadable_image_line(exc: BaseException) -> Optional[str]:

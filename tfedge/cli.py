@@ -21,10 +21,9 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
+from ._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, check_output_file, run_cli
 from ._errors import TfedgeError
 
 log = logging.getLogger("tfedge")
@@ -135,6 +134,8 @@ def cmd_macs(args: argparse.Namespace) -> int:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    if args.preview:  # before the data is built (half a minute for the default benchmark)
+        check_output_file(args.preview, "--preview")
     dataset = dataset_from_args(args)
     summary = {"name": dataset.name, "classes": list(dataset.class_names),
                "train": len(dataset.train), "val": len(dataset.val),
@@ -147,15 +148,21 @@ def cmd_data(args: argparse.Namespace) -> int:
         summary["preview"] = str(args.preview)
     for key in ("train", "val", "test"):
         print(f"{key:5s}: {summary[key]:>6d} images")
-    unreadable = _verify_images(dataset) if args.verify_images else []
+    # Entries the loader left out (symlink loops, dangling symlinks, FIFOs) are counted, and
+    # fail --verify-images as undecodable files do: the user named them as images.
+    skipped = list(dataset.skipped)
+    if skipped:
+        print(f"skipped: {len(skipped):>4d} image-named entries that are not readable files")
+    summary["skipped"] = [{"path": path, "reason": reason} for path, reason in skipped]
+    unreadable = _verify_images(dataset, len(skipped)) if args.verify_images else []
     if args.verify_images:
         summary["unreadable"] = [{"path": path, "reason": reason} for path, reason in unreadable]
     _print_json(summary)
-    return EXIT_FAILURE if unreadable else EXIT_OK
+    return EXIT_FAILURE if args.verify_images and (unreadable or skipped) else EXIT_OK
 
 
-def _verify_images(dataset) -> list[tuple[str, str]]:
-    """Decode every image as training will; log each one that fails."""
+def _verify_images(dataset, skipped: int = 0) -> list[tuple[str, str]]:
+    """Decode every image as training will; log each one that fails, then both counts."""
     from .data._pipeline import unreadable_images
 
     bad = []
@@ -168,7 +175,8 @@ def _verify_images(dataset) -> list[tuple[str, str]]:
         for path, reason in found:
             log.error("unreadable: %s", reason)
         bad += found
-    log.info("%d unreadable image(s)%s", len(bad), ": replace or delete them" if bad else "")
+    log.info("%d unreadable image(s), %d skipped entr%s (not readable files)%s", len(bad), skipped,
+             "y" if skipped == 1 else "ies", ": replace or delete them" if bad or skipped else "")
     return bad
 
 
@@ -190,9 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ._train import evaluate_classifier, train_classifier
 
     config = _train_config_from_args(args)  # validate flags before loading anything big
-    output = Path(args.output)
-    if output.suffix != ".keras":
-        raise TfedgeError(f"--output must end in .keras, got {args.output!r}")
+    output = check_output_file(args.output, "--output", suffix=".keras")
     dataset = dataset_from_args(args)
     model, result = train_classifier(
         args.model, dataset.train, val=dataset.val, config=config, teacher=args.teacher,

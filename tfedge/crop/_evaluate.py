@@ -163,7 +163,8 @@ def save_box_preview(split: Split, predicted_boxes: np.ndarray, path: Union[str,
     else:
         from .._image import upright_size
 
-        sizes = np.array([upright_size(p) for p in split.subset(idx).paths]).reshape(-1, 2)
+        sub = split.subset(idx)
+        sizes = np.array([upright_size(p) for p in sub.paths]).reshape(-1, 2)
         heights, widths = sizes[:, 0], sizes[:, 1]
     shown = pred[idx]
     if crop is not None:

@@ -689,7 +689,14 @@ def load_benchmark(config: BenchmarkConfig = BenchmarkConfig(), cache_dir: Optio
     for stale in remove_stale_temporaries(path, STALE_TEMPORARY_SECONDS):
         logger.info("removed %s, left by a generation that was killed", stale)
     fashion, photos = _load_sources(fashion_mnist_path, allow_download)
-    _write_cache(config, path, fashion, photos, _progress_fn(progress))
+    try:
+        _write_cache(config, path, fashion, photos, _progress_fn(progress))
+    except OSError as exc:  # a cache path under a file, no permission, a full disk
+        images_mb = (config.train_size + config.val_size + config.test_size) \
+            * config.image_size ** 2 * 3 / 2 ** 20
+        raise DatasetError(f"cannot write the benchmark cache at {path} ({exc.strerror or exc}): "
+                           f"pass --cache-dir (or set ${CACHE_ENV}) to a writable folder with "
+                           f"{images_mb:.0f} MB free") from None
     data, reason = _read_cache(config, path, verify_checksums=False)
     if data is None:
         raise DatasetError(f"the benchmark just written to {path} cannot be read back ({reason}): "

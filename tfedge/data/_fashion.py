@@ -52,8 +52,9 @@ _FILES = {
 
 _NOT_FOUND = (
     "Fashion-MNIST not found at {path}: install it with 'apt-get install "
-    "dataset-fashion-mnist' (Debian/Ubuntu), pass --fashion-mnist PATH to a folder "
-    "holding the four IDX .gz files, or add --allow-download to fetch it with Keras")
+    "dataset-fashion-mnist' (Debian/Ubuntu), pass --fashion-mnist PATH (or set "
+    f"${FASHION_MNIST_ENV}) to a folder holding the four IDX .gz files, or add "
+    "--allow-download to fetch it with Keras")
 
 
 @dataclass(frozen=True)

@@ -54,11 +54,13 @@ import numpy as np
 
 from .._errors import DatasetError
 from ._boxes import box_area, orient_boxes, voc_pixels_to_box
+from ._files import DIRECTORY, REGULAR_FILE, entry_kind, not_a_regular_file
 from ._types import FileSplit
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SPLIT_NAMES",
+    "SkippedFile",
     "load_class_folders",
     "load_image_dataset",
 ]
@@ -78,6 +80,11 @@ CSV_SIZE_COLUMNS = ("width", "height")
 CSV_LABEL_COLUMN = "label"
 VOC_COORDS = ("xmin", "ymin", "xmax", "ymax")
 _MAX_LISTED = 5  # names shown in an error message before "..."
+_MAX_SKIPS_LOGGED = 20  # skipped files named one per line before "... and N more"
+
+#: ``(path, reason)`` of an image-named entry that is not a readable regular file
+#: (a symlink loop, a dangling symlink, a FIFO, a socket, a device): left out of the split.
+SkippedFile = tuple[str, str]
 
 
 # --------------------------------------------------------------------------- box records
@@ -200,14 +207,17 @@ class _VocIndex:
         self.directory = directory
         self.by_class: dict[tuple[str, str], Path] = {}
         self.by_stem: dict[str, Path] = {}
+        # Symlink loops, FIFOs and other non-files named .xml are left out (entry_kind
+        # never raises or opens them); a looked-up stem then has no box file.
         for entry in _scandir_sorted(directory):
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            kind, _ = entry_kind(entry)
+            if kind == DIRECTORY:
                 for sub in _scandir_sorted(Path(entry.path)):
-                    if sub.is_file() and sub.name.lower().endswith(".xml"):
+                    if sub.name.lower().endswith(".xml") and entry_kind(sub)[0] == REGULAR_FILE:
                         self.by_class[(entry.name, Path(sub.name).stem)] = Path(sub.path)
-            elif entry.is_file() and entry.name.lower().endswith(".xml"):
+            elif kind == REGULAR_FILE and entry.name.lower().endswith(".xml"):
                 self.by_stem[Path(entry.name).stem] = Path(entry.path)
         if not self.by_class and not self.by_stem:
             raise DatasetError(f"{directory}: no .xml box files found: expected "
@@ -255,6 +265,9 @@ class _CsvIndex:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.label = f"CSV {path}"
+        problem = not_a_regular_file(path) if path.exists() or path.is_symlink() else None
+        if problem is not None:  # open() on a FIFO would block forever
+            raise DatasetError(f"{path}: box CSV is {problem}: pass a regular .csv file")
         try:
             handle = open(path, newline="", encoding="utf-8-sig")
         except OSError as exc:
@@ -427,8 +440,12 @@ def _resolve_box(record: _BoxRecord, image: Path, class_name: str, check_image_s
 
 
 def _scandir_sorted(directory: Path) -> list[os.DirEntry]:
-    with os.scandir(directory) as it:
-        return sorted(it, key=lambda e: e.name)
+    try:
+        with os.scandir(directory) as it:
+            return sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        raise DatasetError(f"{directory}: cannot list folder ({exc.strerror or exc}): fix its "
+                           "permissions or remove it") from None
 
 
 def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
@@ -444,18 +461,27 @@ def _normalise_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _class_folders(root: Path) -> list[str]:
-    """Names of the (non-hidden) sub-folders of ``root``, sorted."""
+def _class_folders(root: Path, warn: bool = False) -> list[str]:
+    """Names of the (non-hidden) sub-folders of ``root``, sorted.
+
+    warn: log the symlinks (looping or dangling) left out; one caller per
+    folder warns, so a folder scanned twice is not reported twice.
+    """
     if not root.exists():
         raise DatasetError(f"{root}: dataset folder not found: pass the folder holding one "
                            "sub-folder per class")
     if not root.is_dir():
         raise DatasetError(f"{root}: not a folder: pass the folder holding one sub-folder per class")
-    try:
-        entries = _scandir_sorted(root)
-    except OSError as exc:
-        raise DatasetError(f"{root}: cannot list folder ({exc.strerror}): fix its permissions") from None
-    return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+    names = []
+    for entry in _scandir_sorted(root):
+        if entry.name.startswith("."):
+            continue
+        kind, reason = entry_kind(entry)
+        if kind == DIRECTORY:
+            names.append(entry.name)
+        elif warn and reason is not None and "symlink" in reason:
+            log.warning("%s: skipped, not a class folder: %s", entry.path, reason)
+    return names
 
 
 def _check_class_names(class_names: Optional[Sequence[str]]) -> Optional[tuple[str, ...]]:
@@ -472,14 +498,29 @@ def _check_class_names(class_names: Optional[Sequence[str]]) -> Optional[tuple[s
     return names
 
 
+def _log_skipped(root: Path, skipped: Sequence[SkippedFile]) -> None:
+    """One warning per skipped file (the first few), then the count: never a silent skip."""
+    for path, reason in skipped[:_MAX_SKIPS_LOGGED]:
+        log.warning("skipped %s: %s", path, reason)
+    if len(skipped) > _MAX_SKIPS_LOGGED:
+        log.warning("... and %d more", len(skipped) - _MAX_SKIPS_LOGGED)
+    if skipped:
+        log.warning("%s: skipped %d image-named entr%s that %s not a readable file (symlink "
+                    "loops, dangling symlinks, FIFOs, devices): fix or delete them", root,
+                    len(skipped), "y" if len(skipped) == 1 else "ies",
+                    "is" if len(skipped) == 1 else "are")
+
+
 def _load_split(root: Path, class_names: tuple[str, ...], extensions: tuple[str, ...],
                 box_index: Optional[_BoxIndex], key_roots: Sequence[Path],
-                check_image_sizes: bool) -> tuple[FileSplit, int]:
-    """Scan ``root/<class>/`` folders; return the split and how many images got a box."""
-    folders = _class_folders(root)
+                check_image_sizes: bool, warn_root: bool = True
+                ) -> tuple[FileSplit, int, list[SkippedFile]]:
+    """Scan ``root/<class>/`` folders; return the split, how many images got a box, and the
+    image-named entries left out because they are not regular files."""
+    folders = _class_folders(root, warn=warn_root)
     if not folders:
         loose = [e.name for e in _scandir_sorted(root)
-                 if e.is_file() and e.name.lower().endswith(extensions)]
+                 if e.name.lower().endswith(extensions) and entry_kind(e)[0] == REGULAR_FILE]
         hint = (f" (it holds {len(loose)} images directly: move them into root/<class_name>/)"
                 if loose else "")
         raise DatasetError(f"{root}: no class folders found{hint}: expected "
@@ -493,18 +534,25 @@ def _load_split(root: Path, class_names: tuple[str, ...], extensions: tuple[str,
     labels: list[int] = []
     boxes: list[np.ndarray] = []
     skipped_dirs = 0
+    skipped: list[SkippedFile] = []
     for name in folders:
         folder = root / name
         count = 0
         for entry in _scandir_sorted(folder):
             if entry.name.startswith("."):
                 continue
-            if entry.is_dir():
+            kind, reason = entry_kind(entry)
+            if kind == DIRECTORY:
                 skipped_dirs += 1
                 continue
             if not entry.name.lower().endswith(extensions):
                 continue
             image = Path(os.path.abspath(entry.path))
+            if kind != REGULAR_FILE:
+                # Opening a FIFO blocks forever and a symlink loop raises: such an entry is
+                # left out, named and counted (see _log_skipped), never opened.
+                skipped.append((str(image), reason or "not a regular file"))
+                continue
             paths.append(str(image))
             labels.append(label_of[name])
             count += 1
@@ -514,8 +562,12 @@ def _load_split(root: Path, class_names: tuple[str, ...], extensions: tuple[str,
                 boxes.append(np.full(4, np.nan, np.float32) if record is None
                              else _resolve_box(record, image, name, check_image_sizes))
         if count == 0:
+            left_out = sum(1 for path, _ in skipped if Path(path).parent == Path(os.path.abspath(folder)))
+            hint = f" ({left_out} skipped: not readable files)" if left_out else ""
+            _log_skipped(root, skipped)
             raise DatasetError(f"{folder}: class folder holds no images with extension "
-                               f"{', '.join(extensions)}: add images or delete the folder")
+                               f"{', '.join(extensions)}{hint}: add images or delete the folder")
+    _log_skipped(root, skipped)
     if skipped_dirs:
         log.warning("%s: skipped %d sub-folder(s) inside class folders: only images directly in "
                     "root/<class_name>/ are loaded", root, skipped_dirs)
@@ -527,7 +579,7 @@ def _load_split(root: Path, class_names: tuple[str, ...], extensions: tuple[str,
                  len(folders), with_box, len(paths) - with_box)
     else:
         log.info("%s: %d images in %d classes", root, len(paths), len(folders))
-    return split, with_box
+    return split, with_box, skipped
 
 
 def _report_unused(box_index: _BoxIndex) -> None:
@@ -568,7 +620,7 @@ def load_class_folders(root: str | os.PathLike, *, boxes: str | os.PathLike | No
     if names is None:
         names = tuple(_class_folders(root))
     box_index = None if boxes is None else _open_box_source(boxes)
-    split, with_box = _load_split(root, names, exts, box_index, [root], check_image_sizes)
+    split, with_box, _ = _load_split(root, names, exts, box_index, [root], check_image_sizes)
     if box_index is not None:
         if with_box == 0:
             raise DatasetError(f"{box_index.label}: no box matched any of the {len(split)} images in "
@@ -593,11 +645,26 @@ def load_image_dataset(root: str | os.PathLike, *,
     training and validation files, or one CSV), or a mapping from split name
     to its own source (ImageNet ships its validation boxes apart). A CSV
     ``filename`` may then be relative to the split folder or to ``root``.
+
+    Image-named entries that are not regular files (symlink loops, dangling
+    symlinks, FIFOs, devices) are left out and logged with their count;
+    :func:`scan_image_dataset` also returns them.
     """
+    return scan_image_dataset(root, boxes=boxes, extensions=extensions, class_names=class_names,
+                              check_image_sizes=check_image_sizes)[0]
+
+
+def scan_image_dataset(root: str | os.PathLike, *,
+                       boxes: str | os.PathLike | Mapping[str, str | os.PathLike] | None = None,
+                       extensions: Iterable[str] = IMAGE_EXTENSIONS,
+                       class_names: Optional[Sequence[str]] = None,
+                       check_image_sizes: bool = True
+                       ) -> tuple[dict[str, FileSplit], list[SkippedFile]]:
+    """:func:`load_image_dataset`, plus the ``(path, reason)`` of every entry it left out."""
     root = Path(root)
     exts = _normalise_extensions(extensions)
     names = _check_class_names(class_names)
-    folders = _class_folders(root)
+    folders = _class_folders(root, warn=True)
     splits = [s for s in SPLIT_NAMES if s in folders]
     if splits:
         others = [f for f in folders if f not in SPLIT_NAMES]
@@ -624,11 +691,15 @@ def load_image_dataset(root: str | os.PathLike, *,
         sources = {}
 
     out: dict[str, FileSplit] = {}
+    skipped: list[SkippedFile] = []
     matched: dict[int, int] = {}
     for split_name, split_root in split_roots.items():
         index = sources.get(split_name)
         key_roots = [split_root] if split_root == root else [split_root, root]
-        split, with_box = _load_split(split_root, names, exts, index, key_roots, check_image_sizes)
+        split, with_box, split_skipped = _load_split(split_root, names, exts, index, key_roots,
+                                                     check_image_sizes,
+                                                     warn_root=split_root != root)
+        skipped += split_skipped
         if index is None and sources:
             # Another split has boxes: give this one NaN rows so every split has the same form.
             split = FileSplit(split.paths, split.labels,
@@ -641,4 +712,4 @@ def load_image_dataset(root: str | os.PathLike, *,
             raise DatasetError(f"{index.label}: no box matched any image under {root}: check that box "
                                "files are named after the images")
         _report_unused(index)
-    return out
+    return out, skipped

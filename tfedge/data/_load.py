@@ -12,7 +12,7 @@ import numpy as np
 
 from .._errors import DatasetError
 from ._benchmark import BenchmarkConfig, load_benchmark
-from ._folders import load_image_dataset
+from ._folders import SkippedFile, scan_image_dataset
 from ._types import FileSplit, Split
 
 __all__ = ["Dataset", "load_dataset", "BENCHMARK_NAME"]
@@ -32,6 +32,9 @@ class Dataset:
     test: Optional[Split]
     class_names: tuple[str, ...]
     info: dict[str, Any]
+    #: ``(path, reason)`` of image-named entries of a folder dataset left out because they are
+    #: not readable files (symlink loops, dangling symlinks, FIFOs, devices); counted in ``info``.
+    skipped: tuple[SkippedFile, ...] = ()
 
     def split(self, name: str) -> Split:
         splits = {"train": self.train, "val": self.val, "test": self.test}
@@ -97,7 +100,7 @@ def load_dataset(
                            "built-in data or the path of a folder of class folders")
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    splits = load_image_dataset(root, boxes=boxes)
+    splits, skipped = scan_image_dataset(root, boxes=boxes)
     if "train" not in splits:
         raise DatasetError(f"{root}: no training images found: put them in {root}/train/<class>/ "
                            f"or {root}/<class>/")
@@ -108,4 +111,6 @@ def load_dataset(
     return Dataset(name=root.name, train=train, val=val, test=splits.get("test"),
                    class_names=train.class_names,
                    info={"kind": "folders", "path": str(root), "boxes": boxes,
-                         "val_fraction": val_fraction if "val" not in splits else None})
+                         "val_fraction": val_fraction if "val" not in splits else None,
+                         "skipped_files": len(skipped)},
+                   skipped=tuple(skipped))

@@ -131,13 +131,25 @@ def read_file_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`DatasetError` naming the file; inside ``tf.data`` that
     message travels in TensorFlow's error after :data:`UNREADABLE_IMAGE`.
     """
-    from .._image import ImageReadError, read_image
+    from .._image import ImageReadError
 
     try:
-        return read_image(path)[0]
+        return _read_regular_image(path)
     except ImageReadError as exc:
         raise DatasetError(f"{UNREADABLE_IMAGE}{exc}: replace or delete it (find them all with "
                            "'tfedge data ... --verify-images')") from None
+
+
+def _read_regular_image(path: str | os.PathLike) -> np.ndarray:
+    """``read_image`` for a path that must be a regular file: a FIFO is refused, not opened
+    (``open`` would block until a writer appears), a symlink loop is named as one."""
+    from .._image import ImageReadError, read_image
+    from ._files import not_a_regular_file
+
+    problem = not_a_regular_file(path)
+    if problem is not None:
+        raise ImageReadError(f"{path}: {problem}, not an image file")
+    return read_image(path)[0]
 
 
 def unreadable_images(split: ImageSplit | FileSplit, *, workers: Optional[int] = None,
@@ -151,7 +163,7 @@ def unreadable_images(split: ImageSplit | FileSplit, *, workers: Optional[int] =
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from .._image import ImageReadError, read_image
+    from .._image import ImageReadError
 
     if not isinstance(split, FileSplit):
         return []
@@ -159,7 +171,7 @@ def unreadable_images(split: ImageSplit | FileSplit, *, workers: Optional[int] =
 
     def check(path: str) -> Optional[tuple[str, str]]:
         try:
-            read_image(path)  # what read_file_image does, keeping the decoder's own message
+            _read_regular_image(path)  # what read_file_image does, keeping the decoder's message
         except ImageReadError as exc:
             return str(path), str(exc)
         return None

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._errors import DatasetError
 from .._io import atomic_write_bytes
+from ._files import writable_file_problem
 from ._types import FileSplit, ImageSplit
 
 __all__ = ["save_preview", "TRUE_BOX_COLOUR", "PREDICTED_BOX_COLOUR"]
@@ -40,12 +41,19 @@ def save_preview(split: Union[ImageSplit, FileSplit], path: Union[str, os.PathLi
                  count: int = 32, tile: int = 128, columns: Optional[int] = None,
                  predicted_boxes: Optional[np.ndarray] = None,
                  captions: Optional[Sequence[str]] = None) -> None:
-    """Write a grid of the first ``count`` images with true (green) and predicted (red) boxes."""
+    """Write a grid of the first ``count`` images with true (green) and predicted (red) boxes.
+
+    A path that cannot take a file (a folder, a device, an unwritable place)
+    raises :class:`DatasetError` before any image is read.
+    """
     from PIL import Image, ImageDraw
 
     count = min(count, len(split))
     if count < 1:
         raise DatasetError("nothing to preview: the split is empty")
+    problem = writable_file_problem(path)
+    if problem is not None:
+        raise DatasetError(f"cannot write the preview to {os.fspath(path)!r}: {problem}")
     columns = columns or int(math.ceil(math.sqrt(count)))
     rows = int(math.ceil(count / columns))
     step = tile + TILE_PADDING
@@ -63,4 +71,8 @@ def save_preview(split: Union[ImageSplit, FileSplit], path: Union[str, os.PathLi
         sheet.paste(img, ((i % columns) * step, (i // columns) * step))
     buffer = io.BytesIO()
     sheet.save(buffer, format="PNG")
-    atomic_write_bytes(path, buffer.getvalue())
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as exc:  # e.g. the disk filled up while writing
+        raise DatasetError(f"cannot write the preview to {os.fspath(path)!r} "
+                           f"({exc.strerror or exc}): choose another path or free space") from None
