@@ -318,22 +318,28 @@ def test_cli_data_preview_of_a_folder_dataset(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["preview"] == str(png)
 
 
+@pytest.mark.slow  # 18-28 s: TensorFlow in a subprocess; the fast case is test_box_preview_of_a_folder_dataset
 def test_cli_crop_evaluate_with_preview_on_a_folder_dataset(tmp_path):
     """What crashed after printing its results (#16): the whole command, on class folders."""
     from tfedge.crop import build_predictor, save_predictor
     from tfedge.models import create_model
 
     root = _images(tmp_path / "d", per_class=4, size=32)
+    boxes = tmp_path / "boxes.csv"   # the folder branch with true boxes: IoU and 'worst' order
+    boxes.write_text("filename,xmin,ymin,xmax,ymax\n" + "".join(
+        f"{name}/{i}.png,2,3,20,25\n" for name in CLASSES for i in range(4)))
     save_predictor(build_predictor("boxnet_heat_r32_w4"), tmp_path / "p.keras")
     create_model("resnet10_025", resolution=32, num_classes=2).save(tmp_path / "m.keras")
     png = tmp_path / "boxes.png"
     proc = _tfedge("crop", "evaluate", "--predictor", str(tmp_path / "p.keras"),
                    "--model", str(tmp_path / "m.keras"), "--data", str(root), "--split", "val",
-                   "--preview", str(png), "--preview-count", "2", timeout=240)
+                   "--boxes", str(boxes), "--preview", str(png), "--preview-count", "2",
+                   "--preview-order", "worst", timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["preview"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert summary["count"] == 2 and summary["boxes"] is None    # no box files: no IoU
+    assert summary["count"] == 2 and summary["boxes"]["count"] == 2
+    assert 0.0 <= summary["boxes"]["miou"] <= 1.0 and summary["top1_oracle"] is not None
 
 
 # --------------------------------------------------------------------------- #18: benchmark scripts
@@ -353,3 +359,32 @@ def test_benchmark_scripts_end_a_missing_input_in_one_line(tmp_path, script, arg
     assert line.startswith(f"{script}: error: ")
     assert (str(empty) in line and "apt-get install" in line) or "/nonexistent/base.keras" in line
     assert proc.stdout == ""
+
+
+# --------------------------------------------------------------------------- #19: IoU per background
+
+
+def test_iou_by_background_hand_values():
+    from tfedge.crop._evaluate import iou_by_background
+
+    ious = [0.9, 0.7, np.nan, 0.2, 0.4, 1.0]
+    backgrounds = ["moon", "moon", "moon", "grass", "grass", "coffee"]
+    out = iou_by_background(ious, backgrounds)
+    assert out["count"] == 5 and out["miou"] == pytest.approx(3.2 / 5)
+    assert out["p10"] == pytest.approx(np.percentile([0.9, 0.7, 0.2, 0.4, 1.0], 10))
+    assert out["missed"] == pytest.approx(2 / 5)                    # 0.2 and 0.4 miss
+    assert list(out["backgrounds"]) == ["coffee", "grass", "moon"]   # sorted, NaN row dropped
+    assert out["backgrounds"]["moon"] == {"count": 2, "miou": pytest.approx(0.8),
+                                          "p10": pytest.approx(0.72), "missed": 0.0}
+    assert out["backgrounds"]["grass"]["missed"] == 1.0
+    assert out["worst"] == "grass" and out["worst_miou"] == pytest.approx(0.3)
+    assert json.loads(json.dumps(out)) == out
+
+
+def test_iou_by_background_rejects_mismatched_or_empty_input():
+    from tfedge.crop._evaluate import iou_by_background
+
+    with pytest.raises(TfedgeError, match="one entry per image"):
+        iou_by_background([0.5, 0.6], ["moon"])
+    with pytest.raises(TfedgeError, match="every true box is unknown"):
+        iou_by_background([np.nan], ["moon"])

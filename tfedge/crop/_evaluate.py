@@ -27,14 +27,18 @@ from ..data._boxes import iou
 from ..data._types import ImageSplit, Split
 from .geometry import CropConfig, crop_windows, window_to_box
 
-__all__ = ["IOU_PERCENTILES", "IOU_THRESHOLDS", "iou_summary", "CropEvalResult",
-           "evaluate_crop_pipeline", "save_box_preview"]
+__all__ = ["IOU_PERCENTILES", "IOU_THRESHOLDS", "LOW_IOU_PERCENTILE", "iou_summary",
+           "iou_by_background", "CropEvalResult", "evaluate_crop_pipeline", "save_box_preview"]
 
 log = logging.getLogger(__name__)
 
 
 IOU_PERCENTILES = (5, 10, 25, 50, 75, 90)
 IOU_THRESHOLDS = (0.5, 0.7, 0.8)
+LOW_IOU_PERCENTILE = 10
+"""The percentile :func:`iou_by_background` reports: the boxes a user sees fail (issue #19)."""
+MISS_IOU = 0.5
+"""A box below this IoU counts as missing its object."""
 
 
 def iou_summary(predicted: Any, true: Any) -> dict[str, float]:
@@ -58,6 +62,38 @@ def iou_summary(predicted: Any, true: Any) -> dict[str, float]:
     for t in IOU_THRESHOLDS:
         out[f"above_{t:.1f}"] = float(np.mean(scores >= t))
     return out
+
+
+def iou_by_background(ious: Any, backgrounds: Any) -> dict[str, Any]:
+    """Box IoU per background (photo or scene), and its 10th percentile, overall and per background.
+
+    A mean over the test split hides a scene the predictor never learned;
+    this names it. ``ious`` is one IoU per image (NaN: unknown true box, left
+    out); ``backgrounds`` one label per image (e.g.
+    :func:`tfedge.data.benchmark_backgrounds`, or photo scenes). Returns::
+
+        {"count": N, "miou": mean, "p10": 10th percentile, "missed": fraction below 0.5,
+         "backgrounds": {name: {"count", "miou", "p10", "missed"}, ...},   # sorted by name
+         "worst": name of the background with the lowest mean, "worst_miou": its mean}
+    """
+    scores = np.asarray(ious, np.float64).reshape(-1)
+    labels = np.asarray([str(b) for b in backgrounds], dtype=object)
+    if labels.shape != scores.shape:
+        raise DatasetError(f"ious and backgrounds must have one entry per image: got "
+                           f"{scores.size} IoUs and {labels.size} backgrounds")
+    known = ~np.isnan(scores)
+    if not known.any():
+        raise DatasetError("no IoU to group: every true box is unknown")
+    scores, labels = scores[known], labels[known]
+
+    def stats(values: np.ndarray) -> dict[str, Any]:
+        return {"count": int(values.size), "miou": float(values.mean()),
+                f"p{LOW_IOU_PERCENTILE}": float(np.percentile(values, LOW_IOU_PERCENTILE)),
+                "missed": float(np.mean(values < MISS_IOU))}
+
+    per = {name: stats(scores[labels == name]) for name in sorted(set(labels.tolist()))}
+    worst = min(per, key=lambda name: (per[name]["miou"], name))
+    return {**stats(scores), "backgrounds": per, "worst": worst, "worst_miou": per[worst]["miou"]}
 
 
 @dataclass(frozen=True)
