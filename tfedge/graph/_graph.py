@@ -201,6 +201,10 @@ class ModelGraph:
         """Shape (batch first) of a tensor."""
         return self.node(ref).output_shapes[ref.index]
 
+    def tensor(self, ref: TensorRef) -> Any:
+        """The symbolic Keras tensor ``ref`` (to build a feature model on the same layers)."""
+        return self._live[(ref.layer, ref.call)].output_tensors[ref.index]
+
     def consumers(self, ref: TensorRef) -> list[tuple[Node, int]]:
         """``(node, input position)`` of every call that reads tensor ``ref``."""
         return list(self._consumers.get(ref, ()))

@@ -9,7 +9,7 @@ blocks to drop. The search and the baselines that use them are at the end.
 
 from __future__ import annotations
 
-from ._groups import ChannelGroup, ShrinkError, find_channel_groups
+from ._groups import ChannelGroup, ChannelMember, ShrinkError, find_channel_groups
 from ._surgery import prune_channels
 from ._importance import (IMPORTANCES, block_importance, make_importance, round_keep,
                           shrink_width)
@@ -17,7 +17,7 @@ from ._depth import Block, drop_blocks, find_blocks
 from ._resolution import set_resolution
 
 __all__ = [
-    "ChannelGroup", "ShrinkError", "find_channel_groups", "prune_channels",
+    "ChannelGroup", "ChannelMember", "ShrinkError", "find_channel_groups", "prune_channels",
     "IMPORTANCES", "make_importance", "round_keep", "shrink_width", "block_importance",
     "Block", "find_blocks", "drop_blocks", "set_resolution",
 ]
