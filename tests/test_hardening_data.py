@@ -318,7 +318,7 @@ def test_cli_data_preview_of_a_folder_dataset(tmp_path):
     assert json.loads(proc.stdout.strip().splitlines()[-1])["preview"] == str(png)
 
 
-@pytest.mark.slow  # 18-28 s: TensorFlow in a subprocess; the fast case is test_box_preview_of_a_folder_dataset
+@pytest.mark.slow  # 18-28 s (TensorFlow in a subprocess); test_box_preview_of_a_folder_dataset is fast
 def test_cli_crop_evaluate_with_preview_on_a_folder_dataset(tmp_path):
     """What crashed after printing its results (#16): the whole command, on class folders."""
     from tfedge.crop import build_predictor, save_predictor

@@ -505,10 +505,10 @@ def _log_skipped(root: Path, skipped: Sequence[SkippedFile]) -> None:
     if len(skipped) > _MAX_SKIPS_LOGGED:
         log.warning("... and %d more", len(skipped) - _MAX_SKIPS_LOGGED)
     if skipped:
-        log.warning("%s: skipped %d image-named entr%s that %s not a readable file (symlink "
-                    "loops, dangling symlinks, FIFOs, devices): fix or delete them", root,
-                    len(skipped), "y" if len(skipped) == 1 else "ies",
-                    "is" if len(skipped) == 1 else "are")
+        what = "entry that is not a readable file" if len(skipped) == 1 else \
+            "entries that are not readable files"
+        log.warning("%s: skipped %d image-named %s (symlink loops, dangling symlinks, FIFOs, "
+                    "devices): fix or delete them", root, len(skipped), what)
 
 
 def _load_split(root: Path, class_names: tuple[str, ...], extensions: tuple[str, ...],
@@ -562,7 +562,8 @@ def _load_split(root: Path, class_names: tuple[str, ...], extensions: tuple[str,
                 boxes.append(np.full(4, np.nan, np.float32) if record is None
                              else _resolve_box(record, image, name, check_image_sizes))
         if count == 0:
-            left_out = sum(1 for path, _ in skipped if Path(path).parent == Path(os.path.abspath(folder)))
+            here = Path(os.path.abspath(folder))
+            left_out = sum(1 for path, _ in skipped if Path(path).parent == here)
             hint = f" ({left_out} skipped: not readable files)" if left_out else ""
             _log_skipped(root, skipped)
             raise DatasetError(f"{folder}: class folder holds no images with extension "
