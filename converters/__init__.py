@@ -2,7 +2,7 @@
 
 The command-line tool lives in :mod:`converters.cli`; the conversion itself is
 library code in :mod:`tfedge._convert` and the bundle format in
-:mod:`tfedge.bundle`.
+:mod:`tfedge.runtime.bundle`.
 """
 
 __all__: list[str] = []

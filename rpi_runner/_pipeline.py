@@ -173,14 +173,14 @@ class EdgePipeline:
     """A bundle's predictor and cascade, ready to classify frames.
 
     Args:
-        bundle: a loaded :class:`tfedge.bundle.Bundle`, or the path of a bundle
+        bundle: a loaded :class:`tfedge.runtime.bundle.Bundle`, or the path of a bundle
             folder or ``.zip`` (loaded and checked here, closed by :meth:`close`).
         num_threads: interpreter threads per model.
         warm_up: run every model once on zeros now, so the first frame's
             timing is not the interpreter's one-off setup.
 
     Every model's tensors are checked against the manifest
-    (:func:`tfedge.bundle.check_tensor_specs`); problems raise
+    (:func:`tfedge.runtime.bundle.check_tensor_specs`); problems raise
     :class:`~tfedge.BundleError` with a one-line fix.
     """
 
@@ -217,7 +217,7 @@ class EdgePipeline:
     def draft_short_side(self) -> int:
         """The smallest short side a frame may be decoded at (JPEG draft) without losing detail.
 
-        See :func:`rpi_runner._preprocess.needed_short_side`: the smallest
+        See :func:`tfedge.runtime.preprocess.needed_short_side`: the smallest
         crop the predictor can cause must still hold the largest stage input.
         """
         return needed_short_side(

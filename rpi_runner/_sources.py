@@ -108,7 +108,7 @@ def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFA
       1/4 or 1/8 inside the decoder, several times faster) as far as its short
       side stays at least this many pixels (None: full size);
     * EXIF orientation is applied, so the frame is the right way up;
-    * any mode becomes 8-bit RGB (see :func:`tfedge._image.to_uint8_rgb`).
+    * any mode becomes 8-bit RGB (see :func:`tfedge.runtime.image.to_uint8_rgb`).
 
     Raises :class:`FrameError` with one line naming the file and the problem.
     """
@@ -124,7 +124,7 @@ def decode_image_sized(source: Union[str, os.PathLike, Any], *,
 
     The two differ only when draft decoding shrank a JPEG; then the second
     maps the decoded frame's pixels back to the file's. Training decodes
-    class folders with the same function (:func:`tfedge._image.read_image`).
+    class folders with the same function (:func:`tfedge.runtime.image.read_image`).
     """
     try:
         return read_image(source, max_pixels=max_pixels, draft_short_side=draft_short_side)

@@ -207,8 +207,11 @@ fi
 log "copying the runner, the bundle and the images into the chroot"
 rm -rf "$ROOT/opt/tfedge-src" "$ROOT/opt/tfedge-work/bundle" "$ROOT/opt/tfedge-work/images"
 mkdir -p "$ROOT/opt/tfedge-src"
-# tfedge's TensorFlow-free modules and the runner (the chroot has no TensorFlow at all).
-tar -C "$REPO" --exclude='__pycache__' -cf - tfedge rpi_runner | tar -C "$ROOT/opt/tfedge-src" -xf -
+# The device contract (tfedge.runtime, with the package's lazy __init__ and its error-class
+# alias) and the runner, nothing else of tfedge: the chroot has no TensorFlow at all, and
+# anything the runner reached beyond tfedge.runtime would fail here.
+tar -C "$REPO" --exclude='__pycache__' -cf - tfedge/__init__.py tfedge/_errors.py tfedge/runtime \
+  rpi_runner | tar -C "$ROOT/opt/tfedge-src" -xf -
 cp -rL "$BUNDLE" "$ROOT/opt/tfedge-work/bundle"
 cp -rL "$IMAGES" "$ROOT/opt/tfedge-work/images"
 BUNDLE_NAME="bundle"

@@ -167,6 +167,30 @@ def test_the_cli_rule_recognises_cli_modules():
     assert not is_cli_module("tfedge.runtime.commandline") and not is_cli_module("tfedge.client")
 
 
+#: Import paths from before tfedge.runtime existed -> the runtime module they now are.
+MOVED = {"tfedge._errors": "tfedge.runtime.errors", "tfedge._io": "tfedge.runtime.fileio",
+         "tfedge._image": "tfedge.runtime.image", "tfedge.litert": "tfedge.runtime.interpreter",
+         "tfedge.bundle": "tfedge.runtime.bundle", "tfedge.crop.geometry": "tfedge.runtime.geometry",
+         "tfedge.cascade._decision": "tfedge.runtime.decision"}
+
+
+@pytest.mark.parametrize("old,new", sorted(MOVED.items()))
+def test_old_import_paths_are_the_runtime_modules(old, new):
+    """Aliases, not copies: ``except tfedge.BundleError`` and monkeypatches keep working."""
+    import importlib
+
+    assert importlib.import_module(old) is importlib.import_module(new)
+
+
+def test_error_classes_are_one_set_of_objects():
+    import tfedge
+    import tfedge.runtime
+    from tfedge.runtime import errors
+
+    for name in ("TfedgeError", "DatasetError", "ModelConfigError", "BundleError"):
+        assert getattr(tfedge, name) is getattr(tfedge.runtime, name) is getattr(errors, name)
+
+
 # --------------------------------------------------------------------------- cycles
 
 

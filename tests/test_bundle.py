@@ -1,4 +1,4 @@
-"""The bundle contract (tfedge.bundle) and the TF-free LiteRT helpers (tfedge.litert).
+"""The bundle contract (tfedge.runtime.bundle) and the TF-free LiteRT helpers (.interpreter).
 
 Fast: model files are fake bytes, except where a real interpreter is needed
 (those tests build a tiny .tflite with TensorFlow and are skipped without it).
@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfedge._errors import BundleError, TfedgeError
-from tfedge.bundle import (DEFAULT_PREPROCESSING, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME,
-                           Bundle, PredictorEntry, StageEntry, check_bundle_destination,
-                           check_tensor_specs, load_bundle, spec_difference, write_bundle)
-from tfedge.litert import (InterpreterUnavailableError, TensorSpec, dequantize, load_interpreter,
-                           quantize)
+from tfedge.runtime.bundle import (DEFAULT_PREPROCESSING, FORMAT_NAME, FORMAT_VERSION,
+                                   MANIFEST_NAME, Bundle, PredictorEntry, StageEntry,
+                                   check_bundle_destination, check_tensor_specs, load_bundle,
+                                   spec_difference, write_bundle)
+from tfedge.runtime.errors import BundleError, TfedgeError
+from tfedge.runtime.interpreter import (InterpreterUnavailableError, TensorSpec, dequantize,
+                                        load_interpreter, quantize)
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["cat", "dog", "bird"]
@@ -589,7 +590,7 @@ def test_missing_interpreter_is_a_clear_error(monkeypatch):
 
 def test_bad_model_bytes_are_a_clear_error():
     pytest.importorskip("ai_edge_litert")
-    from tfedge.litert import ModelLoadError
+    from tfedge.runtime.interpreter import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="rebuild it with tfedge-convert") as exc:
         load_interpreter(b"not a flatbuffer at all" * 4)

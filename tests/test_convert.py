@@ -23,11 +23,11 @@ from converters.cli import main as convert_main  # noqa: E402
 from tfedge._convert import (ConversionCheckError, ConversionError, _Comparison,  # noqa: E402
                              check_tolerance, compare_float_int8, convert_classifier,
                              convert_to_int8)
-from tfedge._errors import BundleError, TfedgeError  # noqa: E402
-from tfedge.bundle import (StageEntry, check_tensor_specs, load_bundle,  # noqa: E402
-                           write_bundle)
 from tfedge.data._types import ImageSplit  # noqa: E402
-from tfedge.litert import TfliteModel  # noqa: E402
+from tfedge.runtime.bundle import (StageEntry, check_tensor_specs, load_bundle,  # noqa: E402
+                                   write_bundle)
+from tfedge.runtime.errors import BundleError, TfedgeError  # noqa: E402
+from tfedge.runtime.interpreter import TfliteModel  # noqa: E402
 
 RES = 16
 CLASSES = ("a_red", "b_green", "c_blue")  # sorted, as class folders are

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-from tfedge._errors import TfedgeError
-from tfedge.crop.geometry import (CropConfig, crop_and_resize, crop_box, crop_window,
-                                  crop_windows, resize_bilinear, square_boxes, window_to_box)
+from tfedge.runtime.errors import TfedgeError
+from tfedge.runtime.geometry import (CropConfig, crop_and_resize, crop_box, crop_window,
+                                     crop_windows, resize_bilinear, square_boxes, window_to_box)
 
 NAN = np.nan
 EXACT = CropConfig(margin=0.0, min_size=0.01)

@@ -1,6 +1,6 @@
-"""The crop geometry of :mod:`tfedge.crop.geometry` in TensorFlow ops, for tf.data.
+"""The crop geometry of :mod:`tfedge.runtime.geometry` in TensorFlow ops, for tf.data.
 
-:func:`crop_window_tf` runs :func:`tfedge.crop.geometry.crop_window_with`
+:func:`crop_window_tf` runs :func:`tfedge.runtime.geometry.crop_window_with`
 with TensorFlow's versions of the same elementwise operations, so the
 training pipeline and the numpy code used on the device compute the same
 window bit for bit (``tests/test_crop_geometry.py`` checks it).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .geometry import ArrayOps, CropConfig, crop_window_with
+from ..runtime.geometry import ArrayOps, CropConfig, crop_window_with
 
 if TYPE_CHECKING:  # pragma: no cover
     import tensorflow as tf
@@ -19,7 +19,7 @@ __all__ = ["tf_ops", "crop_window_tf", "crop_and_resize_tf", "crop_and_resize_wi
 
 
 def tf_ops() -> ArrayOps:
-    """TensorFlow's implementations of :class:`~tfedge.crop.geometry.ArrayOps`."""
+    """TensorFlow's implementations of :class:`~tfedge.runtime.geometry.ArrayOps`."""
     import tensorflow as tf
 
     return ArrayOps(
@@ -38,7 +38,7 @@ def tf_ops() -> ArrayOps:
 
 def crop_window_tf(box: "tf.Tensor", height: Any, width: Any,
                    config: CropConfig = CropConfig()) -> "tf.Tensor":
-    """int32 ``(..., 4)`` windows ``(y0, x0, y1, x1)``; see :func:`tfedge.crop.geometry.crop_window`."""
+    """int32 ``(..., 4)`` windows ``(y0, x0, y1, x1)``; see :func:`tfedge.runtime.geometry.crop_window`."""
     return crop_window_with(tf_ops(), box, height, width, config)
 
 
@@ -47,7 +47,7 @@ def crop_and_resize_tf(image: "tf.Tensor", box: "tf.Tensor", size: int,
     """Crop one ``(H, W, C)`` image at ``box`` and resize to ``size`` x ``size`` float32.
 
     A static slice then ``tf.image.resize`` (bilinear, no antialiasing): the
-    same pixels as :func:`tfedge.crop.geometry.crop_and_resize`.
+    same pixels as :func:`tfedge.runtime.geometry.crop_and_resize`.
     """
     return crop_and_resize_with_window_tf(image, box, size, config)[0]
 

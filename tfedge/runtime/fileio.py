@@ -74,7 +74,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
     An existing directory at ``path`` is replaced only after the new one is
     complete, and is back in place if the swap fails. Callers check that
-    replacing it is what the user wants (see ``tfedge.bundle``).
+    replacing it is what the user wants (see ``tfedge.runtime.bundle``).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
