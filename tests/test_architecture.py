@@ -170,7 +170,8 @@ def test_the_cli_rule_recognises_cli_modules():
 #: Import paths from before tfedge.runtime existed -> the runtime module they now are.
 MOVED = {"tfedge._errors": "tfedge.runtime.errors", "tfedge._io": "tfedge.runtime.fileio",
          "tfedge._image": "tfedge.runtime.image", "tfedge.litert": "tfedge.runtime.interpreter",
-         "tfedge.bundle": "tfedge.runtime.bundle", "tfedge.crop.geometry": "tfedge.runtime.geometry",
+         "tfedge.bundle": "tfedge.runtime.bundle",
+         "tfedge.crop.geometry": "tfedge.runtime.geometry",
          "tfedge.cascade._decision": "tfedge.runtime.decision"}
 
 
@@ -180,6 +181,13 @@ def test_old_import_paths_are_the_runtime_modules(old, new):
     import importlib
 
     assert importlib.import_module(old) is importlib.import_module(new)
+
+
+def test_every_name_the_runtime_offers_resolves():
+    import tfedge.runtime
+
+    for name in tfedge.runtime.__all__:
+        assert getattr(tfedge.runtime, name) is not None, name
 
 
 def test_error_classes_are_one_set_of_objects():

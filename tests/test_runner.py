@@ -922,7 +922,8 @@ def test_cli_bad_bundle_is_one_line_exit_2(bundles, tmp_path, capsys):
 def test_cli_missing_interpreter_names_the_install(bundles, tmp_path, capsys, monkeypatch):
     import tfedge.runtime.interpreter
 
-    monkeypatch.setattr(tfedge.runtime.interpreter, "_BACKENDS", (("no_such_litert.interpreter", "x"),))
+    monkeypatch.setattr(tfedge.runtime.interpreter, "_BACKENDS",
+                        (("no_such_litert.interpreter", "x"),))
     image = _png(tmp_path / "a.png", _frames(1, seed=1)[0])
     assert main([str(bundles["single"]), str(image)]) == 2
     line = _one_line_error(capsys)

@@ -177,7 +177,8 @@ def test_interpreter_reproduces_the_recorded_output_codes(golden, bundle, models
             _assert_codes_close(got, decode_array(recorded), f"{case['source']} predictor")
         for entry, stage in zip(bundle.stages, case["stages"]):
             got = models[entry.file].run_raw(decode_array(stage["input"]))
-            _assert_codes_close(got, decode_array(stage["output"]), f"{case['source']} {entry.name}")
+            _assert_codes_close(got, decode_array(stage["output"]),
+                                f"{case['source']} {entry.name}")
 
 
 # --------------------------------------------------------------------------- end to end

@@ -41,7 +41,8 @@ from tfedge.runtime.bundle import PredictorEntry, StageEntry, write_bundle  # no
 from tfedge.runtime.decision import CRITERIA, decide_stage  # noqa: E402
 from tfedge.runtime.fileio import atomic_write_json  # noqa: E402
 from tfedge.runtime.geometry import resize_bilinear  # noqa: E402
-from tfedge.runtime.golden import ARRAY_ENCODING, GOLDEN_FORMAT, GOLDEN_VERSION, floats  # noqa: E402
+from tfedge.runtime.golden import (ARRAY_ENCODING, GOLDEN_FORMAT, GOLDEN_VERSION,  # noqa: E402
+                                   floats)
 from tfedge.runtime.interpreter import TfliteModel  # noqa: E402
 
 BUNDLE = HERE / "bundle"
@@ -87,7 +88,7 @@ def _classifier(res: int, seed: int):
 
 
 def _heatmap_predictor():
-    """Centre logits (1, 16) and per-cell sizes in [0, 1] (1, 16, 2): the heat head's export form."""
+    """Centre logits (1, 16) and cell sizes in [0, 1] (1, 16, 2): the heat head's export form."""
     import keras
 
     keras.utils.set_random_seed(5)

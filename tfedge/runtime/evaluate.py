@@ -71,7 +71,7 @@ class BundleEvaluation:
 
 
 def crop_config(entry: PredictorEntry) -> CropConfig:
-    """The predictor's crop geometry, a :class:`~tfedge.BundleError` when the manifest's is invalid."""
+    """The predictor's crop geometry (a :class:`~tfedge.BundleError` if the manifest's is bad)."""
     try:
         return CropConfig.from_dict(dict(entry.crop))
     except TfedgeError as exc:
