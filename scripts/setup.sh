@@ -21,6 +21,22 @@ if [ ! -f "$FASHION_DIR/train-images-idx3-ubyte.gz" ]; then
   fi
 fi
 
+# The Android core's JVM tests (tests/test_android_core.py): Debian's JDK, JUnit 4, Hamcrest and
+# Android's own org.json. Without them that test skips locally and fails under CI.
+JAVA_PACKAGES="default-jdk-headless junit4 libhamcrest-java libandroid-json-java"
+if ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/junit4.jar ] \
+    || [ ! -f /usr/share/java/hamcrest-core.jar ] || [ ! -f /usr/share/java/com.android.json.jar ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing Debian's $JAVA_PACKAGES (the Android core's JVM tests)" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $JAVA_PACKAGES >/dev/null
+  else
+    echo "setup: the Android core's JVM tests need Debian's Java packages; install them with" >&2
+    echo "         sudo apt-get install -y $JAVA_PACKAGES" >&2
+    echo "       (until then tests/test_android_core.py skips them; under CI=true it fails)." >&2
+  fi
+fi
+
 # Quantisation-aware training (tfedge.qat): installed --no-deps, as setup.py's QAT_NO_DEPS says.
 QAT_PACKAGES="tf-keras==2.21.0 tensorflow-model-optimization==0.8.1"
 # What each extra installs, as modules: a set-up .venv imports them all (else: install).

@@ -1,0 +1,195 @@
+"""The Android app's plain-Java core, held to the Python runtime by golden vectors.
+
+* The committed vectors (``android_demo/core/src/test/resources/golden``) must be what the
+  Python runtime computes today from the committed tiny bundle: regenerated here and
+  compared, so a change on the Python side cannot leave the Java side silently behind.
+* The Java core and its JUnit 4 tests are compiled with javac and run
+  (``android_demo/core/jvm-test.sh``); a Java failure fails this test, with JUnit's counts
+  in the message. Without a JDK and Debian's junit4/hamcrest/org.json jars the test skips,
+  except under CI (``CI=true``), where it fails: CI must run the Java tests.
+* Where an Android SDK ``android.jar`` exists, the app's framework-only sources (those that
+  import nothing but ``android.*``, the JDK, ``org.json`` and the core) are compiled against
+  it. Debian bookworm has no ``android-sdk-platform-*`` package, so here this skips.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ANDROID = REPO / "android_demo"
+CORE = ANDROID / "core"
+GOLDEN = CORE / "src" / "test" / "resources" / "golden"
+JAVA_LIB = Path(os.environ.get("JAVA_LIB", "/usr/share/java"))
+JARS = ("com.android.json.jar", "junit4.jar", "hamcrest-core.jar")
+JAVA_PACKAGES = "default-jdk-headless junit4 libhamcrest-java libandroid-json-java"
+#: Relative tolerance for floats when comparing regenerated vectors (exp/log of another
+#: numpy build may differ in the last bit); everything else must be equal.
+FLOAT_RTOL = 1e-12
+#: ... and an absolute one: a margin of two nearly equal probabilities keeps only their
+#: absolute error (about 1e-17).
+FLOAT_ATOL = 1e-15
+
+
+def _make_vectors():
+    sys.path.insert(0, str(ANDROID / "tools"))
+    try:
+        import make_vectors
+    finally:
+        sys.path.pop(0)
+    return make_vectors
+
+
+def _missing_java() -> list[str]:
+    missing = [tool for tool in ("javac", "java") if shutil.which(tool) is None]
+    missing += [str(JAVA_LIB / jar) for jar in JARS if not (JAVA_LIB / jar).is_file()]
+    return missing
+
+
+def _require_java() -> None:
+    missing = _missing_java()
+    if not missing:
+        return
+    message = (f"the Android core's JVM tests need {', '.join(missing)}: apt-get install -y "
+               f"{JAVA_PACKAGES} (bash scripts/setup.sh does it as root)")
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must run the Java tests: {message}")
+    pytest.skip(message)
+
+
+def _differences(expected: Any, actual: Any, path: str = "$") -> list[str]:
+    """Where two JSON values differ (floats within FLOAT_RTOL), as readable paths."""
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        out = [f"{path}: keys {sorted(set(expected) ^ set(actual))} differ"] \
+            if set(expected) != set(actual) else []
+        for key in sorted(set(expected) & set(actual)):
+            out += _differences(expected[key], actual[key], f"{path}.{key}")
+        return out
+    if isinstance(expected, list) and isinstance(actual, list):
+        if len(expected) != len(actual):
+            return [f"{path}: {len(expected)} items, now {len(actual)}"]
+        out = []
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            out += _differences(e, a, f"{path}[{i}]")
+        return out
+    if isinstance(expected, float) and isinstance(actual, float):
+        ok = math.isclose(expected, actual, rel_tol=FLOAT_RTOL, abs_tol=FLOAT_ATOL)
+        return [] if ok else [f"{path}: {expected!r}, now {actual!r}"]
+    if type(expected) is not type(actual) or expected != actual:
+        return [f"{path}: {str(expected)[:80]!r}, now {str(actual)[:80]!r}"]
+    return []
+
+
+def test_committed_vectors_are_what_python_computes_today(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    make_vectors = _make_vectors()
+    make_vectors.write_vectors(tmp_path, GOLDEN / make_vectors.BUNDLE_NAME)
+    problems = []
+    for name in ("pipeline.json", "unit.json", "refusals.json"):
+        committed = json.loads((GOLDEN / name).read_text())
+        now = json.loads((tmp_path / name).read_text())
+        problems += [f"{name} {d}" for d in _differences(committed, now)]
+    assert not problems, (
+        f"{len(problems)} golden values changed on the Python side (first: "
+        f"{problems[:5]}): if the change is intended, run .venv/bin/python "
+        "android_demo/tools/make_vectors.py, make the Java core agree, and commit both")
+
+
+def _junit_counts(output: str) -> tuple[int, int]:
+    """(tests run, failures) from JUnitCore's closing lines."""
+    ok = re.search(r"^OK \((\d+) tests?\)", output, re.M)
+    if ok:
+        return int(ok.group(1)), 0
+    failed = re.search(r"^Tests run: (\d+),\s+Failures: (\d+)", output, re.M)
+    if failed:
+        return int(failed.group(1)), int(failed.group(2))
+    return 0, 0
+
+
+def test_java_core_passes_its_junit_tests_against_the_vectors(tmp_path):
+    _require_java()
+    # The Python runtime's own golden folder is named, so its absence fails instead of skipping.
+    java_opts = f"{os.environ.get('JAVA_OPTS', '')} -Dtfedge.runtime.golden={REPO / 'tests' / 'golden'}"
+    env = dict(os.environ, BUILD_DIR=str(tmp_path / "jvm"), JAVA_OPTS=java_opts.strip())
+    proc = subprocess.run(["bash", str(CORE / "jvm-test.sh")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    output = proc.stdout + proc.stderr
+    run, failures = _junit_counts(output)
+    print(output)
+    assert proc.returncode == 0 and run > 0 and failures == 0, (
+        f"Java core: {run} JUnit tests run, {failures} failed (exit status {proc.returncode}):\n"
+        f"{output[-6000:]}")
+    # The counts land in pytest's report too (-rA / -s), and in this line for CI logs.
+    print(f"java core: {run} passed, {failures} failed")
+
+
+def _android_jar() -> Path | None:
+    candidates = [os.environ.get("ANDROID_JAR", "")]
+    for home in (os.environ.get("ANDROID_HOME"), os.environ.get("ANDROID_SDK_ROOT"),
+                 "/usr/lib/android-sdk"):
+        if home:
+            candidates += sorted(glob.glob(os.path.join(home, "platforms", "android-*",
+                                                        "android.jar")), reverse=True)
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+#: Imports a framework-only app source may have: no CameraX, no LiteRT, no AndroidX.
+_FRAMEWORK_ONLY = re.compile(r"^(android\.|java\.|javax\.|org\.json\.|org\.tfedge\.)")
+
+
+def framework_only_sources() -> tuple[list[Path], list[Path]]:
+    """The app's Java sources split into (framework-only, needing CameraX/LiteRT/AndroidX)."""
+    plain, other = [], []
+    for path in sorted((ANDROID / "app" / "src" / "main" / "java").rglob("*.java")):
+        imports = re.findall(r"^import\s+(?:static\s+)?([\w.]+)", path.read_text(), re.M)
+        (plain if all(_FRAMEWORK_ONLY.match(i) for i in imports) else other).append(path)
+    return plain, other
+
+
+def test_app_sources_split_into_framework_only_and_library_ones():
+    plain, other = framework_only_sources()
+    names = {p.name for p in plain}
+    assert {"SettingsActivity.java", "AssetSource.java", "Settings.java"} <= names, names
+    assert {"MainActivity.java", "LiteRtEngine.java"} <= {p.name for p in other}
+
+
+def test_framework_only_app_sources_compile_against_android_jar(tmp_path):
+    android_jar = _android_jar()
+    if android_jar is None:
+        pytest.skip("no android.jar (set ANDROID_JAR or ANDROID_HOME): Debian bookworm has no "
+                    "android-sdk-platform-* package, so the app's framework-only sources are "
+                    "not compiled here")
+    _require_java()
+    plain, _ = framework_only_sources()
+    core = sorted(str(p) for p in (CORE / "src" / "main" / "java").rglob("*.java"))
+    proc = subprocess.run(["javac", "--release", "8", "-encoding", "UTF-8", "-cp",
+                           f"{android_jar}:{JAVA_LIB / 'com.android.json.jar'}", "-d",
+                           str(tmp_path), *core, *map(str, plain)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_the_tiny_bundle_can_still_be_rebuilt(tmp_path):
+    """make_vectors.py --bundle (TensorFlow): the bundle builder still runs and its bundle loads."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    from tfedge.bundle import load_bundle
+
+    make_vectors = _make_vectors()
+    built = make_vectors.build_bundle(tmp_path / "bundle")
+    with load_bundle(built) as bundle:
+        assert [s.criterion for s in bundle.stages] == ["max_softmax", "entropy", "margin"]
+        assert [s.input.dtype for s in bundle.stages] == ["int8", "uint8", "int8"]
+        assert bundle.predictor.box_format == "heatmap_cyxhw"
