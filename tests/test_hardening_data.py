@@ -266,6 +266,24 @@ def test_cli_train_output_that_cannot_be_written_fails_before_training(tmp_path)
     _assert_one_line_error(proc, "--output", "is not a folder")
 
 
+@pytest.mark.parametrize("command", [
+    ["macs", "{model}"],
+    ["evaluate", "--model", "{model}", "--data", "{data}"],
+    ["train", "--model", "{model}", "--output", "{out}", "--data", "{data}"],
+    ["train", "--model", "resnet10_025", "--teacher", "{model}", "--output", "{out}",
+     "--data", "{data}"],
+])
+def test_cli_model_file_that_is_a_fifo_or_a_folder_is_a_one_line_error(tmp_path, command):
+    root = _images(tmp_path / "d")
+    os.mkfifo(tmp_path / "fifo.keras")       # a reader blocks on it forever
+    (tmp_path / "folder.keras").mkdir()
+    for model, fragment in (("fifo.keras", "is a FIFO"), ("folder.keras", "is a folder")):
+        args = [a.format(model=tmp_path / model, data=root, out=tmp_path / "out.keras")
+                for a in command]
+        proc = _tfedge(*args, timeout=HANG_LIMIT_S * 3)
+        _assert_one_line_error(proc, str(tmp_path / model), fragment)
+
+
 def test_os_errors_naming_a_file_become_one_line_errors(tmp_path):
     import argparse
 

@@ -24,7 +24,7 @@ from typing import Callable, Optional, Sequence
 from ._errors import TfedgeError
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
-           "check_output_file", "run_cli", "user_error_line"]
+           "check_input_file", "check_output_file", "run_cli", "user_error_line"]
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the job ran and failed a check it was asked to make
@@ -54,6 +54,23 @@ def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] 
     problem = writable_file_problem(text)
     if problem is not None:
         raise TfedgeError(f"{flag} {text!r} cannot be written: {problem}")
+    return Path(text)
+
+
+def check_input_file(path: str | os.PathLike, flag: str) -> Path:
+    """``path`` as a Path, unless it exists and is not a regular file (a one-line error).
+
+    A FIFO given as a model file would block its reader forever; a folder or a
+    symlink loop gives a loader's traceback. A missing path is left to the
+    loader, whose message says how to make the file.
+    """
+    from .data._files import not_a_regular_file
+
+    text = os.fspath(path)
+    if os.path.lexists(text):
+        problem = not_a_regular_file(text)
+        if problem is not None:
+            raise TfedgeError(f"{flag} {text!r} is {problem}: pass a regular file")
     return Path(text)
 
 

@@ -23,7 +23,8 @@ import logging
 import sys
 from typing import Any, Optional, Sequence
 
-from ._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, check_output_file, run_cli
+from ._cli import (EXIT_FAILURE, EXIT_OK, add_common_flags, check_input_file, check_output_file,
+                   run_cli)
 from ._errors import TfedgeError
 
 log = logging.getLogger("tfedge")
@@ -102,6 +103,7 @@ def cmd_macs(args: argparse.Namespace) -> int:
 
     target = args.model
     if target.endswith(".keras"):
+        check_input_file(target, "model")
         for flag, value in (("--resolution", args.resolution),
                             ("--num-classes", args.num_classes)):
             if value is not None:
@@ -199,6 +201,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = _train_config_from_args(args)  # validate flags before loading anything big
     output = check_output_file(args.output, "--output", suffix=".keras")
+    for flag, value in (("--model", args.model), ("--teacher", args.teacher)):
+        if value is not None and value.endswith(".keras"):
+            check_input_file(value, flag)
     dataset = dataset_from_args(args)
     model, result = train_classifier(
         args.model, dataset.train, val=dataset.val, config=config, teacher=args.teacher,
@@ -220,7 +225,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ._macs import count_macs
     from ._train import evaluate_classifier, load_classifier, read_sidecar, with_model_classes
 
-    model = load_classifier(args.model)
+    model = load_classifier(check_input_file(args.model, "--model"))
     dataset = dataset_from_args(args)
     split = with_model_classes(dataset.split(args.split),
                                read_sidecar(args.model).get("class_names"))
