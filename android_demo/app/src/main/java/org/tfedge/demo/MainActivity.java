@@ -17,6 +17,7 @@ import androidx.camera.core.ImageProxy;
 import androidx.camera.core.Preview;
 import androidx.camera.lifecycle.ProcessCameraProvider;
 import androidx.camera.view.PreviewView;
+import androidx.core.content.ContextCompat;
 
 import com.google.common.util.concurrent.ListenableFuture;
 
@@ -113,7 +114,7 @@ public class MainActivity extends ComponentActivity {
                     show("camera: " + e.getMessage());
                 }
             }
-        }, getMainExecutor());
+        }, ContextCompat.getMainExecutor(this));
     }
 
     private void bind(ProcessCameraProvider provider) {

@@ -19,7 +19,8 @@ import org.tfedge.core.OperatingPoint;
 
 /**
  * Threads, the operating point (shown only when the bundle has several) and which bundle to
- * use. Framework classes only, laid out in code: no AndroidX needed.
+ * use. Framework classes only, laid out in code and without generated resources ({@code R}),
+ * so it compiles against {@code android.jar} alone.
  */
 public class SettingsActivity extends Activity {
     private static final int PICK_BUNDLE = 1;
@@ -35,7 +36,7 @@ public class SettingsActivity extends Activity {
         int pad = (int) (16 * getResources().getDisplayMetrics().density);
         layout.setPadding(pad, pad, pad, pad);
 
-        layout.addView(label(getString(R.string.threads)));
+        layout.addView(label("Interpreter threads"));
         Spinner threads = new Spinner(this);
         List<String> choices = new ArrayList<String>();
         int selected = 0;
@@ -58,7 +59,7 @@ public class SettingsActivity extends Activity {
 
         List<OperatingPoint> points = BundleLoader.lastOperatingPoints();
         if (points.size() > 1) {
-            layout.addView(label(getString(R.string.operating_point)));
+            layout.addView(label("Operating point (accuracy / speed)"));
             Spinner spinner = new Spinner(this);
             spinner.setAdapter(new ArrayAdapter<OperatingPoint>(this,
                     android.R.layout.simple_spinner_dropdown_item, points));
@@ -72,14 +73,14 @@ public class SettingsActivity extends Activity {
             });
             layout.addView(spinner);
         } else if (points.size() == 1) {
-            layout.addView(label(getString(R.string.one_operating_point), points.get(0).name));
+            layout.addView(label("This bundle has one operating point: %1$s", points.get(0).name));
         }
 
         bundleLine = label("");
         layout.addView(bundleLine);
         showBundle();
         Button pick = new Button(this);
-        pick.setText(R.string.pick_bundle);
+        pick.setText("Pick a bundle .zip\u2026");
         pick.setOnClickListener(new View.OnClickListener() {
             @Override
             public void onClick(View v) {
@@ -91,7 +92,7 @@ public class SettingsActivity extends Activity {
         });
         layout.addView(pick);
         Button assets = new Button(this);
-        assets.setText(R.string.use_assets);
+        assets.setText("Use the bundle in the app's assets");
         assets.setOnClickListener(new View.OnClickListener() {
             @Override
             public void onClick(View v) {
@@ -112,8 +113,7 @@ public class SettingsActivity extends Activity {
 
     private void showBundle() {
         String uri = settings.bundleUri();
-        bundleLine.setText(getString(R.string.bundle_in_use,
-                uri == null ? "assets/" + AssetSource.FOLDER : uri));
+        bundleLine.setText("Bundle: " + (uri == null ? "assets/" + AssetSource.FOLDER : uri));
     }
 
     @Override
