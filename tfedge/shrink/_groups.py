@@ -98,7 +98,7 @@ class ChannelGroup:
                 seen.setdefault(m.layer, None)
         return tuple(seen)
 
-    residual: bool = False  # joined by a residual merge (Add & co.) or a Concatenate
+    residual: bool = False  # joined to other tensors by a residual merge (Add & co.)
 
 
 @dataclass
