@@ -2,7 +2,8 @@
 
 The Java core (``android_demo/core``) implements the device contract
 (``docs/bundle.md``) a second time; these vectors hold it to the Python
-runner. Three files, all written from public Python APIs:
+runtime. Three files, written with :mod:`tfedge.runtime`'s public names and
+the runner's pipeline and golden writer:
 
 * ``pipeline.json`` -- ``tfedge-pi``'s own golden format
   (:mod:`rpi_runner._golden`): every intermediate tensor of a few frames run
@@ -115,7 +116,7 @@ def _heatmap_predictor():
 
 def _convert(model, io_dtype: str = "int8") -> bytes:
     from tfedge._convert import convert_to_int8
-    from tfedge.crop.geometry import resize_bilinear
+    from tfedge.runtime import resize_bilinear
 
     res = int(model.input_shape[1])
     calibration = np.stack([resize_bilinear(f, res, res) for f in _frames(24, seed=11)])
@@ -135,8 +136,7 @@ def build_bundle(dest: Path) -> Path:
     """Build the tiny bundle at ``dest`` (needs TensorFlow): thresholds set so every stage exits
     on some of the pipeline frames, none of them on a knife edge."""
     from rpi_runner import EdgePipeline
-    from tfedge.bundle import PredictorEntry, StageEntry, write_bundle
-    from tfedge.litert import TfliteModel
+    from tfedge.runtime import PredictorEntry, StageEntry, TfliteModel, write_bundle
 
     def stage(name, res, data, **kwargs):
         model = TfliteModel(data)
@@ -204,7 +204,7 @@ def _f32(values) -> list[float]:
 
 
 def _quantize_cases(rng) -> list[dict[str, Any]]:
-    from tfedge.litert import quantize
+    from tfedge.runtime import quantize
 
     params = [("int8", 1.0, -128), ("uint8", 1.0, 0), ("int8", 0.5, -3), ("uint8", 2.5, 7),
               ("int8", 0.0392157, 0), ("int16", 0.25, 0), ("uint8", 1.7, 128)]
@@ -220,7 +220,7 @@ def _quantize_cases(rng) -> list[dict[str, Any]]:
 
 
 def _dequantize_cases(rng) -> list[dict[str, Any]]:
-    from tfedge.litert import dequantize
+    from tfedge.runtime import dequantize
 
     ranges = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}
     params = [("int8", 0.0625, 12), ("uint8", 0.0711, 5), ("int8", 0.00390625, -128),
@@ -236,7 +236,7 @@ def _dequantize_cases(rng) -> list[dict[str, Any]]:
 
 
 def _resize_cases(rng) -> list[dict[str, Any]]:
-    from tfedge.crop.geometry import resize_bilinear
+    from tfedge.runtime import resize_bilinear
 
     cases = []
     for (h, w), window, (oh, ow) in [((7, 9), (0, 0, 7, 9), (4, 4)),
@@ -255,7 +255,7 @@ def _resize_cases(rng) -> list[dict[str, Any]]:
 
 
 def _crop_cases(rng) -> list[dict[str, Any]]:
-    from tfedge.crop.geometry import CropConfig, crop_window
+    from tfedge.runtime import CropConfig, crop_window
 
     configs = [CROP, {"margin": 0.0, "square": False, "min_size": 0.2, "scales": []},
                {"margin": 0.15, "square": True, "min_size": 0.2, "scales": [0.25, 0.5, 1.0]},
@@ -283,7 +283,7 @@ def _crop_cases(rng) -> list[dict[str, Any]]:
 
 
 def _box_cases(rng) -> list[dict[str, Any]]:
-    from rpi_runner import decode_box, predictor_values
+    from tfedge.runtime import decode_box, predictor_values
 
     cases = []
     for fmt in ("yxyx_normalized", "cyxhw_normalized"):
@@ -306,7 +306,7 @@ def _box_cases(rng) -> list[dict[str, Any]]:
 
 
 def _decision_cases(rng) -> list[dict[str, Any]]:
-    from rpi_runner import decide_stage
+    from tfedge.runtime import decide_stage
 
     cases = []
     plans = [  # (criteria, thresholds, weights, classes)
@@ -535,8 +535,7 @@ ZIP_REFUSALS = {
 
 def refusal_vectors(bundle_dir: Path) -> dict[str, Any]:
     """Every broken variant, checked here against the Python reader."""
-    from tfedge._errors import BundleError
-    from tfedge.bundle import load_bundle
+    from tfedge.runtime import BundleError, load_bundle
 
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     originals = {p.name: p.read_bytes() for p in bundle_dir.iterdir() if p.name != "manifest.json"}
