@@ -91,14 +91,26 @@ def _differences(expected: Any, actual: Any, path: str = "$") -> list[str]:
     return []
 
 
+def _without_knife_edges(vectors: dict[str, Any]) -> dict[str, Any]:
+    """``unit.json`` without the exit flag of decisions whose score is within rounding of the
+    threshold: those hold on this machine's numpy (the Java tests check them) but numpy's exp
+    and log differ in the last bit between CPUs, and then so may such a decision."""
+    for case in vectors.get("decisions", []):
+        for stage in case["stages"]:
+            t = stage["threshold"]
+            if t is not None and abs(stage["score"] - t) <= 1e-12 * max(1.0, abs(t)):
+                stage.pop("exits")
+    return vectors
+
+
 def test_committed_vectors_are_what_python_computes_today(tmp_path):
     pytest.importorskip("ai_edge_litert")
     make_vectors = _make_vectors()
     make_vectors.write_vectors(tmp_path, GOLDEN / make_vectors.BUNDLE_NAME)
     problems = []
     for name in ("pipeline.json", "unit.json", "refusals.json"):
-        committed = json.loads((GOLDEN / name).read_text())
-        now = json.loads((tmp_path / name).read_text())
+        committed = _without_knife_edges(json.loads((GOLDEN / name).read_text()))
+        now = _without_knife_edges(json.loads((tmp_path / name).read_text()))
         problems += [f"{name} {d}" for d in _differences(committed, now)]
     assert not problems, (
         f"{len(problems)} golden values changed on the Python side (first: "

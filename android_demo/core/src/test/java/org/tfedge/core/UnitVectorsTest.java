@@ -144,6 +144,7 @@ public class UnitVectorsTest {
     public void decisionsAreTheSame() throws Exception {
         JSONArray cases = unit.getJSONArray("decisions");
         int stagesChecked = 0;
+        int knifeEdges = 0;
         for (int i = 0; i < cases.length(); i++) {
             JSONArray stages = cases.getJSONObject(i).getJSONArray("stages");
             double[] previous = null;
@@ -163,11 +164,19 @@ public class UnitVectorsTest {
                 double score = g.getDouble("score");
                 assertEquals(at + ": score", score, d.score, 1e-12 * Math.max(1, Math.abs(score)));
                 assertEquals(at + ": class", g.getInt("class"), d.classIndex);
-                assertEquals(at + ": exits", g.getBoolean("exits"), d.exits);
+                if (g.getBoolean("exits") != d.exits) {
+                    // Only on a knife edge: the threshold between Python's score and this one.
+                    assertTrue(at + ": exits " + d.exits + " with score " + d.score + ", Python: "
+                            + g.getBoolean("exits") + " with score " + score,
+                            GoldenFrames.knifeEdge(score, d.score, threshold));
+                    knifeEdges++;
+                }
                 previous = d.decisionLogits;
                 stagesChecked++;
             }
         }
         assertTrue(stagesChecked > 40);
+        System.out.println("UnitVectorsTest: " + stagesChecked + " decisions, " + knifeEdges
+                + " decided differently on a knife edge");
     }
 }
