@@ -1,41 +1,34 @@
-"""What every tfedge command-line tool shares: logging, error handling, exit codes.
+"""What every tfedge training-side command-line tool shares: logging, error handling, exit codes.
 
-A tool builds an ``argparse`` parser whose subcommands set ``func`` (a
-callable taking the parsed namespace and returning an exit code), then calls
-:func:`run_cli`. A :class:`~tfedge.TfedgeError` (bad input the user can fix)
-is printed as one line, ``<prog>: error: <message>``, with exit status 2 and
-no traceback; ``--debug`` shows the traceback. So is an ``OSError`` that
-names a file (a full disk, a path that cannot be written): the file and the
-system's reason are what the user needs, not our stack.
+The parsing, logging and exit codes are ``tfedge.runtime.commandline``'s (the
+device runner uses that module directly): a subcommand's ``func`` returns an
+exit code, and a :class:`~tfedge.TfedgeError` (bad input the user can fix) is
+printed as one line, ``<prog>: error: <message>``, with exit status 2 and no
+traceback; ``--debug`` shows the traceback. This module adds the user errors
+in disguise (:func:`user_error_line`): an ``OSError`` that names a file (a
+full disk, a path that cannot be written: the file and the system's reason
+are what the user needs, not our stack) and an unreadable training image that
+tf.data wrapped in its own exception.
 
-Commands check their output paths with :func:`check_output_file` before any
-long work, so a bad ``--output`` fails in the first second, not after training.
+Commands check their paths with :func:`check_output_file` and
+:func:`check_input_file` before any long work, so a bad ``--output`` fails in
+the first second, not after training, and a FIFO never blocks a reader.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from ._errors import TfedgeError
+from .runtime.commandline import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+                                  add_common_flags)
+from .runtime.commandline import run_cli as _run_cli
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
            "check_input_file", "check_output_file", "run_cli", "user_error_line"]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1  # the job ran and failed a check it was asked to make
-EXIT_USAGE = 2  # bad input: the message says the fix
-EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
-
-
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--verbose", "-v", action="store_true", help="log more detail")
-    parser.add_argument("--debug", action="store_true",
-                        help="show full tracebacks (and TensorFlow's own logging)")
 
 
 def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] = None) -> Path:
@@ -82,34 +75,9 @@ def _os_error_line(exc: OSError) -> Optional[str]:
     return f"{names}: {exc.strerror}"
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ logging is noise for a command-line user; keep errors only.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> int:
-    args = parser.parse_args(argv)
-    debug = getattr(args, "debug", False)
-    if not debug:
-        _quiet_tensorflow()
-    logging.basicConfig(
-        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-        format="%(message)s", stream=sys.stderr)
-    func: Optional[Callable[[argparse.Namespace], int]] = getattr(args, "func", None)
-    if func is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(func(args) or EXIT_OK)
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 - only user-fixable errors are caught (user_error_line)
-        line = user_error_line(exc)
-        if line is None or debug:
-            raise
-        print(f"{parser.prog}: error: {line}", file=sys.stderr)
-        return EXIT_USAGE
+    """Parse ``argv`` and run the chosen command; user errors end as one line, status 2."""
+    return _run_cli(parser, argv, translate=_disguised_user_error)
 
 
 def user_error_line(exc: BaseException) -> Optional[str]:
@@ -117,10 +85,15 @@ def user_error_line(exc: BaseException) -> Optional[str]:
 
     User-fixable: a :class:`TfedgeError`, an ``OSError`` naming its file (a
     full disk, a path that cannot be written), and an unreadable training
-    image that ``tf.data`` wrapped in its own error.
+    image that ``tf.data`` wrapped in its own error. For tools that do not
+    go through :func:`run_cli` (the benchmark scripts).
     """
     if isinstance(exc, TfedgeError):
-        return " ".join(str(exc).split("\n"))
+        return " ".join(str(exc).splitlines())
+    return _disguised_user_error(exc)
+
+
+def _disguised_user_error(exc: BaseException) -> Optional[str]:
     if isinstance(exc, OSError):
         return _os_error_line(exc)
     return _unreadable_image_line(exc)
