@@ -1,8 +1,12 @@
-"""Training and evaluation of classifiers, on one device or many.
+"""The training engine, and training and evaluation of classifiers, on one device or many.
 
-One custom training loop serves every ``tf.distribute`` strategy: Keras 3's
-``Model.fit`` fails under ``MultiWorkerMirroredStrategy`` (keras-team/keras
-#20585), and a single loop keeps the behaviour the same everywhere:
+One custom training loop, :func:`run_training`, trains every model tfedge
+makes: classifiers here, the box predictor and its refiner
+(:mod:`tfedge.crop._predictor_training`, with their own loss, outputs and
+data, given as a :class:`TrainingTask`). It serves every ``tf.distribute``
+strategy: Keras 3's ``Model.fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras #20585), and a single loop keeps the behaviour the same
+everywhere:
 
 * ``strategy='default'`` (one device), ``'mirrored'`` (all local devices),
   ``'multi-worker'`` (the cluster in ``TF_CONFIG``; every worker runs the same
@@ -14,6 +18,13 @@ One custom training loop serves every ``tf.distribute`` strategy: Keras 3's
   ``BackupAndRestore`` does for ``fit``). A backup written with another
   model, dataset or setting is refused, not resumed (``run.json`` in it).
   Multi-worker runs need ``backup_dir`` on a file system every worker sees.
+* Optional early stopping (``TrainConfig.patience``, ``--epochs auto``):
+  stop when the validation score has not improved for ``patience`` epochs,
+  keep the best epoch's weights (backed up too, so a resumed run ends the
+  same), ``epochs`` being the cap. The learning-rate schedule still spans
+  the cap, so a run stopped early ends at a higher rate than a fixed run of
+  that length would. The sidecar records ``epochs_used``, ``best_epoch``,
+  ``best_val_score`` and ``stop_reason``.
 * Optional knowledge distillation: ``loss = (1 - alpha) * CE(labels) +
   alpha * T^2 * KL(teacher_T || student_T)``; the teacher sees the same
   augmented images, resized to its own resolution.
@@ -35,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -49,6 +60,8 @@ __all__ = [
     "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
     "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
     "make_strategy", "STRATEGIES", "with_model_classes",
+    "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
+    "AUTO_EPOCHS_CAP", "AUTO_PATIENCE",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,10 +93,16 @@ class TrainConfig:
     strategy: str = "default"
     steps_per_epoch: Optional[int] = None  # None: one pass over the training split
     bn_recalibration_batches: int = DEFAULT_BN_RECALIBRATION_BATCHES
+    # Early stopping: None trains exactly ``epochs`` epochs; N stops when validation
+    # top-1 has not improved (by more than ``min_delta``) for N epochs, restores the best
+    # epoch's weights, and makes ``epochs`` the cap (``--epochs auto``).
+    patience: Optional[int] = None
+    min_delta: float = 0.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise TfedgeError(f"epochs must be >= 1, got {self.epochs}")
+        _check_patience(self.patience, self.min_delta)
         if self.batch_size < 1:
             raise TfedgeError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
@@ -128,6 +147,58 @@ class TrainResult:
     train_seconds: float
     history: tuple[dict[str, float], ...]
     val: Optional[EvalResult]
+    stop_reason: str = "epochs"          # 'epochs', 'patience' (early stopping) or 'interrupted'
+    best_epoch: Optional[int] = None     # with early stopping: the epoch whose weights were kept
+
+
+# --------------------------------------------------------------------------- epoch budgets
+
+#: ``--epochs auto``: at most this many epochs ...
+AUTO_EPOCHS_CAP = 50
+#: ... stopping when validation accuracy has not improved for this many.
+AUTO_PATIENCE = 5
+
+
+def _check_patience(patience: Optional[int], min_delta: float) -> None:
+    if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
+                                 or patience < 1):
+        raise TfedgeError(f"patience must be a whole number >= 1 (or None: a fixed number of "
+                          f"epochs), got {patience!r}")
+    if not min_delta >= 0:
+        raise TfedgeError(f"min_delta must be >= 0, got {min_delta!r}")
+
+
+def parse_epochs(text: Union[str, int]) -> dict[str, Any]:
+    """An ``--epochs`` value as config fields: ``{'epochs': N, 'patience': P or None}``.
+
+    ``'12'``: exactly 12 epochs. ``'auto'``: early stopping on validation
+    accuracy, patience :data:`AUTO_PATIENCE`, at most :data:`AUTO_EPOCHS_CAP`
+    epochs; ``'auto:CAP'`` and ``'auto:CAP:PATIENCE'`` set those. Usable as an
+    argparse ``type=`` (a bad value raises ``argparse.ArgumentTypeError``).
+    """
+    import argparse
+
+    value = str(text).strip().lower()
+    parts = value.split(":")
+    try:
+        if parts[0] != "auto":
+            if len(parts) != 1:
+                raise ValueError
+            epochs, patience = int(value), None
+        elif len(parts) > 3:
+            raise ValueError
+        else:
+            epochs = int(parts[1]) if len(parts) > 1 else AUTO_EPOCHS_CAP
+            patience = int(parts[2]) if len(parts) > 2 else AUTO_PATIENCE
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid epochs {text!r}: give a whole number (e.g. 12), or 'auto' (stop when "
+            f"validation accuracy stalls for {AUTO_PATIENCE} epochs, at most "
+            f"{AUTO_EPOCHS_CAP}), 'auto:CAP' or 'auto:CAP:PATIENCE'") from None
+    if epochs < 1 or (patience is not None and patience < 1):
+        raise argparse.ArgumentTypeError(
+            f"invalid epochs {text!r}: the number of epochs and the patience must be >= 1")
+    return {"epochs": epochs, "patience": patience}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -365,6 +436,8 @@ def recalibrate_batchnorm(model, split: Split, *, batches: int = DEFAULT_BN_RECA
 
 
 def _all_layers(model):
+    # Note: tfedge.graph (issue #14 d3) is meant to be the one Keras graph walker; this
+    # walk over nested models could use it once it lands.
     for layer in model.layers:
         if hasattr(layer, "layers"):
             yield from _all_layers(layer)
@@ -467,6 +540,315 @@ def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
     return build_model(spec, synchronized_bn=synchronized_bn)
 
 
+# --------------------------------------------------------------------------- the engine
+
+
+@dataclass
+class TrainingTask:
+    """What one training run optimises; :func:`run_training` owns the loop around it.
+
+    Build it inside the strategy's scope (the model, optimiser and ``state``
+    must be created there).
+
+    model: the Keras model whose weights are trained, backed up and returned.
+    optimizer: a Keras optimiser; its schedule sets the learning rate per step.
+    dataset_fn: ``epoch -> tf.data.Dataset`` of batches that repeats; seed it by
+        the epoch's index, so a resumed run sees the batches an uninterrupted
+        one would have.
+    loss_fn: ``(targets, outputs) -> scalar``, the mean loss over one replica's
+        batch (the engine divides by the number of replicas, so the summed
+        gradients are those of the global mean).
+    steps_per_epoch, global_batch_size: the epoch's length; the batch counts
+        images for the throughput and the per-example metrics.
+    forward: ``inputs -> outputs`` in training mode (default
+        ``model(inputs, training=True)``): e.g. a view of the same layers that
+        also exposes intermediate outputs an auxiliary loss needs.
+    prepare_fn: ``batch -> (inputs, targets)``, run in the step before the
+        gradient tape (batch augmentation, a teacher's logits). Default: the
+        batch is ``(inputs, targets)``.
+    metrics_fn: ``(targets, outputs) -> {name: sum over the replica's
+        examples}``; each is reported per epoch as its mean per example.
+    variables: what the optimiser updates (default ``model.trainable_variables``).
+    state: more trackable objects to back up with the model (an auxiliary head,
+        a ``tf.random.Generator`` whose stream must continue after a resume).
+    name: how the log names the run (``'predictor'``, ...).
+    """
+
+    model: Any
+    optimizer: Any
+    dataset_fn: Callable[[int], Any]
+    loss_fn: Callable[[Any, Any], Any]
+    steps_per_epoch: int
+    global_batch_size: int
+    forward: Optional[Callable[[Any], Any]] = None
+    prepare_fn: Optional[Callable[[Any], tuple[Any, Any]]] = None
+    metrics_fn: Optional[Callable[[Any, Any], dict[str, Any]]] = None
+    variables: Optional[Sequence[Any]] = None
+    state: dict[str, Any] = field(default_factory=dict)
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when ``monitor()`` (higher is better) has not improved for ``patience`` epochs.
+
+    An improvement is a score above the best by more than ``min_delta``; the
+    best epoch's weights are restored when training ends. ``monitor_name``
+    is the score's key in the history (e.g. ``'val_top1'``).
+    """
+
+    monitor: Callable[[], float]
+    patience: int
+    min_delta: float = 0.0
+    monitor_name: str = "val_score"
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What :func:`run_training` did.
+
+    epochs_run: the last epoch finished (counting those of a resumed run).
+    stop_reason: ``'epochs'`` (the budget ran out), ``'patience'`` (early
+        stopping) or ``'interrupted'`` (``stop_after_epochs``; the backup stays).
+    best_epoch, best_score: with early stopping, the epoch whose weights were
+        restored and its score; else None.
+    """
+
+    history: tuple[dict[str, float], ...]
+    resumed_from: int
+    epochs_run: int
+    train_seconds: float
+    stop_reason: str
+    best_epoch: Optional[int] = None
+    best_score: Optional[float] = None
+
+    @property
+    def interrupted(self) -> bool:
+        return self.stop_reason == STOP_INTERRUPTED
+
+
+STOP_EPOCHS = "epochs"
+STOP_PATIENCE = "patience"
+STOP_INTERRUPTED = "interrupted"
+_BEST_PREFIX = "best-"  # in the backup folder: best-<epoch>.npz, the best weights so far
+
+
+def run_training(task: TrainingTask, *, epochs: int, strategy: Any = None,
+                 backup_dir: Union[str, os.PathLike, None] = None,
+                 fingerprint: Optional[dict[str, Any]] = None,
+                 stop_after_epochs: Optional[int] = None,
+                 early_stopping: Optional[EarlyStopping] = None) -> LoopResult:
+    """Train ``task`` for up to ``epochs`` epochs: the one loop every tfedge model trains with.
+
+    strategy: a ``tf.distribute`` strategy (default: the current one); the
+        task must have been built in its scope.
+    backup_dir: per-epoch backups (model, optimiser, ``task.state``, epoch and
+        early-stopping state). A run started again with the same task resumes
+        after the last finished epoch; the folder is deleted when training
+        ends. ``fingerprint`` (JSON data: model, data, settings) is stored
+        with it, and a backup with another fingerprint is refused.
+    stop_after_epochs: stop after this many epochs of this call, keeping the
+        backup, as if killed (to test resuming).
+    early_stopping: stop when its score has not improved for ``patience``
+        epochs, and restore the best epoch's weights (with a backup, those
+        weights are backed up too, so a resumed run ends the same).
+    """
+    import tensorflow as tf
+
+    default_strategy = tf.distribute.get_strategy()
+    strategy = strategy or default_strategy
+    chief = _is_chief(strategy)
+    model, optimizer = task.model, task.optimizer
+    variables = list(task.variables if task.variables is not None else model.trainable_variables)
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        if not getattr(optimizer, "built", True):
+            optimizer.build(variables)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        best_epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="best_epoch")
+        best_score_var = tf.Variable(-math.inf, dtype=tf.float64, trainable=False,
+                                     name="best_score")
+        stopped_var = tf.Variable(False, trainable=False, name="stopped_early")
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch_var,
+                                         best_epoch=best_epoch_var, best_score=best_score_var,
+                                         stopped_early=stopped_var, **task.state)
+
+    manager = None
+    resumed_from = 0
+    write_dir = None
+    best_weights = None
+    if backup_dir is not None:
+        backup_dir = Path(backup_dir)
+        # Every worker must save (saving is collective); only the chief's copy is kept.
+        write_dir = backup_dir if chief else Path(tempfile.mkdtemp(prefix="tfedge-backup-"))
+        manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=1)
+        latest = tf.train.latest_checkpoint(str(backup_dir))
+        if latest:
+            if fingerprint is not None:
+                _check_same_run(backup_dir, fingerprint)
+            try:
+                checkpoint.restore(latest).expect_partial()
+            except (ValueError, tf.errors.OpError) as exc:
+                raise TfedgeError(f"the backup in {backup_dir} does not fit this model "
+                                  f"({first_line(exc)}): delete {backup_dir} to start over, "
+                                  "or rerun with the original settings") from None
+            resumed_from = int(epoch_var.numpy())
+            if early_stopping is not None and int(best_epoch_var.numpy()):
+                best_weights = _read_best_weights(backup_dir, int(best_epoch_var.numpy()))
+            log.info("resuming from %s (epoch %d of %d done)", latest, resumed_from, epochs)
+        elif chief:
+            write_dir.mkdir(parents=True, exist_ok=True)
+            if fingerprint is not None:
+                atomic_write_json(write_dir / _RUN_FILE, fingerprint)
+
+    forward = task.forward or (lambda inputs: model(inputs, training=True))
+    prepare = task.prepare_fn or (lambda batch: batch)
+
+    def replica_step(batch):
+        inputs, targets = prepare(batch)
+        with tf.GradientTape() as tape:
+            outputs = forward(inputs)
+            loss = task.loss_fn(targets, outputs)
+            if replicas > 1:
+                loss = loss / replicas
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables))
+        metrics = task.metrics_fn(targets, outputs) if task.metrics_fn else {}
+        return loss, metrics
+
+    @tf.function
+    def train_step(iterator):
+        loss, metrics = strategy.run(replica_step, args=(next(iterator),))
+        total = lambda value: strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+        return total(loss), {key: total(value) for key, value in metrics.items()}
+
+    label = f"{task.name} epoch" if task.name else "epoch"
+    steps, batch = task.steps_per_epoch, task.global_batch_size
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    epochs_this_call = 0
+    stop_reason = STOP_PATIENCE if bool(stopped_var.numpy()) else STOP_EPOCHS
+    for epoch in range(resumed_from, epochs):
+        if stop_reason == STOP_PATIENCE:
+            break
+        ds = task.dataset_fn(epoch)
+        if strategy is not default_strategy:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = \
+                tf.data.experimental.AutoShardPolicy.DATA
+            ds = ds.with_options(options)
+        iterator = iter(strategy.experimental_distribute_dataset(ds))
+        t0 = time.perf_counter()
+        loss_sum = 0.0
+        sums: dict[str, float] = {}
+        report_every = max(1, steps // 5)
+        for step in range(steps):
+            loss, metrics = train_step(iterator)
+            loss_sum += float(loss)
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
+            if (step + 1) % report_every == 0 and step + 1 < steps:
+                log.debug("  %s %d/%d  step %d/%d  loss %.4f  %.0f img/s", label, epoch + 1,
+                          epochs, step + 1, steps, loss_sum / (step + 1),
+                          (step + 1) * batch / (time.perf_counter() - t0))
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "loss": loss_sum / steps,
+                  **{key: value / (steps * batch) for key, value in sums.items()},
+                  "seconds": seconds, "images_per_second": steps * batch / seconds}
+        epoch_var.assign(epoch + 1)
+        if early_stopping is not None:
+            score = float(early_stopping.monitor())
+            record[early_stopping.monitor_name] = score
+            if score > float(best_score_var.numpy()) + early_stopping.min_delta:
+                best_score_var.assign(score)
+                best_epoch_var.assign(epoch + 1)
+                best_weights = [np.asarray(w) for w in model.get_weights()]
+                if manager is not None and chief:
+                    _write_best_weights(write_dir, epoch + 1, best_weights)
+            elif epoch + 1 - int(best_epoch_var.numpy()) >= early_stopping.patience:
+                stopped_var.assign(True)
+                stop_reason = STOP_PATIENCE
+        history.append(record)
+        if manager is not None:
+            manager.save(checkpoint_number=epoch + 1)
+            if early_stopping is not None and chief:
+                _prune_best_weights(write_dir, int(best_epoch_var.numpy()))
+        extras = "".join(f"  {key} {record[key]:.4f}" for key in record
+                         if key not in ("epoch", "loss", "seconds", "images_per_second"))
+        log.info("%s %d/%d  loss %.4f%s  %.0f img/s  %.0fs", label, epoch + 1, epochs,
+                 record["loss"], extras, record["images_per_second"], seconds)
+        if stop_reason == STOP_PATIENCE:
+            log.info("%s: no better %s for %d epochs; stopping after epoch %d (best: epoch %d, "
+                     "%.4f)", task.name or "training", early_stopping.monitor_name,
+                     early_stopping.patience, epoch + 1, int(best_epoch_var.numpy()),
+                     float(best_score_var.numpy()))
+            break
+        epochs_this_call += 1
+        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs \
+                and epoch + 1 < epochs:
+            log.info("stopping after %d epochs as asked; run again to resume", epochs_this_call)
+            return LoopResult(tuple(history), resumed_from, epoch + 1,
+                              time.perf_counter() - start, STOP_INTERRUPTED,
+                              _or_none(best_epoch_var), _score_or_none(best_score_var))
+    train_seconds = time.perf_counter() - start
+    best_epoch = best_score = None
+    if early_stopping is not None:
+        best_epoch, best_score = _or_none(best_epoch_var), _score_or_none(best_score_var)
+        if best_weights is not None and best_epoch != int(epoch_var.numpy()):
+            log.info("restoring the weights of epoch %d (%s %.4f)", best_epoch,
+                     early_stopping.monitor_name, best_score)
+            model.set_weights(best_weights)
+    if manager is not None:
+        if chief and backup_dir is not None:
+            shutil.rmtree(backup_dir, ignore_errors=True)
+        if write_dir is not None and write_dir != backup_dir:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    return LoopResult(tuple(history), resumed_from, int(epoch_var.numpy()), train_seconds,
+                      stop_reason, best_epoch, best_score)
+
+
+def _or_none(var) -> Optional[int]:
+    value = int(var.numpy())
+    return value or None
+
+
+def _score_or_none(var) -> Optional[float]:
+    value = float(var.numpy())
+    return value if math.isfinite(value) else None
+
+
+def _write_best_weights(folder: Path, epoch: int, weights: Sequence[np.ndarray]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / f"{_BEST_PREFIX}{epoch}.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, *weights)
+
+
+def _read_best_weights(folder: Path, epoch: int) -> list[np.ndarray]:
+    path = folder / f"{_BEST_PREFIX}{epoch}.npz"
+    try:
+        with np.load(path) as data:
+            return [data[f"arr_{i}"] for i in range(len(data.files))]
+    except (OSError, ValueError) as exc:
+        raise TfedgeError(f"the backup in {folder} names epoch {epoch} as the best but "
+                          f"{path.name} is missing or unreadable ({first_line(exc)}): delete "
+                          f"{folder} to start over") from None
+
+
+def _prune_best_weights(folder: Path, keep_epoch: int) -> None:
+    for path in folder.glob(f"{_BEST_PREFIX}*.npz"):
+        if path.name != f"{_BEST_PREFIX}{keep_epoch}.npz":
+            path.unlink(missing_ok=True)
+
+
+def default_backup_dir(output: Optional[Path]) -> Optional[Path]:
+    """Where a run writing ``output`` keeps its per-epoch backup (None without an output)."""
+    return None if output is None else output.with_name(output.name + ".backup")
+
+
+# --------------------------------------------------------------------------- classifiers
+
+
 def train_classifier(
     model: Any,
     train: Split,
@@ -485,6 +867,8 @@ def train_classifier(
     model: a registry name (``'resnet18_050'``), a model spec, a Keras model, or
         the path of a ``.keras`` file. Names and specs are built with the
         dataset's number of classes and ``resolution`` (if given).
+    val: scored after training; with ``config.patience`` also after every
+        epoch, to stop early (required then).
     teacher: a Keras classifier or ``.keras`` path to distil from (optional).
     output: where to write the trained ``.keras`` model (atomically) and its
         JSON sidecar. Only the chief worker writes.
@@ -502,10 +886,13 @@ def train_classifier(
     steps_per_epoch = config.steps_per_epoch or max(1, len(train) // global_batch)
     if len(train) == 0:
         raise TfedgeError("the training split is empty: check the dataset path and its classes")
+    if config.patience is not None and (val is None or len(val) == 0):
+        raise TfedgeError("early stopping (patience, --epochs auto) needs a validation split: "
+                          "give val data, or a fixed number of epochs")
 
     output = Path(output) if output is not None else None
-    if backup_dir is None and output is not None:
-        backup_dir = output.with_name(output.name + ".backup")
+    if backup_dir is None:
+        backup_dir = default_backup_dir(output)
     chief = _is_chief(strategy)
 
     # Same seed, same initial weights: runs are reproducible and a resumed run
@@ -521,9 +908,6 @@ def train_classifier(
                 f"the model takes {res}-px input but resolution {resolution} was asked for: "
                 "drop --resolution when fine-tuning a saved model, or train a registry name")
         optimizer = _make_optimizer(config, steps_per_epoch)
-        optimizer.build(student.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        checkpoint = tf.train.Checkpoint(model=student, optimizer=optimizer, epoch=epoch_var)
 
     teacher_model = None
     if teacher is not None:
@@ -535,136 +919,84 @@ def train_classifier(
                 f"{student.output_shape[-1]}: distil between models of the same label set")
         teacher_res = model_resolution(teacher_model)
 
-    manager = None
-    resumed_from = 0
-    write_dir = None
-    if backup_dir is not None:
-        backup_dir = Path(backup_dir)
-        # Every worker must save (saving is collective); only the chief's copy is kept.
-        write_dir = backup_dir if chief else Path(tempfile.mkdtemp(prefix="tfedge-backup-"))
-        manager = tf.train.CheckpointManager(checkpoint, str(write_dir), max_to_keep=1)
-        latest = tf.train.latest_checkpoint(str(backup_dir))
-        fingerprint = _run_fingerprint(student, res, train, config, teacher)
-        if latest:
-            _check_same_run(backup_dir, fingerprint)
-            try:
-                checkpoint.restore(latest).expect_partial()
-            except (ValueError, tf.errors.OpError) as exc:
-                raise TfedgeError(f"the backup in {backup_dir} does not fit this model "
-                                  f"({first_line(exc)}): delete {backup_dir} to start over, "
-                                  "or rerun with the original settings") from None
-            resumed_from = int(epoch_var.numpy())
-            log.info("resuming from %s (epoch %d of %d done)", latest, resumed_from, config.epochs)
-        elif chief:
-            write_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(write_dir / _RUN_FILE, fingerprint)
-
     num_classes = int(student.output_shape[-1])
     smoothing = float(config.label_smoothing)
     alpha = float(config.distill_alpha) if teacher_model is not None else 0.0
     temperature = float(config.distill_temperature)
 
-    def per_example_loss(labels, logits, teacher_logits):
+    def prepare(batch):
+        images, labels = batch
+        teacher_logits = None
+        if teacher_model is not None:
+            t_in = images if teacher_res == res else tf.image.resize(images, (teacher_res, teacher_res))
+            teacher_logits = tf.stop_gradient(teacher_model(t_in, training=False))
+        return images, (labels, teacher_logits)
+
+    def loss_fn(targets, logits):
+        labels, teacher_logits = targets
         one_hot = tf.one_hot(labels, num_classes)
         if smoothing:
             one_hot = one_hot * (1.0 - smoothing) + smoothing / num_classes
         hard = tf.nn.softmax_cross_entropy_with_logits(one_hot, logits)
         if teacher_logits is None:
-            return hard
+            return tf.reduce_mean(hard)
         t_prob = tf.nn.softmax(teacher_logits / temperature)
         s_logp = tf.nn.log_softmax(logits / temperature)
         kl = tf.reduce_sum(t_prob * (tf.math.log(t_prob + 1e-8) - s_logp), axis=-1)
-        return (1.0 - alpha) * hard + alpha * temperature ** 2 * kl
+        return tf.reduce_mean((1.0 - alpha) * hard + alpha * temperature ** 2 * kl)
 
-    def replica_step(images, labels):
-        teacher_logits = None
-        if teacher_model is not None:
-            t_in = images if teacher_res == res else tf.image.resize(images, (teacher_res, teacher_res))
-            teacher_logits = tf.stop_gradient(teacher_model(t_in, training=False))
-        with tf.GradientTape() as tape:
-            logits = student(images, training=True)
-            losses = per_example_loss(labels, logits, teacher_logits)
-            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
-        grads = tape.gradient(loss, student.trainable_variables)
-        optimizer.apply_gradients(zip(grads, student.trainable_variables))
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int32),
-                                                 tf.cast(labels, tf.int32)), tf.float32))
-        return loss, correct
+    def metrics_fn(targets, logits):
+        labels = tf.cast(targets[0], tf.int32)
+        correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+        return {"train_top1": tf.reduce_sum(tf.cast(correct, tf.float32))}
 
-    @tf.function
-    def train_step(iterator):
-        images, labels = next(iterator)
-        loss, correct = strategy.run(replica_step, args=(images, labels))
-        return (strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None),
-                strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None))
-
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    epochs_this_call = 0
-    for epoch in range(resumed_from, config.epochs):
+    def dataset_fn(epoch):
         # Seeding each epoch's data by its index makes a resumed run see the same
         # batches an uninterrupted one would have.
-        ds = make_dataset(train, resolution=res, batch_size=global_batch, training=True,
-                          augment=config.augment or NO_AUGMENT,
-                          seed=config.seed * 1000 + epoch, repeat=True, drop_remainder=True)
-        if distributed:
-            options = tf.data.Options()
-            options.experimental_distribute.auto_shard_policy = \
-                tf.data.experimental.AutoShardPolicy.DATA
-            ds = ds.with_options(options)
-        iterator = iter(strategy.experimental_distribute_dataset(ds))
-        t0 = time.perf_counter()
-        loss_sum = 0.0
-        correct_sum = 0.0
-        report_every = max(1, steps_per_epoch // 5)
-        for step in range(steps_per_epoch):
-            loss, correct = train_step(iterator)
-            loss_sum += float(loss)
-            correct_sum += float(correct)
-            if (step + 1) % report_every == 0 and step + 1 < steps_per_epoch:
-                elapsed = time.perf_counter() - t0
-                log.info("  epoch %d/%d  step %d/%d  loss %.3f  %.0f img/s", epoch + 1,
-                         config.epochs, step + 1, steps_per_epoch, loss_sum / (step + 1),
-                         (step + 1) * global_batch / elapsed)
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "loss": loss_sum / steps_per_epoch,
-                  "train_top1": correct_sum / (steps_per_epoch * global_batch),
-                  "seconds": seconds, "images_per_second": steps_per_epoch * global_batch / seconds}
-        history.append(record)
-        epoch_var.assign(epoch + 1)
-        if manager is not None:
-            manager.save(checkpoint_number=epoch + 1)
-        remaining = (config.epochs - epoch - 1) * seconds
-        log.info("epoch %d/%d  loss %.3f  train top-1 %.3f  %.0f img/s  %.0fs (about %.0fs left)",
-                 epoch + 1, config.epochs, record["loss"], record["train_top1"],
-                 record["images_per_second"], seconds, remaining)
-        epochs_this_call += 1
-        if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs \
-                and epoch + 1 < config.epochs:
-            log.info("stopping after %d epochs as asked; run again to resume", epochs_this_call)
-            return student, TrainResult(None, epoch + 1, resumed_from,
-                                        time.perf_counter() - start, tuple(history), None)
-    train_seconds = time.perf_counter() - start
+        return make_dataset(train, resolution=res, batch_size=global_batch, training=True,
+                            augment=config.augment or NO_AUGMENT,
+                            seed=config.seed * 1000 + epoch, repeat=True, drop_remainder=True)
 
-    final = _without_sync_bn(student) if distributed else student
-    if config.bn_recalibration_batches:
-        recalibrate_batchnorm(final, train, batches=config.bn_recalibration_batches)
+    def evaluated_copy():
+        final = _without_sync_bn(student) if distributed else student
+        if config.bn_recalibration_batches:
+            recalibrate_batchnorm(final, train, batches=config.bn_recalibration_batches)
+        return final
+
+    early = None
+    if config.patience is not None:
+        early = EarlyStopping(lambda: evaluate_classifier(evaluated_copy(), val).top1,
+                              config.patience, config.min_delta, "val_top1")
+    with strategy.scope():
+        task = TrainingTask(student, optimizer, dataset_fn, loss_fn, steps_per_epoch,
+                            global_batch, prepare_fn=prepare, metrics_fn=metrics_fn)
+    loop = run_training(task, epochs=config.epochs, strategy=strategy, backup_dir=backup_dir,
+                        fingerprint=_run_fingerprint(student, res, train, config, teacher),
+                        stop_after_epochs=stop_after_epochs, early_stopping=early)
+    if loop.interrupted:
+        return student, TrainResult(None, loop.epochs_run, loop.resumed_from,
+                                    loop.train_seconds, loop.history, None)
+
+    final = evaluated_copy()
     val_result = evaluate_classifier(final, val) if val is not None and len(val) else None
     if val_result is not None:
         log.info("validation top-1 %.4f (%d images)", val_result.top1, val_result.count)
 
     if output is not None and chief:
         meta = {"class_names": list(train.class_names), "train_config": config.to_dict(),
-                "train_seconds": train_seconds, "epochs": config.epochs,
+                "train_seconds": loop.train_seconds, **budget_record(loop),
                 "val": val_result.to_dict() if val_result else None,
                 "teacher": str(teacher) if isinstance(teacher, (str, os.PathLike)) else None}
         meta.update(metadata or {})
         save_classifier(final, output, meta)
         log.info("wrote %s", output)
-    if manager is not None:
-        if chief and backup_dir is not None:
-            shutil.rmtree(backup_dir, ignore_errors=True)
-        if write_dir is not None and write_dir != backup_dir:
-            shutil.rmtree(write_dir, ignore_errors=True)
-    return final, TrainResult(output if chief else None, len(history) + resumed_from,
-                              resumed_from, train_seconds, tuple(history), val_result)
+    return final, TrainResult(output if chief else None, loop.epochs_run, loop.resumed_from,
+                              loop.train_seconds, loop.history, val_result,
+                              loop.stop_reason, loop.best_epoch)
+
+
+def budget_record(loop: LoopResult) -> dict[str, Any]:
+    """The sidecar's record of how many epochs a run used and why it stopped."""
+    return {"epochs": loop.epochs_run, "epochs_used": loop.epochs_run,
+            "stop_reason": loop.stop_reason, "best_epoch": loop.best_epoch,
+            "best_val_score": loop.best_score}

@@ -25,14 +25,15 @@ from .geometry import (CropConfig, crop_and_resize, crop_window, crop_windows, d
 
 _LAZY = {
     # predictor
-    "PredictorSpec": "._predictor", "PredictorTrainConfig": "._predictor",
-    "PredictorTrainResult": "._predictor", "DEFAULT_PREDICTOR": "._predictor",
-    "build_predictor": "._predictor", "predictor_export_model": "._predictor",
-    "get_predictor_spec": "._predictor", "list_predictors": "._predictor",
-    "load_predictor": "._predictor", "predict_boxes": "._predictor",
-    "predictor_spec_of": "._predictor", "register_predictor": "._predictor",
-    "save_predictor": "._predictor", "train_predictor": "._predictor",
-    "with_box_labels": "._predictor",
+    "PredictorSpec": "._boxnet", "DEFAULT_PREDICTOR": "._boxnet",
+    "build_predictor": "._boxnet", "predictor_export_model": "._boxnet",
+    "get_predictor_spec": "._boxnet", "list_predictors": "._boxnet",
+    "predictor_spec_of": "._boxnet", "register_predictor": "._boxnet",
+    "PredictorTrainConfig": "._predictor_training",
+    "PredictorTrainResult": "._predictor_training", "train_predictor": "._predictor_training",
+    "with_box_labels": "._predictor_training",
+    "predict_boxes": "._predictor_inference",
+    "load_predictor": "._predictor_files", "save_predictor": "._predictor_files",
     # refinement
     "RefinedPredictor": "._refine", "RefinerTrainConfig": "._refine",
     "RefinerTrainResult": "._refine", "DEFAULT_REFINER": "._refine",
@@ -42,10 +43,10 @@ _LAZY = {
     "box_labels": "._gradcam", "cam_boxes": "._gradcam", "gradcam_boxes": "._gradcam",
     "gradcam_maps": "._gradcam",
     # crops for the classifier
-    "JitterConfig": "._pipeline", "CropTrainConfig": "._pipeline",
-    "make_crop_dataset": "._pipeline", "materialize_crops": "._pipeline",
-    "crop_dataset_fn": "._pipeline",
-    "train_crop_classifier": "._pipeline", "trained_crop_config": "._pipeline",
+    "JitterConfig": "._classifier_crops", "CropTrainConfig": "._classifier_crops",
+    "make_crop_dataset": "._classifier_crops", "materialize_crops": "._classifier_crops",
+    "crop_dataset_fn": "._classifier_crops",
+    "train_crop_classifier": "._classifier_crops", "trained_crop_config": "._classifier_crops",
     # evaluation
     "CropEvalResult": "._evaluate", "evaluate_crop_pipeline": "._evaluate",
     "iou_summary": "._evaluate", "save_box_preview": "._evaluate",

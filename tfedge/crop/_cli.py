@@ -33,6 +33,14 @@ __all__ = ["add_crop_commands"]
 log = logging.getLogger("tfedge")
 
 
+def _epochs_help() -> str:
+    from .._train import AUTO_EPOCHS_CAP, AUTO_PATIENCE
+
+    return (f"a number of epochs, or 'auto': stop when the validation score has not improved "
+            f"for {AUTO_PATIENCE} epochs (at most {AUTO_EPOCHS_CAP}) and keep the best epoch's "
+            "weights; 'auto:CAP' or 'auto:CAP:PATIENCE' set those")
+
+
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True))
 
@@ -84,7 +92,7 @@ def _check_output(path: str) -> Path:
 
 def cmd_predictor_list(args: argparse.Namespace) -> int:
     from .._macs import count_macs
-    from ._predictor import build_predictor, list_predictors
+    from ._boxnet import build_predictor, list_predictors
 
     names = list_predictors()
     rows = {}
@@ -99,13 +107,13 @@ def cmd_predictor_list(args: argparse.Namespace) -> int:
 def cmd_predictor_train(args: argparse.Namespace) -> int:
     from .._macs import count_macs
     from ..cli import dataset_from_args
+    from ._boxnet import get_predictor_spec
     from ._gradcam import box_labels
-    from ._predictor import (PredictorTrainConfig, get_predictor_spec, train_predictor,
-                             with_box_labels)
+    from ._predictor_training import PredictorTrainConfig, train_predictor, with_box_labels
 
     output = _check_output(args.output)
     spec = get_predictor_spec(args.predictor, resolution=args.resolution)
-    config = PredictorTrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+    config = PredictorTrainConfig(**args.epochs, batch_size=args.batch_size,
                                   learning_rate=args.learning_rate, seed=args.seed,
                                   steps_per_epoch=args.steps_per_epoch)
     dataset = dataset_from_args(args)
@@ -125,6 +133,8 @@ def cmd_predictor_train(args: argparse.Namespace) -> int:
         metadata={"dataset": dataset.name, "box_labels": counts})
     summary = {"predictor": model.name, "output": str(output), "box_labels": counts,
                "macs": count_macs(model).macs, "train_seconds": round(result.train_seconds, 1),
+               "epochs": result.epochs_run, "resumed_from_epoch": result.resumed_from_epoch,
+               "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,
                "val": result.val}
     _print_json(summary)
     return EXIT_OK
@@ -134,7 +144,8 @@ def cmd_predictor_refine(args: argparse.Namespace) -> int:
     import dataclasses
 
     from ..cli import dataset_from_args
-    from ._predictor import get_predictor_spec, load_predictor
+    from ._boxnet import get_predictor_spec
+    from ._predictor_files import load_predictor
     from ._refine import (DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinedPredictor,
                           RefinerTrainConfig, predictor_macs, train_refiner)
 
@@ -152,7 +163,7 @@ def cmd_predictor_refine(args: argparse.Namespace) -> int:
     config = RefinerTrainConfig(
         window=window, passes=args.passes, predicted_copies=args.predicted_copies,
         jittered_copies=args.jittered_copies,
-        train=dataclasses.replace(base.train, epochs=args.epochs, batch_size=args.batch_size,
+        train=dataclasses.replace(base.train, **args.epochs, batch_size=args.batch_size,
                                   learning_rate=args.learning_rate, seed=args.seed,
                                   steps_per_epoch=args.steps_per_epoch))
     dataset = dataset_from_args(args)
@@ -178,8 +189,8 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
     from .._train import TrainConfig
     from ..cli import dataset_from_args
     from ._evaluate import evaluate_crop_pipeline
-    from ._pipeline import CropTrainConfig, JitterConfig, train_crop_classifier
-    from ._predictor import load_predictor
+    from ._classifier_crops import CropTrainConfig, JitterConfig, train_crop_classifier
+    from ._predictor_files import load_predictor
 
     output = _check_output(args.output)
     jitter = None if args.no_jitter else JitterConfig(shift=args.jitter_shift,
@@ -187,16 +198,18 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
     crop_config = CropTrainConfig(resolution=args.resolution, crop=_crop_config(args),
                                   jitter=jitter, copies=args.copies,
                                   predicted_copies=args.predicted_copies if args.predictor else 0)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+    config = TrainConfig(**args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, seed=args.seed)
     predictor = load_predictor(args.predictor) if args.predictor else None
     dataset = dataset_from_args(args)
     model, result = train_crop_classifier(
         args.model, dataset.train, crop_config=crop_config, config=config, predictor=predictor,
+        val=dataset.val if config.patience is not None else None,
         output=output, metadata={"dataset": dataset.name,
                                  "predictor": args.predictor})
     summary = {"model": model.name, "output": str(output), "macs": count_macs(model).macs,
-               "train_seconds": round(result.train_seconds, 1)}
+               "train_seconds": round(result.train_seconds, 1), "epochs": result.epochs_run,
+               "stop_reason": result.stop_reason, "best_epoch": result.best_epoch}
     if predictor is not None:
         evaluation, _ = evaluate_crop_pipeline(predictor, model, dataset.val,
                                                crop=crop_config.crop)
@@ -209,8 +222,8 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
     from .._train import load_classifier, read_sidecar, with_model_classes
     from ..cli import dataset_from_args
     from ._evaluate import evaluate_crop_pipeline, save_box_preview
-    from ._pipeline import trained_crop_config
-    from ._predictor import load_predictor
+    from ._classifier_crops import trained_crop_config
+    from ._predictor_files import load_predictor
 
     predictor = load_predictor(args.predictor)
     classifier = load_classifier(args.model)
@@ -241,7 +254,9 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
 
 def _add_boxnet_training_flags(parser: argparse.ArgumentParser) -> None:
     """Epochs, batch, learning rate, steps and seed of a boxnet (predictor or refiner)."""
-    parser.add_argument("--epochs", type=int, default=12)
+    from .._train import parse_epochs
+
+    parser.add_argument("--epochs", type=parse_epochs, default="12", help=_epochs_help())
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     parser.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
     parser.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
@@ -251,7 +266,8 @@ def _add_boxnet_training_flags(parser: argparse.ArgumentParser) -> None:
 def add_crop_commands(subparsers: Any) -> None:
     """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` subcommands."""
     from ..cli import add_data_flags
-    from ._predictor import DEFAULT_PREDICTOR
+    from .._train import parse_epochs
+    from ._boxnet import DEFAULT_PREDICTOR
     from ._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER
 
     predictor = subparsers.add_parser(
@@ -330,7 +346,7 @@ def add_crop_commands(subparsers: Any) -> None:
     p.add_argument("--jitter-scale", dest="jitter_scale", type=float, default=0.12)
     p.add_argument("--no-jitter", dest="no_jitter", action="store_true",
                    help="crop at the exact true boxes")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=parse_epochs, default="10", help=_epochs_help())
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)

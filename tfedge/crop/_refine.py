@@ -56,7 +56,7 @@ from .._io import sha256_file
 from ..data._pipeline import AugmentConfig
 from ..data._types import FileSplit, ImageSplit, Split
 from .geometry import CropConfig
-from ._pipeline import JitterConfig
+from ._classifier_crops import JitterConfig
 
 __all__ = ["RefinedPredictor", "RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER",
            "DEFAULT_REFINE_WINDOW", "REFINER_ROLE", "window_crops", "boxes_to_window",
@@ -80,7 +80,7 @@ def _refiner_augment() -> AugmentConfig:
 
 
 def _default_refiner_train() -> Any:
-    from ._predictor import PredictorTrainConfig
+    from ._predictor_training import PredictorTrainConfig
 
     return PredictorTrainConfig(augment=_refiner_augment())
 
@@ -137,6 +137,7 @@ class RefinerTrainResult:
     train_seconds: float
     windows: int                      # training windows (examples) the refiner saw per epoch
     val: Optional[dict[str, float]]   # IoU summaries on the validation split: predictor, refined
+    interrupted: bool = False         # stopped by stop_after_epochs; the backup stays
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfi
 
     from ..data._pipeline import _decoded_examples
     from ._geometry_tf import crop_and_resize_with_window_tf
-    from ._pipeline import _check_boxes, _jitter_box_tf, to_uint8_pixels
+    from ._classifier_crops import _check_boxes, _jitter_box_tf, to_uint8_pixels
 
     if not isinstance(split, (ImageSplit, FileSplit)):
         raise DatasetError(f"split is a {type(split).__name__}: pass an ImageSplit or a FileSplit")
@@ -261,7 +262,8 @@ def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfi
 def refine_boxes(refiner: Any, split: Split, boxes: Any, *, window: CropConfig = DEFAULT_REFINE_WINDOW,
                  passes: int = 1, batch_size: int = 256) -> np.ndarray:
     """``passes`` looks of ``refiner`` (a Keras boxnet) around ``boxes``; returns the last boxes."""
-    from ._predictor import predict_boxes, predictor_spec_of
+    from ._boxnet import predictor_spec_of
+    from ._predictor_inference import predict_boxes
 
     res = predictor_spec_of(refiner).resolution
     current = np.asarray(boxes, np.float32)
@@ -293,7 +295,10 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
                   config: RefinerTrainConfig = RefinerTrainConfig(),
                   output: Union[str, os.PathLike, None] = None,
                   predictor_path: Union[str, os.PathLike, None] = None,
-                  metadata: Optional[dict] = None) -> tuple[RefinedPredictor, RefinerTrainResult]:
+                  metadata: Optional[dict] = None,
+                  backup_dir: Union[str, os.PathLike, None] = None,
+                  stop_after_epochs: Optional[int] = None,
+                  ) -> tuple[RefinedPredictor, RefinerTrainResult]:
     """Train a refiner for ``predictor`` (a Keras boxnet) on ``train``'s true boxes.
 
     model: a predictor name or spec (e.g. :data:`DEFAULT_REFINER`) or a Keras
@@ -303,13 +308,20 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
         ``predictor_path`` (the predictor's file) is required, since the
         sidecar names it so :func:`tfedge.crop.load_predictor` can rebuild
         the pair.
+    backup_dir: per-epoch backups of the refiner's training (default
+        ``<output>.backup``); a killed run started again resumes (its windows
+        are cut again, the same way). ``stop_after_epochs``: stop after that
+        many epochs, keeping the backup, as if killed (to test resuming);
+        the result's ``interrupted`` is then True and nothing is written.
 
     The training windows are held in memory, ``N * (predicted_copies +
     jittered_copies) * r * r * 3`` bytes (about 1 GB for 20,000 images, four
     windows each, r = 64).
     """
+    from .._train import default_backup_dir
     from ._evaluate import iou_summary
-    from ._predictor import predict_boxes, train_predictor
+    from ._predictor_inference import predict_boxes
+    from ._predictor_training import train_predictor
 
     if isinstance(predictor, RefinedPredictor):
         raise TfedgeError("predictor is already refined: pass its first-stage predictor")
@@ -324,10 +336,14 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
             raise TfedgeError("train_refiner(output=...) needs predictor_path: the refiner's "
                               "sidecar names the predictor it refines")
         _check_pairing(output, Path(predictor_path))
-    from ._predictor import build_predictor, get_predictor_spec
-
     import keras
 
+    from ._boxnet import build_predictor, get_predictor_spec
+
+    if getattr(config.train, "patience", None) is not None:
+        raise TfedgeError("early stopping is not available for refiners (their score needs the "
+                          "predictor's boxes on the validation split): give the refiner a fixed "
+                          "number of epochs")
     augment = config.train.augment
     if augment is not None and augment.random_resized_crop:
         log.warning("the refiner's training config crops windows at random "
@@ -367,8 +383,17 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
     windows_split = ImageSplit(images, labels, targets, tuple(train.class_names))
     log.info("refiner: %d training windows at %d px, %.0f MB (%d without their object, left "
              "out)", len(windows_split), res, images.nbytes / 1e6, int((~keep).sum()))
-    refiner, _ = train_predictor(net, windows_split, config=config.train)
+    if backup_dir is None:
+        backup_dir = default_backup_dir(output)
+    refiner, trained = train_predictor(
+        net, windows_split, config=config.train, backup_dir=backup_dir,
+        stop_after_epochs=stop_after_epochs,
+        run_tag={"role": REFINER_ROLE, "refines_model": getattr(predictor, "name", None),
+                 "refiner_config": config.to_dict()})
     train_seconds = time.perf_counter() - start
+    if trained.stop_reason == "interrupted":
+        return (RefinedPredictor(predictor, refiner, config.window, config.passes),
+                RefinerTrainResult(None, train_seconds, len(windows_split), None, True))
     pair = RefinedPredictor(predictor, refiner, config.window, config.passes,
                             None if predictor_path is None else str(predictor_path))
     val_summary = None
@@ -382,6 +407,7 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
     if output is not None:
         save_refiner(pair, output, predictor_path, {
             "train_config": config.to_dict(), "train_seconds": train_seconds,
+            "epochs_used": trained.epochs_run, "stop_reason": trained.stop_reason,
             "val": val_summary, "class_names": list(train.class_names), **(metadata or {})})
     return pair, RefinerTrainResult(output, train_seconds, len(windows_split), val_summary)
 
@@ -396,7 +422,7 @@ def save_refiner(pair: RefinedPredictor, path: Union[str, os.PathLike],
     The path is stored relative to the refiner's folder when it can be, so
     the two files move together.
     """
-    from ._predictor import save_predictor
+    from ._predictor_files import save_predictor
 
     path = Path(path)
     target = Path(predictor_path)
@@ -431,7 +457,8 @@ def _refines(path: Path, sidecar: dict[str, Any]) -> Optional[Path]:
 
 def load_refined(path: Path, sidecar: dict[str, Any]) -> RefinedPredictor:
     """The pair a refiner file describes (called by :func:`tfedge.crop.load_predictor`)."""
-    from ._predictor import load_predictor, predictor_spec_of, read_predictor_sidecar
+    from ._boxnet import predictor_spec_of
+    from ._predictor_files import load_predictor, read_predictor_sidecar
     from .._train import load_classifier
 
     first = _refines(path, sidecar)

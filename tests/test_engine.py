@@ -1,0 +1,259 @@
+"""The one training engine (tfedge._train.run_training): early stopping, backups, resume,
+and the predictor and refiner trained on it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from tfedge import TfedgeError
+from tfedge._train import (AUTO_EPOCHS_CAP, AUTO_PATIENCE, EarlyStopping, TrainConfig,
+                           TrainingTask, parse_epochs, read_sidecar, run_training,
+                           train_classifier)
+
+from conftest import make_colour_split
+
+STEPS = 2
+BATCH = 8
+
+
+def _weights(model):
+    return [np.asarray(w) for w in model.get_weights()]
+
+
+def _tiny_task(seed: int = 0):
+    """A two-layer regression model on fixed random data: fast, deterministic."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(3)(inputs)))
+    optimizer = keras.optimizers.SGD(0.05)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(STEPS * BATCH, 4)).astype("float32")
+    y = x.sum(axis=1, keepdims=True).astype("float32")
+
+    def dataset_fn(epoch):
+        return tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
+            len(x), seed=epoch).batch(BATCH, drop_remainder=True).repeat()
+
+    def loss_fn(targets, outputs):
+        return tf.reduce_mean(tf.square(outputs - targets))
+
+    return TrainingTask(model, optimizer, dataset_fn, loss_fn, STEPS, BATCH, name="tiny")
+
+
+def _scripted(task, scores, seen):
+    """A monitor returning ``scores[epoch - 1]`` and recording the weights it was shown."""
+    def monitor():
+        epoch = int(task.optimizer.iterations.numpy()) // STEPS
+        seen[epoch] = _weights(task.model)
+        return scores[epoch - 1]
+    return monitor
+
+
+SCORES = [0.1, 0.5, 0.4, 0.45, 0.3, 0.9, 0.9, 0.9]  # best at epoch 2; patience 2 stops at 4
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    task = _tiny_task()
+    seen: dict[int, list] = {}
+    loop = run_training(task, epochs=8, early_stopping=EarlyStopping(
+        _scripted(task, SCORES, seen), patience=2, monitor_name="val_x"))
+    assert loop.stop_reason == "patience" and loop.epochs_run == 4
+    assert loop.best_epoch == 2 and loop.best_score == pytest.approx(0.5)
+    assert [r["val_x"] for r in loop.history] == SCORES[:4]
+    for a, b in zip(_weights(task.model), seen[2]):
+        np.testing.assert_array_equal(a, b)
+    assert not np.allclose(seen[2][0], seen[4][0]), "training went on after the best epoch"
+
+
+def test_min_delta_and_the_cap():
+    task = _tiny_task()
+    loop = run_training(task, epochs=3, early_stopping=EarlyStopping(
+        _scripted(task, [0.5, 0.55, 0.58], {}), patience=5, min_delta=0.1))
+    assert loop.stop_reason == "epochs" and loop.epochs_run == 3
+    assert loop.best_epoch == 1, "gains under min_delta are not improvements"
+
+
+def test_resumed_early_stopping_run_ends_as_an_uninterrupted_one(tmp_path):
+    task = _tiny_task()
+    seen: dict[int, list] = {}
+    whole = run_training(task, epochs=8, early_stopping=EarlyStopping(
+        _scripted(task, SCORES, seen), patience=2))
+    backup = tmp_path / "backup"
+    first = _tiny_task()
+    cut = run_training(first, epochs=8, backup_dir=backup, stop_after_epochs=3,
+                       fingerprint={"run": 1}, early_stopping=EarlyStopping(
+                           _scripted(first, SCORES, {}), patience=2))
+    assert cut.stop_reason == "interrupted" and cut.epochs_run == 3
+    assert (backup / "best-2.npz").exists(), "the best weights are backed up"
+    again = _tiny_task()  # a new process: fresh weights, restored from the backup
+    rest = run_training(again, epochs=8, backup_dir=backup, fingerprint={"run": 1},
+                        early_stopping=EarlyStopping(_scripted(again, SCORES, {}), patience=2))
+    assert rest.resumed_from == 3 and rest.epochs_run == whole.epochs_run == 4
+    assert rest.best_epoch == 2 and rest.stop_reason == "patience"
+    for a, b in zip(_weights(again.model), _weights(task.model)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    assert not backup.exists(), "the backup goes when training ends"
+
+
+def test_a_backup_of_another_run_is_refused(tmp_path):
+    run_training(_tiny_task(), epochs=3, backup_dir=tmp_path / "b", stop_after_epochs=1,
+                 fingerprint={"model": "a"})
+    with pytest.raises(TfedgeError, match=r"another run \(it differs in model\)"):
+        run_training(_tiny_task(), epochs=3, backup_dir=tmp_path / "b",
+                     fingerprint={"model": "b"})
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("12", {"epochs": 12, "patience": None}),
+    ("auto", {"epochs": AUTO_EPOCHS_CAP, "patience": AUTO_PATIENCE}),
+    ("AUTO:30", {"epochs": 30, "patience": AUTO_PATIENCE}),
+    ("auto:30:3", {"epochs": 30, "patience": 3}),
+])
+def test_parse_epochs(text, expected):
+    assert parse_epochs(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "ten", "auto:x", "auto:5:0", "0", "3:2", "auto:1:2:3"])
+def test_parse_epochs_rejects_bad_values_with_the_fix(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid epochs .*'auto'|must be >= 1"):
+        parse_epochs(text)
+
+
+def test_bad_patience_is_rejected():
+    with pytest.raises(TfedgeError, match="patience must be a whole number >= 1"):
+        TrainConfig(patience=0)
+    with pytest.raises(TfedgeError, match="min_delta must be >= 0"):
+        TrainConfig(patience=2, min_delta=-1)
+
+
+def test_classifier_early_stopping_is_recorded_in_the_sidecar(tmp_path, colour_split):
+    out = tmp_path / "m.keras"
+    config = TrainConfig(epochs=3, patience=1, batch_size=16, augment=None,
+                         bn_recalibration_batches=2, steps_per_epoch=2)
+    with pytest.raises(TfedgeError, match="needs a validation split"):
+        train_classifier("resnet10_025", colour_split, config=config, resolution=32)
+    _, result = train_classifier("resnet10_025", colour_split, val=colour_split.take(32),
+                                 config=config, output=out, resolution=32)
+    meta = read_sidecar(out)
+    assert meta["epochs_used"] == meta["epochs"] == result.epochs_run == len(result.history)
+    assert meta["stop_reason"] == result.stop_reason in ("epochs", "patience")
+    assert meta["train_config"]["patience"] == 1
+    best = meta["best_epoch"]
+    assert best == result.best_epoch and 1 <= best <= result.epochs_run
+    scores = [r["val_top1"] for r in result.history]
+    assert meta["best_val_score"] == pytest.approx(max(scores))
+    # The kept weights are the best epoch's: validation scores what the monitor saw then.
+    assert result.val.top1 == pytest.approx(scores[best - 1])
+
+
+def test_classifier_history_without_early_stopping_is_unchanged(colour_split):
+    _, result = train_classifier("resnet10_025", colour_split, resolution=32,
+                                 config=TrainConfig(epochs=1, batch_size=16, augment=None,
+                                                    bn_recalibration_batches=1))
+    assert set(result.history[0]) == {"epoch", "loss", "train_top1", "seconds",
+                                      "images_per_second"}
+    assert result.stop_reason == "epochs" and result.best_epoch is None
+
+
+# --------------------------------------------------------------------------- predictor, refiner
+
+TINY_BOXNET = "boxnet_heat_r32_w4"
+
+
+def _boxnet_config(**changes):
+    from tfedge.crop import PredictorTrainConfig
+
+    # photometric/dihedral/mix draw from a seeded generator that must resume too.
+    base = dict(epochs=2, batch_size=16, steps_per_epoch=2, bn_recalibration_batches=1,
+                photometric=True, dihedral=True, mix=True, seed=4)
+    base.update(changes)
+    return PredictorTrainConfig(**base)
+
+
+def test_killed_predictor_training_resumes(tmp_path):
+    from tfedge.crop import train_predictor
+
+    split = make_colour_split(48, seed=5)
+    out = tmp_path / "p.keras"
+    _, cut = train_predictor(TINY_BOXNET, split, config=_boxnet_config(), output=out,
+                             stop_after_epochs=1)
+    assert cut.stop_reason == "interrupted" and cut.model_path is None and not out.exists()
+    assert (tmp_path / "p.keras.backup").is_dir()
+    resumed, result = train_predictor(TINY_BOXNET, split, config=_boxnet_config(), output=out)
+    assert result.resumed_from_epoch == 1 and result.epochs_run == 2 and len(result.history) == 1
+    assert out.exists() and not (tmp_path / "p.keras.backup").exists()
+    assert read_sidecar(out)["epochs_used"] == 2
+    whole, uninterrupted = train_predictor(TINY_BOXNET, split, config=_boxnet_config())
+    assert result.history[0]["loss"] == pytest.approx(uninterrupted.history[1]["loss"], rel=1e-5)
+    for a, b in zip(_weights(resumed), _weights(whole)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    train_predictor(TINY_BOXNET, split, config=_boxnet_config(), output=out, stop_after_epochs=1)
+    with pytest.raises(TfedgeError, match=r"another run \(it differs in seed\)"):
+        train_predictor(TINY_BOXNET, split, config=_boxnet_config(seed=5), output=out)
+
+
+def test_predictor_early_stopping_keeps_the_best_iou(tmp_path):
+    from tfedge.crop import train_predictor
+
+    split = make_colour_split(48, seed=6)
+    with pytest.raises(TfedgeError, match="needs a validation split with boxes"):
+        train_predictor(TINY_BOXNET, split, config=_boxnet_config(patience=1))
+    _, result = train_predictor(TINY_BOXNET, split, val=split.take(16),
+                                config=_boxnet_config(epochs=3, patience=1),
+                                output=tmp_path / "p.keras")
+    scores = [r["val_miou"] for r in result.history]
+    assert result.best_epoch == int(np.argmax(scores)) + 1
+    assert result.val["miou"] == pytest.approx(max(scores), abs=1e-6)
+    meta = read_sidecar(tmp_path / "p.keras")
+    assert meta["best_epoch"] == result.best_epoch and meta["stop_reason"] == result.stop_reason
+
+
+@pytest.mark.slow
+def test_killed_refiner_training_resumes(tmp_path):
+    import dataclasses
+
+    from tfedge.crop import (RefinerTrainConfig, build_predictor, save_predictor,
+                             train_refiner)
+
+    split = make_colour_split(32, seed=7)
+    predictor = build_predictor(TINY_BOXNET)
+    pred_path = save_predictor(predictor, tmp_path / "pred.keras")
+    config = RefinerTrainConfig(passes=1, predicted_copies=1, jittered_copies=1,
+                                train=_boxnet_config(photometric=False, dihedral=False,
+                                                     mix=False, augment=None))
+    out = tmp_path / "ref.keras"
+    _, cut = train_refiner(TINY_BOXNET, split, predictor=predictor, config=config, output=out,
+                           predictor_path=pred_path, stop_after_epochs=1)
+    assert cut.interrupted and not out.exists() and (tmp_path / "ref.keras.backup").is_dir()
+    pair, result = train_refiner(TINY_BOXNET, split, predictor=predictor, config=config,
+                                 output=out, predictor_path=pred_path)
+    assert not result.interrupted and out.exists()
+    whole, _ = train_refiner(TINY_BOXNET, split, predictor=predictor, config=config)
+    for a, b in zip(_weights(pair.refiner), _weights(whole.refiner)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(TfedgeError, match="early stopping is not available for refiners"):
+        train_refiner(TINY_BOXNET, split, predictor=predictor, config=dataclasses.replace(
+            config, train=_boxnet_config(patience=2)))
+
+
+def test_crop_cli_accepts_epochs_auto():
+    from tfedge.cli import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["predictor", "train", "--output", "p.keras", "--epochs", "auto"])
+    assert args.epochs == {"epochs": AUTO_EPOCHS_CAP, "patience": AUTO_PATIENCE}
+    args = parser.parse_args(["predictor", "train", "--output", "p.keras"])
+    assert args.epochs == {"epochs": 12, "patience": None}
+    args = parser.parse_args(["crop", "train", "--model", "m", "--output", "c.keras",
+                              "--epochs", "auto:20:3"])
+    assert args.epochs == {"epochs": 20, "patience": 3}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["crop", "train", "--model", "m", "--output", "c.keras",
+                           "--epochs", "often"])

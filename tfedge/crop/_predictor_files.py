@@ -1,0 +1,75 @@
+"""Predictor files: a ``.keras`` model written atomically with a JSON sidecar that says
+what it is (format, spec, how to decode its output); a refiner's file loads as the pair."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from .._errors import TfedgeError
+from .._io import atomic_path, atomic_write_json
+from ._boxnet import predictor_spec_of
+
+__all__ = ["PREDICTOR_FORMAT", "save_predictor", "load_predictor", "read_predictor_sidecar"]
+
+PREDICTOR_FORMAT = "tfedge-predictor"
+SIDECAR_SUFFIX = ".json"
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(path.suffix + SIDECAR_SUFFIX)
+
+
+def save_predictor(model: Any, path: Union[str, os.PathLike], metadata: Optional[dict] = None) -> Path:
+    """Write ``model`` as a ``.keras`` file atomically, with a JSON sidecar (format, spec, decode)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise TfedgeError(f"predictor files must end in .keras, got {str(path)!r}")
+    spec = predictor_spec_of(model)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    meta = {"format": PREDICTOR_FORMAT, "version": 1, "model_name": model.name,
+            "spec": spec.to_dict(), "resolution": spec.resolution,
+            "output": "box_params (cy, cx, h, w) in [0, 1]; box = (cy - h/2, cx - w/2, "
+                      "cy + h/2, cx + w/2) clipped to [0, 1] (tfedge.crop.decode_boxes)",
+            "export": "convert tfedge.crop.predictor_export_model(model) to int8; decode its "
+                      "outputs with tfedge.crop.geometry.decode_predictor_outputs"}
+    meta.update(metadata or {})
+    atomic_write_json(_sidecar(path), meta)
+    return path
+
+
+def read_predictor_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    side = _sidecar(Path(path))
+    if not side.exists():
+        return {}
+    try:
+        return json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise TfedgeError(f"{side}: not valid JSON ({exc.msg} at line {exc.lineno}): delete it "
+                          "or write it again") from exc
+
+
+def load_predictor(path: Union[str, os.PathLike]) -> Any:
+    """Load a predictor written by :func:`save_predictor` (checks that it is one).
+
+    A refiner's file (:func:`tfedge.crop.train_refiner`) loads as a
+    :class:`~tfedge.crop.RefinedPredictor`: the predictor its sidecar names
+    plus the refiner.
+    """
+    from .._train import load_classifier
+
+    path = Path(path)
+    if not path.exists():
+        raise TfedgeError(f"predictor file {str(path)!r} does not exist: train one with "
+                          "'tfedge predictor train'")
+    sidecar = read_predictor_sidecar(path)
+    if sidecar.get("role") == "refiner":
+        from ._refine import load_refined
+
+        return load_refined(path, sidecar)
+    model = load_classifier(path)
+    predictor_spec_of(model)  # raises a clear error for a classifier passed by mistake
+    return model
