@@ -198,6 +198,7 @@ def test_cli_trains_on_a_folder_with_odd_entries(tmp_path):
                    timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.exists() and "skipped 3 image-named entries" in proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["skipped_files"] == 3
 
 
 # --------------------------------------------------------------------------- #11: output paths

@@ -214,7 +214,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                "resumed_from_epoch": result.resumed_from_epoch,
                "train_seconds": round(result.train_seconds, 1), "macs": report.macs,
                "params": report.params,
-               "val_top1": result.val.top1 if result.val else None}
+               "val_top1": result.val.top1 if result.val else None,
+               "skipped_files": len(dataset.skipped)}
     if args.evaluate_test and dataset.test is not None:
         summary["test_top1"] = evaluate_classifier(model, dataset.test).top1
     _print_json(summary)
