@@ -23,8 +23,9 @@ still counted). ``params`` follows Keras' ``count_params`` (BatchNorm moving
 statistics included); ``trainable_params`` is what the published parameter
 counts report.
 
-The counter walks the functional graph: every call of every layer (shapes
-come from the symbolic tensors of that call), recursing into nested models.
+The counter walks the functional graph as :class:`tfedge.graph.ModelGraph`
+reads it: every call of every layer (shapes come from the symbolic tensors of
+that call), recursing into nested models at the shapes they are called with.
 The pure ``*_macs`` functions do the arithmetic and are unit tested.
 """
 
@@ -135,13 +136,13 @@ class _Tally:
 
 
 def estimate_spec(spec: Any) -> SpecCost:
-    """MACs and trainable parameters of a ResNet/MobileNetV2 spec, in pure Python.
+    """MACs and trainable parameters of a ResNet/MobileNetV2/EfficientNet-Lite spec, in pure Python.
 
     Mirrors the builders layer by layer (a test checks it against
     :func:`count_macs` on built models), so a shrinking search can price
     thousands of candidate specs in milliseconds without TensorFlow.
     """
-    from tfedge.models._specs import MobileNetV2Spec, ResNetSpec
+    from tfedge.models._specs import EfficientNetLiteSpec, MobileNetV2Spec, ResNetSpec
 
     t = _Tally()
     if isinstance(spec, ResNetSpec):
@@ -186,9 +187,27 @@ def estimate_spec(spec: Any) -> SpecCost:
                 hw, c = out_hw, width
         t.conv(hw, 1, c, spec.resolved_last_width)
         c = spec.resolved_last_width
+    elif isinstance(spec, EfficientNetLiteSpec):
+        hw = spec.resolution // 2
+        c = spec.stem_width
+        t.conv(hw, 3, 3, c)
+        for depth, width, stride, kernel, expansion in zip(
+                spec.stage_depths, spec.stage_widths, spec.stage_strides, spec.stage_kernels,
+                spec.stage_expansions):
+            for b in range(depth):
+                out_hw = hw // (stride if b == 0 else 1)
+                hidden = c * expansion
+                if expansion != 1:
+                    t.conv(hw, 1, c, hidden)
+                t.conv(out_hw, kernel, hidden, hidden, groups=hidden)
+                t.conv(out_hw, 1, hidden, width)
+                hw, c = out_hw, width
+        t.conv(hw, 1, c, spec.head_width)
+        c = spec.head_width
     else:
         raise ModelConfigError(
-            f"estimate_spec needs a ResNetSpec or MobileNetV2Spec, got {type(spec).__name__}")
+            "estimate_spec needs a ResNetSpec, MobileNetV2Spec or EfficientNetLiteSpec, got "
+            f"{type(spec).__name__}")
     t.dense(c, spec.num_classes)
     return SpecCost(macs=t.macs, trainable_params=t.params)
 
@@ -274,22 +293,6 @@ def _elements(dims: Iterable[int]) -> int:
     return math.prod(dims)
 
 
-def _nodes_in_order(model: Any) -> list[Any]:
-    """The model's own layer calls, inputs first."""
-    graph = model
-    if not hasattr(graph, "_nodes_by_depth") and getattr(model, "_functional", None) is not None:
-        graph = model._functional  # a built Sequential wraps a Functional
-    by_depth = getattr(graph, "_nodes_by_depth", None)
-    if by_depth is None:
-        raise ModelConfigError(
-            f"cannot count MACs of {type(model).__name__} {getattr(model, 'name', '')!r}: "
-            "use a functional or a built Sequential model")
-    nodes = []
-    for depth in sorted(by_depth, reverse=True):
-        nodes.extend(by_depth[depth])
-    return nodes
-
-
 class _Counter:
     def __init__(self) -> None:
         import keras
@@ -325,35 +328,23 @@ class _Counter:
         self.seen.add(id(layer))
         return int(layer.count_params()) if layer.weights else 0
 
-    def walk(self, model: Any, prefix: str) -> None:
-        for node in _nodes_in_order(model):
-            layer = node.operation
-            if isinstance(layer, self.keras.layers.InputLayer) or not node.output_tensors:
+    def walk(self, graph: Any, prefix: str) -> None:
+        for node in graph.nodes:
+            if node.is_input or not node.output_shapes:
                 continue
-            name = prefix + layer.name
-            if isinstance(layer, self.keras.Model):
-                self.walk(self._at_call_shapes(layer, node), name + "/")
+            name = prefix + node.layer
+            if graph.is_nested(node):
+                # a backbone built for any input size is counted at this call's shapes
+                self.walk(graph.nested(node), name + "/")
                 continue
+            layer = graph.layer(node.layer)
             if not isinstance(layer, self.keras.layers.Layer):
                 continue  # a bare keras.ops call inside a functional graph: no weights
-            ins = [_dims(t.shape, name) for t in node.input_tensors]
-            outs = [_dims(t.shape, name) for t in node.output_tensors]
+            ins = [_dims(s, name) for s in node.input_shapes]
+            outs = [_dims(s, name) for s in node.output_shapes]
             macs = self._layer(layer, name, ins, outs)
             self.rows.append(LayerMacs(name, type(layer).__name__, macs,
                                        self._params_once(layer)))
-
-    def _at_call_shapes(self, model: Any, node: Any) -> Any:
-        """``model`` as called at ``node``: a backbone built for any input size (as
-        ``keras.applications`` builds them) re-traced on the call's fixed shapes, with
-        the same layers, so its parameters still count once."""
-        inner = [tuple(t.shape) for t in model.inputs]
-        outer = [tuple(t.shape) for t in node.input_tensors]
-        if len(inner) != len(outer) or all(None not in s[1:] for s in inner):
-            return model
-        inputs = [self.keras.Input(batch_shape=s) for s in outer]
-        return self.keras.models.clone_model(
-            model, input_tensors=inputs if isinstance(model.input, (list, tuple)) else inputs[0],
-            clone_function=lambda layer: layer)
 
     def _bias_and_activation(self, layer: Any, out: tuple[int, ...]) -> None:
         n = _elements(out)
@@ -412,8 +403,10 @@ def count_macs(model: Any) -> MacReport:
     if not isinstance(model, keras.Model):
         raise ModelConfigError(
             f"count_macs needs a keras.Model, got {type(model).__name__}: use macs_of for names")
+    from tfedge.graph import ModelGraph
+
     counter = _Counter()
-    counter.walk(model, "")
+    counter.walk(ModelGraph.from_model(model), "")
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     return MacReport(macs=sum(r.macs for r in counter.rows), params=int(model.count_params()),
                      trainable_params=int(trainable), per_layer=tuple(counter.rows),

@@ -127,7 +127,7 @@ class ModelGraph:
         if functional is model:
             try:
                 config = model.get_config()
-            except NotImplementedError:
+            except Exception:  # a custom layer without get_config: edges from the tensors
                 config = None
         serial_inputs: dict[tuple[str, int], list[TensorRef]] = {}
         if config is not None:
