@@ -519,6 +519,26 @@ def _zip_bytes(entries: list[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
+def _mark_encrypted(data: bytes, name: str) -> bytes:
+    """The zip with entry ``name`` flagged as encrypted (general-purpose bit 0), both in its
+    local header and in the central directory: what a password-protected archive says."""
+    out = bytearray(data)
+    target = name.encode()
+    i = out.find(b"PK\x03\x04")
+    while i >= 0:  # local headers: flags at +6, name length at +26, name at +30
+        length = int.from_bytes(out[i + 26:i + 28], "little")
+        if bytes(out[i + 30:i + 30 + length]) == target:
+            out[i + 6] |= 1
+        i = out.find(b"PK\x03\x04", i + 4)
+    i = out.find(b"PK\x01\x02")
+    while i >= 0:  # central directory: flags at +8, name length at +28, name at +46
+        length = int.from_bytes(out[i + 28:i + 30], "little")
+        if bytes(out[i + 46:i + 46 + length]) == target:
+            out[i + 8] |= 1
+        i = out.find(b"PK\x01\x02", i + 4)
+    return bytes(out)
+
+
 #: Zip archives checked before anything is read: name -> (entries, phrase).
 ZIP_REFUSALS = {
     "zip_climbs": ([("manifest.json", b"{}"), ("../evil.txt", b"x")], "climbs out of the bundle"),
@@ -530,6 +550,7 @@ ZIP_REFUSALS = {
     "zip_no_manifest": ([("labels.txt", b"a")], "no manifest.json at the top of the zip"),
     "zip_two_folders": ([("a/manifest.json", b"{}"), ("b/manifest.json", b"{}")],
                         "no manifest.json at the top of the zip"),
+    "zip_encrypted": ([("manifest.json", b"{}"), ("labels.txt", b"a")], "is encrypted"),
 }
 
 
@@ -577,6 +598,8 @@ def refusal_vectors(bundle_dir: Path) -> dict[str, Any]:
         zips = []
         for name, (entries, phrase) in ZIP_REFUSALS.items():
             data = _zip_bytes(entries)
+            if name == "zip_encrypted":
+                data = _mark_encrypted(data, "labels.txt")
             path = Path(tmp) / f"{name}.zip"
             path.write_bytes(data)
             zips.append({"name": name, "zip": base64.b64encode(data).decode("ascii"),

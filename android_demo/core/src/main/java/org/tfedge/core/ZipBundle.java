@@ -131,7 +131,12 @@ public final class ZipBundle {
         try {
             return zip.getNextEntry();
         } catch (ZipException e) {
-            throw new BundleException(description + ": not a readable zip file (" + e.getMessage()
+            String why = String.valueOf(e.getMessage());
+            if (why.contains("encrypted")) { // the stream has not told the entry's name yet
+                throw new BundleException(description + ": a zip entry is encrypted: bundles are "
+                        + "not encrypted; " + JsonReader.REBUILD + " --zip", e);
+            }
+            throw new BundleException(description + ": not a readable zip file (" + why
                     + "): " + JsonReader.REBUILD + " --zip", e);
         }
     }

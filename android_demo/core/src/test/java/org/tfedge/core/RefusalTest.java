@@ -220,4 +220,45 @@ public class RefusalTest {
             Golden.deleteTree(dir);
         }
     }
+    @Test
+    public void aLinkLeadingOutOfTheFolderIsRefused() throws Exception {
+        File dir = Golden.copyBundle();
+        File outside = File.createTempFile("outside", ".txt");
+        try {
+            File labels = new File(dir, "labels.txt");
+            Files.write(outside.toPath(), Files.readAllBytes(labels.toPath()));
+            labels.delete();
+            Files.createSymbolicLink(labels.toPath(), outside.toPath());
+            String message = outcome(dir);
+            assertNotNull("a link out of the bundle was accepted", message);
+            assertTrue(message, message.startsWith("labels.txt: links outside the bundle folder"));
+        } finally {
+            Golden.deleteTree(dir);
+            outside.delete();
+        }
+    }
+
+    @Test
+    public void zipSizeLimitsAreEnforcedWhileReading() throws Exception {
+        byte[] zip = zipOfBundle("");
+        try {
+            ZipBundle.read(new ByteArrayInputStream(zip), "b.zip", 4000, 1L << 30);
+            fail("a model over the per-file limit was read");
+        } catch (BundleException e) {
+            assertTrue(e.getMessage(), e.getMessage().contains("over the 4000 bytes limit per file"));
+        }
+        try {
+            ZipBundle.read(new ByteArrayInputStream(zip), "b.zip", 1L << 20, 10000);
+            fail("a zip over the total limit was read");
+        } catch (BundleException e) {
+            assertTrue(e.getMessage(), e.getMessage().startsWith("b.zip: the zip holds over 10000 "
+                    + "bytes uncompressed"));
+        }
+        try {
+            ZipBundle.read(new ByteArrayInputStream(new byte[] {1, 2, 3}), "junk.zip");
+            fail("a file that is not a zip was read as an empty bundle");
+        } catch (BundleException e) {
+            assertTrue(e.getMessage(), e.getMessage().startsWith("junk.zip: no manifest.json"));
+        }
+    }
 }
