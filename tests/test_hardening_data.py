@@ -143,6 +143,17 @@ def test_odd_entries_in_a_voc_folder_and_a_fifo_csv_never_block(tmp_path):
         _within(HANG_LIMIT_S, lambda: load_class_folders(root, boxes=tmp_path / "boxes.csv"))
 
 
+def test_a_dataset_root_that_is_a_symlink_loop_or_dangling_says_so(tmp_path):
+    os.symlink("loop", tmp_path / "loop")
+    os.symlink("nowhere", tmp_path / "dangling")
+    with pytest.raises(TfedgeError, match="'.*loop' is a symlink loop"):
+        load_dataset(tmp_path / "loop")
+    with pytest.raises(TfedgeError, match="'.*dangling' is a dangling symlink"):
+        load_dataset(tmp_path / "dangling")
+    with pytest.raises(TfedgeError, match="'.*absent' does not exist"):
+        load_dataset(tmp_path / "absent")
+
+
 def test_reading_a_fifo_or_a_loop_as_an_image_is_an_error_not_a_hang(tmp_path):
     from tfedge.data._pipeline import read_file_image, unreadable_images
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._errors import DatasetError
 from ._benchmark import BenchmarkConfig, load_benchmark
+from ._files import not_a_regular_file
 from ._folders import SkippedFile, scan_image_dataset
 from ._types import FileSplit, Split
 
@@ -96,8 +97,10 @@ def load_dataset(
                              "path": str(data.path)})
     root = Path(source)
     if not root.exists():
-        raise DatasetError(f"dataset {str(source)!r} does not exist: pass 'benchmark' for the "
-                           "built-in data or the path of a folder of class folders")
+        # A symlink loop or a dangling link does not "exist" either: say which it is.
+        what = f"is {not_a_regular_file(root)}" if root.is_symlink() else "does not exist"
+        raise DatasetError(f"dataset {str(source)!r} {what}: pass 'benchmark' for the built-in "
+                           "data or the path of a folder of class folders")
     if not 0.0 < val_fraction < 1.0:
         raise DatasetError(f"val_fraction must be in (0, 1), got {val_fraction}")
     splits, skipped = scan_image_dataset(root, boxes=boxes)
