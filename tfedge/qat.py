@@ -233,27 +233,35 @@ def _tf_keras_config(layer_cls, config: dict) -> dict:
 
 
 def _rebuild_in_tf_keras(model):
-    """A tf-keras functional copy of a Keras 3 functional model, with its weights."""
+    """A tf-keras functional copy of a Keras 3 functional model, with its weights.
+
+    Walks :class:`tfedge.graph.ModelGraph` (every layer call, inputs first);
+    a layer called more than once gets one tf-keras twin, called as often.
+    """
     import tf_keras
 
-    tensors: dict[int, Any] = {}  # id of a Keras 3 symbolic tensor -> its tf-keras twin
-    for tensor, name in zip(model.inputs, [layer.name for layer in model.layers
-                                           if type(layer).__name__ == "InputLayer"]):
-        tensors[id(tensor)] = tf_keras.Input(shape=tuple(tensor.shape[1:]), dtype=tensor.dtype,
-                                             name=name)
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
+    from .graph import ModelGraph
+
+    graph = ModelGraph.from_model(model)
+    tensors: dict[Any, Any] = {}  # TensorRef -> its tf-keras twin tensor
+    twins: dict[str, Any] = {}
+    for node in graph.nodes:
+        if node.is_input:
+            ref = node.outputs[0]
+            tensors[ref] = tf_keras.Input(shape=tuple(node.output_shapes[0][1:]),
+                                          dtype=graph.tensor(ref).dtype, name=node.layer)
             continue
-        cls = getattr(tf_keras.layers, kind)
-        twin = cls(**_tf_keras_config(cls, layer.get_config()))
-        for node in layer._inbound_nodes:
-            args = [tensors[id(t)] for t in node.input_tensors]
-            out = twin(args if len(args) > 1 else args[0])
-            for t3, t2 in zip(node.output_tensors, out if isinstance(out, (list, tuple)) else [out]):
-                tensors[id(t3)] = t2
-    rebuilt = tf_keras.Model([tensors[id(t)] for t in model.inputs],
-                             [tensors[id(t)] for t in model.outputs], name=model.name)
+        twin = twins.get(node.layer)
+        if twin is None:
+            cls = getattr(tf_keras.layers, node.class_name)
+            twin = twins[node.layer] = cls(**_tf_keras_config(cls,
+                                                              graph.layer(node.layer).get_config()))
+        args = [tensors[ref] for ref in node.inputs]
+        out = twin(args if len(args) > 1 else args[0])
+        for ref, t2 in zip(node.outputs, out if isinstance(out, (list, tuple)) else [out]):
+            tensors[ref] = t2
+    rebuilt = tf_keras.Model([tensors[ref] for ref in graph.inputs],
+                             [tensors[ref] for ref in graph.outputs], name=model.name)
     for layer in model.layers:
         weights = layer.get_weights()
         if weights:
