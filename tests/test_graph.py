@@ -77,6 +77,8 @@ def test_nested_and_sequential_models():
     inner = g.nested(node)
     assert inner.node("conv").output_shapes == ((None, 16, 16, 8),)  # traced at the call size
     assert inner.layer("conv") is backbone.get_layer("conv")  # same weights, not copies
+    names = [layer.name for layer in g.all_layers()]
+    assert names.index("conv") < names.index("backbone") and len(names) == len(set(names))
     seq = keras.Sequential([keras.Input((4,)), L.Dense(3, name="d1"), L.Dense(2, name="d2")])
     gs = ModelGraph.from_model(seq)
     assert gs.node("d2").inputs == (TensorRef("d1"),) and gs.config is None

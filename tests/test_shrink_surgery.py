@@ -226,8 +226,12 @@ def test_groups_of_a_hand_model():
     assert not protected["se_reduce"].prunable
 
 
-def test_zero_mask_removal_hand_model():
-    _check_zero_mask_removal(_hand_model(), fraction=0.3)
+def test_zero_mask_removal_hand_model(tmp_path):
+    _, pruned, _ = _check_zero_mask_removal(_hand_model(), fraction=0.3)
+    pruned.save(tmp_path / "pruned.keras")  # a shrunk model is an ordinary Keras model
+    loaded = keras.models.load_model(tmp_path / "pruned.keras", compile=False)
+    x = _images(2, size=8)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(pruned(x)), rtol=1e-6)
 
 
 def test_protected_layers_are_untouched():

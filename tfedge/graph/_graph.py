@@ -180,6 +180,22 @@ class ModelGraph:
         """Layer names in call order (each once)."""
         return tuple(self._layers)
 
+    def all_layers(self) -> Iterator[Any]:
+        """Every layer object once, in call order, nested models' layers included (before the
+        nested model itself), e.g. every BatchNorm to re-estimate."""
+        seen: set[int] = set()
+        for node in self.nodes:
+            layer = self._layers[node.layer]
+            if id(layer) in seen:
+                continue
+            seen.add(id(layer))
+            if self.is_nested(node):
+                for inner in ModelGraph.from_model(layer).all_layers():
+                    if id(inner) not in seen:
+                        seen.add(id(inner))
+                        yield inner
+            yield layer
+
     def layer_config(self, name: str) -> dict:
         """The serialised entry of layer ``name`` in :attr:`config` (class_name, config, inbound_nodes)."""
         try:
