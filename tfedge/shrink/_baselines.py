@@ -113,14 +113,37 @@ def _by_criterion(criterion: str):
     return baseline
 
 
+def _raw_gammas(model, groups) -> dict[str, np.ndarray]:
+    """|gamma| per channel of each group with BatchNorm, averaged over its BatchNorm layers.
+
+    Unlike the ``bn`` importance plug-in (normalised per layer, for ranking within a group),
+    these are the raw scales: network slimming compares them across the whole network.
+    Groups without BatchNorm are left out (never pruned by this baseline).
+    """
+    out = {}
+    for g in groups:
+        rows = []
+        for m in g.members:
+            layer = model.get_layer(m.layer)
+            if m.handle == "channel" and type(layer).__name__ == "BatchNormalization" \
+                    and getattr(layer, "scale", True):
+                rows.append(np.abs(np.asarray(layer.gamma.numpy(), np.float64))[
+                    m.offset:m.offset + g.size])
+        if rows:
+            out[g.name] = np.mean(rows, axis=0)
+    return out
+
+
 def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
                protect: Sequence[str] = (), mode: str = "coupled"):
     """Network slimming: channels whose |gamma| is under one global threshold go."""
     api = _shrink_api()
     groups = _groups(model, protect, mode)
-    scores = {k: np.abs(np.asarray(v, np.float64))
-              for k, v in api.make_importance("bn")(model, groups, calibration).items()}
-    pooled = np.sort(np.concatenate([scores[g.name] for g in groups if g.name in scores]))
+    scores = _raw_gammas(model, groups)
+    if not scores:
+        raise api.ShrinkError(f"model {model.name!r} has no BatchNorm in its prunable channel "
+                              "groups: the bn baseline needs BatchNorm scales")
+    pooled = np.sort(np.concatenate(list(scores.values())))
     importance = _fixed_scores(scores)
     cache: dict[float, tuple[Any, int, float]] = {}
 

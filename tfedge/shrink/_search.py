@@ -111,8 +111,9 @@ def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: i
     candidates: mappings with ``macs`` and ``val_top1`` (after the step).
     A candidate that reaches the target (``macs <= target_macs``) ends the
     search, so among those the most accurate wins (then the one keeping more
-    MACs); otherwise the lowest :func:`step_score`. Ties go to the earlier
-    candidate (the order of ``SearchConfig.dimensions``).
+    MACs); otherwise the lowest :func:`step_score`, and at equal scores the one
+    saving more (two free steps: take the bigger). Remaining ties go to the
+    earlier candidate (the order of ``SearchConfig.dimensions``).
     """
     useful = [i for i, c in enumerate(candidates) if c["macs"] < macs]
     if not useful:
@@ -121,7 +122,8 @@ def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: i
     if reaching:
         return min(reaching, key=lambda i: (-candidates[i]["val_top1"], -candidates[i]["macs"], i))
     return min(useful, key=lambda i: (step_score(top1, candidates[i]["val_top1"], macs,
-                                                 candidates[i]["macs"], base_macs), i))
+                                                 candidates[i]["macs"], base_macs),
+                                      candidates[i]["macs"], i))
 
 
 def next_resolution(current: int, step: Union[int, float], minimum: int) -> Optional[int]:

@@ -1,0 +1,344 @@
+"""Compound shrinking against the baselines at 25% and 50% of the base's MACs, full images and crops.
+
+    python benchmarks/shrink.py            # full run: 3 seeds, the benchmark settings (hours)
+    python benchmarks/shrink.py --quick    # 1 seed, small splits, resnet10_025 at 64 px (< 20 min)
+
+Per seed:
+
+1. the base (``BASE_MODEL`` at ``resolution`` px) on whole images, and a crop
+   base (same family and size) on crops of the objects: the DIC classifier.
+   Crops come from the true boxes (``crop_boxes: "true"``, predictor MACs not
+   counted) unless ``--predictor`` names a trained box predictor: then the
+   predicted boxes, and its MACs count against each target;
+2. every method (``compound`` and the baselines ``uniform``, ``resolution``,
+   ``l1``, ``bn``, ``hrank``) shrinks the full-image base to each target
+   (``inputs: "full"``); ``--crop-methods`` (default: compound only in quick
+   mode, all in full mode) shrink the crop base (``inputs: "crop"``);
+3. each result gets the same fine-tune (``finetune_epochs``, distillation from
+   the model it was shrunk from, BatchNorm re-estimated) and is scored once on
+   the test split; every decision used the validation split.
+
+Then every model (base and rows of the first seed) is converted to full int8
+and timed with the LiteRT interpreter (one thread, warm-up first), all models
+interleaved in rounds so the shared machine's drift hits them alike:
+``int8_ms`` is the median of ``TIMING_ROUNDS x TIMING_INVOKES`` invocations.
+
+Last line: JSON with ``base_top1``, ``base_macs``, ``rows`` (``method``,
+``inputs``, ``target``, ``macs``, ``top1``, ``int8_ms``; full runs add
+``top1_spread`` over seeds), and the environment; the plot goes to
+``shrink[_quick].png`` in ``--output-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
+                     spread)
+
+log = logging.getLogger("benchmarks.shrink")
+
+METHODS = ("compound", "uniform", "resolution", "l1", "bn", "hrank")
+TARGETS = (0.25, 0.5)
+FULL = dict(model="resnet10_050", resolution=128, train_size=20000, val_size=2000,
+            test_size=5000, epochs=4, finetune_epochs=2, seeds=FULL_SEEDS, width_step=0.1,
+            search_val_size=1000, crop_methods=METHODS, round_to=8)
+QUICK = dict(model="resnet10_025", resolution=64, train_size=3000, val_size=500, test_size=1000,
+             epochs=5, finetune_epochs=1, seeds=QUICK_SEEDS, width_step=0.15,
+             search_val_size=500, crop_methods=("compound",), round_to=4)
+#: resnet10_025's narrowest layers have 16 channels: with channels kept in multiples of 8 no
+#: width method reaches 25% of its MACs, so the quick run rounds to 4 (every method alike).
+IMAGE_SIZE = 128
+CALIBRATION_IMAGES = 64
+TIMING_ROUNDS = 5
+TIMING_INVOKES = 40  # per model per round: 200 invocations in all (BENCHMARKS.md)
+WARMUP_INVOKES = 10
+
+
+def _stage(what: str, start: float) -> None:
+    log.info("== %s (%.0f s)", what, time.perf_counter() - start)
+
+
+def _crop_splits(data, resolution: int, predictor_path: Path | None):
+    """(train, val, test) crops at ``resolution``, and the predictor's MACs (0: true boxes)."""
+    from tfedge.crop import JitterConfig
+    from tfedge.crop._pipeline import materialize_crops
+
+    if predictor_path is None:
+        boxes = {"train": data.train.boxes, "val": data.val.boxes, "test": data.test.boxes}
+        extra_macs = 0
+    else:
+        from tfedge.crop import load_predictor, predict_boxes, predictor_macs
+
+        predictor = load_predictor(predictor_path)
+        boxes = {key: predict_boxes(predictor, getattr(data, key)) for key in ("val", "test")}
+        boxes["train"] = data.train.boxes  # training crops: true boxes, jittered like a predictor
+        extra_macs = predictor_macs(predictor)
+    train = materialize_crops(data.train, resolution=resolution, boxes=boxes["train"],
+                              jitter=JitterConfig())
+    val = materialize_crops(data.val, resolution=resolution, boxes=boxes["val"])
+    test = materialize_crops(data.test, resolution=resolution, boxes=boxes["test"])
+    return train, val, test, extra_macs
+
+
+def _int8(model, images: np.ndarray) -> bytes:
+    from tfedge._convert import convert_to_int8
+    from tfedge._train import model_resolution
+    from tfedge.data import ImageSplit
+    from tfedge.data._pipeline import make_dataset
+
+    res = model_resolution(model)
+    split = ImageSplit(images, np.zeros(len(images), np.int32), None, ("x",))
+    batch = np.concatenate([np.asarray(x, np.float32) for x, _ in
+                            make_dataset(split, resolution=res, batch_size=64, training=False)])
+    return convert_to_int8(model, batch)
+
+
+def time_interleaved(models: dict[str, bytes], rounds: int = TIMING_ROUNDS,
+                     invokes: int = TIMING_INVOKES) -> dict[str, dict[str, float]]:
+    """Median and p90 milliseconds per invocation of each ``.tflite`` model, one thread,
+    models interleaved round by round (A, B, C, A, B, C, ...)."""
+    from tfedge.litert import load_interpreter
+
+    interpreters = {}
+    for key, data in models.items():
+        interpreter = load_interpreter(data, num_threads=1)
+        detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+        for _ in range(WARMUP_INVOKES):
+            interpreter.invoke()
+        interpreters[key] = interpreter
+    times: dict[str, list[float]] = {key: [] for key in models}
+    for _ in range(rounds):
+        for key, interpreter in interpreters.items():
+            for _ in range(invokes):
+                t0 = time.perf_counter()
+                interpreter.invoke()
+                times[key].append(1000.0 * (time.perf_counter() - t0))
+    return {key: {"p50": float(np.median(v)), "p90": float(np.percentile(v, 90))}
+            for key, v in times.items()}
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    done = [r for r in result["rows"] if r.get("top1") is not None]
+    keys = sorted({(r["method"], r["inputs"]) for r in done})
+    for method, inputs in keys:
+        rows = sorted((r for r in done if (r["method"], r["inputs"]) == (method, inputs)),
+                      key=lambda r: r["macs"])
+        ax.plot([r["macs"] / 1e6 for r in rows], [100 * r["top1"] for r in rows],
+                marker="o" if inputs == "full" else "s",
+                linestyle="-" if method == "compound" else "--",
+                label=f"{method} ({inputs})")
+    ax.scatter([result["base_macs"] / 1e6], [100 * result["base_top1"]], marker="*", s=120,
+               color="black", label="base (full)", zorder=5)
+    ax.set_xlabel("MMACs per image")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(f"Shrinking {result['base_model']} ({'quick' if result['quick'] else 'full'})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: tuple[str, ...],
+        targets: tuple[float, ...], predictor_path: Path | None = None,
+        seeds: tuple[int, ...] | None = None,
+        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    from tfedge import count_macs
+    from tfedge._train import TrainConfig, evaluate_classifier, train_classifier
+    from tfedge.data import BenchmarkConfig, load_dataset
+    from tfedge.shrink._baselines import run_shrink
+    from tfedge.shrink._search import SearchConfig
+
+    start = time.perf_counter()
+    s = {**(QUICK if quick else FULL), **(overrides or {})}
+    seeds = tuple(seeds if seeds is not None else s["seeds"])
+    tag = "quick" if quick else "full"
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = load_dataset("benchmark", benchmark=BenchmarkConfig(
+        image_size=IMAGE_SIZE, train_size=s["train_size"], val_size=s["val_size"],
+        test_size=s["test_size"], seed=0))
+    crops = _crop_splits(data, s["resolution"], predictor_path) if crop_methods else None
+    _stage(f"data: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test", start)
+
+    per_seed: list[dict[str, Any]] = []
+    timed_models: dict[str, Any] = {}
+    base_macs = None
+    for seed in seeds:
+        config = TrainConfig(epochs=s["epochs"], seed=seed)
+        base, _ = train_classifier(s["model"], data.train, val=data.val, config=config,
+                                   resolution=s["resolution"],
+                                   output=output_dir / f"shrink_{tag}_base_seed{seed}.keras",
+                                   metadata={"dataset": data.name})
+        base_top1 = evaluate_classifier(base, data.test).top1
+        base_macs = count_macs(base).macs
+        _stage(f"seed {seed}: base test top-1 {base_top1:.4f}, {base_macs / 1e6:.2f} MMACs", start)
+        record: dict[str, Any] = {"seed": seed, "base_top1": base_top1, "rows": []}
+        inputs_list = [("full", base, data.train, data.val, data.test, 0, methods)]
+        if crops is not None:
+            crop_train, crop_val, crop_test, extra = crops
+            crop_base, _ = train_classifier(
+                s["model"], crop_train, val=crop_val, config=config, resolution=s["resolution"],
+                output=output_dir / f"shrink_{tag}_cropbase_seed{seed}.keras",
+                metadata={"dataset": data.name, "input": "crop"})
+            record["crop_base_top1"] = evaluate_classifier(crop_base, crop_test).top1
+            _stage(f"seed {seed}: crop base test top-1 {record['crop_base_top1']:.4f}", start)
+            inputs_list.append(("crop", crop_base, crop_train, crop_val, crop_test, extra,
+                                crop_methods))
+        if seed == seeds[0]:
+            timed_models["base/full"] = (base, data.train.images)
+        # A search log left by an earlier run belongs to another base: start over.
+        shutil.rmtree(output_dir / f"shrink_{tag}_seed{seed}", ignore_errors=True)
+        for inputs, model, train, val, test, extra_macs, method_list in inputs_list:
+            for target in targets:
+                budget = int(target * base_macs) - extra_macs
+                search = SearchConfig(target_macs=budget, finetune_epochs=s["finetune_epochs"],
+                                      round_to=s["round_to"],
+                                      width_step=s["width_step"], val_size=s["search_val_size"],
+                                      min_resolution=min(32, s["resolution"]), seed=seed)
+                for method in method_list:
+                    t0 = time.perf_counter()
+                    try:
+                        result = run_shrink(model, method, budget, train, val, config=search,
+                                            output_dir=output_dir / f"shrink_{tag}_seed{seed}",
+                                            name=f"{method}_{inputs}_{target:g}")
+                    except Exception as exc:  # noqa: BLE001 - one failed method must not end the table
+                        log.error("%s on %s at %g failed: %s: %s", method, inputs, target,
+                                  exc.__class__.__name__, exc)
+                        record["rows"].append({"method": method, "inputs": inputs,
+                                               "target": target, "error": f"{exc.__class__.__name__}: {exc}"})
+                        continue
+                    top1 = evaluate_classifier(result.model, test).top1
+                    row = {"method": method, "inputs": inputs, "target": target,
+                           "macs": result.macs + extra_macs, "top1": top1,
+                           "val_top1": result.val_top1, "classifier_macs": result.macs,
+                           "resolution": result.architecture.get("resolution"),
+                           "steps": [{k: st.get(k) for k in ("dimension", "macs", "val_top1",
+                                                              "seconds")} for st in result.steps],
+                           "seconds": round(time.perf_counter() - t0, 1)}
+                    record["rows"].append(row)
+                    if seed == seeds[0]:
+                        timed_models[f"{method}/{inputs}/{target:g}"] = (result.model,
+                                                                         train.images)
+                    _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
+                           f"{top1:.4f}, {row['macs'] / 1e6:.2f} MMACs", start)
+        per_seed.append(record)
+
+    # int8 latency, interleaved, first seed's models.
+    tflite = {}
+    for key, (model, images) in timed_models.items():
+        try:
+            tflite[key] = _int8(model, images[:CALIBRATION_IMAGES])
+        except Exception as exc:  # noqa: BLE001 - report the row without a latency
+            log.error("int8 conversion of %s failed: %s: %s", key, exc.__class__.__name__, exc)
+    latency = time_interleaved(tflite) if tflite else {}
+    _stage(f"int8 latency of {len(latency)} models", start)
+
+    rows = []
+    first = per_seed[0]["rows"]
+    for row in first:
+        if "error" in row:
+            rows.append(dict(row))
+            continue
+        key = (row["method"], row["inputs"], row["target"])
+        same = [r for rec in per_seed for r in rec["rows"]
+                if (r["method"], r["inputs"], r["target"]) == key and "error" not in r]
+        timing = latency.get(f"{row['method']}/{row['inputs']}/{row['target']:g}")
+        out = {"method": row["method"], "inputs": row["inputs"], "target": row["target"],
+               "macs": int(np.mean([r["macs"] for r in same])),
+               "top1": float(np.mean([r["top1"] for r in same])),
+               "int8_ms": timing["p50"] if timing else None,
+               "int8_ms_p90": timing["p90"] if timing else None,
+               "val_top1": float(np.mean([r["val_top1"] for r in same])),
+               "resolution": row["resolution"], "seconds": row["seconds"], "steps": row["steps"]}
+        if len(same) > 1:
+            out["top1_spread"] = spread([r["top1"] for r in same])
+        rows.append(out)
+    base_timing = latency.get("base/full")
+    result = {
+        "benchmark": "shrink", "quick": quick, "base_model": s["model"],
+        "resolution": s["resolution"], "base_top1": float(np.mean([r["base_top1"] for r in per_seed])),
+        "base_top1_spread": spread([r["base_top1"] for r in per_seed]),
+        "base_macs": base_macs, "base_int8_ms": base_timing["p50"] if base_timing else None,
+        "crop_base_top1": (float(np.mean([r["crop_base_top1"] for r in per_seed]))
+                           if crops is not None else None),
+        "crop_boxes": None if crops is None else ("true" if predictor_path is None
+                                                  else f"predicted by {predictor_path}"),
+        "predictor_macs": None if crops is None else crops[3],
+        "rows": rows, "targets": list(targets), "overrides": overrides or None, "seeds": list(seeds), "epochs": s["epochs"],
+        "finetune_epochs": s["finetune_epochs"], "width_step": s["width_step"],
+        "round_to": s["round_to"],
+        "train_images": len(data.train), "val_images": len(data.val),
+        "test_images": len(data.test), "dataset": data.name,
+        "timing": {"rounds": TIMING_ROUNDS, "invokes_per_round": TIMING_INVOKES, "threads": 1,
+                   "models_from_seed": seeds[0]},
+        "notes": ("crop rows use crops at the true boxes (no predictor trained in this run; "
+                  "its MACs are not counted)" if crops is not None and predictor_path is None
+                  else None),
+        **environment()}
+    png = output_dir / f"shrink_{tag}.png"
+    try:
+        plot(result, png)
+        result["plot"] = str(png)
+    except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
+        log.error("plot failed: %s: %s", exc.__class__.__name__, exc)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, small splits")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS),
+                        help="methods on full images (default: all)")
+    parser.add_argument("--crop-methods", dest="crop_methods", nargs="*", default=None,
+                        help="methods on crops (default: compound in --quick, all in full runs; "
+                             "none to skip crops)")
+    parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS),
+                        help="MAC targets as ratios of the base's (default 0.25 0.5)")
+    parser.add_argument("--predictor", type=Path, default=None,
+                        help="a trained box predictor (.keras): crop on its boxes and count its "
+                             "MACs (default: true boxes)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--sizes", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
+                        help="override the split sizes (a smoke run; figures not comparable)")
+    parser.add_argument("--epochs", type=int, default=None, help="override the base's epochs")
+    parser.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=None,
+                        help="override the fine-tune epochs")
+    parser.add_argument("--output-dir", dest="output_dir", type=Path,
+                        default=REPO / "runs" / "benchmarks" / "shrink")
+    args = parser.parse_args()
+    setup_logging()
+    start = time.perf_counter()
+    s = QUICK if args.quick else FULL
+    overrides = {}
+    if args.sizes:
+        overrides.update(zip(("train_size", "val_size", "test_size"), args.sizes))
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    if args.finetune_epochs is not None:
+        overrides["finetune_epochs"] = args.finetune_epochs
+    crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
+    result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
+                 tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
+                 overrides)
+    result["wall_seconds"] = time.perf_counter() - start
+    print_result(result)
+
+
+if __name__ == "__main__":
+    main()
