@@ -31,7 +31,7 @@ import numpy as np
 
 from .._errors import TfedgeError
 from ._finetune import finetune_with_distillation
-from ._search import (SearchConfig, SearchResult, _evaluate, _macs, _resolution, _shrink_api,
+from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, _evaluate, _macs, _resolution, _shrink_api,
                       architecture_of, bisect_largest, bisect_largest_int, calibration_arrays,
                       compound_search, head, resolve_target)
 
@@ -39,8 +39,6 @@ __all__ = ["BASELINES", "METHODS", "shrink_to_target", "run_shrink", "MIN_KEEP_R
 
 log = logging.getLogger(__name__)
 
-#: The smallest keep ratio a bisection tries: every group then keeps ``round_to`` channels.
-MIN_KEEP_RATIO = 1e-3
 #: The smallest input side the resolution baseline may choose.
 MIN_BASELINE_RESOLUTION = 8
 

@@ -58,6 +58,8 @@ DIMENSIONS = ("depth", "width", "resolution")
 SCORES = ("bn", "finetune")
 SEARCH_FORMAT = "tfedge-shrink-search"
 SEARCH_VERSION = 1
+#: The smallest keep ratio a landing width step tries: every group then keeps ``round_to``.
+MIN_KEEP_RATIO = 1e-3
 #: Bisection steps for a fractional width step: 2^-10 of the ratio range is finer than
 #: any channel rounding (round_to=8 on a 1024-channel layer moves the ratio by 1/128).
 BISECTION_STEPS = 10
@@ -440,6 +442,32 @@ class _Stepper:
         return _Candidate("width", shrunk, shrunk_macs,
                           {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance})
 
+    def land_width(self, model, macs: int, calibration) -> Optional[_Candidate]:
+        """A width step of any size that lands just within the target (None if none can).
+
+        Offered when another dimension's step would end the search below the
+        target: finishing with one larger width step may keep more accuracy
+        than overshooting (the choice between them is measured).
+        """
+        cache: dict[float, tuple[Any, int]] = {}
+
+        def cost(r: float) -> int:
+            if r not in cache:
+                m = self._width_at(model, r, calibration)
+                cache[r] = (m, _macs(m))
+            return cache[r][1]
+
+        lo, hi = MIN_KEEP_RATIO, 1.0 - self.config.width_step
+        if cost(lo) > self.target:
+            return None
+        ratio = bisect_largest(cost, self.target, lo, hi)
+        shrunk, shrunk_macs = cache[ratio]
+        if shrunk_macs >= macs:
+            return None
+        return _Candidate("width", shrunk, shrunk_macs,
+                          {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance,
+                           "landing": True})
+
     def _step_resolution(self, model, macs: int, calibration) -> Optional[_Candidate]:
         current = _resolution(model)
         new = next_resolution(current, self.config.resolution_step, self.config.min_resolution)
@@ -623,6 +651,14 @@ def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
                     continue
                 _score_candidate(candidate, train, val_eval, config, teacher)
                 candidates.append(candidate)
+            width = next((c for c in candidates if c.dimension == "width"), None)
+            if ("width" in config.dimensions and "width" not in exhausted
+                    and any(c.macs <= target for c in candidates)
+                    and (width is None or width.macs > target)):
+                landing = stepper.land_width(current, macs, calibration)
+                if landing is not None:
+                    _score_candidate(landing, train, val_eval, config, teacher)
+                    candidates.append(landing)
             summaries = [c.summary() for c in candidates]
             chosen = choose_step(summaries, top1=current_top1, macs=macs, target_macs=target,
                                  base_macs=base_macs)
