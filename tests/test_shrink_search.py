@@ -108,7 +108,7 @@ def test_bisect_largest_int_finds_the_largest_side_within_budget():
     (dict(min_resolution=4), "min_resolution"), (dict(score="magic"), "unknown score"),
     (dict(dimensions=("height",)), "dimensions"), (dict(dimensions=()), "dimensions"),
     (dict(round_to=0), "round_to"), (dict(finetune_epochs=-1), "finetune_epochs"),
-    (dict(val_size=0), "val_size")])
+    (dict(val_size=0), "val_size"), (dict(importance="magic"), "unknown importance 'magic'")])
 def test_bad_search_config_is_refused_with_the_bad_value(kwargs, message):
     with pytest.raises(TfedgeError, match=message):
         SearchConfig(**kwargs)
@@ -214,6 +214,23 @@ def test_search_resumes_after_a_kill_from_its_log(tmp_path, tiny, monkeypatch):
     assert again.steps == result.steps and again.macs == result.macs
 
 
+def test_search_scored_by_short_finetunes_and_an_unreachable_target(tmp_path, tiny, caplog):
+    from tfedge.shrink._search import compound_search
+
+    model, train, val = tiny
+    config = SearchConfig(target_macs_ratio=0.8, score="finetune", score_finetune_steps=2,
+                          **{**FAST, "dimensions": ("resolution",)})
+    result = compound_search(model, train, val, config, progress=False)
+    assert result.reached and result.steps[1]["dimension"] == "resolution"
+    # Resolution alone, never below 24 px, cannot reach 10% of the MACs: a warning, not a crash.
+    config = SearchConfig(target_macs_ratio=0.1, **{**FAST, "dimensions": ("resolution",),
+                                                    "min_resolution": 24})
+    with caplog.at_level("WARNING"):
+        result = compound_search(model, train, val, config, progress=False)
+    assert not result.reached and result.architecture["resolution"] == 24
+    assert "no dimension can shrink" in caplog.text
+
+
 def test_search_log_of_another_search_is_refused(tmp_path, tiny):
     from tfedge.shrink._search import compound_search
 
@@ -313,7 +330,7 @@ def test_cli_bad_input_gives_one_line_errors(tmp_path, capsys, tiny):
     _one_line_error(capsys, ["shrink", "--output", str(tmp_path / "out.h5"), "--model", str(base),
                              "--target-macs", "0.5"], "--output must end in .keras")
     _one_line_error(capsys, [*common, "--model", str(base), "--target-macs", "0.5",
-                             "--importance", "magic"], "magic")
+                             "--importance", "magic"], "unknown importance 'magic'")
 
 
 def test_cli_end_to_end_writes_a_loadable_classifier_with_its_record(tmp_path, capsys):

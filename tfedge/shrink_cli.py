@@ -86,10 +86,7 @@ def cmd_shrink(args: argparse.Namespace) -> int:
 
     check_method(args.method)
     target = parse_target(args.target_macs)
-    config = _config_from_args(args)
-    if args.importance not in _IMPORTANCES:
-        raise TfedgeError(f"unknown --importance {args.importance!r}: choose one of "
-                          f"{', '.join(_IMPORTANCES)}")
+    config = _config_from_args(args)  # checks --importance, --score, steps and sizes
     base_path, output = Path(args.model), Path(args.output)
     if output.suffix != ".keras":
         raise TfedgeError(f"--output must end in .keras, got {args.output!r}")
@@ -139,9 +136,6 @@ def cmd_shrink(args: argparse.Namespace) -> int:
             result.model, with_model_classes(dataset.test, class_names)).top1
     print(json.dumps(summary, sort_keys=True))
     return 0
-
-
-_IMPORTANCES = ("l1", "l2", "bn", "hrank", "taylor")
 
 
 def register(subparsers) -> argparse.ArgumentParser:

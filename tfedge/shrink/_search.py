@@ -242,6 +242,14 @@ class SearchConfig:
         if not isinstance(self.min_resolution, int) or self.min_resolution < 8:
             raise TfedgeError(f"min_resolution must be a whole number >= 8, got "
                               f"{self.min_resolution!r}")
+        if isinstance(self.importance, str):
+            known = tuple(_shrink_api().IMPORTANCES)
+            if self.importance not in known:
+                raise TfedgeError(f"unknown importance {self.importance!r}: choose one of "
+                                  f"{', '.join(known)}")
+        elif not callable(self.importance):
+            raise TfedgeError(f"importance must be a criterion name or a callable, got "
+                              f"{self.importance!r}")
         if self.score not in SCORES:
             raise TfedgeError(f"unknown score {self.score!r}: choose one of {', '.join(SCORES)}")
         unknown = [d for d in self.dimensions if d not in DIMENSIONS]
