@@ -10,7 +10,7 @@ pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
 from tfedge._errors import ModelConfigError  # noqa: E402
-from tfedge.graph import ModelGraph, TensorRef  # noqa: E402
+from tfedge.graph import ModelGraph, TensorRef, flatten_model  # noqa: E402
 
 
 def _model():
@@ -110,3 +110,28 @@ def test_refuses_what_has_no_graph():
 
     with pytest.raises(ModelConfigError, match="subclassed"):
         ModelGraph.from_model(Sub())
+
+
+def test_flatten_model_inlines_nested_models():
+    from tfedge._macs import count_macs
+
+    L = keras.layers
+    free = keras.Input((None, None, 3))
+    y = L.Conv2D(8, 3, padding="same", name="b_conv")(free)
+    backbone = keras.Model(free, L.BatchNormalization(name="b_bn")(y), name="backbone")
+    head = keras.Sequential([keras.Input((8,)), L.Dense(3, name="h_fc")], name="head")
+    inputs = keras.Input((16, 16, 3), name="image")
+    x = L.Rescaling(1 / 127.5, offset=-1, name="rescale")(inputs)
+    model = keras.Model(inputs, head(L.GlobalAveragePooling2D(name="gap")(backbone(x))))
+    flat = flatten_model(model)
+    assert [layer.name for layer in flat.layers] == [
+        "image", "rescale", "b_conv", "b_bn", "gap", "h_fc"]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(flat(x)), np.asarray(model(x)), rtol=1e-6)
+    assert count_macs(flat).macs == count_macs(model).macs
+    twice = keras.Model(inputs, L.Add()([backbone(inputs), backbone(inputs)]))
+    with pytest.raises(ModelConfigError, match="called 2 times"):
+        flatten_model(twice)
+    clash = keras.Model(inputs, backbone(L.Conv2D(3, 1, name="b_conv")(inputs)))
+    with pytest.raises(ModelConfigError, match="'b_conv'"):
+        flatten_model(clash)

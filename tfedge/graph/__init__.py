@@ -6,6 +6,6 @@ MAC counting, channel shrinking and (where it can) QAT rebuilding stand on
 
 from __future__ import annotations
 
-from ._graph import ModelGraph, Node, TensorRef
+from ._graph import ModelGraph, Node, TensorRef, flatten_model, rewire
 
-__all__ = ["ModelGraph", "Node", "TensorRef"]
+__all__ = ["ModelGraph", "Node", "TensorRef", "flatten_model", "rewire"]

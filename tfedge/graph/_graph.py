@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 
 from tfedge._errors import ModelConfigError
 
-__all__ = ["TensorRef", "Node", "ModelGraph"]
+__all__ = ["TensorRef", "Node", "ModelGraph", "flatten_model", "rewire"]
 
 
 @dataclass(frozen=True)
@@ -272,3 +272,112 @@ class ModelGraph:
         for entry in config.get("layers", ()):
             entry.pop("build_config", None)
         return keras.Model.from_config(config)
+
+
+def rewire(value: Any, mapping: dict) -> Any:
+    """A copy of a serialised call (args/kwargs) whose ``keras_history`` entries found in
+    ``mapping`` (``(layer, call, index)`` tuples) point at their replacements."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            hist = tuple(value["config"]["keras_history"])
+            if hist in mapping:
+                value = dict(value, config=dict(value["config"], keras_history=list(mapping[hist])))
+            return value
+        return {k: rewire(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rewire(v, mapping) for v in value]
+    if isinstance(value, tuple):
+        return tuple(rewire(v, mapping) for v in value)
+    return value
+
+
+def _resolve(mapping: dict) -> dict:
+    """Follow chains (a replacement that is itself replaced) to their end."""
+    out = {}
+    for key, target in mapping.items():
+        seen = {key}
+        while target in mapping and target not in seen:
+            seen.add(target)
+            target = mapping[target]
+        out[key] = target
+    return out
+
+
+def _history_list(value: Any) -> list[tuple]:
+    """``input_layers``/``output_layers`` of a config as a list of (layer, call, index)."""
+    if value and not isinstance(value[0], (list, tuple)):
+        return [tuple(value)]
+    return [tuple(v) for v in value]
+
+
+def _set_histories(original: Any, histories: list[tuple]) -> Any:
+    """``histories`` in the form (flat or list) ``original`` had."""
+    if original and not isinstance(original[0], (list, tuple)):
+        return list(histories[0])
+    return [list(h) for h in histories]
+
+
+def flatten_model(model: Any) -> Any:
+    """A copy of a functional model with every nested functional/Sequential model (each called
+    once) inlined as plain layers, weights included: what channel shrinking needs of a
+    classifier built as ``backbone(inputs)`` plus a head.
+
+    A nested model's own input layers disappear (the outer tensors feed its first
+    layers, so a backbone built for any input size takes the outer size); a layer
+    name used both inside and outside stops with :class:`ModelConfigError`.
+    """
+    import keras
+
+    graph = ModelGraph.from_model(model)
+    config = graph.editable_config()
+    outer_names = {e["config"]["name"] for e in config["layers"]}
+    layers, sources, mapping = [], {}, {}
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        obj = graph.layer(name)
+        if not isinstance(obj, keras.Model):
+            layers.append(entry)
+            sources[name] = obj
+            continue
+        calls = graph.nodes_of(name)
+        if len(calls) != 1:
+            raise ModelConfigError(f"nested model {name!r} is called {len(calls)} times: only a "
+                                   "model called once can be inlined")
+        inner_model = obj if getattr(obj, "_nodes_by_depth", None) is not None and \
+            type(obj).__name__ != "Sequential" else keras.Model(obj.inputs, obj.outputs,
+                                                                 name=obj.name)
+        inner_model = flatten_model(inner_model)
+        inner = ModelGraph.from_model(inner_model).editable_config()
+        inputs = _history_list(inner["input_layers"])
+        if len(inputs) != len(calls[0].inputs):
+            raise ModelConfigError(f"nested model {name!r} takes {len(inputs)} inputs but is "
+                                   f"called with {len(calls[0].inputs)}")
+        for hist, ref in zip(inputs, calls[0].inputs):
+            mapping[hist] = (ref.layer, ref.call, ref.index)
+        for i, hist in enumerate(_history_list(inner["output_layers"])):
+            mapping[(name, 0, i)] = hist
+        input_names = {h[0] for h in inputs}
+        for inner_entry in inner["layers"]:
+            inner_name = inner_entry["config"]["name"]
+            if inner_name in input_names:
+                continue
+            if inner_name in outer_names or inner_name in sources:
+                raise ModelConfigError(
+                    f"layer name {inner_name!r} is used inside nested model {name!r} and outside "
+                    "it: rename one before flattening")
+            layers.append(inner_entry)
+            sources[inner_name] = inner_model.get_layer(inner_name)
+    if len(layers) == len(config["layers"]) and not mapping:
+        flat = graph.rebuild(config)
+        flat.set_weights(model.get_weights())
+        return flat
+    mapping = _resolve(mapping)
+    config["layers"] = [rewire(e, mapping) for e in layers]
+    config["output_layers"] = _set_histories(
+        config["output_layers"],
+        [mapping.get(h, h) for h in _history_list(config["output_layers"])])
+    flat = graph.rebuild(config)
+    for layer in flat.layers:
+        if layer.weights:
+            layer.set_weights(sources[layer.name].get_weights())
+    return flat

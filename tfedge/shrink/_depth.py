@@ -85,24 +85,9 @@ def find_blocks(model: Any) -> list[Block]:
     return blocks
 
 
-def _rewire(value: Any, mapping: dict) -> Any:
-    if isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            hist = tuple(value["config"]["keras_history"])
-            if hist in mapping:
-                value = dict(value, config=dict(value["config"], keras_history=list(mapping[hist])))
-            return value
-        return {k: _rewire(v, mapping) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_rewire(v, mapping) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_rewire(v, mapping) for v in value)
-    return value
-
-
 def drop_blocks(model: Any, names: Sequence[str]) -> Any:
     """A new model without the residual blocks ``names`` (from :func:`find_blocks`)."""
-    from ..graph import ModelGraph
+    from ..graph import ModelGraph, rewire
 
     blocks = {b.name: b for b in find_blocks(model)}
     unknown = [n for n in names if n not in blocks]
@@ -122,7 +107,7 @@ def drop_blocks(model: Any, names: Sequence[str]) -> Any:
         while target in mapping:
             target = mapping[target]
         mapping[key] = target
-    config["layers"] = [_rewire(e, mapping) for e in config["layers"]
+    config["layers"] = [rewire(e, mapping) for e in config["layers"]
                         if e["config"]["name"] not in removed]
     flat = bool(config["output_layers"]) and not isinstance(config["output_layers"][0],
                                                              (list, tuple))

@@ -173,7 +173,8 @@ class Analysis:
                 continue
             if g.is_nested(node):
                 raise ShrinkError(f"layer {name!r} is a nested model ({cls}): shrinking needs a "
-                                  "flat functional model; rebuild it without the wrapper")
+                                  "flat functional model; inline it first with "
+                                  "tfedge.graph.flatten_model(model)")
             if cls not in SUPPORTED:
                 raise ShrinkError(f"layer {name!r} of type {cls} is not supported by channel "
                                   "shrinking: build the model from built-in layers "
