@@ -170,13 +170,14 @@ TINY_BOXNET = "boxnet_heat_r32_w4"
 def _boxnet_config(**changes):
     from tfedge.crop import PredictorTrainConfig
 
-    # photometric/dihedral/mix draw from a seeded generator that must resume too.
+    # photometric and mix draw from a seeded generator that must resume too.
     base = dict(epochs=2, batch_size=16, steps_per_epoch=2, bn_recalibration_batches=1,
-                photometric=True, dihedral=True, mix=True, seed=4)
+                photometric=True, mix=True, seed=4)
     base.update(changes)
     return PredictorTrainConfig(**base)
 
 
+@pytest.mark.slow
 def test_killed_predictor_training_resumes(tmp_path):
     from tfedge.crop import train_predictor
 
@@ -194,9 +195,6 @@ def test_killed_predictor_training_resumes(tmp_path):
     assert result.history[0]["loss"] == pytest.approx(uninterrupted.history[1]["loss"], rel=1e-5)
     for a, b in zip(_weights(resumed), _weights(whole)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    train_predictor(TINY_BOXNET, split, config=_boxnet_config(), output=out, stop_after_epochs=1)
-    with pytest.raises(TfedgeError, match=r"another run \(it differs in seed\)"):
-        train_predictor(TINY_BOXNET, split, config=_boxnet_config(seed=5), output=out)
 
 
 def test_predictor_early_stopping_keeps_the_best_iou(tmp_path):
@@ -257,3 +255,15 @@ def test_crop_cli_accepts_epochs_auto():
     with pytest.raises(SystemExit):
         parser.parse_args(["crop", "train", "--model", "m", "--output", "c.keras",
                            "--epochs", "often"])
+
+
+def test_crop_classifier_stops_early_on_validation_crops(colour_split):
+    from tfedge.crop import CropTrainConfig, train_crop_classifier
+
+    config = TrainConfig(epochs=2, patience=1, batch_size=16, steps_per_epoch=2,
+                         bn_recalibration_batches=1)
+    _, result = train_crop_classifier("resnet10_025", colour_split,
+                                      crop_config=CropTrainConfig(resolution=32, copies=1),
+                                      config=config, val=colour_split.take(16))
+    assert result.epochs_run == len(result.history) == 2  # patience 1 cannot stop before the cap
+    assert "val_top1" in result.history[0] and result.val.count == 16

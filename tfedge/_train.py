@@ -736,8 +736,8 @@ def run_training(task: TrainingTask, *, epochs: int, strategy: Any = None,
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = \
                 tf.data.experimental.AutoShardPolicy.DATA
-            ds = ds.with_options(options)
-        iterator = iter(strategy.experimental_distribute_dataset(ds))
+            ds = strategy.experimental_distribute_dataset(ds.with_options(options))
+        iterator = iter(ds)
         t0 = time.perf_counter()
         loss_sum = 0.0
         sums: dict[str, float] = {}
