@@ -102,6 +102,27 @@ def test_resumed_early_stopping_run_ends_as_an_uninterrupted_one(tmp_path):
     assert not backup.exists(), "the backup goes when training ends"
 
 
+def test_a_run_killed_after_it_stopped_early_does_not_train_on(tmp_path, monkeypatch):
+    import tfedge._train as engine
+
+    backup = tmp_path / "backup"
+    first = _tiny_task()
+    # Killed after the last backup, before the run could clean up (or save its model).
+    monkeypatch.setattr(engine.shutil, "rmtree", lambda *args, **kwargs: None)
+    stopped = run_training(first, epochs=8, backup_dir=backup, early_stopping=EarlyStopping(
+        _scripted(first, SCORES, {}), patience=2))
+    monkeypatch.undo()
+    assert stopped.stop_reason == "patience" and backup.is_dir()
+    again = _tiny_task()
+    rerun = run_training(again, epochs=8, backup_dir=backup, early_stopping=EarlyStopping(
+        _scripted(again, SCORES, {}), patience=2))
+    assert rerun.history == () and rerun.resumed_from == 4
+    assert (rerun.stop_reason, rerun.best_epoch, rerun.epochs_run) == ("patience", 2, 4)
+    for a, b in zip(_weights(again.model), _weights(first.model)):
+        np.testing.assert_array_equal(a, b)
+    assert not backup.exists()
+
+
 def test_a_backup_of_another_run_is_refused(tmp_path):
     run_training(_tiny_task(), epochs=3, backup_dir=tmp_path / "b", stop_after_epochs=1,
                  fingerprint={"model": "a"})
