@@ -31,9 +31,10 @@ import numpy as np
 
 from .._errors import TfedgeError
 from ._finetune import finetune_with_distillation
-from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, _evaluate, _macs, _resolution, _shrink_api,
-                      architecture_of, bisect_largest, bisect_largest_int, calibration_arrays,
-                      compound_search, head, resolve_target)
+from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, _evaluate, _macs,
+                      _resolution, _shrink_api, architecture_of, bisect_largest,
+                      bisect_largest_int, calibration_arrays, compound_search, fill_counts,
+                      fixed_scores, head, resolve_target, width_within)
 
 __all__ = ["BASELINES", "METHODS", "shrink_to_target", "run_shrink", "MIN_KEEP_RATIO"]
 
@@ -49,15 +50,6 @@ def _cannot_reach(method: str, smallest: int, target: int) -> TfedgeError:
                  f"{smallest:,d}: give a larger target, or a smaller round_to")
 
 
-def _fixed_scores(scores: Mapping[str, np.ndarray]) -> Callable[..., dict[str, np.ndarray]]:
-    """An importance plug-in that returns scores computed once (on the base model)."""
-
-    def importance(model, groups, calibration=None, *args, **kwargs):
-        return {g.name: np.asarray(scores[g.name]) for g in groups if g.name in scores}
-
-    return importance
-
-
 def _groups(model, protect: Sequence[str], mode: str):
     groups = [g for g in _shrink_api().find_channel_groups(model, protect=protect, mode=mode)
               if g.prunable]
@@ -70,23 +62,16 @@ def _groups(model, protect: Sequence[str], mode: str):
 
 def _width_to_target(model, target: int, scores: Mapping[str, np.ndarray], method: str, *,
                      round_to: int, protect: Sequence[str], mode: str):
-    """The same keep ratio in every group, the largest within ``target`` MACs."""
-    api = _shrink_api()
-    importance = _fixed_scores(scores)
-    cache: dict[float, tuple[Any, int]] = {}
-
-    def cost(ratio: float) -> int:
-        if ratio not in cache:
-            shrunk = model if ratio >= 1.0 else api.shrink_width(
-                model, ratio, importance=importance, round_to=round_to, protect=protect,
-                mode=mode)
-            cache[ratio] = (shrunk, _macs(shrunk))
-        return cache[ratio][1]
-
-    if cost(MIN_KEEP_RATIO) > target:
-        raise _cannot_reach(method, cost(MIN_KEEP_RATIO), target)
-    ratio = bisect_largest(cost, target, MIN_KEEP_RATIO, 1.0)
-    return cache[ratio][0], {"keep_ratio": round(float(ratio), 6)}
+    """The same keep ratio in every group, the largest within ``target`` MACs, then the
+    budget the rounding left filled group by group (so every method lands equally close)."""
+    found = width_within(model, target, scores, round_to=round_to, protect=protect, mode=mode)
+    if found is None:
+        smallest = _macs(_shrink_api().shrink_width(
+            model, MIN_KEEP_RATIO, importance=fixed_scores(scores), round_to=round_to,
+            protect=protect, mode=mode))
+        raise _cannot_reach(method, smallest, target)
+    shrunk, _, detail = found
+    return shrunk, detail
 
 
 def _uniform(model, target: int, calibration=None, *, round_to: int = 8,
@@ -142,29 +127,43 @@ def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
         raise api.ShrinkError(f"model {model.name!r} has no BatchNorm in its prunable channel "
                               "groups: the bn baseline needs BatchNorm scales")
     pooled = np.sort(np.concatenate(list(scores.values())))
-    importance = _fixed_scores(scores)
-    cache: dict[float, tuple[Any, int, float]] = {}
+    importance = fixed_scores(scores)
+    sizes = {g.name: int(g.size) for g in groups if g.name in scores}
+    built: dict[Any, tuple[Any, int]] = {}
+
+    def build(ratios: Mapping[str, float]) -> tuple[Any, int]:
+        key = tuple(sorted(ratios.items()))
+        if key not in built:
+            shrunk = (model if all(r >= 1.0 for r in ratios.values()) else
+                      api.shrink_width(model, dict(ratios), importance=importance,
+                                       round_to=round_to, protect=protect, mode=mode))
+            built[key] = (shrunk, _macs(shrunk))
+        return built[key]
+
+    def ratios_at(keep: float) -> dict[str, float]:
+        # keep: fraction of all channels above the threshold (the knob the bisection turns).
+        if keep >= 1.0:
+            return {name: 1.0 for name in scores}
+        cut = int(np.floor((1.0 - keep) * len(pooled)))
+        threshold = float(pooled[min(cut, len(pooled) - 1)])
+        return {name: max(MIN_KEEP_RATIO, float(np.mean(s > threshold)))
+                for name, s in scores.items()}
 
     def cost(keep: float) -> int:
-        # keep: fraction of all channels above the threshold (the knob the bisection turns).
-        if keep not in cache:
-            if keep >= 1.0:
-                cache[keep] = (model, _macs(model), float("-inf"))
-            else:
-                cut = int(np.floor((1.0 - keep) * len(pooled)))
-                threshold = float(pooled[min(cut, len(pooled) - 1)])
-                ratios = {name: max(MIN_KEEP_RATIO, float(np.mean(s > threshold)))
-                          for name, s in scores.items()}
-                shrunk = api.shrink_width(model, ratios, importance=importance,
-                                          round_to=round_to, protect=protect, mode=mode)
-                cache[keep] = (shrunk, _macs(shrunk), threshold)
-        return cache[keep][1]
+        return build(ratios_at(keep))[1]
 
     if cost(0.0) > target:
         raise _cannot_reach("bn", cost(0.0), target)
     keep = bisect_largest(cost, target, 0.0, 1.0)
-    shrunk, _, threshold = cache[keep]
-    return shrunk, {"channels_kept": round(float(keep), 6), "gamma_threshold": threshold}
+    # The budget the threshold's jumps left, filled notch by notch as for the other methods.
+    counts = {n: api.round_keep(sizes[n], r, round_to) for n, r in ratios_at(keep).items()}
+    filled = fill_counts(sizes, counts, round_to,
+                         lambda c: build({n: min(1.0, c[n] / sizes[n]) for n in c})[1] <= target)
+    shrunk, _ = build({n: min(1.0, filled[n] / sizes[n]) for n in filled})
+    cut = int(np.floor((1.0 - keep) * len(pooled)))
+    return shrunk, {"channels_kept": round(float(keep), 6),
+                    "gamma_threshold": float(pooled[min(cut, len(pooled) - 1)]),
+                    "groups_grown": sum(filled[n] != counts[n] for n in counts)}
 
 
 def _resolution_only(model, target: int, calibration=None, *, round_to: int = 8,

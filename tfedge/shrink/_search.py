@@ -172,6 +172,36 @@ def bisect_largest_int(cost: Callable[[int], float], target: float, lo: int, hi:
     return lo
 
 
+def fill_counts(sizes: Mapping[str, int], counts: Mapping[str, int], round_to: int,
+                fits: Callable[[dict[str, int]], bool], max_tries: Optional[int] = None
+                ) -> dict[str, int]:
+    """Grow channel counts one ``round_to`` notch at a time while ``fits(counts)`` holds.
+
+    A single keep ratio for every group moves in coarse jumps once counts are
+    rounded (a 16-channel group goes 12 -> 16 at once), so a bisection on the
+    ratio can land well below a MAC budget. This spends the rest: each pass
+    grows the group that keeps the smallest fraction of its channels (ties:
+    the larger group), and a group that no longer fits is not tried again
+    (growing others only adds MACs). ``max_tries`` bounds the calls to ``fits``
+    (default: three per group).
+    """
+    counts = {name: int(c) for name, c in counts.items()}
+    tries, limit = 0, (3 * len(counts) if max_tries is None else max_tries)
+    blocked: set[str] = set()
+    while tries < limit:
+        open_groups = [n for n in counts if counts[n] < sizes[n] and n not in blocked]
+        if not open_groups:
+            break
+        name = min(open_groups, key=lambda n: (counts[n] / sizes[n], -sizes[n], n))
+        trial = {**counts, name: min(int(sizes[name]), counts[name] + round_to)}
+        tries += 1
+        if fits(trial):
+            counts = trial
+        else:
+            blocked.add(name)
+    return counts
+
+
 # --------------------------------------------------------------------------- config and result
 
 
@@ -374,6 +404,53 @@ def architecture_of(model, dropped_blocks: Sequence[str] = ()) -> dict[str, Any]
     return arch
 
 
+def fixed_scores(scores: Mapping[str, np.ndarray]) -> Callable[..., dict[str, np.ndarray]]:
+    """An importance plug-in returning scores computed once (on the model being shrunk)."""
+
+    def importance(model, groups, calibration=None, *args, **kwargs):
+        return {g.name: np.asarray(scores[g.name]) for g in groups if g.name in scores}
+
+    return importance
+
+
+def width_within(model, target: int, scores: Mapping[str, np.ndarray], *, round_to: int,
+                 protect: Sequence[str] = (), mode: str = "coupled", lo: float = MIN_KEEP_RATIO,
+                 hi: float = 1.0):
+    """The widest model within ``target`` MACs: the largest common keep ratio in ``[lo, hi]``
+    (bisection), then the budget left filled group by group (:func:`fill_counts`).
+
+    scores: per-group channel scores (which channels stay). Returns ``(model, macs,
+    detail)``, or None when even ``lo`` exceeds the target.
+    """
+    api = _shrink_api()
+    importance = fixed_scores(scores)
+    groups = [g for g in api.find_channel_groups(model, protect=protect, mode=mode)
+              if g.prunable]
+    sizes = {g.name: int(g.size) for g in groups}
+    built: dict[Any, tuple[Any, int]] = {}
+
+    def build(keep) -> tuple[Any, int]:
+        key = keep if isinstance(keep, float) else tuple(sorted(keep.items()))
+        if key not in built:
+            shrunk = api.shrink_width(model, keep, importance=importance, round_to=round_to,
+                                      protect=protect, mode=mode)
+            built[key] = (shrunk, _macs(shrunk))
+        return built[key]
+
+    if build(float(lo))[1] > target:
+        return None
+    ratio = bisect_largest(lambda r: build(float(r))[1], target, float(lo), float(hi))
+    counts = {n: api.round_keep(size, ratio, round_to) for n, size in sizes.items()}
+
+    def ratios(c: Mapping[str, int]) -> dict[str, float]:
+        return {n: min(1.0, c[n] / sizes[n]) for n in c}
+
+    filled = fill_counts(sizes, counts, round_to, lambda c: build(ratios(c))[1] <= target)
+    grown = sum(filled[n] != counts[n] for n in counts)
+    shrunk, macs = build(ratios(filled)) if grown else build(float(ratio))
+    return shrunk, macs, {"keep_ratio": round(float(ratio), 6), "groups_grown": grown}
+
+
 # --------------------------------------------------------------------------- candidate steps
 
 
@@ -424,6 +501,24 @@ class _Stepper:
                                      calibration=calibration, round_to=c.round_to,
                                      protect=c.protect, mode=c.mode)
 
+    def _landing(self, model, macs: int, calibration, lo: float, hi: float
+                 ) -> Optional[_Candidate]:
+        """The widest width step in keep ratios ``[lo, hi]`` within the target (channel
+        scores computed once on ``model``), or None."""
+        c = self.config
+        groups = [g for g in self.api.find_channel_groups(model, protect=c.protect, mode=c.mode)
+                  if g.prunable]
+        if not groups:
+            return None
+        scores = self.api.make_importance(c.importance)(model, groups, calibration)
+        found = width_within(model, self.target, scores, round_to=c.round_to, protect=c.protect,
+                             mode=c.mode, lo=lo, hi=hi)
+        if found is None or found[1] >= macs:
+            return None
+        shrunk, shrunk_macs, detail = found
+        return _Candidate("width", shrunk, shrunk_macs,
+                          {**detail, "importance": c.importance, "landing": True})
+
     def _step_width(self, model, macs: int, calibration) -> Optional[_Candidate]:
         ratio = 1.0 - self.config.width_step
         shrunk = self._width_at(model, ratio, calibration)
@@ -431,22 +526,10 @@ class _Stepper:
         if shrunk_macs >= macs:
             return None
         if shrunk_macs < self.target:
-            # The last step: only as far as the target (largest keep ratio within it).
-            cache: dict[float, tuple[Any, int]] = {}
-
-            def cost(r: float) -> int:
-                if r not in cache:
-                    m = self._width_at(model, r, calibration)
-                    cache[r] = (m, _macs(m))
-                return cache[r][1]
-
-            cache[ratio] = (shrunk, shrunk_macs)
-            cache[1.0] = (model, macs)
-            ratio = bisect_largest(cost, self.target, ratio, 1.0)
-            shrunk, shrunk_macs = cache[ratio]
-            if shrunk_macs >= macs:  # rounding left no ratio in between: take the full step
-                ratio = 1.0 - self.config.width_step
-                shrunk, shrunk_macs = cache[ratio]
+            # The last step: only as far as the target.
+            landing = self._landing(model, macs, calibration, ratio, 1.0)
+            if landing is not None:
+                return landing
         return _Candidate("width", shrunk, shrunk_macs,
                           {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance})
 
@@ -457,24 +540,8 @@ class _Stepper:
         target: finishing with one larger width step may keep more accuracy
         than overshooting (the choice between them is measured).
         """
-        cache: dict[float, tuple[Any, int]] = {}
-
-        def cost(r: float) -> int:
-            if r not in cache:
-                m = self._width_at(model, r, calibration)
-                cache[r] = (m, _macs(m))
-            return cache[r][1]
-
-        lo, hi = MIN_KEEP_RATIO, 1.0 - self.config.width_step
-        if cost(lo) > self.target:
-            return None
-        ratio = bisect_largest(cost, self.target, lo, hi)
-        shrunk, shrunk_macs = cache[ratio]
-        if shrunk_macs >= macs:
-            return None
-        return _Candidate("width", shrunk, shrunk_macs,
-                          {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance,
-                           "landing": True})
+        return self._landing(model, macs, calibration, MIN_KEEP_RATIO,
+                             1.0 - self.config.width_step)
 
     def _step_resolution(self, model, macs: int, calibration) -> Optional[_Candidate]:
         current = _resolution(model)
