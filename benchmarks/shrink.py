@@ -212,7 +212,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
             for target in targets:
                 budget = int(target * base_macs) - extra_macs
                 search = SearchConfig(target_macs=budget, finetune_epochs=s["finetune_epochs"],
-                                      round_to=s["round_to"],
+                                      round_to=s["round_to"], score=s.get("score", "bn"),
                                       width_step=s["width_step"], val_size=s["search_val_size"],
                                       min_resolution=min(32, s["resolution"]), seed=seed)
                 for method in method_list:
@@ -287,6 +287,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "rows": rows, "targets": list(targets), "overrides": overrides or None, "seeds": list(seeds), "epochs": s["epochs"],
         "finetune_epochs": s["finetune_epochs"], "width_step": s["width_step"],
         "round_to": s["round_to"], "object_size": list(s["object_size"]),
+        "score": s.get("score", "bn"),
         "train_images": len(data.train), "val_images": len(data.val),
         "test_images": len(data.test), "dataset": data.name,
         "timing": {"rounds": TIMING_ROUNDS, "invokes_per_round": TIMING_INVOKES, "threads": 1,
@@ -318,6 +319,8 @@ def main() -> None:
                         help="a trained box predictor (.keras): crop on its boxes and count its "
                              "MACs (default: true boxes)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--score", type=str, default=None, choices=["bn", "finetune"],
+                        help="how compound shrinking scores candidate steps (default bn)")
     parser.add_argument("--sizes", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
                         help="override the split sizes (a smoke run; figures not comparable)")
     parser.add_argument("--epochs", type=int, default=None, help="override the base's epochs")
@@ -336,6 +339,8 @@ def main() -> None:
         overrides["epochs"] = args.epochs
     if args.finetune_epochs is not None:
         overrides["finetune_epochs"] = args.finetune_epochs
+    if args.score is not None:
+        overrides["score"] = args.score
     crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
     result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
                  tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
