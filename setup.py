@@ -48,7 +48,7 @@ setup(
     entry_points={
         "console_scripts": [
             "tfedge=tfedge.cli:main",
-            "tfedge-convert=converters.cli:main",
+            "tfedge-convert=tfedge.cli.convert:main",
             "tfedge-pi=rpi_runner.cli:main",
         ]
     },

@@ -44,12 +44,12 @@ def run_main(main: Callable[[], Any]) -> NoReturn:
     """Run a benchmark's ``main`` and exit as the ``tfedge`` command does on failure.
 
     An error the user can fix (a missing dataset, a bad path, a full disk:
-    see ``tfedge._cli.user_error_line``) ends as one line,
+    see ``tfedge.cli._shell.user_error_line``) ends as one line,
     ``<script>: error: <message>``, with exit status 2 and no traceback;
     ``$TFEDGE_DEBUG=1`` shows the traceback. A bug keeps its traceback. Every
     script ends with ``if __name__ == "__main__": run_main(main)``.
     """
-    from tfedge._cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, user_error_line
+    from tfedge.cli._shell import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, user_error_line
 
     prog = Path(sys.argv[0]).name or "benchmark"
     try:

@@ -94,7 +94,7 @@ def _data_flags(sizes: dict) -> list[str]:
 
 def _convert_with_cli(cascade_path: Path, bundle_dir: Path, sizes: dict) -> dict:
     """``tfedge-convert cascade`` in a subprocess (the documented route), its JSON line."""
-    cmd = [sys.executable, "-m", "converters.cli", "cascade", "--cascade", str(cascade_path),
+    cmd = [sys.executable, "-m", "tfedge.cli.convert", "cascade", "--cascade", str(cascade_path),
            "--output", str(bundle_dir), "--zip", "--check-split", "test",
            "--check-size", str(sizes["test_size"]),
            "--calibration-size", str(CALIBRATION_IMAGES),

@@ -54,7 +54,7 @@ WARMUP_RUNS = 5
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-    from tfedge.import_cli import softmax
+    from tfedge.cli.pretrained import softmax
 
     return softmax(logits)
 
@@ -74,7 +74,7 @@ def _latency_ms(tflite, image: np.ndarray, runs: int) -> dict[str, float]:
 
 def _variant(name: str, photos, names, args) -> tuple[dict, object, np.ndarray]:
     from tfedge._convert import convert_to_int8
-    from tfedge.import_cli import top_k
+    from tfedge.cli.pretrained import top_k
     from tfedge.litert import TfliteModel
     from tfedge.pretrained import load_pretrained
     from tfedge.pretrained.photos import augmented_crops, load_photos

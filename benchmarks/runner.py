@@ -83,7 +83,7 @@ def _data(quick: bool):
 
 
 def _convert_base(model: Path, output: Path, quick: bool) -> Path:
-    from converters.cli import main as convert_main
+    from tfedge.cli.convert import main as convert_main
 
     sizes = QUICK if quick else FULL
     log.info("converting %s into %s with tfedge-convert", model, output)

@@ -394,7 +394,7 @@ def test_evaluate_cascade_reports_exits_single_stages_and_a_test_curve(tmp_path)
 
 def test_importing_the_cascade_package_does_not_import_tensorflow():
     code = ("import sys, tfedge.cascade as c; c.calibrate_thresholds; c.load_cascade; "
-            "c.simulate_cascade; import tfedge.cascade._cli; "
+            "c.simulate_cascade; import tfedge.cli.cascade; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
@@ -435,11 +435,11 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
 
     import keras
 
-    from converters.cli import main as convert_main
-    from tfedge._cli import run_cli
+    from tfedge.cli.convert import main as convert_main
+    from tfedge.cli._shell import run_cli
     from tfedge._train import save_classifier
     from tfedge.bundle import load_bundle
-    from tfedge.cascade._cli import add_cascade_commands
+    from tfedge.cli.cascade import register as add_cascade_commands
     from tfedge.crop._predictor import build_predictor, save_predictor
     from tfedge.data import load_dataset
     from tfedge.data._pipeline import make_dataset

@@ -43,14 +43,15 @@ def test_import_tfedge_does_not_import_tensorflow():
     assert proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("module", ["tfedge.cli", "converters.cli", "rpi_runner.cli"])
+@pytest.mark.parametrize("module", ["tfedge.cli", "tfedge.cli.convert", "rpi_runner.cli"])
 def test_every_tool_explains_itself(module):
     proc = run("-m", module, "--help")
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout.lower()
 
 
-@pytest.mark.parametrize("command", ["models", "macs", "data", "train", "evaluate", "predictor", "crop", "cascade"])
+@pytest.mark.parametrize("command", ["models", "macs", "data", "train", "evaluate",
+                                     "predictor", "crop", "cascade", "shrink", "import"])
 def test_every_subcommand_has_help(command):
     proc = tfedge(command, "--help")
     assert proc.returncode == 0, proc.stderr
@@ -148,15 +149,23 @@ def test_malformed_voc_xml_is_one_line_error(tmp_path):
     assert_one_line_error(proc, "img0.xml")
 
 
+@pytest.mark.parametrize("epochs", ["0", "auto:x", "ten", "auto:5:0"])
+def test_train_refuses_a_bad_epoch_budget_before_loading_data(epochs, tmp_path):
+    proc = tfedge("train", "--model", "resnet10_025", "--epochs", epochs,
+                  "--output", str(tmp_path / "m.keras"), "--data", str(tmp_path / "missing"))
+    assert_one_line_error(proc, "epochs")
+
+
 def test_train_then_evaluate_a_folder_dataset_end_to_end(tmp_path):
     _folder_dataset(tmp_path / "data")
     out = tmp_path / "m.keras"
-    proc = tfedge("train", "--model", "resnet10_025", "--resolution", "32", "--epochs", "1",
+    proc = tfedge("train", "--model", "resnet10_025", "--resolution", "32", "--epochs", "auto:2:1",
                   "--batch-size", "8", "--data", str(tmp_path / "data"), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == 1 and summary["macs"] > 0 and out.exists()
-    assert "epoch 1/1" in proc.stderr, "progress is shown"
+    assert summary["epochs"] in (1, 2) and summary["macs"] > 0 and out.exists()
+    assert summary["stop_reason"] in ("epochs", "patience") and summary["best_epoch"] in (1, 2)
+    assert "epoch 1/2" in proc.stderr, "progress is shown"
     proc = tfedge("evaluate", "--model", str(out), "--data", str(tmp_path / "data"),
                   "--split", "val")
     assert proc.returncode == 0, proc.stderr
@@ -205,9 +214,10 @@ def test_two_worker_training_on_loopback_ends_with_identical_weights(tmp_path):
 
 def test_train_on_the_benchmark_keeps_an_encoded_names_resolution(monkeypatch):
     import tfedge.cli as cli
+    from tfedge.cli import core
 
     seen = {}
-    monkeypatch.setattr(cli, "cmd_train", lambda args: seen.setdefault(args.model, args.resolution))
+    monkeypatch.setattr(core, "cmd_train", lambda args: seen.setdefault(args.model, args.resolution))
     parser = cli.build_parser()
     for model, expected in (("resnet10_025", 96),
                             ("resnet_basic_d1-1-1-1_w16-32-64-128_s16_r64_c10", None),

@@ -19,7 +19,7 @@ pytest.importorskip("ai_edge_litert")
 
 import keras  # noqa: E402
 
-from converters.cli import main as convert_main  # noqa: E402
+from tfedge.cli.convert import main as convert_main  # noqa: E402
 from tfedge._convert import (ConversionCheckError, ConversionError, _Comparison,  # noqa: E402
                              check_tolerance, compare_float_int8, convert_classifier,
                              convert_to_int8)

@@ -327,7 +327,7 @@ def test_shuffled_crop_datasets_cut_each_image_at_its_own_box():
 
 def test_crop_flags_override_only_what_they_name(tmp_path):
     from tfedge._train import save_classifier
-    from tfedge.crop._cli import crop_with_overrides
+    from tfedge.cli.crop import crop_with_overrides
     from tfedge.crop._pipeline import trained_crop_config
     from tfedge.models import create_model
 

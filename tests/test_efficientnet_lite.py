@@ -267,7 +267,7 @@ def test_golden_top1_on_bundled_photos(lite0):
     got = {p.name: names[i] for p, i in zip(photos, np.argmax(logits, axis=-1))}
     assert got == GOLDEN_TOP1
     coffee = [p.name for p in photos].index("coffee")
-    from tfedge.import_cli import softmax
+    from tfedge.cli.pretrained import softmax
 
     assert softmax(logits)[coffee].max() > 0.9  # espresso, confidently
 
@@ -289,7 +289,7 @@ def test_int8_tflite_agrees_with_float_on_the_photos(lite0):
         assert np.corrcoef(a, b)[0, 1] > 0.97
     # ...and top-1 agrees on every golden photo whose float top-1 is clear of its runner-up
     # (chelsea's Egyptian Mau 0.40 vs tiger cat 0.33 is a near tie that int8 may flip).
-    from tfedge.import_cli import softmax
+    from tfedge.cli.pretrained import softmax
 
     probs = softmax(logits)
     top2 = np.sort(probs, axis=-1)[:, -2:]
@@ -306,7 +306,7 @@ def test_import_command_writes_a_classifier_and_prints_top5(tmp_path, capsys):
 
     from PIL import Image
 
-    from tfedge import import_cli
+    from tfedge.cli import pretrained as import_cli
     from tfedge._train import read_sidecar
     from tfedge.pretrained.photos import bundled_photos
 

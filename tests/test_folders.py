@@ -214,7 +214,7 @@ def test_boxes_of_exif_turned_images_turn_with_the_decoded_image(tmp_path):
 
 def test_training_decodes_like_the_runner_and_names_unreadable_files(tmp_path):
     from rpi_runner._sources import decode_image
-    from tfedge._cli import _unreadable_image_line
+    from tfedge.cli._shell import _unreadable_image_line
     from tfedge.data._pipeline import make_dataset, read_file_image
 
     root = tmp_path / "data"

@@ -299,7 +299,7 @@ def test_cli_model_file_that_is_a_fifo_or_a_folder_is_a_one_line_error(tmp_path,
 def test_os_errors_naming_a_file_become_one_line_errors(tmp_path):
     import argparse
 
-    from tfedge._cli import run_cli, user_error_line
+    from tfedge.cli._shell import run_cli, user_error_line
 
     assert user_error_line(OSError(28, "No space left on device", "/x/cache")) == \
         "/x/cache: No space left on device"

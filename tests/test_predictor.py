@@ -275,8 +275,8 @@ def test_int8_tflite_keeps_box_precision():
 def _crop_parser():
     import argparse
 
-    from tfedge._cli import add_common_flags
-    from tfedge.crop._cli import add_crop_commands
+    from tfedge.cli._shell import add_common_flags
+    from tfedge.cli.crop import register as add_crop_commands
 
     parser = argparse.ArgumentParser(prog="tfedge")
     add_common_flags(parser)
@@ -285,7 +285,7 @@ def _crop_parser():
 
 
 def test_cli_predictor_list(capsys):
-    from tfedge._cli import run_cli
+    from tfedge.cli._shell import run_cli
 
     assert run_cli(_crop_parser(), ["predictor", "list"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
@@ -293,7 +293,7 @@ def test_cli_predictor_list(capsys):
 
 
 def test_cli_errors_are_one_line(capsys, tmp_path):
-    from tfedge._cli import run_cli
+    from tfedge.cli._shell import run_cli
 
     code = run_cli(_crop_parser(), ["predictor", "train", "--output", str(tmp_path / "p.h5")])
     assert code == 2

@@ -17,7 +17,7 @@ pytest.importorskip("ai_edge_litert")
 
 import keras  # noqa: E402
 
-from converters.cli import main as convert_main  # noqa: E402
+from tfedge.cli.convert import main as convert_main  # noqa: E402
 from tfedge import qat as qat_module  # noqa: E402
 from tfedge._convert import convert_classifier, quantize_int8  # noqa: E402
 from tfedge._errors import TfedgeError  # noqa: E402

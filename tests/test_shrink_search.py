@@ -12,7 +12,7 @@ import pytest
 from tfedge import TfedgeError
 from tfedge.shrink._search import (SearchConfig, bisect_largest, bisect_largest_int, choose_step,
                                    fill_counts, next_resolution, resolve_target, step_score)
-from tfedge.shrink_cli import parse_target
+from tfedge.cli.shrink import parse_target
 
 from conftest import make_colour_split
 
@@ -312,7 +312,7 @@ def test_finetune_with_distillation_returns_a_new_model(tiny):
 
 def _parser():
     from tfedge.cli import build_parser
-    from tfedge.shrink_cli import register
+    from tfedge.cli.shrink import register
 
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -326,7 +326,7 @@ DATA_FLAGS = ["--image-size", "32", "--object-size", "8", "16", "--train-size", 
 
 
 def _one_line_error(capsys, argv, *fragments):
-    from tfedge._cli import run_cli
+    from tfedge.cli._shell import run_cli
 
     assert run_cli(_parser(), argv) == 2
     err = capsys.readouterr().err
@@ -356,7 +356,7 @@ def test_cli_bad_input_gives_one_line_errors(tmp_path, capsys, tiny):
 
 
 def test_cli_end_to_end_writes_a_loadable_classifier_with_its_record(tmp_path, capsys):
-    from tfedge._cli import run_cli
+    from tfedge.cli._shell import run_cli
     from tfedge._train import load_classifier, read_sidecar, save_classifier
     from tfedge.data import BenchmarkConfig, load_dataset
     from tfedge.models import create_model

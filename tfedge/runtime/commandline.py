@@ -7,7 +7,7 @@ is printed as one line, ``<prog>: error: <message>``, with exit status 2 and
 no traceback; ``--debug`` shows the traceback.
 
 The device runner (``tfedge-pi``) uses this module directly. The training
-tools' ``tfedge._cli`` adds one thing on top: recognising an unreadable image
+tools' ``tfedge.cli._shell`` adds one thing on top: recognising an unreadable image
 that tf.data wrapped in its own exception (``translate`` here).
 """
 

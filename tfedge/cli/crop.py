@@ -12,7 +12,7 @@
                                                           mean IoU, top-1 on predicted /
                                                           true crops / full images, MACs
 
-:func:`add_crop_commands` registers them on ``tfedge``'s subparsers; each
+:func:`register` registers them on ``tfedge``'s subparsers; each
 command is a thin layer over a library function and prints one JSON object
 as its last line.
 """
@@ -25,20 +25,12 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .._cli import EXIT_OK
+from ._shell import EXIT_OK, epochs_help
 from .._errors import TfedgeError
 
-__all__ = ["add_crop_commands"]
+__all__ = ["register"]
 
 log = logging.getLogger("tfedge")
-
-
-def _epochs_help() -> str:
-    from .._train import AUTO_EPOCHS_CAP, AUTO_PATIENCE
-
-    return (f"a number of epochs, or 'auto': stop when the validation score has not improved "
-            f"for {AUTO_PATIENCE} epochs (at most {AUTO_EPOCHS_CAP}) and keep the best epoch's "
-            "weights; 'auto:CAP' or 'auto:CAP:PATIENCE' set those")
 
 
 def _print_json(obj: Any) -> None:
@@ -66,7 +58,7 @@ def crop_with_overrides(base: Optional[Any], *, margin: Optional[float] = None,
     """``base`` (a CropConfig, None: the defaults) with each given setting replaced."""
     import dataclasses
 
-    from .geometry import CropConfig
+    from ..crop.geometry import CropConfig
 
     given = {key: value for key, value in (("margin", margin), ("square", square),
                                            ("min_size", min_size)) if value is not None}
@@ -92,7 +84,7 @@ def _check_output(path: str) -> Path:
 
 def cmd_predictor_list(args: argparse.Namespace) -> int:
     from .._macs import count_macs
-    from ._boxnet import build_predictor, list_predictors
+    from ..crop._boxnet import build_predictor, list_predictors
 
     names = list_predictors()
     rows = {}
@@ -106,10 +98,10 @@ def cmd_predictor_list(args: argparse.Namespace) -> int:
 
 def cmd_predictor_train(args: argparse.Namespace) -> int:
     from .._macs import count_macs
-    from ..cli import dataset_from_args
-    from ._boxnet import get_predictor_spec
-    from ._gradcam import box_labels
-    from ._predictor_training import PredictorTrainConfig, train_predictor, with_box_labels
+    from ._data_flags import dataset_from_args
+    from ..crop._boxnet import get_predictor_spec
+    from ..crop._gradcam import box_labels
+    from ..crop._predictor_training import PredictorTrainConfig, train_predictor, with_box_labels
 
     output = _check_output(args.output)
     spec = get_predictor_spec(args.predictor, resolution=args.resolution)
@@ -143,10 +135,10 @@ def cmd_predictor_train(args: argparse.Namespace) -> int:
 def cmd_predictor_refine(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from ..cli import dataset_from_args
-    from ._boxnet import get_predictor_spec
-    from ._predictor_files import load_predictor
-    from ._refine import (DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinedPredictor,
+    from ._data_flags import dataset_from_args
+    from ..crop._boxnet import get_predictor_spec
+    from ..crop._predictor_files import load_predictor
+    from ..crop._refine import (DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinedPredictor,
                           RefinerTrainConfig, predictor_macs, train_refiner)
 
     output = _check_output(args.output)
@@ -187,10 +179,10 @@ def _without_boxes(split):
 def cmd_crop_train(args: argparse.Namespace) -> int:
     from .._macs import count_macs
     from .._train import TrainConfig
-    from ..cli import dataset_from_args
-    from ._evaluate import evaluate_crop_pipeline
-    from ._classifier_crops import CropTrainConfig, JitterConfig, train_crop_classifier
-    from ._predictor_files import load_predictor
+    from ._data_flags import dataset_from_args
+    from ..crop._evaluate import evaluate_crop_pipeline
+    from ..crop._classifier_crops import CropTrainConfig, JitterConfig, train_crop_classifier
+    from ..crop._predictor_files import load_predictor
 
     output = _check_output(args.output)
     jitter = None if args.no_jitter else JitterConfig(shift=args.jitter_shift,
@@ -220,10 +212,10 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
 
 def cmd_crop_evaluate(args: argparse.Namespace) -> int:
     from .._train import load_classifier, read_sidecar, with_model_classes
-    from ..cli import dataset_from_args
-    from ._evaluate import evaluate_crop_pipeline, save_box_preview
-    from ._classifier_crops import trained_crop_config
-    from ._predictor_files import load_predictor
+    from ._data_flags import dataset_from_args
+    from ..crop._evaluate import evaluate_crop_pipeline, save_box_preview
+    from ..crop._classifier_crops import trained_crop_config
+    from ..crop._predictor_files import load_predictor
 
     predictor = load_predictor(args.predictor)
     classifier = load_classifier(args.model)
@@ -256,19 +248,19 @@ def _add_boxnet_training_flags(parser: argparse.ArgumentParser) -> None:
     """Epochs, batch, learning rate, steps and seed of a boxnet (predictor or refiner)."""
     from .._train import parse_epochs
 
-    parser.add_argument("--epochs", type=parse_epochs, default="12", help=_epochs_help())
+    parser.add_argument("--epochs", type=parse_epochs, default="12", help=epochs_help())
     parser.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     parser.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
     parser.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
 
 
-def add_crop_commands(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` subcommands."""
-    from ..cli import add_data_flags
+    from ._data_flags import add_data_flags
     from .._train import parse_epochs
-    from ._boxnet import DEFAULT_PREDICTOR
-    from ._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER
+    from ..crop._boxnet import DEFAULT_PREDICTOR
+    from ..crop._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER
 
     predictor = subparsers.add_parser(
         "predictor", help="the foreground predictor of dynamic cropping (list, train, refine)",
@@ -346,7 +338,7 @@ def add_crop_commands(subparsers: Any) -> None:
     p.add_argument("--jitter-scale", dest="jitter_scale", type=float, default=0.12)
     p.add_argument("--no-jitter", dest="no_jitter", action="store_true",
                    help="crop at the exact true boxes")
-    p.add_argument("--epochs", type=parse_epochs, default="10", help=_epochs_help())
+    p.add_argument("--epochs", type=parse_epochs, default="10", help=epochs_help())
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0)

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ._errors import TfedgeError
+from .._errors import TfedgeError
 
 __all__ = ["register", "parse_target", "cmd_shrink"]
 
@@ -64,7 +64,7 @@ def _sha256(path: Path) -> str:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from .shrink._search import SearchConfig
+    from ..shrink._search import SearchConfig
 
     return SearchConfig(
         target_macs_ratio=0.5, width_step=args.width_step, depth_step=args.depth_step,
@@ -79,10 +79,10 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def cmd_shrink(args: argparse.Namespace) -> int:
-    from .cli import dataset_from_args
+    from ._data_flags import dataset_from_args
 
     # Everything the user can get wrong is checked before TensorFlow and the data load.
-    from .shrink._baselines import check_method
+    from ..shrink._baselines import check_method
 
     check_method(args.method)
     target = parse_target(args.target_macs)
@@ -96,10 +96,10 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     if output.resolve() == base_path.resolve():
         raise TfedgeError("--output is the base model itself: write the shrunk model elsewhere")
 
-    from ._macs import count_macs
-    from ._train import (evaluate_classifier, load_classifier, read_sidecar, save_classifier,
+    from .._macs import count_macs
+    from .._train import (evaluate_classifier, load_classifier, read_sidecar, save_classifier,
                          with_model_classes)
-    from .shrink._baselines import run_shrink
+    from ..shrink._baselines import run_shrink
 
     base = load_classifier(base_path)
     base_meta = read_sidecar(base_path)
@@ -140,7 +140,7 @@ def cmd_shrink(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add ``shrink`` to ``tfedge``'s sub-parsers (``build_parser``'s ``add_subparsers()``)."""
-    from .cli import add_data_flags
+    from ._data_flags import add_data_flags
 
     p = subparsers.add_parser(
         "shrink", help="shrink a classifier to a MAC budget (depth, width, resolution)",

@@ -22,13 +22,13 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ._errors import TfedgeError
-from .runtime.commandline import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
+from .._errors import TfedgeError
+from ..runtime.commandline import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE,
                                   add_common_flags)
-from .runtime.commandline import run_cli as _run_cli
+from ..runtime.commandline import run_cli as _run_cli
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
-           "check_input_file", "check_output_file", "run_cli", "user_error_line"]
+           "check_input_file", "check_output_file", "epochs_help", "run_cli", "user_error_line"]
 
 
 def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] = None) -> Path:
@@ -39,7 +39,7 @@ def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] 
     FIFO or device, a parent that is a file, and a place this process cannot
     create files in (see :func:`tfedge.data._files.writable_file_problem`).
     """
-    from .data._files import writable_file_problem
+    from ..data._files import writable_file_problem
 
     text = os.fspath(path)
     if suffix is not None and Path(text).suffix != suffix:
@@ -57,7 +57,7 @@ def check_input_file(path: str | os.PathLike, flag: str) -> Path:
     symlink loop gives a loader's traceback. A missing path is left to the
     loader, whose message says how to make the file.
     """
-    from .data._files import not_a_regular_file
+    from ..data._files import not_a_regular_file
 
     text = os.fspath(path)
     if os.path.lexists(text):
@@ -101,10 +101,19 @@ def _disguised_user_error(exc: BaseException) -> Optional[str]:
 
 def _unreadable_image_line(exc: BaseException) -> Optional[str]:
     """The one-line message of an unreadable training image that tf.data wrapped, if it is one."""
-    from .data._pipeline import UNREADABLE_IMAGE
+    from ..data._pipeline import UNREADABLE_IMAGE
 
     for line in str(exc).splitlines():
         at = line.find(UNREADABLE_IMAGE)
         if at >= 0:
             return line[at:].removeprefix("tfedge: ")
     return None
+
+
+def epochs_help() -> str:
+    """The help text of an ``--epochs`` flag that takes :func:`tfedge._train.parse_epochs`."""
+    from .._train import AUTO_EPOCHS_CAP, AUTO_PATIENCE
+
+    return (f"a number of epochs, or 'auto': stop when the validation score has not improved "
+            f"for {AUTO_PATIENCE} epochs (at most {AUTO_EPOCHS_CAP}) and keep the best epoch's "
+            "weights; 'auto:CAP' or 'auto:CAP:PATIENCE' set those")

@@ -28,10 +28,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._cli import EXIT_OK, EXIT_USAGE
+from ._shell import EXIT_OK, EXIT_USAGE
 from .._errors import TfedgeError
 
-__all__ = ["add_cascade_commands", "cmd_build", "cmd_calibrate", "cmd_evaluate"]
+__all__ = ["register", "cmd_build", "cmd_calibrate", "cmd_evaluate"]
 
 log = logging.getLogger("tfedge.cascade")
 
@@ -47,8 +47,8 @@ def _crop_from_args(args: argparse.Namespace):
 
     Flags left out keep the geometry the stages were trained with, as build_cascade would.
     """
-    from ..crop._cli import crop_with_overrides
-    from ..crop._pipeline import trained_crop_config
+    from .crop import crop_with_overrides
+    from ..crop._classifier_crops import trained_crop_config
 
     given = (args.crop_margin is not None or args.crop_min_size is not None
              or args.crop_no_square or args.crop_scales)
@@ -60,7 +60,7 @@ def _crop_from_args(args: argparse.Namespace):
 
 
 def _criteria(text: str, count: int) -> Any:
-    from ._decision import check_criterion
+    from ..cascade._decision import check_criterion
 
     parts = [p.strip() for p in text.split(",") if p.strip()]
     for p in parts:
@@ -74,7 +74,7 @@ def _criteria(text: str, count: int) -> Any:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from ._cascade import build_cascade, save_cascade
+    from ..cascade._cascade import build_cascade, save_cascade
 
     output = Path(args.output)
     if output.suffix != ".json":
@@ -93,7 +93,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         if args.data is None:
             raise TfedgeError(f"{args.models[0]} has no class names in its sidecar: pass --data "
                               "(the dataset it was trained on) to take them from there")
-        from ..cli import dataset_from_args
+        from ._data_flags import dataset_from_args
 
         class_names = list(dataset_from_args(args).class_names)
     spec = build_cascade(args.models, predictor=args.predictor, crop=crop,
@@ -118,7 +118,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace, name: str):
-    from ..cli import dataset_from_args
+    from ._data_flags import dataset_from_args
 
     dataset = dataset_from_args(args)
     split = dataset.split(name)
@@ -128,8 +128,8 @@ def _split(args: argparse.Namespace, name: str):
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from ._cascade import load_cascade, save_cascade
-    from ._evaluate import calibrate_cascade, choose_exit_rule, compute_stage_logits
+    from ..cascade._cascade import load_cascade, save_cascade
+    from ..cascade._evaluate import calibrate_cascade, choose_exit_rule, compute_stage_logits
 
     spec = load_cascade(args.cascade)
     output = Path(args.output or args.cascade)
@@ -173,8 +173,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ._cascade import load_cascade, save_cascade
-    from ._evaluate import compute_stage_logits, evaluate_cascade
+    from ..cascade._cascade import load_cascade, save_cascade
+    from ..cascade._evaluate import compute_stage_logits, evaluate_cascade
 
     spec = load_cascade(args.cascade)
     if not spec.calibrated:
@@ -204,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               f"({'beaten' if ev.beats_best_single_stage else 'NOT beaten'})")
     result = {"cascade": str(args.cascade), "split": args.split, **ev.to_dict()}
     if args.plot:
-        from ._plot import plot_tradeoff
+        from ..cascade._plot import plot_tradeoff
 
         plot_tradeoff(ev, args.plot, title=f"{Path(args.cascade).stem} on {args.split}")
         print(f"wrote {args.plot}")
@@ -216,11 +216,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def add_cascade_commands(subparsers: Any) -> argparse.ArgumentParser:
+def register(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``cascade build|calibrate|evaluate`` on a ``tfedge`` subparsers object."""
-    from ..cli import add_data_flags
-    from ._calibrate import DEFAULT_CURVE_POINTS, MODES
-    from ._decision import CRITERIA
+    from ._data_flags import add_data_flags
+    from ..cascade._calibrate import DEFAULT_CURVE_POINTS, MODES
+    from ..cascade._decision import CRITERIA
 
     cascade = subparsers.add_parser(
         "cascade", help="build, calibrate and evaluate an early-exit cascade",
@@ -228,7 +228,7 @@ def add_cascade_commands(subparsers: Any) -> argparse.ArgumentParser:
     sub = cascade.add_subparsers(title="cascade commands", metavar="COMMAND")
     cascade.set_defaults(func=lambda args: (cascade.print_help(sys.stderr), EXIT_USAGE)[1])
 
-    p = sub.add_parser("build", help="write an uncalibrated cascade.json from .keras stages",
+    p = sub.add_parser("build", help="write an uncalibrated cascade.json from ..cascade.keras stages",
                        description="Describe a cascade: classifiers cheapest first, an optional "
                                    "foreground predictor and crop geometry, one exit criterion "
                                    "per stage.")

@@ -37,7 +37,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tfedge._cli import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
+from tfedge.cli._shell import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
 from tfedge._errors import TfedgeError
 
 __all__ = ["register", "cmd_import", "top_k", "softmax", "main"]
@@ -211,7 +211,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run ``import`` alone (until tfedge/cli.py wires :func:`register` in)."""
+    """Run ``import`` alone (``tfedge import`` is the same command)."""
     parser = argparse.ArgumentParser(prog="tfedge")
     register(parser.add_subparsers(title="commands", metavar="COMMAND"))
     return run_cli(parser, argv)

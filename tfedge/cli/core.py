@@ -1,18 +1,8 @@
-"""tfedge: train, measure and evaluate classifiers for the edge.
+"""The classifier commands: ``models``, ``macs``, ``data``, ``train`` and ``evaluate``.
 
-Usage:
-  tfedge models                                  list the registered model variants
-  tfedge macs NAME_OR_MODEL_FILE [--resolution N] count MACs and parameters
-  tfedge data [--image-size N] [--seed N] ...    build (and cache) the built-in benchmark
-  tfedge train --model NAME --output M.keras     train a classifier
-  tfedge evaluate --model M.keras [--split test] evaluate a classifier
-  tfedge predictor list|train|refine             the foreground box predictor (and refiner)
-  tfedge crop train|evaluate                     classifiers on predicted crops
-  tfedge cascade build|calibrate|evaluate        early-exit cascades of classifiers
-
-Every command prints progress on stderr; those that produce figures print one
-JSON object as their last line on stdout. Bad input ends with a one-line error
-naming the fix (exit status 2).
+Each is a thin layer over a library function; :func:`register` adds them to
+``tfedge``'s sub-parsers. Flag defaults come from the library's config
+dataclasses (:class:`tfedge.TrainConfig`), not repeated literals.
 """
 
 from __future__ import annotations
@@ -20,76 +10,26 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
-from typing import Any, Optional, Sequence
+from typing import Any
 
-from ._cli import (EXIT_FAILURE, EXIT_OK, add_common_flags, check_input_file, check_output_file,
-                   run_cli)
-from ._errors import TfedgeError
+from .._errors import TfedgeError
+from ._data_flags import dataset_from_args
+from ._shell import EXIT_FAILURE, EXIT_OK, check_input_file, check_output_file
 
 log = logging.getLogger("tfedge")
 
-__all__ = ["main", "build_parser"]
+__all__ = ["register"]
 
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True))
 
 
-# --------------------------------------------------------------------------- data flags
-
-
-def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument("--data", default="benchmark", type=str,
-                       help="'benchmark' (the built-in fashion-on-photos data, default) or a "
-                            "folder of class folders (ImageNet layout)")
-    group.add_argument("--boxes", default=None, type=str,
-                       help="object boxes of a folder dataset: a folder of Pascal VOC .xml "
-                            "files or a .csv file (filename,xmin,ymin,xmax,ymax)")
-    group.add_argument("--image-size", dest="image_size", type=int, default=128,
-                       help="benchmark image side in pixels (default 128)")
-    group.add_argument("--object-size", dest="object_size", type=int, nargs=2, default=(24, 64),
-                       metavar=("MIN", "MAX"), help="benchmark object side range in pixels")
-    group.add_argument("--train-size", dest="train_size", type=int, default=20000)
-    group.add_argument("--val-size", dest="val_size", type=int, default=2000)
-    group.add_argument("--test-size", dest="test_size", type=int, default=5000)
-    group.add_argument("--no-tint", dest="tint", action="store_false",
-                       help="keep benchmark objects gray instead of colour-tinted")
-    group.add_argument("--data-seed", dest="data_seed", type=int, default=0,
-                       help="seed of the benchmark generator (and of the val hold-out)")
-    group.add_argument("--fashion-mnist", dest="fashion_mnist", type=str, default=None,
-                       help="folder holding Fashion-MNIST's four IDX .gz files "
-                            "(default: /usr/share/datasets/fashion-mnist)")
-    group.add_argument("--allow-download", dest="allow_download", action="store_true",
-                       help="fetch Fashion-MNIST with Keras if it is not on disk")
-    group.add_argument("--cache-dir", dest="cache_dir", type=str, default=None,
-                       help="where generated data is cached (default: $TFEDGE_CACHE or "
-                            "~/.cache/tfedge)")
-
-
-def benchmark_config_from_args(args: argparse.Namespace):
-    from .data import BenchmarkConfig
-
-    return BenchmarkConfig(image_size=args.image_size, object_size=tuple(args.object_size),
-                           tint=args.tint, train_size=args.train_size, val_size=args.val_size,
-                           test_size=args.test_size, seed=args.data_seed)
-
-
-def dataset_from_args(args: argparse.Namespace):
-    from .data import load_dataset
-
-    config = benchmark_config_from_args(args) if args.data == "benchmark" else None
-    return load_dataset(args.data, benchmark=config, boxes=args.boxes, seed=args.data_seed,
-                        cache_dir=args.cache_dir, fashion_mnist_path=args.fashion_mnist,
-                        allow_download=args.allow_download)
-
-
 # --------------------------------------------------------------------------- commands
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .models import get_spec, list_models
+    from ..models import get_spec, list_models
 
     names = list_models()
     for name in names:
@@ -99,7 +39,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_macs(args: argparse.Namespace) -> int:
-    from ._macs import count_macs, macs_of
+    from .._macs import count_macs, macs_of
 
     target = args.model
     if target.endswith(".keras"):
@@ -109,12 +49,12 @@ def cmd_macs(args: argparse.Namespace) -> int:
             if value is not None:
                 raise TfedgeError(f"{flag} applies to registry names only: a saved model has "
                                   "a fixed input size and class count")
-        from ._train import load_classifier
+        from .._train import load_classifier
 
         report = count_macs(load_classifier(target))
         name = target
     else:
-        from .models import get_spec
+        from ..models import get_spec
 
         # Validate the name and knobs before TensorFlow loads (seconds, and noisy).
         spec = get_spec(target, resolution=args.resolution, num_classes=args.num_classes)
@@ -144,7 +84,7 @@ def cmd_data(args: argparse.Namespace) -> int:
                "test": len(dataset.test) if dataset.test is not None else 0,
                "boxes": dataset.has_boxes, **{k: v for k, v in dataset.info.items() if k == "path"}}
     if args.preview:
-        from .data import save_preview
+        from ..data import save_preview
 
         save_preview(dataset.train, args.preview, count=args.preview_count)
         summary["preview"] = str(args.preview)
@@ -165,7 +105,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _verify_images(dataset, skipped: int = 0) -> list[tuple[str, str]]:
     """Decode every image as training will; log each one that fails, then both counts."""
-    from .data._pipeline import unreadable_images
+    from ..data._pipeline import unreadable_images
 
     bad = []
     for key in ("train", "val", "test"):
@@ -183,10 +123,10 @@ def _verify_images(dataset, skipped: int = 0) -> list[tuple[str, str]]:
 
 
 def _train_config_from_args(args: argparse.Namespace):
-    from ._train import TrainConfig
-    from .data import AugmentConfig
+    from .._train import TrainConfig
+    from ..data import AugmentConfig
 
-    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+    return TrainConfig(**args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                        learning_rate=args.learning_rate, weight_decay=args.weight_decay,
                        label_smoothing=args.label_smoothing, seed=args.seed,
                        augment=AugmentConfig() if args.augment else None,
@@ -196,8 +136,8 @@ def _train_config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ._macs import count_macs
-    from ._train import evaluate_classifier, train_classifier
+    from .._macs import count_macs
+    from .._train import evaluate_classifier, train_classifier
 
     config = _train_config_from_args(args)  # validate flags before loading anything big
     output = check_output_file(args.output, "--output", suffix=".keras")
@@ -211,6 +151,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         metadata={"dataset": dataset.name, "dataset_info": dataset.info})
     report = count_macs(model)
     summary = {"model": model.name, "output": str(output), "epochs": result.epochs_run,
+               "stop_reason": result.stop_reason, "best_epoch": result.best_epoch,
                "resumed_from_epoch": result.resumed_from_epoch,
                "train_seconds": round(result.train_seconds, 1), "macs": report.macs,
                "params": report.params,
@@ -223,8 +164,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ._macs import count_macs
-    from ._train import evaluate_classifier, load_classifier, read_sidecar, with_model_classes
+    from .._macs import count_macs
+    from .._train import evaluate_classifier, load_classifier, read_sidecar, with_model_classes
 
     model = load_classifier(check_input_file(args.model, "--model"))
     dataset = dataset_from_args(args)
@@ -242,18 +183,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tfedge", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Run 'tfedge COMMAND --help' for a command's flags.")
-    add_common_flags(parser)
-    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+def register(subparsers: Any) -> None:
+    """Add ``models``, ``macs``, ``data``, ``train`` and ``evaluate`` to ``tfedge``'s sub-parsers."""
+    from .._train import OPTIMIZERS, STRATEGIES, TrainConfig, parse_epochs
+    from ._data_flags import add_data_flags
+    from ._shell import epochs_help
 
-    p = sub.add_parser("models", help="list the registered model variants")
+    default = TrainConfig()
+    p = subparsers.add_parser("models", help="list the registered model variants")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("macs", help="count the MACs and parameters of a model",
+    p = subparsers.add_parser("macs", help="count the MACs and parameters of a model",
                        description="Count multiply-accumulates (convolutions and dense layers; "
                                    "BN, activations, pooling and additions are not MACs) and "
                                    "parameters. The last line is JSON with 'macs' and 'params'.")
@@ -266,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print every layer's MACs and parameters")
     p.set_defaults(func=cmd_macs)
 
-    p = sub.add_parser("data", help="build (and cache) a dataset and print its summary",
+    p = subparsers.add_parser("data", help="build (and cache) a dataset and print its summary",
                        description="Generate the built-in benchmark (cached by its parameters) "
                                    "or index a folder dataset, and print its summary.")
     add_data_flags(p)
@@ -278,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(exit status 1 if any): run it once before a long training run")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", help="train a classifier (optionally distilled from a teacher)",
+    p = subparsers.add_parser("train", help="train a classifier (optionally distilled from a teacher)",
                        description="Train a registry model (or fine-tune a .keras file) on a "
                                    "dataset. A killed run resumes from its last epoch when "
                                    "started again with the same flags.")
@@ -289,44 +229,42 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input side in pixels (default: the dataset's image size for the "
                         "benchmark, else the variant's)")
     p.add_argument("--teacher", type=str, default=None, help="a .keras classifier to distil from")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--optimizer", type=str, default="adamw", choices=["adamw", "sgd"])
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
-    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=5e-4)
-    p.add_argument("--label-smoothing", dest="label_smoothing", type=float, default=0.1)
+    p.add_argument("--epochs", type=parse_epochs, default=str(default.epochs), help=epochs_help())
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=default.batch_size)
+    p.add_argument("--optimizer", type=str, default=default.optimizer,
+                   choices=list(OPTIMIZERS))
+    p.add_argument("--learning-rate", dest="learning_rate", type=float,
+                   default=default.learning_rate)
+    p.add_argument("--weight-decay", dest="weight_decay", type=float,
+                   default=default.weight_decay)
+    p.add_argument("--label-smoothing", dest="label_smoothing", type=float,
+                   default=default.label_smoothing)
     p.add_argument("--no-augment", dest="augment", action="store_false",
                    help="train on the plain resized images")
-    p.add_argument("--distill-alpha", dest="distill_alpha", type=float, default=0.7,
+    p.add_argument("--distill-alpha", dest="distill_alpha", type=float,
+                   default=default.distill_alpha,
                    help="weight of the distillation loss (with --teacher)")
-    p.add_argument("--distill-temperature", dest="distill_temperature", type=float, default=4.0)
-    p.add_argument("--strategy", type=str, default="default",
-                   choices=["default", "mirrored", "multi-worker"],
+    p.add_argument("--distill-temperature", dest="distill_temperature", type=float,
+                   default=default.distill_temperature)
+    p.add_argument("--strategy", type=str, default=default.strategy, choices=list(STRATEGIES),
                    help="tf.distribute strategy; multi-worker reads the cluster from TF_CONFIG")
     p.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0, help="seed of the data order and augmentation")
+    p.add_argument("--seed", type=int, default=default.seed, help="seed of the data order and augmentation")
     p.add_argument("--evaluate-test", dest="evaluate_test", action="store_true",
                    help="also report top-1 on the test split")
     add_data_flags(p)
     p.set_defaults(func=_train_with_default_resolution)
 
-    p = sub.add_parser("evaluate", help="evaluate a classifier on a dataset split")
+    p = subparsers.add_parser("evaluate", help="evaluate a classifier on a dataset split")
     p.add_argument("--model", required=True, type=str, help="a .keras classifier")
     p.add_argument("--split", type=str, default="test", choices=["train", "val", "test"])
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     add_data_flags(p)
     p.set_defaults(func=cmd_evaluate)
 
-    from .cascade._cli import add_cascade_commands
-    from .crop._cli import add_crop_commands
-
-    add_crop_commands(sub)
-    add_cascade_commands(sub)
-    return parser
-
 
 def _train_with_default_resolution(args: argparse.Namespace) -> int:
-    from .models._specs import is_spec_name
+    from ..models._specs import is_spec_name
 
     # A registry name trains at the benchmark's image size; an encoded name (``..._r64_c10``)
     # and a saved model carry their own resolution.
@@ -334,11 +272,3 @@ def _train_with_default_resolution(args: argparse.Namespace) -> int:
             and not args.model.endswith(".keras") and not is_spec_name(args.model)):
         args.resolution = args.image_size
     return cmd_train(args)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    return run_cli(build_parser(), argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
