@@ -180,6 +180,17 @@ def test_every_name_the_runtime_offers_resolves():
         assert getattr(tfedge.runtime, name) is not None, name
 
 
+def test_every_name_tfedge_offers_resolves_without_loading_tensorflow_at_import():
+    import subprocess
+
+    code = ("import sys, tfedge; assert 'tensorflow' not in sys.modules; "
+            "missing = [n for n in tfedge.__all__ if getattr(tfedge, n, None) is None]; "
+            "assert not missing, missing")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_error_classes_are_one_set_of_objects():
     import tfedge
     import tfedge.runtime

