@@ -129,7 +129,7 @@ def qat_support_problem(model) -> Optional[str]:
 
 def _as_pixels(images: np.ndarray, resolution: int, what: str) -> np.ndarray:
     """Raw pixels checked as for post-training quantisation, stored as uint8 for the child."""
-    from ._convert import _check_pixels
+    from ._int8 import _check_pixels
 
     return np.clip(np.rint(_check_pixels(images, resolution, what)), 0, 255).astype(np.uint8)
 
@@ -146,7 +146,7 @@ def qat_int8(model, images: np.ndarray, labels: np.ndarray, calibration: np.ndar
     the fine-tuning loss and accuracy). Raises :class:`TfedgeError` when the
     packages are missing, the model is unsupported or the child fails.
     """
-    from ._convert import _check_io_dtype
+    from ._int8 import _check_io_dtype
     from ._train import model_resolution
 
     config = config or QatConfig()
@@ -341,7 +341,7 @@ def _child_main(job: Path) -> None:
     import tensorflow as tf
     import tf_keras
 
-    from ._convert import _pin_input_range, _int8_converter
+    from ._int8 import _int8_converter, _pin_input_range
 
     spec = json.loads((job / "job.json").read_text())
     config = QatConfig(**spec["config"])

@@ -325,7 +325,7 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
     """
     from .._macs import count_macs
     from .._train import load_classifier, model_resolution, read_sidecar
-    from ..crop._pipeline import trained_crop_config
+    from ..crop._classifier_crops import trained_crop_config
 
     if not models:
         raise _fail("a cascade needs at least one stage: pass one or more .keras classifiers")

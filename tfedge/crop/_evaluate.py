@@ -138,8 +138,9 @@ def evaluate_crop_pipeline(predictor: Any, classifier: Any, split: Split, *,
     from .._macs import count_macs
     from .._train import _check_labels, model_resolution
     from ..data._pipeline import make_dataset
-    from ._pipeline import make_crop_dataset
-    from ._predictor import predict_boxes, predictor_spec_of
+    from ._boxnet import predictor_spec_of
+    from ._classifier_crops import make_crop_dataset
+    from ._predictor_inference import predict_boxes
     from ._refine import predictor_macs
 
     _check_labels(classifier, split)
