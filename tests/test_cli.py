@@ -245,3 +245,16 @@ def test_data_verify_images_lists_unreadable_files(tmp_path):
     proc = tfedge("data", "--data", str(tmp_path / "d"), "--verify-images")
     assert proc.returncode == 0 and json.loads(proc.stdout.strip().splitlines()[-1])[
         "unreadable"] == []
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["predictor", "train", "--output", "{dir}"], "--output"),
+    (["predictor", "train", "--output", "{dir}/m.h5"], "--output"),
+    (["crop", "train", "--model", "resnet10_025", "--output", "{dir}"], "--output"),
+    (["crop", "evaluate", "--predictor", "{dir}", "--model", "m.keras"], "--predictor"),
+    (["crop", "evaluate", "--predictor", "p.keras", "--model", "m.keras", "--preview", "{dir}"],
+     "--preview"),
+])
+def test_crop_commands_refuse_unusable_paths_in_one_line(argv, flag, tmp_path):
+    proc = tfedge(*[a.format(dir=tmp_path) for a in argv], "--data", str(tmp_path / "missing"))
+    assert_one_line_error(proc, flag)

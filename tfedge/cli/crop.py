@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._shell import EXIT_OK, epochs_help
+from ._shell import EXIT_OK, check_input_file, check_output_file, epochs_help
 from .._errors import TfedgeError
 
 __all__ = ["register"]
@@ -73,10 +73,7 @@ def _crop_config(args: argparse.Namespace, base: Optional[Any] = None):
 
 
 def _check_output(path: str) -> Path:
-    out = Path(path)
-    if out.suffix != ".keras":
-        raise TfedgeError(f"--output must end in .keras, got {path!r}")
-    return out
+    return check_output_file(path, "--output", suffix=".keras")
 
 
 # --------------------------------------------------------------------------- commands
@@ -114,7 +111,7 @@ def cmd_predictor_train(args: argparse.Namespace) -> int:
     if args.teacher:
         from .._train import load_classifier
 
-        teacher = load_classifier(args.teacher)
+        teacher = load_classifier(check_input_file(args.teacher, "--teacher"))
     if args.pseudo_boxes and teacher is None:
         raise TfedgeError("--pseudo-boxes needs --teacher (a .keras classifier for Grad-CAM)")
     source = _without_boxes(train) if args.pseudo_boxes else train
@@ -145,7 +142,7 @@ def cmd_predictor_refine(args: argparse.Namespace) -> int:
     if Path(args.predictor).resolve() == output.resolve():
         raise TfedgeError("--output is the --predictor file: write the refiner to another file "
                           "(its sidecar names the predictor, which must stay)")
-    predictor = load_predictor(args.predictor)
+    predictor = load_predictor(check_input_file(args.predictor, "--predictor"))
     if isinstance(predictor, RefinedPredictor):
         raise TfedgeError(f"{args.predictor} is a refiner already: pass the predictor it refines")
     spec = get_predictor_spec(args.refiner or DEFAULT_REFINER)
@@ -192,7 +189,8 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
                                   predicted_copies=args.predicted_copies if args.predictor else 0)
     config = TrainConfig(**args.epochs, batch_size=args.batch_size,
                          learning_rate=args.learning_rate, seed=args.seed)
-    predictor = load_predictor(args.predictor) if args.predictor else None
+    predictor = (load_predictor(check_input_file(args.predictor, "--predictor"))
+                 if args.predictor else None)
     dataset = dataset_from_args(args)
     model, result = train_crop_classifier(
         args.model, dataset.train, crop_config=crop_config, config=config, predictor=predictor,
@@ -217,8 +215,10 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
     from ..crop._classifier_crops import trained_crop_config
     from ..crop._predictor_files import load_predictor
 
-    predictor = load_predictor(args.predictor)
-    classifier = load_classifier(args.model)
+    if args.preview:  # before the evaluation, not after it
+        check_output_file(args.preview, "--preview")
+    predictor = load_predictor(check_input_file(args.predictor, "--predictor"))
+    classifier = load_classifier(check_input_file(args.model, "--model"))
     # Crop as the classifier was trained to see (its sidecar), unless a flag says otherwise.
     crop = _crop_config(args, trained_crop_config([args.model]))
     dataset = dataset_from_args(args)
