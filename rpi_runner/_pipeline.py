@@ -16,7 +16,11 @@ each stage gets that window resized to its resolution, quantised with its own
 input tensor's parameters (:mod:`tfedge.runtime.preprocess`, the fast path),
 and its output is dequantised with its own output parameters; the early-exit
 rule (:func:`tfedge.runtime.decision.decide_stage`) decides whether the next
-stage runs. Without a predictor the window is the whole frame.
+stage runs. Without a predictor the window is the whole frame. A bundle with a
+refiner (manifest version 2) runs it ``passes`` times between the predictor
+and the crop: each pass cuts the refiner's window around the current box from
+the full-resolution frame, and its box, mapped back into the frame
+(:mod:`tfedge.runtime.refine`), replaces the current one.
 
 :func:`evaluate_bundle` (:mod:`tfedge.runtime.evaluate`, re-exported here) is
 the Python evaluation of a bundle on an image split, by the *reference*
@@ -34,17 +38,19 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from tfedge.runtime.boxes import BOX_DECODERS, decode_box, predictor_values
-from tfedge.runtime.bundle import (Bundle, PredictorEntry, StageEntry, check_tensor_specs,
-                                   load_bundle)
+from tfedge.runtime.bundle import (Bundle, PredictorEntry, RefinerEntry, StageEntry,
+                                   check_tensor_specs, load_bundle)
 from tfedge.runtime.decision import StageDecision, decide_stage
 from tfedge.runtime.errors import BundleError, TfedgeError
-from tfedge.runtime.evaluate import BundleEvaluation, agreement, crop_config, evaluate_bundle
+from tfedge.runtime.evaluate import (BundleEvaluation, agreement, crop_config, evaluate_bundle,
+                                     refiner_window_config)
 from tfedge.runtime.geometry import NUMPY_OPS, crop_window_with
 from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize
 from tfedge.runtime.preprocess import needed_short_side, prepare_input
+from tfedge.runtime.refine import refine_step
 
-__all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "FrameTrace",
-           "FrameResult", "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]
+__all__ = ["BOX_DECODERS", "decode_box", "predictor_values", "StageTrace", "RefinerTrace",
+           "FrameTrace", "FrameResult", "EdgePipeline", "BundleEvaluation", "evaluate_bundle", "agreement"]
 
 BundleLike = Union[Bundle, str, os.PathLike]
 _MS = 1e3
@@ -68,6 +74,18 @@ class StageTrace:
 
 
 @dataclass(frozen=True)
+class RefinerTrace:
+    """One refiner pass of a frame: the window it saw, its tensors, and the box after it."""
+
+    window: tuple[int, int, int, int]   # pixel window around the previous box
+    input: np.ndarray                   # quantised input, (1, r, r, 3)
+    raw: tuple[np.ndarray, ...]         # output codes, every output
+    values: np.ndarray                  # the 4 box values (window coordinates), float32
+    inner: np.ndarray                   # decoded box in window coordinates
+    box: np.ndarray                     # the frame box after this pass (mapped and merged)
+
+
+@dataclass(frozen=True)
 class FrameTrace:
     """Every intermediate tensor of one frame (``classify(..., trace=True)``)."""
 
@@ -75,14 +93,18 @@ class FrameTrace:
     predictor_raw: tuple[np.ndarray, ...] = ()
     predictor_values: Optional[np.ndarray] = None
     stages: tuple[StageTrace, ...] = ()
+    predictor_box: Optional[np.ndarray] = None
+    refiner: tuple[RefinerTrace, ...] = ()
 
 
 @dataclass(frozen=True)
 class FrameResult:
     """The outcome for one frame, with its timing.
 
-    ``box``: the predictor's normalised box ``(ymin, xmin, ymax, xmax)`` (None
-    without a predictor). ``window``: the crop the classifiers saw, in frame
+    ``box``: the normalised box ``(ymin, xmin, ymax, xmax)`` the crop was cut
+    at: the predictor's, or after the refiner's passes when the bundle has one
+    (None without a predictor); ``refiner_ms`` is then the refiner's inference
+    time (all passes), and ``predictor_box`` the predictor's own box. ``window``: the crop the classifiers saw, in frame
     pixels ``(y0, x0, y1, x1)``, max exclusive. ``score``: the probability of
     the chosen class after softmax of the exit stage's decision logits;
     ``exit_score`` the stage's criterion value. Times in milliseconds:
@@ -106,6 +128,8 @@ class FrameResult:
     pipeline_ms: float
     macs: int
     trace: Optional[FrameTrace] = field(default=None, repr=False, compare=False)
+    refiner_ms: Optional[float] = None
+    predictor_box: Optional[tuple[float, float, float, float]] = None
 
     def to_json(self) -> dict[str, Any]:
         """The record's fields as plain JSON values (times rounded to microseconds)."""
@@ -119,6 +143,10 @@ class FrameResult:
             "predictor_ms": None if self.predictor_ms is None else round(self.predictor_ms, 3),
             "preprocess_ms": round(self.preprocess_ms, 3), "infer_ms": round(self.infer_ms, 3),
             "pipeline_ms": round(self.pipeline_ms, 3), "macs": int(self.macs),
+            # Only with a refiner: records of version-1 bundles keep their fields.
+            **({} if self.refiner_ms is None else {
+                "refiner_ms": round(self.refiner_ms, 3),
+                "predictor_box": [round(float(v), 6) for v in self.predictor_box]}),
         }
 
 
@@ -158,6 +186,9 @@ class _Located:
     input: Optional[np.ndarray] = None
     raw: tuple[np.ndarray, ...] = ()
     values: Optional[np.ndarray] = None
+    first_box: Optional[np.ndarray] = None
+    refiner_s: float = 0.0
+    passes: tuple[RefinerTrace, ...] = ()
 
 
 def _open_bundle(bundle: BundleLike) -> tuple[Bundle, bool]:
@@ -197,11 +228,16 @@ class EdgePipeline:
             if predictor is not None and predictor.box_format not in BOX_DECODERS:
                 raise BundleError(f"unknown predictor box_format {predictor.box_format!r}: "
                                   f"expected one of {', '.join(BOX_DECODERS)}; upgrade tfedge-pi")
+            refiner = self.bundle.refiner
+            self.refiner: Optional[RefinerEntry] = refiner
+            self._refiner = _Model(models[refiner.file]) if refiner is not None else None
+            self.refiner_window = refiner_window_config(refiner) if refiner is not None else None
             self.stages: tuple[StageEntry, ...] = tuple(self.bundle.stages)
             self._stages = tuple(_Model(models[s.file]) for s in self.stages)
             self.labels: tuple[str, ...] = tuple(self.bundle.labels)
             if warm_up:
-                for model in ((self._predictor,) if self._predictor else ()) + self._stages:
+                for model in (((self._predictor,) if self._predictor else ())
+                              + ((self._refiner,) if self._refiner else ()) + self._stages):
                     model.warm_up()
         except BaseException:
             self.close()
@@ -218,18 +254,25 @@ class EdgePipeline:
         """The smallest short side a frame may be decoded at (JPEG draft) without losing detail.
 
         See :func:`tfedge.runtime.preprocess.needed_short_side`: the smallest
-        crop the predictor can cause must still hold the largest stage input.
+        crop the predictor can cause must still hold the largest stage input
+        (and the smallest refiner window the refiner's input).
         """
-        return needed_short_side(
+        side = needed_short_side(
             [s.resolution for s in self.stages],
             self.predictor.resolution if self.predictor is not None else 0,
             self.crop_config.min_size if self.crop_config is not None else 1.0)
+        if self.refiner is not None:
+            side = max(side, needed_short_side([self.refiner.resolution], 0,
+                                               self.refiner_window.min_size))
+        return side
 
     def describe(self) -> str:
         """One line: what runs, per frame, at which resolutions."""
         parts = []
         if self.predictor is not None:
             parts.append(f"predictor {self.predictor.resolution}px")
+        if self.refiner is not None:
+            parts.append(f"refiner {self.refiner.resolution}px x{self.refiner.passes}")
         for s in self.stages:
             rule = "always exits" if s.threshold is None else f"{s.criterion} {s.threshold:g}"
             parts.append(f"{s.name} {s.resolution}px ({rule})")
@@ -255,11 +298,34 @@ class EdgePipeline:
         values = predictor_values(_dequantized(raw, self._predictor.output_specs),
                                   self.predictor.box_format)
         box = decode_box(values, self.predictor.box_format)
+        first_box = box
+        preprocess_s = mid - start
+        refiner_s = 0.0
+        passes: list[RefinerTrace] = []
+        if self._refiner is not None:
+            for _ in range(self.refiner.passes):
+                t0 = time.perf_counter()
+                # refine.refine_window minus its argument conversions (the box is float32 here).
+                look = tuple(int(v) for v in crop_window_with(NUMPY_OPS, box, height, width,
+                                                              self.refiner_window))
+                rq = prepare_input(frame, look, self._refiner.input_spec, bgr=bgr)
+                t1 = time.perf_counter()
+                rraw = self._refiner.invoke(rq)
+                t2 = time.perf_counter()
+                preprocess_s += t1 - t0
+                refiner_s += t2 - t1
+                rvalues = predictor_values(_dequantized(rraw, self._refiner.output_specs),
+                                           self.refiner.box_format)
+                inner = decode_box(rvalues, self.refiner.box_format)
+                box = refine_step(box, inner, look, height, width)
+                passes.append(RefinerTrace(window=look, input=rq, raw=rraw, values=rvalues,
+                                           inner=inner, box=box))
         # crop_window's own function minus its argument checks (box and size are valid here).
         window = tuple(int(v) for v in crop_window_with(NUMPY_OPS, box, height, width,
                                                         self.crop_config))
-        return _Located(box=box, window=window, preprocess_s=mid - start,
-                        predictor_s=end - mid, input=q, raw=raw, values=values)
+        return _Located(box=box, window=window, preprocess_s=preprocess_s,
+                        predictor_s=end - mid, input=q, raw=raw, values=values,
+                        first_box=first_box, refiner_s=refiner_s, passes=tuple(passes))
 
     @staticmethod
     def _check_frame(frame: np.ndarray) -> np.ndarray:
@@ -284,7 +350,7 @@ class EdgePipeline:
         stage_seconds: list[float] = []
         stage_traces: list[StageTrace] = []
         previous: Optional[np.ndarray] = None
-        macs = self.predictor.macs if self.predictor is not None else 0
+        macs = self.bundle.locator_macs
         decision: Optional[StageDecision] = None
         q: Optional[np.ndarray] = None
         q_spec: Optional[TensorSpec] = None
@@ -315,7 +381,8 @@ class EdgePipeline:
         frame_trace = None
         if trace:
             frame_trace = FrameTrace(predictor_input=found.input, predictor_raw=found.raw,
-                                     predictor_values=found.values, stages=tuple(stage_traces))
+                                     predictor_values=found.values, stages=tuple(stage_traces),
+                                     predictor_box=found.first_box, refiner=found.passes)
         return FrameResult(
             class_index=decision.class_index, label=self.labels[decision.class_index],
             score=decision.probability, exit_stage=len(stage_seconds) - 1,
@@ -325,8 +392,11 @@ class EdgePipeline:
             stage_ms=tuple(s * _MS for s in stage_seconds),
             predictor_ms=None if self._predictor is None else found.predictor_s * _MS,
             preprocess_ms=preprocess_s * _MS,
-            infer_ms=(found.predictor_s + sum(stage_seconds)) * _MS,
-            pipeline_ms=total * _MS, macs=int(macs), trace=frame_trace)
+            infer_ms=(found.predictor_s + found.refiner_s + sum(stage_seconds)) * _MS,
+            pipeline_ms=total * _MS, macs=int(macs), trace=frame_trace,
+            refiner_ms=None if self._refiner is None else found.refiner_s * _MS,
+            predictor_box=(None if self._refiner is None
+                           else tuple(float(v) for v in found.first_box)))
 
     # -- lifetime
 

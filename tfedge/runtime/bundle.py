@@ -2,7 +2,8 @@
 
 A bundle is a folder (or the same files in a ``.zip``) holding
 ``manifest.json``, the ``.tflite`` models and ``labels.txt``. The manifest
-(format ``tfedge-bundle``, version 1) is specified in ``docs/bundle.md``; this
+(format ``tfedge-bundle``, version 1; version 2 when it holds a refiner) is
+specified in ``docs/bundle.md``; this
 module is its only Python reader and writer, used by ``tfedge-convert``, the
 Raspberry Pi runner and the evaluation code. The Android core reads the same
 manifest.
@@ -50,12 +51,20 @@ __all__ = [
     "HEATMAP_BOX_FORMAT",
     "DEFAULT_PREPROCESSING", "DEFAULT_MAX_FILE_BYTES", "DEFAULT_MAX_TOTAL_BYTES",
     "MAX_MANIFEST_BYTES",
-    "TensorSpecEntry", "FileEntry", "StageEntry", "PredictorEntry", "Bundle", "write_bundle",
+    "TensorSpecEntry", "FileEntry", "StageEntry", "PredictorEntry", "RefinerEntry", "Bundle",
+    "write_bundle", "REFINER_VERSION", "SUPPORTED_VERSION",
     "check_bundle_destination", "load_bundle", "check_tensor_specs", "spec_difference",
 ]
 
 FORMAT_NAME = "tfedge-bundle"
+#: The version of a bundle without a refiner: what is written unless a refiner is present,
+#: so refiner-free bundles stay byte for byte what earlier tfedge wrote.
 FORMAT_VERSION = 1
+#: A bundle holding a refiner is version 2, so version-1 readers refuse it (they would
+#: ignore the refiner and crop elsewhere).
+REFINER_VERSION = 2
+#: The newest version this reader understands.
+SUPPORTED_VERSION = REFINER_VERSION
 MANIFEST_NAME = "manifest.json"
 LABELS_NAME = "labels.txt"
 DEFAULT_PREPROCESSING: Mapping[str, Any] = {"color": "RGB", "pixel_range": [0, 255],
@@ -159,7 +168,49 @@ class PredictorEntry:
                 "metrics": _jsonable(dict(self.metrics), "predictor metrics")}
 
 
-ModelEntry = Union[StageEntry, PredictorEntry]
+@dataclass(frozen=True)
+class RefinerEntry:
+    """The refiner (manifest version 2): a second look at the predictor's box.
+
+    Per pass it sees the square ``window`` (crop-geometry parameters, always
+    square, no scales) of the frame around the current box at ``resolution``
+    and predicts the object's box inside that window (``box_format``, as the
+    predictor's), which :mod:`tfedge.runtime.refine` maps back into the
+    frame. ``passes`` looks per frame; ``macs`` are one look's.
+    """
+
+    resolution: int
+    macs: int
+    input: TensorSpec
+    outputs: tuple[TensorSpec, ...]
+    window: Mapping[str, Any] = field(default_factory=dict)
+    passes: int = 1
+    box_format: str = "yxyx_normalized"
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    file: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.outputs, TensorSpec):
+            object.__setattr__(self, "outputs", (self.outputs,))
+        else:
+            object.__setattr__(self, "outputs", tuple(self.outputs))
+
+    @property
+    def output(self) -> TensorSpec:
+        """The box output (the first one)."""
+        return self.outputs[0]
+
+    def to_json(self) -> dict[str, Any]:
+        outputs = [o.to_json() for o in self.outputs]
+        return {"file": self.file, "resolution": int(self.resolution), "macs": int(self.macs),
+                "passes": int(self.passes), "box_format": self.box_format,
+                "window": _jsonable(dict(self.window), "refiner window"),
+                "input": self.input.to_json(),
+                "output": outputs[0] if len(outputs) == 1 else outputs,
+                "metrics": _jsonable(dict(self.metrics), "refiner metrics")}
+
+
+ModelEntry = Union[StageEntry, PredictorEntry, RefinerEntry]
 
 
 @dataclass(frozen=True)
@@ -183,6 +234,15 @@ class Bundle:
     files: Mapping[str, FileEntry]
     manifest: Mapping[str, Any] = field(repr=False, compare=False)
     _keepalive: Any = field(default=None, repr=False, compare=False)
+    refiner: Optional[RefinerEntry] = None
+
+    @property
+    def locator_macs(self) -> int:
+        """MACs of finding the box per frame: predictor + passes x refiner (0 without either)."""
+        macs = self.predictor.macs if self.predictor is not None else 0
+        if self.refiner is not None:
+            macs += self.refiner.passes * self.refiner.macs
+        return macs
 
     @property
     def num_classes(self) -> int:
@@ -190,8 +250,9 @@ class Bundle:
 
     @property
     def models(self) -> tuple[ModelEntry, ...]:
-        """Every model entry: the predictor (if any) first, then the stages in order."""
-        return ((self.predictor,) if self.predictor is not None else ()) + self.stages
+        """Every model entry: the predictor and refiner (if any) first, then the stages."""
+        return (((self.predictor,) if self.predictor is not None else ())
+                + ((self.refiner,) if self.refiner is not None else ()) + self.stages)
 
     def model_path(self, entry: ModelEntry) -> Path:
         return self.root / entry.file
@@ -434,29 +495,56 @@ def _check_heatmap_outputs(outputs: tuple[TensorSpec, ...], where: str) -> None:
 _CROP_KEYS = ("margin", "square", "min_size", "scales")
 
 
-def _check_crop(crop: Mapping[str, Any]) -> None:
+def _check_crop(crop: Mapping[str, Any], where: str = "predictor.crop") -> CropConfig:
     """``predictor.crop`` must be a valid CropConfig, every key known (no silent defaults)."""
     unknown = sorted(set(crop) - set(_CROP_KEYS))
     if unknown:
-        raise _fail(f"manifest.json: 'predictor.crop' has unknown keys {unknown} (known: "
+        raise _fail(f"manifest.json: '{where}' has unknown keys {unknown} (known: "
                     f"{list(_CROP_KEYS)})")
     try:
-        CropConfig.from_dict(dict(crop))
+        return CropConfig.from_dict(dict(crop))
     except (TfedgeError, TypeError, ValueError) as exc:
-        raise _fail(f"manifest.json: 'predictor.crop' is invalid ({exc})") from None
+        raise _fail(f"manifest.json: '{where}' is invalid ({exc})") from None
 
 
 def _parse_predictor(obj: Any) -> PredictorEntry:
     where = "predictor"
     r = _Reader(obj, where)
+    file, resolution, macs, box_format, spec_in, outputs = _parse_box_model(r, where)
+    crop = r.mapping("crop")
+    _check_crop(crop)
+    metrics = r.mapping("metrics")
+    return PredictorEntry(resolution=resolution, macs=macs, input=spec_in, outputs=outputs,
+                          crop=crop, box_format=box_format, metrics=metrics, file=file)
+
+
+def _parse_refiner(obj: Any) -> RefinerEntry:
+    """The version-2 ``refiner``: a box model like the predictor, plus its window and passes."""
+    where = "refiner"
+    r = _Reader(obj, where)
+    file, resolution, macs, box_format, spec_in, outputs = _parse_box_model(r, where)
+    window = r.mapping("window")
+    config = _check_crop(window, f"{where}.window")
+    if not config.square or config.scales:
+        raise _fail(f"manifest.json: '{where}.window' must be square with no scales (the "
+                    f"refiner's input is square and its box is mapped back from the exact "
+                    f"window), got square={config.square} scales={list(config.scales)}")
+    passes = r.integer("passes", minimum=1)
+    metrics = r.mapping("metrics")
+    return RefinerEntry(resolution=resolution, macs=macs, input=spec_in, outputs=outputs,
+                        window=window, passes=passes, box_format=box_format, metrics=metrics,
+                        file=file)
+
+
+def _parse_box_model(r: "_Reader", where: str
+                     ) -> tuple[str, int, int, str, TensorSpec, tuple[TensorSpec, ...]]:
+    """The fields a predictor and a refiner share: file, resolution, MACs, box format, tensors."""
     file = _check_relative_name(r.get("file"), f"'{where}.file'")
     if not file.endswith(_MODEL_SUFFIX):
         raise _fail(f"manifest.json: '{where}.file' {file!r} must end in {_MODEL_SUFFIX}")
     resolution = r.integer("resolution", minimum=1)
     macs = r.integer("macs")
     box_format = r.choice("box_format", BOX_FORMATS)
-    crop = r.mapping("crop")
-    _check_crop(crop)
     spec_in = _parse_tensor_spec(r.get("input"), f"{where}.input")
     _check_image_input(spec_in, resolution, where)
     raw_out = r.get("output")
@@ -471,9 +559,7 @@ def _parse_predictor(obj: Any) -> PredictorEntry:
     elif outputs[0].shape[-1] != 4:
         raise _fail(f"manifest.json: '{where}.output' shape {list(outputs[0].shape)} must end "
                     "in 4 (one box: ymin, xmin, ymax, xmax)")
-    metrics = r.mapping("metrics")
-    return PredictorEntry(resolution=resolution, macs=macs, input=spec_in, outputs=outputs,
-                          crop=crop, box_format=box_format, metrics=metrics, file=file)
+    return file, resolution, macs, box_format, spec_in, outputs
 
 
 def _parse_files(obj: Any) -> dict[str, FileEntry]:
@@ -501,9 +587,9 @@ def _parse_manifest(obj: Any) -> dict[str, Any]:
     version = r.get("version")
     if not _is_int(version) or version < 1:
         raise _fail(f"manifest.json: 'version' must be a whole number >= 1, got {version!r}")
-    if version > FORMAT_VERSION:
+    if version > SUPPORTED_VERSION:
         raise BundleError(f"bundle version {version} is newer than this tfedge supports "
-                          f"({FORMAT_VERSION}): upgrade tfedge")
+                          f"({SUPPORTED_VERSION}): upgrade tfedge")
     created = r.string("created_utc")
     tfedge_version = r.string("tfedge_version")
     labels = r.get("labels")
@@ -521,9 +607,20 @@ def _parse_manifest(obj: Any) -> dict[str, Any]:
         pr.choice(key, choices)
     if pr.get("pixel_range") != _PIXEL_RANGE:
         raise _fail(f"manifest.json: 'preprocessing.pixel_range' is {pre['pixel_range']!r}, "
-                    f"version {FORMAT_VERSION} bundles feed raw pixels {_PIXEL_RANGE}")
+                    f"version {version} bundles feed raw pixels {_PIXEL_RANGE}")
     raw_predictor = r.get("predictor")
     predictor = None if raw_predictor is None else _parse_predictor(raw_predictor)
+    raw_refiner = obj.get("refiner")
+    refiner = None
+    if raw_refiner is not None:
+        if version < REFINER_VERSION:
+            raise _fail(f"manifest.json: a version {version} manifest holds a 'refiner', which "
+                        f"needs version {REFINER_VERSION} (older readers would ignore it and "
+                        "crop elsewhere)")
+        if predictor is None:
+            raise _fail("manifest.json: 'refiner' refines the predictor's box but 'predictor' "
+                        "is null")
+        refiner = _parse_refiner(raw_refiner)
     raw_stages = r.get("stages")
     if not isinstance(raw_stages, list) or not raw_stages:
         raise _fail("manifest.json: 'stages' must be a non-empty list (at least one classifier)")
@@ -534,7 +631,8 @@ def _parse_manifest(obj: Any) -> dict[str, Any]:
         raise _fail(f"manifest.json: stage names must be unique, got {names}")
     metrics = r.mapping("metrics")
     files = _parse_files(obj)
-    referenced = [labels_file] + ([predictor.file] if predictor else []) + [s.file for s in stages]
+    referenced = ([labels_file] + ([predictor.file] if predictor else [])
+                  + ([refiner.file] if refiner else []) + [s.file for s in stages])
     if len(set(referenced)) != len(referenced):
         raise _fail(f"manifest.json: the labels file and the models must be different files, "
                     f"got {referenced}")
@@ -543,7 +641,8 @@ def _parse_manifest(obj: Any) -> dict[str, Any]:
             raise _fail(f"manifest.json: {name!r} is used but not listed under 'files'")
     return {"version": int(version), "created_utc": created, "tfedge_version": tfedge_version,
             "labels": tuple(labels), "labels_file": labels_file, "preprocessing": pre,
-            "predictor": predictor, "stages": stages, "metrics": metrics, "files": files}
+            "predictor": predictor, "refiner": refiner, "stages": stages, "metrics": metrics,
+            "files": files}
 
 
 # --------------------------------------------------------------------------- writing
@@ -556,6 +655,12 @@ def _assign_files(stages: Sequence[StageEntry],
     if predictor is not None and not predictor.file:
         predictor = dataclasses.replace(predictor, file=f"predictor{_MODEL_SUFFIX}")
     return named, predictor
+
+
+def _assign_refiner_file(refiner: Optional[RefinerEntry]) -> Optional[RefinerEntry]:
+    if refiner is not None and not refiner.file:
+        refiner = dataclasses.replace(refiner, file=f"refiner{_MODEL_SUFFIX}")
+    return refiner
 
 
 def _zip_bytes_entries(zf: zipfile.ZipFile, contents: Mapping[str, bytes]) -> None:
@@ -610,6 +715,7 @@ def write_bundle(
     preprocessing: Optional[Mapping[str, Any]] = None,
     zip_path: Union[str, os.PathLike, None] = None,
     created_utc: Optional[str] = None,
+    refiner: Optional[tuple[RefinerEntry, bytes]] = None,
 ) -> Path:
     """Write a bundle folder at ``directory`` (and a ``.zip`` of it at ``zip_path``).
 
@@ -621,25 +727,35 @@ def write_bundle(
     existing bundle is replaced only once the new one is complete; a folder
     holding anything else is refused, see :func:`check_bundle_destination`);
     the zip's entries are in a fixed order with fixed timestamps.
+
+    ``refiner`` (with a ``predictor``): the predictor's refiner, named
+    ``refiner.tflite``; only then is the manifest version 2 (a bundle without
+    one is version 1, byte for byte what earlier tfedge wrote).
     """
     check_bundle_destination(directory)
+    if refiner is not None and predictor is None:
+        raise BundleError("a refiner refines the predictor's box: pass predictor=(entry, bytes) "
+                          "with refiner=")
     if not stages:
         raise BundleError("a bundle needs at least one stage: pass stages=[(StageEntry, bytes)]")
     entries, model_bytes = zip(*[(e, bytes(b)) for e, b in stages])
     pred_entry, pred_bytes = (predictor[0], bytes(predictor[1])) if predictor is not None \
         else (None, None)
     named, pred_entry = _assign_files(entries, pred_entry)
+    ref_entry, ref_bytes = ((_assign_refiner_file(refiner[0]), bytes(refiner[1]))
+                            if refiner is not None else (None, None))
     labels = [str(label) for label in labels]
     contents: dict[str, bytes] = {LABELS_NAME: ("\n".join(labels) + "\n").encode("utf-8")}
     for entry, data in list(zip(named, model_bytes)) + (
-            [(pred_entry, pred_bytes)] if pred_entry is not None else []):
+            [(pred_entry, pred_bytes)] if pred_entry is not None else []) + (
+            [(ref_entry, ref_bytes)] if ref_entry is not None else []):
         if entry.file in contents:
             raise BundleError(f"two bundle files are both named {entry.file!r}: give each stage "
                               "its own file name (or leave file empty)")
         contents[entry.file] = data
     manifest = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": REFINER_VERSION if ref_entry is not None else FORMAT_VERSION,
         "created_utc": created_utc or _timestamp_utc(),
         "tfedge_version": _tfedge_version(),
         "labels": labels,
@@ -648,6 +764,7 @@ def write_bundle(
         "predictor": pred_entry.to_json() if pred_entry is not None else None,
         "stages": [s.to_json() for s in named],
         "metrics": _jsonable(dict(metrics or {}), "metrics"),
+        **({"refiner": ref_entry.to_json()} if ref_entry is not None else {}),
         "files": {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
                   for name, data in sorted(contents.items())},
     }
@@ -860,7 +977,7 @@ def load_bundle(
                   labels=parts["labels"], preprocessing=parts["preprocessing"],
                   predictor=parts["predictor"], stages=parts["stages"],
                   metrics=parts["metrics"], files=parts["files"], manifest=manifest,
-                  _keepalive=keepalive)
+                  _keepalive=keepalive, refiner=parts["refiner"])
 
 
 # --------------------------------------------------------------------------- tensor specs
@@ -898,7 +1015,8 @@ def check_tensor_specs(bundle: Bundle,
     loaded: dict[str, Any] = {}
     for entry in bundle.models:
         model = model_loader(bundle.model_path(entry))
-        outputs = entry.outputs if isinstance(entry, PredictorEntry) else (entry.output,)
+        outputs = (entry.outputs if isinstance(entry, (PredictorEntry, RefinerEntry))
+                   else (entry.output,))
         problem = (spec_difference((entry.input,), tuple(model.input_specs), f"{entry.file} input")
                    or spec_difference(outputs, tuple(model.output_specs), f"{entry.file} output"))
         if problem:

@@ -11,7 +11,9 @@ bundle contract says (``docs/bundle.md``):
    (:func:`interpreter.quantize`); its dequantised outputs become a box
    (:mod:`tfedge.runtime.boxes`), the box a window of the full-resolution
    image (:func:`geometry.crop_window`); without a predictor the window is the
-   whole image;
+   whole image; with a refiner (manifest version 2) each pass cuts the
+   refiner's window around the box (:mod:`tfedge.runtime.refine`), feeds it
+   the same way and maps its box back into the image before that crop;
 2. every stage sees that window resized to its resolution and quantised the
    same way; its output codes are dequantised to logits;
 3. the exit decisions come from :func:`decision.cascade_exits` on the
@@ -32,15 +34,17 @@ from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from .boxes import decode_box, predictor_values
-from .bundle import Bundle, PredictorEntry, StageEntry, check_tensor_specs, load_bundle
+from .bundle import (Bundle, PredictorEntry, RefinerEntry, StageEntry, check_tensor_specs,
+                     load_bundle)
 from .decision import accumulate_logits, cascade_exits, expected_macs
 from .errors import BundleError, TfedgeError
 from .geometry import CropConfig, crop_window, resize_bilinear
 from .image import read_image
 from .interpreter import TensorSpec, TfliteModel, dequantize, quantize
+from .refine import refine_step, refine_window
 
 __all__ = ["BundleEvaluation", "evaluate_bundle", "evaluate_models", "split_images",
-           "crop_config", "reference_input", "agreement"]
+           "crop_config", "refiner_window_config", "reference_input", "locate_box", "agreement"]
 
 BundleLike = Union[Bundle, str, os.PathLike]
 
@@ -50,8 +54,10 @@ class BundleEvaluation:
     """A bundle's predictions on a split (see :func:`evaluate_bundle`).
 
     ``logits``: every stage's dequantised logits, ``(N, classes)`` float32
-    each (every stage runs on every image). ``boxes``: the predictor's
-    normalised boxes ``(N, 4)`` (None without a predictor).
+    each (every stage runs on every image). ``boxes``: the normalised boxes
+    ``(N, 4)`` the crops were cut at (None without a predictor): the refined
+    boxes when the bundle has a refiner, whose input boxes (the predictor's
+    own) are then ``predictor_boxes``.
     """
 
     predictions: np.ndarray     # (N,) int32 class indices
@@ -64,6 +70,7 @@ class BundleEvaluation:
     logits: tuple[np.ndarray, ...] = ()
     boxes: Optional[np.ndarray] = None
     labels: Optional[np.ndarray] = None
+    predictor_boxes: Optional[np.ndarray] = None
 
     def to_json(self) -> dict[str, Any]:
         return {"top1": self.top1, "exit_rates": list(self.exit_rates),
@@ -77,6 +84,43 @@ def crop_config(entry: PredictorEntry) -> CropConfig:
     except TfedgeError as exc:
         raise BundleError(f"manifest.json: predictor.crop is invalid ({exc}): rebuild the bundle "
                           "with tfedge-convert") from exc
+
+
+def refiner_window_config(entry: RefinerEntry) -> CropConfig:
+    """The refiner's window geometry (a :class:`~tfedge.BundleError` if the manifest's is bad)."""
+    try:
+        return CropConfig.from_dict(dict(entry.window))
+    except TfedgeError as exc:
+        raise BundleError(f"manifest.json: refiner.window is invalid ({exc}): rebuild the bundle "
+                          "with tfedge-convert") from exc
+
+
+def _model_box(model: Any, image: np.ndarray, box_format: str) -> np.ndarray:
+    raw = model.run_raw_all(reference_input(image, model.input_spec))
+    outputs = [dequantize(r, s.scale, s.zero_point) for r, s in zip(raw, model.output_specs)]
+    return decode_box(predictor_values(outputs, box_format), box_format)
+
+
+def locate_box(image: np.ndarray, predictor: PredictorEntry, predictor_model: Any,
+               refiner: Optional[RefinerEntry] = None, refiner_model: Any = None,
+               window: Optional[CropConfig] = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(predictor's box, final box)`` of one ``(H, W, 3)`` image, by the reference route.
+
+    Without a refiner both are the predictor's box; with one, each of its
+    ``passes`` cuts :func:`tfedge.runtime.refine.refine_window` around the
+    current box, runs the refiner on it and maps its box back
+    (:func:`tfedge.runtime.refine.refine_step`).
+    """
+    height, width = image.shape[:2]
+    first = _model_box(predictor_model, image, predictor.box_format)
+    box = first
+    if refiner is not None:
+        config = window if window is not None else refiner_window_config(refiner)
+        for _ in range(refiner.passes):
+            y0, x0, y1, x1 = (int(v) for v in refine_window(box, height, width, config))
+            inner = _model_box(refiner_model, image[y0:y1, x0:x1], refiner.box_format)
+            box = refine_step(box, inner, (y0, x0, y1, x1), height, width)
+    return first, box
 
 
 def reference_input(image: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -126,20 +170,26 @@ def _limited(images: Iterable[np.ndarray], limit: Optional[int]) -> Iterator[np.
 def evaluate_models(images: Iterable[np.ndarray], *, stages: Sequence[StageEntry],
                     stage_models: Sequence[Any], predictor: Optional[PredictorEntry] = None,
                     predictor_model: Any = None, labels: Optional[np.ndarray] = None,
-                    count: Optional[int] = None) -> BundleEvaluation:
+                    count: Optional[int] = None, refiner: Optional[RefinerEntry] = None,
+                    refiner_model: Any = None) -> BundleEvaluation:
     """Run a cascade given as manifest entries and loaded models (see the module docstring).
 
     ``stage_models``/``predictor_model``: objects with ``input_spec``,
     ``output_specs`` and ``run_raw_all`` (:class:`~tfedge.runtime.interpreter.TfliteModel`).
     ``images``: ``(H, W, 3)`` uint8 RGB arrays of any size. The entries'
     ``file`` may be empty: this is how ``tfedge-convert`` checks models before
-    writing their bundle.
+    writing their bundle. ``refiner``/``refiner_model``: the predictor's
+    refiner (manifest version 2), run before the crop.
     """
     if not stages:
         raise TfedgeError("a cascade needs at least one stage: pass stages and stage_models")
+    if refiner is not None and predictor is None:
+        raise TfedgeError("a refiner refines the predictor's box: pass predictor and "
+                          "predictor_model too")
     config = crop_config(predictor) if predictor is not None else None
+    refine_config = refiner_window_config(refiner) if refiner is not None else None
     logits: list[list[np.ndarray]] = [[] for _ in stages]
-    windows, boxes = [], []
+    windows, boxes, first_boxes = [], [], []
     for image in images:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
@@ -147,12 +197,11 @@ def evaluate_models(images: Iterable[np.ndarray], *, stages: Sequence[StageEntry
         height, width = image.shape[:2]
         window = (0, 0, height, width)
         if predictor is not None:
-            raw = predictor_model.run_raw_all(reference_input(image, predictor_model.input_spec))
-            outputs = [dequantize(r, s.scale, s.zero_point)
-                       for r, s in zip(raw, predictor_model.output_specs)]
-            box = decode_box(predictor_values(outputs, predictor.box_format), predictor.box_format)
+            first, box = locate_box(image, predictor, predictor_model, refiner, refiner_model,
+                                    refine_config)
             window = tuple(int(v) for v in crop_window(box, height, width, config))
             boxes.append(box)
+            first_boxes.append(first)
         y0, x0, y1, x1 = window
         crop = image[y0:y1, x0:x1]
         for k, model in enumerate(stage_models):
@@ -170,8 +219,10 @@ def evaluate_models(images: Iterable[np.ndarray], *, stages: Sequence[StageEntry
         decision = accumulate_logits(stage_logits, [s.accumulate_weight for s in stages])
         exits, predictions = cascade_exits(decision, [s.criterion for s in stages],
                                            [s.threshold for s in stages])
-        mean_macs = expected_macs(exits, [s.macs for s in stages],
-                                  predictor.macs if predictor is not None else 0)
+        locator_macs = predictor.macs if predictor is not None else 0
+        if refiner is not None:
+            locator_macs += refiner.passes * refiner.macs
+        mean_macs = expected_macs(exits, [s.macs for s in stages], locator_macs)
     else:
         exits = predictions = np.zeros(0, np.int64)
         mean_macs = 0.0
@@ -183,7 +234,9 @@ def evaluate_models(images: Iterable[np.ndarray], *, stages: Sequence[StageEntry
         windows=np.asarray(windows, np.int32).reshape(n, 4), top1=top1, exit_rates=rates,
         mean_macs=mean_macs, count=n, logits=stage_logits,
         boxes=np.asarray(boxes, np.float32).reshape(n, 4) if predictor is not None else None,
-        labels=y)
+        labels=y,
+        predictor_boxes=(np.asarray(first_boxes, np.float32).reshape(n, 4)
+                         if predictor is not None else None))
 
 
 def evaluate_bundle(bundle: BundleLike, split: Any, *, num_threads: int = 1,
@@ -209,11 +262,13 @@ def evaluate_bundle(bundle: BundleLike, split: Any, *, num_threads: int = 1,
                               "was built for")
         models = check_tensor_specs(loaded, lambda path: TfliteModel(path, num_threads=num_threads))
         predictor = loaded.predictor
+        refiner = loaded.refiner
         return evaluate_models(
             _limited(images, limit), stages=loaded.stages,
             stage_models=[models[s.file] for s in loaded.stages], predictor=predictor,
             predictor_model=models[predictor.file] if predictor is not None else None,
-            labels=labels, count=count if limit is None else min(count, limit))
+            labels=labels, count=count if limit is None else min(count, limit),
+            refiner=refiner, refiner_model=models[refiner.file] if refiner is not None else None)
     finally:
         if owns:
             loaded.close()
