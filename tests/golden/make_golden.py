@@ -1,6 +1,7 @@
 """Regenerate the committed golden bundle and vectors (needs TensorFlow; the tests do not).
 
-    .venv/bin/python tests/golden/make_golden.py        # from the repository root
+    .venv/bin/python tests/golden/make_golden.py            # everything (new models)
+    .venv/bin/python tests/golden/make_golden.py --refined  # only the version-2 bundle
 
 writes ``tests/golden/bundle/`` (a bundle-format-1 folder: two tiny int8
 stages of a cascade and a heat-map foreground predictor) and
@@ -14,6 +15,15 @@ stages of a cascade and a heat-map foreground predictor) and
   early-exit rule alone (all three criteria, accumulation, ties, a threshold
   exactly on the score), for ports that test their decision code in
   isolation.
+
+``--refined`` (also part of the full run) writes ``tests/golden/bundle_refined/``,
+a bundle-format-2 folder holding the *same* predictor and stage files as
+``bundle/`` (copied byte for byte, so the version-1 vectors stay as they
+are) plus a tiny heat-map refiner with two passes, and
+``tests/golden/golden_refined.json``: the same frames, each case also holding
+``refiner``, one record per pass: the pixel window it saw, its quantised
+input, raw output codes, box values, the box in window coordinates and the
+frame box after the pass (mapped back and merged).
 
 The models are untrained (seeded random weights, large enough that softmax
 outputs vary), so the vectors test arithmetic, not accuracy. Stage 0's
@@ -40,13 +50,20 @@ from rpi_runner._sources import Frame  # noqa: E402
 from tfedge.runtime.bundle import PredictorEntry, StageEntry, write_bundle  # noqa: E402
 from tfedge.runtime.decision import CRITERIA, decide_stage  # noqa: E402
 from tfedge.runtime.fileio import atomic_write_json  # noqa: E402
-from tfedge.runtime.geometry import resize_bilinear  # noqa: E402
+from tfedge.runtime.geometry import CropConfig, resize_bilinear  # noqa: E402
+from tfedge.runtime.refine import MERGE_TOLERANCE, refine_window, window_fraction  # noqa: E402
 from tfedge.runtime.golden import (ARRAY_ENCODING, GOLDEN_FORMAT, GOLDEN_VERSION,  # noqa: E402
-                                   floats)
+                                   decode_array, floats)
 from tfedge.runtime.interpreter import TfliteModel  # noqa: E402
 
 BUNDLE = HERE / "bundle"
 VECTORS = HERE / "golden.json"
+REFINED_BUNDLE = HERE / "bundle_refined"
+REFINED_VECTORS = HERE / "golden_refined.json"
+REFINER_RES = 16
+REFINER_PASSES = 2
+# A smaller minimum than the stages' crop: the refiner looks closely; square, no scales.
+REFINER_WINDOW = {"margin": 0.25, "square": True, "min_size": 0.2, "scales": []}
 LABELS = ("red", "green", "blue")
 PREDICTOR_RES = 16
 HEAT_SIDE = 4  # a 4 x 4 heat map: 16 cells
@@ -70,6 +87,16 @@ def _frames(seed: int = 3) -> list[np.ndarray]:
         top, left = int(rng.integers(0, height - side)), int(rng.integers(0, width - side))
         frame[top:top + side, left:left + side] = 0
         frame[top:top + side, left:left + side, i % 3] = 250
+        frames.append(frame)
+    return frames
+
+
+def _wide_frames(seed: int = 21) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i, (height, width) in enumerate(((18, 64), (60, 16))):
+        frame = rng.integers(60, 160, (height, width, 3), dtype=np.uint8)
+        frame[height // 4: 3 * height // 4, width // 4: 3 * width // 4, i] = 250
         frames.append(frame)
     return frames
 
@@ -180,7 +207,102 @@ def _decision_cases() -> list[dict]:
     return cases
 
 
+def _refiner():
+    """A heat-map boxnet stand-in like the predictor, its own weights (it sees windows)."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    inputs = keras.Input((REFINER_RES, REFINER_RES, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)  # 4 x 4
+    cells = HEAT_SIDE * HEAT_SIDE
+    logits = keras.layers.Reshape((cells,), name="centre_logits")(
+        keras.layers.Conv2D(1, 1, kernel_initializer=keras.initializers.RandomNormal(
+            stddev=2.0))(x))
+    sizes = keras.layers.Reshape((cells, 2), name="cell_sizes")(
+        keras.layers.Conv2D(2, 1, activation="sigmoid",
+                            bias_initializer=keras.initializers.Constant(1.0))(x))
+    return keras.Model(inputs, [logits, sizes], name="golden_refiner")
+
+
+def refiner_records(trace) -> list[dict]:
+    """The refiner passes of one traced frame (``FrameTrace.refiner``) as golden records."""
+    from tfedge.runtime.golden import encode_array
+
+    return [{"window": [int(v) for v in p.window], "input": encode_array(p.input),
+             "outputs": [encode_array(o) for o in p.raw], "values": floats(p.values),
+             "inner": floats(p.inner), "box": floats(p.box)} for p in trace.refiner]
+
+
+def make_refined() -> None:
+    """The version-2 golden bundle: bundle/'s models plus a refiner, and its vectors."""
+    from tfedge.runtime.bundle import RefinerEntry, load_bundle
+
+    with load_bundle(BUNDLE) as plain:
+        stages = [(s, plain.read_model(s)) for s in plain.stages]
+        predictor = (plain.predictor, plain.read_model(plain.predictor))
+        labels = plain.labels
+    # The version-1 frames, then two very wide ones: a box wider than the frame's short side
+    # does not fit the square window, so the merge keeps its edges along that axis.
+    frames = _frames() + _wide_frames()
+    # Calibrated on windows around the predictor's boxes, what it sees deployed.
+    calibration = []
+    with EdgePipeline(BUNDLE) as pipe:
+        for image in _frames(seed=11) + _frames(seed=12):
+            box, _ = pipe.locate(image)
+            y0, x0, y1, x1 = refine_window(box, *image.shape[:2],
+                                           CropConfig.from_dict(REFINER_WINDOW))
+            calibration.append(image[y0:y1, x0:x1])
+    refiner_bytes = _int8(_refiner(), calibration)
+    tfl = TfliteModel(refiner_bytes)
+    refiner = (RefinerEntry(resolution=REFINER_RES, macs=400, input=tfl.input_spec,
+                            outputs=tfl.output_specs, window=REFINER_WINDOW,
+                            passes=REFINER_PASSES, box_format="heatmap_cyxhw"), refiner_bytes)
+    if REFINED_BUNDLE.exists():
+        shutil.rmtree(REFINED_BUNDLE)
+    write_bundle(REFINED_BUNDLE, labels=labels, stages=stages, predictor=predictor,
+                 refiner=refiner, created_utc=CREATED_UTC)
+    cases = []
+    with EdgePipeline(REFINED_BUNDLE) as pipe:
+        for i, image in enumerate(frames):
+            frame = Frame(source=f"frame{i}", index=i, image=image)
+            result = pipe.classify(image, trace=True)
+            case = golden_case(frame, result, pipe)
+            # golden_case records the box the crop was cut at; the predictor's own box is
+            # the trace's, the refiner's passes lead from one to the other.
+            case["predictor"]["box"] = floats(result.trace.predictor_box)
+            case["refiner"] = refiner_records(result.trace)
+            cases.append(case)
+        manifest = dict(pipe.bundle.manifest)
+    atomic_write_json(REFINED_VECTORS, {"format": GOLDEN_FORMAT, "version": GOLDEN_VERSION,
+                                        "manifest": manifest, "array_encoding": ARRAY_ENCODING,
+                                        "bundle": REFINED_BUNDLE.name, "cases": cases})
+    exits = [c["result"]["exit_stage"] for c in cases]
+    kept = sum(_kept_axes(c) for c in cases)
+    size = sum(p.stat().st_size for p in REFINED_BUNDLE.iterdir()) + \
+        REFINED_VECTORS.stat().st_size
+    print(f"wrote {REFINED_BUNDLE} and {REFINED_VECTORS}: {size / 1024:.0f} KiB, exits per "
+          f"frame {exits}, {kept} pass axes kept the previous box's edges")
+
+
+def _kept_axes(case: dict) -> int:
+    """Passes of a case whose window was narrower than the previous box along an axis."""
+    height, width = decode_array(case["frame"]).shape[:2]
+    previous = np.asarray(case["predictor"]["box"], np.float32)
+    count = 0
+    for record in case["refiner"]:
+        window = window_fraction(np.asarray(record["window"]), height, width)
+        for lo, hi in ((0, 2), (1, 3)):
+            count += bool(window[hi] - window[lo] < previous[hi] - previous[lo] - MERGE_TOLERANCE)
+        previous = np.asarray(record["box"], np.float32)
+    return count
+
+
 def main() -> None:
+    if "--refined" in sys.argv[1:]:
+        make_refined()
+        return
     import keras
 
     frames = _frames()
@@ -211,6 +333,7 @@ def main() -> None:
     size = sum(p.stat().st_size for p in BUNDLE.iterdir()) + VECTORS.stat().st_size
     print(f"wrote {BUNDLE} and {VECTORS}: {size / 1024:.0f} KiB, exits per frame {exits}, "
           f"stage 0 threshold {threshold:.6f}")
+    make_refined()
 
 
 if __name__ == "__main__":
