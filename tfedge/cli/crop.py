@@ -247,20 +247,30 @@ def cmd_crop_evaluate(args: argparse.Namespace) -> int:
 def _add_boxnet_training_flags(parser: argparse.ArgumentParser) -> None:
     """Epochs, batch, learning rate, steps and seed of a boxnet (predictor or refiner)."""
     from .._train import parse_epochs
+    from ..crop._predictor_training import PredictorTrainConfig
 
-    parser.add_argument("--epochs", type=parse_epochs, default="12", help=epochs_help())
-    parser.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    parser.add_argument("--learning-rate", dest="learning_rate", type=float, default=3e-3)
-    parser.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    default = PredictorTrainConfig()
+    parser.add_argument("--epochs", type=parse_epochs, default=str(default.epochs),
+                        help=epochs_help())
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=default.batch_size)
+    parser.add_argument("--learning-rate", dest="learning_rate", type=float,
+                        default=default.learning_rate)
+    parser.add_argument("--steps-per-epoch", dest="steps_per_epoch", type=int,
+                        default=default.steps_per_epoch)
+    parser.add_argument("--seed", type=int, default=default.seed)
 
 
 def register(subparsers: Any) -> None:
     """Register ``predictor {list,train,refine}`` and ``crop {train,evaluate}`` subcommands."""
     from ._data_flags import add_data_flags
-    from .._train import parse_epochs
+    from .._train import TrainConfig, parse_epochs
     from ..crop._boxnet import DEFAULT_PREDICTOR
-    from ..crop._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER
+    from ..crop._classifier_crops import CropTrainConfig, JitterConfig
+    from ..crop._gradcam import DEFAULT_CAM_THRESHOLD
+    from ..crop._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinerTrainConfig
+
+    refiner, crops, jitter, train = (RefinerTrainConfig(), CropTrainConfig(), JitterConfig(),
+                                     TrainConfig())
 
     predictor = subparsers.add_parser(
         "predictor", help="the foreground predictor of dynamic cropping (list, train, refine)",
@@ -284,7 +294,8 @@ def register(subparsers: Any) -> None:
                    help="a .keras classifier whose Grad-CAM labels images without boxes")
     p.add_argument("--pseudo-boxes", dest="pseudo_boxes", action="store_true",
                    help="ignore the dataset's boxes and train on the teacher's Grad-CAM boxes")
-    p.add_argument("--cam-threshold", dest="cam_threshold", type=float, default=0.35,
+    p.add_argument("--cam-threshold", dest="cam_threshold", type=float,
+                   default=DEFAULT_CAM_THRESHOLD,
                    help="Grad-CAM strong-region threshold, a fraction of the map's peak")
     _add_boxnet_training_flags(p)
     add_data_flags(p)
@@ -301,16 +312,19 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", required=True, type=str, help="where to write the .keras refiner")
     p.add_argument("--refiner", default=None, type=str,
                    help=f"variant name (default {DEFAULT_REFINER}; 'tfedge predictor list')")
-    p.add_argument("--passes", type=int, default=2, help="looks per image at inference")
+    p.add_argument("--passes", type=int, default=refiner.passes,
+                   help="looks per image at inference")
     p.add_argument("--margin", type=float, default=None,
                    help=f"the window's side is the box's longer side times 1 + MARGIN "
                         f"(default {DEFAULT_REFINE_WINDOW.margin:g})")
     p.add_argument("--min-size", dest="min_size", type=float, default=None,
                    help=f"smallest window side, a fraction of the short side "
                         f"(default {DEFAULT_REFINE_WINDOW.min_size:g})")
-    p.add_argument("--predicted-copies", dest="predicted_copies", type=int, default=2,
+    p.add_argument("--predicted-copies", dest="predicted_copies", type=int,
+                   default=refiner.predicted_copies,
                    help="training windows per image around the predictor's boxes")
-    p.add_argument("--jittered-copies", dest="jittered_copies", type=int, default=2,
+    p.add_argument("--jittered-copies", dest="jittered_copies", type=int,
+                   default=refiner.jittered_copies,
                    help="training windows per image around jittered true boxes")
     _add_boxnet_training_flags(p)
     add_data_flags(p)
@@ -330,18 +344,22 @@ def register(subparsers: Any) -> None:
     p.add_argument("--output", required=True, type=str, help="where to write the .keras model")
     p.add_argument("--predictor", type=str, default=None,
                    help="a .keras predictor: adds its crops to training and scores val with it")
-    p.add_argument("--resolution", type=int, default=64, help="crop side in pixels (default 64)")
-    p.add_argument("--copies", type=int, default=4, help="crops per training image in the pool")
-    p.add_argument("--predicted-copies", dest="predicted_copies", type=int, default=1,
+    p.add_argument("--resolution", type=int, default=crops.resolution,
+                   help=f"crop side in pixels (default {crops.resolution})")
+    p.add_argument("--copies", type=int, default=crops.copies,
+                   help="crops per training image in the pool")
+    p.add_argument("--predicted-copies", dest="predicted_copies", type=int,
+                   default=crops.predicted_copies,
                    help="of those, crops at the predictor's boxes (with --predictor)")
-    p.add_argument("--jitter-shift", dest="jitter_shift", type=float, default=0.08)
-    p.add_argument("--jitter-scale", dest="jitter_scale", type=float, default=0.12)
+    p.add_argument("--jitter-shift", dest="jitter_shift", type=float, default=jitter.shift)
+    p.add_argument("--jitter-scale", dest="jitter_scale", type=float, default=jitter.scale)
     p.add_argument("--no-jitter", dest="no_jitter", action="store_true",
                    help="crop at the exact true boxes")
-    p.add_argument("--epochs", type=parse_epochs, default="10", help=epochs_help())
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
-    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=parse_epochs, default=str(train.epochs), help=epochs_help())
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=train.batch_size)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float,
+                   default=train.learning_rate)
+    p.add_argument("--seed", type=int, default=train.seed)
     _add_crop_flags(p, "the library default")
     add_data_flags(p)
     p.set_defaults(func=cmd_crop_train)
