@@ -4,8 +4,13 @@
 :func:`tfedge.convert_to_int8` (full integer, input range pinned to [0, 255]):
 
 * the predictor is calibrated on whole training images at its resolution;
-* each stage on the crops the *float* predictor cuts from the same training
-  images, resized to the stage's resolution: what the stage sees deployed.
+* each stage on the crops the *int8* predictor cuts from the same training
+  images, resized to the stage's resolution: what the stage sees deployed
+  (:func:`tfedge.cascade._int8.device_crops`);
+* with ``threshold_split`` (the split the thresholds were calibrated on), the
+  exit thresholds are calibrated again, with the same objective, on the int8
+  pipeline's scores of that split (:func:`tfedge.cascade._int8.recalibrate_thresholds`):
+  the bundle holds thresholds for the scores the device computes.
 
 It then runs both pipelines on held-out images: the float one (Keras
 predictor, Keras stages) and the int8 one as the device runs it (int8
@@ -36,6 +41,7 @@ from ..runtime.decision import CascadeOutcome, score_exits, simulate_cascade
 from ..runtime.errors import TfedgeError
 from ._cascade import CascadeSpec
 from ._evaluate import SplitLogits, _check_model, compute_stage_logits, stage_logits_on_crops
+from ._int8 import device_crops, operating_point, recalibrate_thresholds
 
 __all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle"]
 
@@ -133,6 +139,38 @@ def _evaluate_models(split: Split, stages: Sequence[Any], models: Sequence[Any],
                            predictor_model=predictor_model, labels=labels, count=count)
 
 
+def _int8_thresholds(spec: CascadeSpec, split: Split, stages: Sequence[Any], predictor: Any,
+                     crop: Any) -> tuple[tuple[Optional[float], ...], Optional[dict[str, Any]]]:
+    """Thresholds for the int8 pipeline's scores: ``spec``'s objective solved on ``split``.
+
+    Returns the thresholds and a record of both pipelines' figures on
+    ``split`` (the float ones from ``spec.calibration``); the float
+    thresholds and no record when the spec has no objective to solve again.
+    """
+    data, float_thresholds_out = run_int8_cascade(
+        split, stages=stages, resolutions=[s.resolution for s in spec.stages],
+        criteria=spec.criteria, weights=spec.weights, thresholds=spec.thresholds,
+        stage_macs=spec.stage_macs, predictor=predictor,
+        predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
+        predictor_macs=spec.predictor_macs, crop=crop)
+    result = recalibrate_thresholds(spec, data.logits, data.labels)
+    if result is None:
+        log.warning("the cascade records no calibration objective: the bundle keeps its float "
+                    "thresholds")
+        return tuple(spec.thresholds), None
+    log.info("int8 thresholds %s (float %s): int8 top-1 %.4f at %.0f MACs on %d calibration-"
+             "split images (%.4f with the float thresholds)", result.thresholds,
+             spec.thresholds, result.val_top1, result.val_expected_macs, result.count,
+             float_thresholds_out.top1)
+    calib = dict(spec.calibration or {})
+    record = {**result.to_dict(), "split": calib.get("split"),
+              "float_val_top1": calib.get("val_top1"),
+              "float_val_expected_macs": calib.get("val_expected_macs"),
+              "float_val_exit_fractions": calib.get("val_exit_fractions"),
+              "int8_with_float_thresholds": operating_point(float_thresholds_out)}
+    return tuple(result.thresholds), record
+
+
 def _outcome(result: Any, stage_macs: Sequence[int],
              predictor_macs: int) -> tuple[SplitLogits, CascadeOutcome]:
     """A runtime :class:`~tfedge.runtime.evaluate.BundleEvaluation` as (SplitLogits, outcome)."""
@@ -171,6 +209,7 @@ def convert_cascade_bundle(
     seed: int = 0,
     extra_metrics: Optional[Mapping[str, Any]] = None,
     qat=None,
+    threshold_split: Optional[Split] = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Convert a calibrated cascade to one int8 bundle (see the module docstring).
 
@@ -187,6 +226,12 @@ def convert_cascade_bundle(
     ``exit_rates``, per-stage metrics...). Raises
     :class:`~tfedge.ConversionCheckError` (nothing written) when the int8
     cascade loses more than ``tolerance_points``.
+
+    threshold_split: the split the thresholds were calibrated on (e.g. the
+    validation split; never the check split). When given, the int8 pipeline
+    runs on it and the bundle gets thresholds solved for its int8 scores
+    (``metrics['thresholds']``; the float ones stay in
+    ``metrics['float_thresholds']``). Without it the float thresholds are kept.
     """
     from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
                             check_tolerance, quantize_int8)
@@ -227,10 +272,11 @@ def convert_cascade_bundle(
     chk = _subset(check, check_size, seed + 1)
     crop = spec.predictor.crop if spec.predictor is not None else None
 
-    # Calibration images: whole images for the predictor, float-predictor crops for the stages.
+    # Calibration images: whole images for the predictor; for the stages, the crops the device
+    # cuts at the int8 predictor's boxes (not the float predictor's: those are not what it sees).
     pred_bytes = None
     pred_quantization = None
-    cal_boxes = None
+    pred_tfl = None
     if predictor is not None:
         from ..crop import predict_boxes, predictor_export_model
 
@@ -241,7 +287,9 @@ def convert_cascade_bundle(
         pred_bytes, pred_quantization = quantize_int8(
             export, np.concatenate(_whole_images(cal, spec.predictor.resolution, batch_size)),
             io_dtype=io_dtype, qat=qat, qat_unsupported=_PREDICTOR_NO_QAT)
-        cal_boxes = predict_boxes(predictor, cal, batch_size=batch_size)
+        pred_tfl = TfliteModel(pred_bytes)
+    _, stage_reps = device_crops(cal, [s.resolution for s in spec.stages], predictor=pred_tfl,
+                                 crop=crop)
     qat_set = qat_boxes = None
     if qat is not None:
         qat_set = _subset(calibration, qat.images, seed + 2)
@@ -250,9 +298,9 @@ def convert_cascade_bundle(
     stage_bytes, stage_quantization = [], []
     for k, (stage, model) in enumerate(zip(spec.stages, models)):
         log.info("converting stage %d %s (%d calibration %s at %d px%s)", k, stage.name, len(cal),
-                 "crops" if cal_boxes is not None else "images", stage.resolution,
+                 "int8-predictor crops" if pred_tfl is not None else "images", stage.resolution,
                  ", quantisation-aware" if qat is not None else "")
-        rep = np.concatenate(_crops(cal, stage.resolution, cal_boxes, crop, batch_size))
+        rep = stage_reps[k]
         examples = None
         if qat_set is not None:
             examples = (np.concatenate(_crops(qat_set, stage.resolution, qat_boxes, crop,
@@ -270,10 +318,13 @@ def convert_cascade_bundle(
                                  weights=spec.weights, thresholds=spec.thresholds,
                                  stage_macs=spec.stage_macs, predictor_macs=spec.predictor_macs)
     stage_tfl = [TfliteModel(b) for b in stage_bytes]
-    pred_tfl = TfliteModel(pred_bytes) if pred_bytes is not None else None
+    thresholds, threshold_record = tuple(spec.thresholds), None
+    if threshold_split is not None:
+        thresholds, threshold_record = _int8_thresholds(spec, threshold_split, stage_tfl,
+                                                        pred_tfl, crop)
     int8_data, int8_out = run_int8_cascade(
         chk, stages=stage_tfl, resolutions=[s.resolution for s in spec.stages],
-        criteria=spec.criteria, weights=spec.weights, thresholds=spec.thresholds,
+        criteria=spec.criteria, weights=spec.weights, thresholds=thresholds,
         stage_macs=spec.stage_macs, predictor=pred_tfl,
         predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
         predictor_macs=spec.predictor_macs, crop=crop, batch_size=batch_size)
@@ -296,7 +347,13 @@ def convert_cascade_bundle(
         "top1_drop_points": (float_out.top1 - int8_out.top1) * _POINTS,
         "tolerance_points": float(tolerance_points), "check_images": int(len(chk)),
         "calibration_images": int(len(cal)), "io_dtype": io_dtype,
+        "thresholds": list(thresholds), "float_thresholds": list(spec.thresholds),
+        "threshold_source": "int8" if threshold_record is not None else "float",
+        "operating_points": {"float": operating_point(float_out),
+                             "int8": operating_point(int8_out)},
     }
+    if threshold_record is not None:
+        metrics["int8_threshold_calibration"] = threshold_record
     if spec.calibration:
         metrics["threshold_calibration"] = {
             k: spec.calibration.get(k) for k in ("mode", "target_accuracy", "macs_budget",
@@ -318,7 +375,7 @@ def convert_cascade_bundle(
         tfl = stage_tfl[k]
         entries.append((StageEntry(name=stage.name, resolution=stage.resolution, macs=stage.macs,
                                    input=tfl.input_spec, output=tfl.output_spec,
-                                   criterion=stage.criterion, threshold=stage.threshold,
+                                   criterion=stage.criterion, threshold=thresholds[k],
                                    accumulate_weight=stage.accumulate_weight,
                                    metrics=stage_metrics[k]), data))
     pred_entry = None
