@@ -5,6 +5,15 @@ scikit-image bundles a handful of real photographs and textures under
 the package folders with Pillow: ``skimage.data``'s own functions may try to
 fetch other files from the internet, so they are never called.
 
+``scenes="extended"`` (opt-in: :class:`tfedge.data.BenchmarkConfig`'s
+``scenes`` field) adds 19 more scenes from other offline packages (see
+docs/data.md for sources and licences): matplotlib's sample photo
+(``grace_hopper``), Debian's ``darknet`` (6 photos of animals, people, a
+kite) and ``mate-backgrounds`` (12 nature photos). The Debian files are
+looked up under every root of ``$TFEDGE_SCENE_ROOT`` (colon-separated,
+default ``/``), so ``dpkg-deb -x`` of the packages into a folder works
+without installing them.
+
 Only natural photographs and textures are used. Synthetic images (chessboards,
 colour wheels, phantoms, logos, a silhouette), a scanned page, an artificially
 blurred copy of a photo and a 102-pixel thumbnail are left out on purpose: a
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -36,6 +46,8 @@ __all__ = [
     "split_photos",
     "is_heldout",
     "HELDOUT_FRACTION",
+    "SCENE_SETS",
+    "SCENE_ROOT_ENV",
 ]
 
 # name -> (package, file inside the package). Real photographs and textures only.
@@ -62,6 +74,24 @@ _SKLEARN_PHOTOS = {
     "china": "datasets/images/china.jpg",
     "flower": "datasets/images/flower.jpg",
 }
+# scenes="extended": more photos from other offline packages (docs/data.md).
+# name -> (package, file inside the package) for Python packages ...
+_EXTENDED_PACKAGE_PHOTOS = {
+    "mpl_grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+}
+# ... and name -> (Debian package, absolute path) for files of Debian packages. darknet's
+# scream.jpg (a painting) is left out.
+_DARKNET = "/usr/share/darknet/data"
+_MATE = "/usr/share/backgrounds/mate/nature"
+_EXTENDED_DEBIAN_PHOTOS = {
+    **{f"darknet_{n}": ("darknet", f"{_DARKNET}/{n}.jpg")
+       for n in ("dog", "eagle", "giraffe", "horses", "kite", "person")},
+    **{f"mate_{n.lower()}": ("mate-backgrounds", f"{_MATE}/{n}.jpg")
+       for n in ("Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird",
+                 "RainDrops", "Storm", "TwoWings", "Wood", "YellowFlower")},
+}
+SCENE_SETS = ("default", "extended")
+SCENE_ROOT_ENV = "TFEDGE_SCENE_ROOT"
 # Photos of one scene must land on the same side of the train/held-out split.
 _SCENES = {
     "motorcycle_left": "motorcycle",
@@ -107,13 +137,58 @@ def _photo_files() -> dict[str, Path]:
     return files
 
 
-def available_photos() -> list[str]:
-    """Names of the background photos installed here, sorted."""
-    return sorted(_photo_files())
+def _check_scenes(scenes: str) -> None:
+    if scenes not in SCENE_SETS:
+        raise DatasetError(f"unknown scene set {scenes!r}: choose one of {', '.join(SCENE_SETS)}")
+
+
+def _scene_roots() -> list[Path]:
+    text = os.environ.get(SCENE_ROOT_ENV) or "/"
+    return [Path(part).expanduser() for part in text.split(os.pathsep) if part]
+
+
+def _extended_files() -> dict[str, Path]:
+    """The extra scenes; every one must be present (one config, one set of photos)."""
+    files: dict[str, Path] = {}
+    missing: set[str] = set()
+    for name, (package, rel) in _EXTENDED_PACKAGE_PHOTOS.items():
+        folder = _package_dir(package)
+        if folder is not None and (folder / rel).is_file():
+            files[name] = folder / rel
+        else:
+            missing.add(f"pip install {package}")
+    for name, (package, absolute) in _EXTENDED_DEBIAN_PHOTOS.items():
+        found = [root / absolute.lstrip("/") for root in _scene_roots()]
+        found = [path for path in found if path.is_file()]
+        if found:
+            files[name] = found[0]
+        else:
+            missing.add(f"apt-get install {package}")
+    if missing:
+        raise DatasetError(
+            f"scenes='extended' needs photos that are not installed: {'; '.join(sorted(missing))} "
+            f"(or dpkg-deb -x the .deb files into a folder and set ${SCENE_ROOT_ENV} to it), "
+            "or use scenes='default'")
+    return files
+
+
+def _scene_files(scenes: str) -> dict[str, Path]:
+    _check_scenes(scenes)
+    files = _photo_files()
+    if scenes == "extended":
+        files.update(_extended_files())
+    return files
+
+
+def available_photos(scenes: str = "default") -> list[str]:
+    """Names of the background photos of a scene set (``'default'`` or ``'extended'``), sorted."""
+    return sorted(_scene_files(scenes))
 
 
 def photo_path(name: str) -> Path:
     files = _photo_files()
+    if name not in files and (name in _EXTENDED_PACKAGE_PHOTOS or name in _EXTENDED_DEBIAN_PHOTOS):
+        files = _scene_files("extended")
     if name not in files:
         raise DatasetError(
             f"unknown background photo {name!r}: choose one of {', '.join(sorted(files))}")

@@ -36,7 +36,7 @@ import numpy as np
 
 from .._errors import DatasetError
 from .._io import atomic_directory, atomic_write_json, remove_stale_temporaries, sha256_file
-from ._backgrounds import available_photos, load_photo, split_photos
+from ._backgrounds import SCENE_SETS, available_photos, load_photo, split_photos
 from ._fashion import FashionMNIST, load_fashion_mnist
 from ._types import ImageSplit
 
@@ -115,7 +115,10 @@ class BenchmarkConfig:
     image_size: square image side in pixels. object_size: (min, max) of the
     pasted item's longer side in pixels. tint: colour each item with a random
     tint (else gray). *_size: examples per split. seed: the only source of
-    randomness.
+    randomness. scenes: the background photos, ``'default'`` (scikit-image's
+    and scikit-learn's) or ``'extended'`` (19 more from other offline
+    packages, docs/data.md); left out of :meth:`to_dict` (and so of the cache
+    key) while ``'default'``, so the default datasets keep their bytes and keys.
     """
 
     image_size: int = 128
@@ -125,8 +128,12 @@ class BenchmarkConfig:
     val_size: int = 2000
     test_size: int = 5000
     seed: int = 0
+    scenes: str = "default"
 
     def __post_init__(self) -> None:
+        if self.scenes not in SCENE_SETS:
+            raise DatasetError(f"benchmark scenes={self.scenes!r} is invalid: choose one of "
+                               f"{', '.join(SCENE_SETS)}")
         size = self.image_size
         if not _is_int(size) or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
             raise DatasetError(
@@ -169,6 +176,8 @@ class BenchmarkConfig:
         """JSON-ready fields (object_size as a list)."""
         d = dataclasses.asdict(self)
         d["object_size"] = list(self.object_size)
+        if d["scenes"] == "default":  # the datasets made before the field keep their keys
+            del d["scenes"]
         return d
 
     @classmethod
@@ -496,7 +505,7 @@ def benchmark_backgrounds(config: BenchmarkConfig, split: str,
     """
     _check_split(split)
     fashion = load_fashion_mnist(fashion_mnist_path, allow_download=allow_download)
-    plan = _plan(config, split, fashion, available_photos())
+    plan = _plan(config, split, fashion, available_photos(config.scenes))
     return plan.backgrounds()
 
 
@@ -525,17 +534,17 @@ def _progress_fn(progress: Progress) -> Optional[ProgressFn]:
     return progress
 
 
-def _load_sources(fashion_mnist_path: Optional[str | os.PathLike], allow_download: bool
-                  ) -> tuple[FashionMNIST, dict[str, np.ndarray]]:
+def _load_sources(fashion_mnist_path: Optional[str | os.PathLike], allow_download: bool,
+                  scenes: str = "default") -> tuple[FashionMNIST, dict[str, np.ndarray]]:
     fashion = load_fashion_mnist(fashion_mnist_path, allow_download=allow_download)
-    photos = {name: load_photo(name) for name in available_photos()}
+    photos = {name: load_photo(name) for name in available_photos(scenes)}
     return fashion, photos
 
 
 def generate_benchmark(config: BenchmarkConfig, fashion_mnist_path: Optional[str | os.PathLike] = None,
                        allow_download: bool = False, progress: Progress = None) -> dict[str, ImageSplit]:
     """Generate all three splits in memory (no cache); see :func:`load_benchmark`."""
-    fashion, photos = _load_sources(fashion_mnist_path, allow_download)
+    fashion, photos = _load_sources(fashion_mnist_path, allow_download, config.scenes)
     report = _progress_fn(progress)
     total = config.train_size + config.val_size + config.test_size
     out: dict[str, ImageSplit] = {}
@@ -626,7 +635,7 @@ def _read_cache(config: BenchmarkConfig, path: Path, verify_checksums: bool
         return None, "meta.json has no class names"
     photos = meta.get("photos")
     try:
-        current = split_photos(available_photos())
+        current = split_photos(available_photos(config.scenes))
     except DatasetError:
         current = None  # cannot tell without scikit-image; the arrays are still complete
     if current is not None and (not isinstance(photos, dict)
@@ -688,7 +697,7 @@ def load_benchmark(config: BenchmarkConfig = BenchmarkConfig(), cache_dir: Optio
         logger.warning("cached %s at %s cannot be used (%s): regenerating it", BENCHMARK_NAME, path, reason)
     for stale in remove_stale_temporaries(path, STALE_TEMPORARY_SECONDS):
         logger.info("removed %s, left by a generation that was killed", stale)
-    fashion, photos = _load_sources(fashion_mnist_path, allow_download)
+    fashion, photos = _load_sources(fashion_mnist_path, allow_download, config.scenes)
     try:
         _write_cache(config, path, fashion, photos, _progress_fn(progress))
     except OSError as exc:  # a cache path under a file, no permission, a full disk
