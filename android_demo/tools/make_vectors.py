@@ -369,11 +369,14 @@ def _delete(path: list) -> list[dict[str, Any]]:
     return [{"op": "delete", "path": path}]
 
 
-def _file(name: str, change: str, data: bytes = b"") -> list[dict[str, Any]]:
-    """A file operation: ``remove`` it, ``flip_last_byte``, ``append_zero``, or ``write`` data."""
+def _file(name: str, change: str, data: bytes = b"", source: str = "") -> list[dict[str, Any]]:
+    """A file operation: ``remove`` it, ``flip_last_byte``, ``append_zero``, ``write`` data,
+    or ``copy`` it from the bundle's file ``source``."""
     op = {"op": change, "name": name}
     if change == "write":
         op["data"] = base64.b64encode(data).decode("ascii")
+    if change == "copy":
+        op["from"] = source
     return [op]
 
 
@@ -408,13 +411,16 @@ def apply_ops(manifest: Any, files: dict[str, Optional[bytes]], ops: list[dict[s
             files[op["name"]] = files[op["name"]] + b"\0"
         elif kind == "write":
             files[op["name"]] = base64.b64decode(op["data"])
+        elif kind == "copy":
+            files[op["name"]] = files[op["from"]]
         else:
             raise ValueError(f"unknown operation {kind!r}")
 
 
 #: name -> (operations, phrase of the refusal; None: the variant must load).
 REFUSALS: dict[str, tuple[list[dict[str, Any]], Optional[str]]] = {
-    "version_2": (_set(["version"], 2), "bundle version 2 is newer than this tfedge supports (1)"),
+    "version_3": (_set(["version"], 3), "bundle version 3 is newer than this tfedge supports (2)"),
+    "version_2_plain_ok": (_set(["version"], 2), None),
     "version_0": (_set(["version"], 0), "'version' must be a whole number >= 1"),
     "version_string": (_set(["version"], "1"), "'version' must be a whole number >= 1"),
     "version_float": (_set(["version"], 1.0), "'version' must be a whole number >= 1"),
@@ -503,6 +509,58 @@ REFUSALS: dict[str, tuple[list[dict[str, Any]], Optional[str]]] = {
                                 _file("predictor.tflite", "remove")), None),
 }
 
+#: A refiner (manifest version 2): the predictor's model file copied as refiner.tflite (a
+#: heat-map box model of the same shapes), with the refiner's window and passes.
+_REFINER_WINDOW = {"margin": 0.25, "square": True, "min_size": 0.1, "scales": []}
+
+
+def _with_refiner(manifest: dict[str, Any], version: int = 2) -> list[dict[str, Any]]:
+    entry = {key: copy.deepcopy(manifest["predictor"][key])
+             for key in ("resolution", "macs", "box_format", "input", "output", "metrics")}
+    entry.update(file="refiner.tflite", window=dict(_REFINER_WINDOW), passes=2)
+    return _both(_file("refiner.tflite", "copy", source="predictor.tflite"),
+                 _set(["files", "refiner.tflite"], manifest["files"]["predictor.tflite"]),
+                 _set(["refiner"], entry), _set(["version"], version))
+
+
+def refiner_variants(manifest: dict[str, Any]) -> dict[str, tuple[list[dict[str, Any]],
+                                                                   Optional[str]]]:
+    """Refusals (and one acceptance) of version-2 manifests, built on the tiny bundle's own."""
+    ok = _with_refiner(manifest)
+    return {
+        "refiner_ok": (ok, None),
+        "refiner_in_version_1": (_with_refiner(manifest, version=1),
+                                 "a version 1 manifest holds a 'refiner', which needs version 2"),
+        "refiner_without_predictor": (_both(ok, _set(["predictor"], None)),
+                                      "'refiner' refines the predictor's box but 'predictor' is "
+                                      "null"),
+        "refiner_window_free": (_both(ok, _set(["refiner", "window", "square"], False)),
+                                "'refiner.window' must be square with no scales"),
+        "refiner_window_scales": (_both(ok, _set(["refiner", "window", "scales"], [0.5, 1.0])),
+                                  "'refiner.window' must be square with no scales"),
+        "refiner_window_unknown_key": (_both(ok, _set(["refiner", "window", "pad"], 1)),
+                                       "'refiner.window' has unknown keys ['pad']"),
+        "refiner_window_margin": (_both(ok, _set(["refiner", "window", "margin"], 9.0)),
+                                  "'refiner.window' is invalid"),
+        "refiner_window_missing": (_both(ok, _delete(["refiner", "window"])),
+                                   "missing field 'refiner.window'"),
+        "refiner_passes_zero": (_both(ok, _set(["refiner", "passes"], 0)),
+                                "'refiner.passes' must be a whole number >= 1"),
+        "refiner_passes_float": (_both(ok, _set(["refiner", "passes"], 2.0)),
+                                 "'refiner.passes' must be a whole number >= 1"),
+        "refiner_input": (_both(ok, _set(["refiner", "resolution"], 32)),
+                          "'refiner.input.shape' is [1, 24, 24, 3] but resolution 32 needs"),
+        "refiner_heatmap_shapes": (_both(ok, _set(["refiner", "output", 1, "shape"], [1, 16, 3])),
+                                   "do not form a heat map"),
+        "refiner_same_file": (_both(ok, _set(["refiner", "file"], "predictor.tflite")),
+                              "the labels file and the models must be different files"),
+        "refiner_unlisted": (_both(ok, _delete(["files", "refiner.tflite"])),
+                             "'refiner.tflite' is used but not listed under 'files'"),
+        "refiner_sha_mismatch": (_both(ok, _file("refiner.tflite", "flip_last_byte")),
+                                 "refiner.tflite: SHA-256 mismatch (file altered or corrupt)"),
+    }
+
+
 #: Special manifests that are not JSON objects.
 RAW_MANIFESTS = {
     "manifest_not_json": (b"{\"format\": \"tfedge-bundle\", ", "manifest.json is not valid JSON"),
@@ -575,7 +633,7 @@ def refusal_vectors(bundle_dir: Path) -> dict[str, Any]:
             if phrase is not None:
                 raise SystemExit(f"{name}: the Python reader accepted it, expected {phrase!r}")
 
-        for name, (ops, phrase) in REFUSALS.items():
+        for name, (ops, phrase) in {**REFUSALS, **refiner_variants(manifest)}.items():
             m = copy.deepcopy(manifest)
             files: dict[str, Optional[bytes]] = dict(originals)
             apply_ops(m, files, ops)

@@ -10,7 +10,10 @@ import java.util.List;
  * the whole frame resized for the predictor; its box -> a crop window in the full-resolution
  * frame; each stage gets that window resized to its resolution and quantised with its own
  * input parameters; its output is dequantised with its own output parameters; the early-exit
- * rule decides whether the next stage runs. Without a predictor the window is the frame.
+ * rule decides whether the next stage runs. Without a predictor the window is the frame. A
+ * refiner (manifest version 2) runs {@code passes} times between the predictor and the crop:
+ * each pass sees its window of the full-resolution frame around the current box, and its box,
+ * mapped back ({@link Refine}), replaces the current one.
  *
  * <p>Models are loaded through an {@link InferenceEngine}, and each model's tensors are
  * compared with the manifest first ({@code tfedge.bundle.check_tensor_specs}).
@@ -21,6 +24,7 @@ public final class EdgePipeline implements Closeable {
 
     public final Bundle bundle;
     private final InferenceEngine.Model predictor;
+    private final InferenceEngine.Model refiner;
     private final InferenceEngine.Model[] stages;
     private OperatingPoint operatingPoint;
 
@@ -35,6 +39,12 @@ public final class EdgePipeline implements Closeable {
                         m.predictor.outputs(), numThreads, loaded);
             } else {
                 predictor = null;
+            }
+            if (m.refiner != null) {
+                refiner = load(engine, m.refiner.file, new TensorSpec[] {m.refiner.input},
+                        m.refiner.outputs(), numThreads, loaded);
+            } else {
+                refiner = null;
             }
             stages = new InferenceEngine.Model[m.stages.size()];
             for (int k = 0; k < stages.length; k++) {
@@ -88,6 +98,10 @@ public final class EdgePipeline implements Closeable {
         if (m.predictor != null) {
             b.append("predictor ").append(m.predictor.resolution).append("px");
         }
+        if (m.refiner != null) {
+            b.append(" -> refiner ").append(m.refiner.resolution).append("px x")
+                    .append(m.refiner.passes);
+        }
         for (int k = 0; k < m.stages.size(); k++) {
             StageEntry s = m.stages.get(k);
             Double t = operatingPoint.threshold(k);
@@ -116,6 +130,9 @@ public final class EdgePipeline implements Closeable {
         byte[][] pRaw = null;
         float[] pValues = null;
         long macs = 0;
+        float[] predictorBox = null;
+        Double refinerMs = null;
+        List<FrameResult.RefinerTrace> passes = new ArrayList<FrameResult.RefinerTrace>();
         if (predictor != null) {
             long t0 = System.nanoTime();
             pInput = Preprocess.prepareInput(argb, width, height, window, m.predictor.input);
@@ -131,10 +148,35 @@ public final class EdgePipeline implements Closeable {
             }
             pValues = Boxes.predictorValues(outputs, ranks, m.predictor.boxFormat);
             box = Boxes.decodeBox(pValues, m.predictor.boxFormat);
-            window = Geometry.cropWindow(box, height, width, m.predictor.crop);
             preprocessNs += t1 - t0;
             predictorMs = (t2 - t1) * MS;
             macs += m.predictor.macs;
+            if (refiner != null) {
+                predictorBox = box;
+                long refinerNs = 0;
+                for (int pass = 0; pass < m.refiner.passes; pass++) {
+                    long r0 = System.nanoTime();
+                    int[] look = Refine.window(box, height, width, m.refiner.window);
+                    byte[] rInput = Preprocess.prepareInput(argb, width, height, look,
+                            m.refiner.input);
+                    long r1 = System.nanoTime();
+                    byte[][] rRaw = refiner.run(rInput);
+                    long r2 = System.nanoTime();
+                    preprocessNs += r1 - r0;
+                    refinerNs += r2 - r1;
+                    float[] rValues = Boxes.predictorValues(dequantizeAll(rRaw,
+                            m.refiner.outputs()), ranks(m.refiner.outputs()), m.refiner.boxFormat);
+                    float[] inner = Boxes.decodeBox(rValues, m.refiner.boxFormat);
+                    box = Refine.step(box, inner, look, height, width);
+                    macs += m.refiner.macs;
+                    if (trace) {
+                        passes.add(new FrameResult.RefinerTrace(look, rInput, rRaw, rValues, inner,
+                                box));
+                    }
+                }
+                refinerMs = refinerNs * MS;
+            }
+            window = Geometry.cropWindow(box, height, width, m.predictor.crop);
         }
         List<FrameResult.StageTrace> traces = new ArrayList<FrameResult.StageTrace>();
         List<Double> stageMs = new ArrayList<Double>();
@@ -170,17 +212,38 @@ public final class EdgePipeline implements Closeable {
         for (int i = 0; i < ms.length; i++) {
             ms[i] = stageMs.get(i);
         }
-        FrameResult.Trace t = trace ? new FrameResult.Trace(pInput, pRaw, pValues, traces) : null;
+        FrameResult.Trace t = trace ? new FrameResult.Trace(pInput, pRaw, pValues, traces, passes)
+                : null;
         // decision is set: a bundle has >= 1 stage and its last one always exits.
         return new FrameResult(decision.classIndex, m.labels.get(decision.classIndex),
                 decision.probability(), ms.length - 1, decision.score, box, window, ms,
-                predictorMs, preprocessNs * MS, (System.nanoTime() - start) * MS, macs, t);
+                predictorMs, preprocessNs * MS, (System.nanoTime() - start) * MS, macs, t,
+                predictorBox, refinerMs);
+    }
+
+    private static float[][] dequantizeAll(byte[][] raw, TensorSpec[] specs) {
+        float[][] out = new float[raw.length][];
+        for (int i = 0; i < raw.length; i++) {
+            out[i] = Quantization.dequantize(raw[i], specs[i]);
+        }
+        return out;
+    }
+
+    private static int[] ranks(TensorSpec[] specs) {
+        int[] out = new int[specs.length];
+        for (int i = 0; i < specs.length; i++) {
+            out[i] = specs[i].shape.length;
+        }
+        return out;
     }
 
     @Override
     public void close() {
         if (predictor != null) {
             predictor.close();
+        }
+        if (refiner != null) {
+            refiner.close();
         }
         for (InferenceEngine.Model s : stages) {
             if (s != null) {

@@ -21,7 +21,8 @@ import org.json.JSONObject;
 import org.json.JSONTokener;
 
 /**
- * A checked {@code manifest.json} (format {@code tfedge-bundle}, version 1, {@code docs/bundle.md}).
+ * A checked {@code manifest.json} (format {@code tfedge-bundle}, version 1, or 2 when it holds a
+ * refiner; {@code docs/bundle.md}).
  *
  * <p>The checks and their order are the Python reader's ({@code tfedge.bundle._parse_manifest}),
  * and each refusal is a {@link BundleException} worded as Python's, so a bundle one side
@@ -32,7 +33,9 @@ import org.json.JSONTokener;
 public final class Manifest {
     public static final String FORMAT = "tfedge-bundle";
     /** The newest manifest version this reader understands. */
-    public static final int VERSION = 1;
+    public static final int VERSION = 2;
+    /** The version a manifest holding a refiner needs (version 1 readers would ignore it). */
+    public static final int REFINER_VERSION = 2;
     public static final String MANIFEST_NAME = "manifest.json";
     public static final long MAX_MANIFEST_BYTES = 16L << 20;
     private static final String MODEL_SUFFIX = ".tflite";
@@ -50,6 +53,8 @@ public final class Manifest {
     public final JSONObject preprocessing;
     /** Null: classify the whole frame. */
     public final PredictorEntry predictor;
+    /** The predictor's refiner (version 2); null without one. */
+    public final RefinerEntry refiner;
     public final List<StageEntry> stages;
     public final JSONObject metrics;
     public final Map<String, FileEntry> files;
@@ -58,8 +63,8 @@ public final class Manifest {
 
     private Manifest(int version, String createdUtc, String tfedgeVersion, List<String> labels,
                      String labelsFile, JSONObject preprocessing, PredictorEntry predictor,
-                     List<StageEntry> stages, JSONObject metrics, Map<String, FileEntry> files,
-                     JSONObject json) {
+                     RefinerEntry refiner, List<StageEntry> stages, JSONObject metrics,
+                     Map<String, FileEntry> files, JSONObject json) {
         this.version = version;
         this.createdUtc = createdUtc;
         this.tfedgeVersion = tfedgeVersion;
@@ -67,6 +72,7 @@ public final class Manifest {
         this.labelsFile = labelsFile;
         this.preprocessing = preprocessing;
         this.predictor = predictor;
+        this.refiner = refiner;
         this.stages = Collections.unmodifiableList(stages);
         this.metrics = metrics;
         this.files = Collections.unmodifiableMap(files);
@@ -82,11 +88,14 @@ public final class Manifest {
         return Collections.singletonList(new OperatingPoint("calibrated", thresholds));
     }
 
-    /** The model files: the predictor's (if any) first, then the stages' in order. */
+    /** The model files: the predictor's and refiner's (if any) first, then the stages'. */
     public List<String> modelFiles() {
         List<String> out = new ArrayList<String>();
         if (predictor != null) {
             out.add(predictor.file);
+        }
+        if (refiner != null) {
+            out.add(refiner.file);
         }
         for (StageEntry s : stages) {
             out.add(s.file);
@@ -154,10 +163,24 @@ public final class Manifest {
         Object range = pr.get("pixel_range");
         if (!isPixelRange(range)) {
             throw JsonReader.fail("manifest.json: 'preprocessing.pixel_range' is "
-                    + Py.value(range) + ", version " + VERSION + " bundles feed raw pixels [0, 255]");
+                    + Py.value(range) + ", version " + version + " bundles feed raw pixels [0, 255]");
         }
         Object rawPredictor = r.get("predictor");
         PredictorEntry predictor = rawPredictor == null ? null : parsePredictor(rawPredictor);
+        Object rawRefiner = r.obj.opt("refiner");
+        RefinerEntry refiner = null;
+        if (rawRefiner != null && rawRefiner != JSONObject.NULL) {
+            if (((Number) version).longValue() < REFINER_VERSION) {
+                throw JsonReader.fail("manifest.json: a version " + version + " manifest holds a "
+                        + "'refiner', which needs version " + REFINER_VERSION + " (older readers "
+                        + "would ignore it and crop elsewhere)");
+            }
+            if (predictor == null) {
+                throw JsonReader.fail("manifest.json: 'refiner' refines the predictor's box but "
+                        + "'predictor' is null");
+            }
+            refiner = parseRefiner(rawRefiner);
+        }
         JSONArray rawStages = JsonReader.array(r.get("stages"));
         if (rawStages == null || rawStages.length() == 0) {
             throw JsonReader.fail("manifest.json: 'stages' must be a non-empty list (at least one "
@@ -182,6 +205,9 @@ public final class Manifest {
         if (predictor != null) {
             referenced.add(predictor.file);
         }
+        if (refiner != null) {
+            referenced.add(refiner.file);
+        }
         for (StageEntry s : stages) {
             referenced.add(s.file);
         }
@@ -196,7 +222,7 @@ public final class Manifest {
             }
         }
         return new Manifest(((Number) version).intValue(), created, tfedgeVersion, labels,
-                labelsFile, pre, predictor, stages, metrics, files, r.obj);
+                labelsFile, pre, predictor, refiner, stages, metrics, files, r.obj);
     }
 
     private static boolean isPixelRange(Object v) {
@@ -405,14 +431,7 @@ public final class Manifest {
         }
     }
 
-    private static PredictorEntry parsePredictor(Object obj) throws BundleException {
-        String where = "predictor";
-        JsonReader r = new JsonReader(obj, where);
-        String file = modelFile(r, where);
-        int resolution = (int) Math.min(r.integer("resolution", 1), Integer.MAX_VALUE);
-        long macs = r.integer("macs", 0);
-        String boxFormat = r.choice("box_format", Boxes.FORMATS, JsonReader.joined(Boxes.FORMATS));
-        JSONObject crop = r.mapping("crop");
+    private static CropConfig parseCrop(JSONObject crop, String where) throws BundleException {
         Set<String> unknown = new TreeSet<String>();
         for (Iterator<String> it = crop.keys(); it.hasNext(); ) {
             unknown.add(it.next());
@@ -421,19 +440,64 @@ public final class Manifest {
             unknown.remove(k);
         }
         if (!unknown.isEmpty()) {
-            throw JsonReader.fail("manifest.json: 'predictor.crop' has unknown keys "
+            throw JsonReader.fail("manifest.json: '" + where + "' has unknown keys "
                     + Py.strings(new ArrayList<String>(unknown)) + " (known: ['margin', 'square', "
                     + "'min_size', 'scales'])");
         }
-        CropConfig cropConfig;
         try {
-            cropConfig = CropConfig.fromJson(crop);
+            return CropConfig.fromJson(crop);
         } catch (IllegalArgumentException e) {
-            throw JsonReader.fail("manifest.json: 'predictor.crop' is invalid (" + e.getMessage()
+            throw JsonReader.fail("manifest.json: '" + where + "' is invalid (" + e.getMessage()
                     + ")");
         }
+    }
+
+    private static PredictorEntry parsePredictor(Object obj) throws BundleException {
+        String where = "predictor";
+        JsonReader r = new JsonReader(obj, where);
+        String file = modelFile(r, where);
+        int resolution = (int) Math.min(r.integer("resolution", 1), Integer.MAX_VALUE);
+        long macs = r.integer("macs", 0);
+        String boxFormat = r.choice("box_format", Boxes.FORMATS, JsonReader.joined(Boxes.FORMATS));
         TensorSpec in = parseTensorSpec(r.get("input"), where + ".input");
         checkImageInput(in, resolution, where);
+        TensorSpec[] outputs = parseBoxOutputs(r, where, boxFormat);
+        CropConfig cropConfig = parseCrop(r.mapping("crop"), "predictor.crop");
+        JSONObject metrics = r.mapping("metrics");
+        return new PredictorEntry(file, resolution, macs, boxFormat, cropConfig, in, outputs,
+                metrics);
+    }
+
+    /** The version 2 {@code refiner}: a box model like the predictor, its window and passes. */
+    private static RefinerEntry parseRefiner(Object obj) throws BundleException {
+        String where = "refiner";
+        JsonReader r = new JsonReader(obj, where);
+        String file = modelFile(r, where);
+        int resolution = (int) Math.min(r.integer("resolution", 1), Integer.MAX_VALUE);
+        long macs = r.integer("macs", 0);
+        String boxFormat = r.choice("box_format", Boxes.FORMATS, JsonReader.joined(Boxes.FORMATS));
+        TensorSpec in = parseTensorSpec(r.get("input"), where + ".input");
+        checkImageInput(in, resolution, where);
+        TensorSpec[] outputs = parseBoxOutputs(r, where, boxFormat);
+        CropConfig window = parseCrop(r.mapping("window"), "refiner.window");
+        if (!window.square || window.scales().length > 0) {
+            StringBuilder scales = new StringBuilder("[");
+            for (double v : window.scales()) {
+                scales.append(scales.length() == 1 ? "" : ", ").append(Py.number(v));
+            }
+            throw JsonReader.fail("manifest.json: 'refiner.window' must be square with no scales "
+                    + "(the refiner's input is square and its box is mapped back from the exact "
+                    + "window), got square=" + (window.square ? "True" : "False") + " scales="
+                    + scales + "]");
+        }
+        int passes = (int) Math.min(r.integer("passes", 1), Integer.MAX_VALUE);
+        JSONObject metrics = r.mapping("metrics");
+        return new RefinerEntry(file, resolution, macs, passes, boxFormat, window, in, outputs,
+                metrics);
+    }
+
+    private static TensorSpec[] parseBoxOutputs(JsonReader r, String where, String boxFormat)
+            throws BundleException {
         Object rawOut = r.get("output");
         TensorSpec[] outputs;
         JSONArray list = JsonReader.array(rawOut);
@@ -454,9 +518,7 @@ public final class Manifest {
             throw JsonReader.fail("manifest.json: '" + where + ".output' shape "
                     + outputs[0].shapeText() + " must end in 4 (one box: ymin, xmin, ymax, xmax)");
         }
-        JSONObject metrics = r.mapping("metrics");
-        return new PredictorEntry(file, resolution, macs, boxFormat, cropConfig, in, outputs,
-                metrics);
+        return outputs;
     }
 
     private static Map<String, FileEntry> parseFiles(JsonReader top) throws BundleException {

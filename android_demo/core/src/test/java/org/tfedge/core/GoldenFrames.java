@@ -49,6 +49,9 @@ final class GoldenFrames {
         int inputs = 0;
         int exactProbabilities = 0;
         int stagesRun = 0;
+        int exactBoxes = 0;
+        int boxes = 0;
+        int refinerPasses = 0;
         for (int c = 0; c < cases.length(); c++) {
             JSONObject k = cases.getJSONObject(c);
             String where = "frame " + c + " (" + k.getString("source") + ")";
@@ -69,6 +72,21 @@ final class GoldenFrames {
                 }
                 engine.outputs.put(m.predictor.file, pRaw);
             }
+            JSONArray passes = k.optJSONArray("refiner");
+            assertEquals(where + ": refiner passes", m.refiner == null ? 0 : m.refiner.passes,
+                    passes == null ? 0 : passes.length());
+            if (passes != null) {
+                java.util.List<byte[][]> sequence = new java.util.ArrayList<byte[][]>();
+                for (int i = 0; i < passes.length(); i++) {
+                    JSONArray out = passes.getJSONObject(i).getJSONArray("outputs");
+                    byte[][] raw = new byte[out.length()][];
+                    for (int j = 0; j < raw.length; j++) {
+                        raw[j] = Golden.bytes(out.getJSONObject(j));
+                    }
+                    sequence.add(raw);
+                }
+                engine.sequences.put(m.refiner.file, sequence);
+            }
             JSONArray stages = k.getJSONArray("stages");
             for (int s = 0; s < stages.length(); s++) {
                 engine.outputs.put(m.stages.get(s).file, new byte[][] {
@@ -87,8 +105,43 @@ final class GoldenFrames {
                 exactInputs += diff == 0 ? 1 : 0;
                 assertArrayEquals(where + ": predictor values",
                         Golden.floats(p.getJSONArray("values")), r.trace.predictorValues, 1e-6f);
-                assertArrayEquals(where + ": box", Golden.floats(p.getJSONArray("box")), r.box,
-                        1e-6f);
+                float[] predictorBox = m.refiner != null ? r.predictorBox : r.box;
+                assertArrayEquals(where + ": predictor box", Golden.floats(p.getJSONArray("box")),
+                        predictorBox, 1e-6f);
+                exactBoxes += Arrays.equals(Golden.floats(p.getJSONArray("box")), predictorBox)
+                        ? 1 : 0;
+                boxes++;
+            }
+            for (int i = 0; passes != null && i < passes.length(); i++) {
+                // Refiner pass: window exactly, input within one code, values and boxes.
+                JSONObject g = passes.getJSONObject(i);
+                FrameResult.RefinerTrace t = r.trace.refiner.get(i);
+                String at = where + " refiner pass " + i;
+                assertArrayEquals(at + ": window", Golden.ints(g.getJSONArray("window")), t.window);
+                int d = maxCodeDifference(Golden.bytes(g.getJSONObject("input")), t.input,
+                        m.refiner.input.dtype, at + " input");
+                assertTrue(at + ": input differs by " + d + " codes", d <= 1);
+                inputs++;
+                exactInputs += d == 0 ? 1 : 0;
+                assertArrayEquals(at + ": values", Golden.floats(g.getJSONArray("values")),
+                        t.values, 1e-6f);
+                assertArrayEquals(at + ": inner box", Golden.floats(g.getJSONArray("inner")),
+                        t.inner, 1e-6f);
+                float[] expected = Golden.floats(g.getJSONArray("box"));
+                assertArrayEquals(at + ": box", expected, t.box, 1e-6f);
+                // From Python's own inner box, the mapping and merge are float32 and exact.
+                float[] previous = i == 0 ? Golden.floats(p.getJSONArray("box"))
+                        : Golden.floats(passes.getJSONObject(i - 1).getJSONArray("box"));
+                assertArrayEquals(at + ": mapped and merged box", expected,
+                        Refine.step(previous, Golden.floats(g.getJSONArray("inner")),
+                                t.window, height, width), 0f);
+                exactBoxes += Arrays.equals(expected, t.box) ? 1 : 0;
+                boxes++;
+                refinerPasses++;
+            }
+            if (passes != null) {
+                assertArrayEquals(where + ": refined box", Golden.floats(passes.getJSONObject(
+                        passes.length() - 1).getJSONArray("box")), r.box, 0f);
             }
             assertArrayEquals(where + ": crop window", Golden.ints(k.getJSONArray("window")),
                     r.window);
@@ -124,8 +177,10 @@ final class GoldenFrames {
             assertEquals(where + ": exit stage", result.getInt("exit_stage"), r.exitStage);
             assertEquals(where + ": score", result.getDouble("score"), r.score, 1e-12);
         }
-        return cases.length() + " frames; " + exactInputs + " of " + inputs + " model inputs "
-                + "identical to Python's (the rest within 1 code); " + exactProbabilities + " of "
+        return cases.length() + " frames" + (refinerPasses > 0 ? " (" + refinerPasses
+                + " refiner passes)" : "") + "; " + exactInputs + " of " + inputs + " model inputs "
+                + "identical to Python's (the rest within 1 code); " + exactBoxes + " of " + boxes
+                + " boxes bit-identical (the rest within 1e-6); " + exactProbabilities + " of "
                 + stagesRun + " stage probability vectors bit-identical (the rest within 1e-12)";
     }
 

@@ -11,6 +11,8 @@ import java.util.Map;
  */
 final class ReplayEngine implements InferenceEngine {
     final Map<String, byte[][]> outputs = new HashMap<String, byte[][]>();
+    /** Per file, the outputs of successive calls (a refiner runs once per pass). */
+    final Map<String, List<byte[][]>> sequences = new HashMap<String, List<byte[][]>>();
     final Map<String, byte[]> inputs = new HashMap<String, byte[]>();
     final List<String> calls = new ArrayList<String>();
     private final Map<String, TensorSpec[][]> specs = new HashMap<String, TensorSpec[][]>();
@@ -19,6 +21,9 @@ final class ReplayEngine implements InferenceEngine {
         if (m.predictor != null) {
             specs.put(m.predictor.file, new TensorSpec[][] {{m.predictor.input},
                     m.predictor.outputs()});
+        }
+        if (m.refiner != null) {
+            specs.put(m.refiner.file, new TensorSpec[][] {{m.refiner.input}, m.refiner.outputs()});
         }
         for (StageEntry s : m.stages) {
             specs.put(s.file, new TensorSpec[][] {{s.input}, {s.output}});
@@ -48,7 +53,9 @@ final class ReplayEngine implements InferenceEngine {
             public byte[][] run(byte[] input) {
                 calls.add(file);
                 inputs.put(file, input.clone());
-                byte[][] out = outputs.get(file);
+                List<byte[][]> sequence = sequences.get(file);
+                byte[][] out = sequence != null && !sequence.isEmpty() ? sequence.remove(0)
+                        : outputs.get(file);
                 if (out == null) {
                     throw new AssertionError("the Java pipeline ran " + file + ", which the "
                             + "Python runner did not run on this frame");

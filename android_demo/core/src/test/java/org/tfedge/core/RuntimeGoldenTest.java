@@ -35,7 +35,12 @@ public class RuntimeGoldenTest {
     }
 
     private static JSONObject golden(File dir) throws IOException, org.json.JSONException {
-        return new JSONObject(new String(Files.readAllBytes(new File(dir, "golden.json").toPath()),
+        return golden(dir, "golden.json");
+    }
+
+    private static JSONObject golden(File dir, String name)
+            throws IOException, org.json.JSONException {
+        return new JSONObject(new String(Files.readAllBytes(new File(dir, name).toPath()),
                 StandardCharsets.UTF_8));
     }
 
@@ -46,6 +51,17 @@ public class RuntimeGoldenTest {
         Bundle bundle = Bundle.load(new FolderSource(new File(dir, golden.optString("bundle",
                 "bundle"))));
         System.out.println("RuntimeGoldenTest: " + GoldenFrames.check(golden, bundle));
+    }
+
+    /** The version 2 bundle: the same models plus a two-pass refiner ({@code golden_refined.json}). */
+    @Test
+    public void runtimeRefinedGoldenFramesMatch() throws Exception {
+        File dir = dir();
+        JSONObject golden = golden(dir, "golden_refined.json");
+        Bundle bundle = Bundle.load(new FolderSource(new File(dir, golden.getString("bundle"))));
+        assertTrue("the refined golden bundle is version 2 with a refiner",
+                bundle.manifest.version == 2 && bundle.manifest.refiner != null);
+        System.out.println("RuntimeGoldenTest (refined): " + GoldenFrames.check(golden, bundle));
     }
 
     @Test
