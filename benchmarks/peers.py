@@ -1,0 +1,411 @@
+"""Converged base, crop pipeline and cascade against well-trained small peers at equal latency.
+
+    python benchmarks/peers.py            # full run: 3 seeds, full splits, every peer (many hours)
+    python benchmarks/peers.py --quick    # 1 seed, small splits, 3 peers, epoch cap 8 (~30 min)
+
+Issue #19. Every classifier gets the same recipe (``TrainConfig`` defaults)
+trained to convergence: early stopping on validation top-1 (``--epochs
+auto`` style: ``patience`` epochs without improvement, best weights
+restored, at most ``epochs``). Per seed:
+
+1. the base: ``resnet10_050`` on full 128-px images;
+2. the cascade of ``benchmarks/cascade.py`` (its predictor and stages
+   trained here with early stopping, then :func:`cascade.run_seed` with
+   ``reuse``: calibration on validation, test figures, the int8 bundle);
+3. the crop pipeline: the cascade's predictor and its last stage alone
+   (no refiner, no exit: ``benchmarks/crop.py`` has the refined variant);
+4. the peers: registry models at widths and resolutions (``--peers``), each
+   on full images resized to its resolution.
+
+Then, on the first seed's models, every int8 model is timed in one process,
+interleaved (A, B, C, ..., A, B, C, ...), one thread (BENCHMARKS.md).
+Classifier rows time one inference at the model's resolution; the crop
+pipeline adds the predictor's inference; the cascade's figure is its expected
+inference time over the test split's exits (predictor + stage 0 + the share
+that goes on x stage 1). Resizing and cropping are left out of every row.
+
+Last line: JSON with ``rows: [{name, top1_mean, top1_min, top1_max, macs,
+int8_ms, int8_bytes, epochs, ...}]``, the checks of issue #19 and the
+environment; ``peers_top1_vs_ms.png`` beside the models is the plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, BenchmarkError, environment, print_result,
+                     reusable_sidecar, run_main, setup_logging, spread)
+from cascade import BASE_MODEL, BASE_RESOLUTION, DEFAULT_STAGES, PREDICTOR, _parse_stages
+import cascade as cascade_benchmark
+
+log = logging.getLogger("benchmarks.peers")
+
+FULL_PEERS = ("mobilenetv2_035@96,mobilenetv2_035@128,mobilenetv2_050@96,mobilenetv2_050@128,"
+              "mobilenetv2_075@96,mobilenetv2_075@128,resnet10_025@96,resnet10_025@128,"
+              "resnet10_050@96")
+QUICK_PEERS = "mobilenetv2_035@96,mobilenetv2_050@96,resnet10_025@128"
+#: ``epochs`` is the cap, ``patience`` the early stop (classifiers); the predictor has its own.
+FULL = dict(train_size=20000, val_size=2000, test_size=5000, epochs=50, patience=5,
+            predictor_epochs=40, predictor_patience=5)
+QUICK = dict(train_size=4000, val_size=500, test_size=1000, epochs=8, patience=2,
+             predictor_epochs=8, predictor_patience=2)
+#: Timing: rounds x invocations per model per round, after a warm-up.
+TIMING_ROUNDS = 8
+TIMING_PER_ROUND = 40
+TIMING_WARMUP = 20
+CALIBRATION_IMAGES = 300
+#: Issue #19's bars.
+PEER_LATENCY_WINDOW = 0.10
+TARGET_PEER_GAIN_POINTS = 3.0
+TARGET_BASE_GAIN_POINTS = 1.0
+TARGET_MACS_FRACTION = 0.50
+_POINTS = 100.0
+
+
+def _budget(path: Path) -> dict[str, Any]:
+    """What the sidecar says about the training budget a model used."""
+    from tfedge._train import read_sidecar
+
+    meta = read_sidecar(path)
+    cap = (meta.get("train_config") or {}).get("epochs")
+    return {"epochs_used": meta.get("epochs_used", meta.get("epochs")), "cap": cap,
+            "best_epoch": meta.get("best_epoch"), "stop_reason": meta.get("stop_reason"),
+            "converged": meta.get("stop_reason") == "patience"}
+
+
+def _train_config(sizes: dict, seed: int):
+    from tfedge._train import TrainConfig
+
+    return TrainConfig(epochs=sizes["epochs"], patience=sizes["patience"], seed=seed)
+
+
+def _train_full_image(name: str, res: int, path: Path, data: Any, sizes: dict, seed: int,
+                      reuse: bool) -> Path:
+    from tfedge._train import train_classifier
+
+    if reuse and path.exists():
+        reusable_sidecar(path, dataset=data.name, epochs=sizes["epochs"],
+                         seed=seed)
+        return path
+    log.info("== seed %d: %s at %d px, at most %d epochs (patience %d)", seed, name, res,
+             sizes["epochs"], sizes["patience"])
+    train_classifier(name, data.train, val=data.val, config=_train_config(sizes, seed),
+                     output=path, resolution=res, metadata={"dataset": data.name})
+    return path
+
+
+def _train_cascade_parts(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any,
+                         out: Path, reuse: bool) -> None:
+    """Predictor and stages with early stopping, where cascade.run_seed(reuse=True) looks."""
+    from tfedge.crop import (CropConfig, CropTrainConfig, PredictorTrainConfig, load_predictor,
+                             train_predictor, train_crop_classifier)
+
+    pred_path = out / f"predictor_seed{seed}.keras"
+    if reuse and pred_path.exists():
+        predictor = load_predictor(pred_path)
+    else:
+        log.info("== seed %d: predictor %s, at most %d epochs", seed, PREDICTOR,
+                 sizes["predictor_epochs"])
+        predictor, _ = train_predictor(
+            PREDICTOR, data.train, val=data.val,
+            config=PredictorTrainConfig(epochs=sizes["predictor_epochs"],
+                                        patience=sizes["predictor_patience"], seed=seed),
+            output=pred_path, metadata={"dataset": data.name})
+    for name, res in stages:
+        path = out / f"stage_{name}_r{res}_seed{seed}.keras"
+        if reuse and path.exists():
+            continue
+        log.info("== seed %d: stage %s at %d px on crops, at most %d epochs", seed, name, res,
+                 sizes["epochs"])
+        train_crop_classifier(name, data.train,
+                              crop_config=CropTrainConfig(resolution=res, crop=CropConfig()),
+                              config=_train_config(sizes, seed), predictor=predictor,
+                              output=path, metadata={"dataset": data.name}, val=data.val)
+
+
+def _resized(images: np.ndarray, res: int) -> np.ndarray:
+    from tfedge.runtime.geometry import resize_bilinear
+
+    if images.shape[1] == res:
+        return np.asarray(images, np.float32)
+    return np.stack([resize_bilinear(np.asarray(im), res, res) for im in images])
+
+
+def _int8_classifier(path: Path, data: Any) -> tuple[bytes, float]:
+    """The classifier's int8 bytes (calibrated on training images) and its int8 test top-1."""
+    from tfedge._int8 import convert_to_int8
+    from tfedge._train import load_classifier, model_resolution
+    from tfedge.runtime.interpreter import TfliteModel
+
+    model = load_classifier(path)
+    res = model_resolution(model)
+    tflite = convert_to_int8(model, _resized(data.train.images[:CALIBRATION_IMAGES], res))
+    interpreter = TfliteModel(tflite)
+    correct = 0
+    for start in range(0, len(data.test), 256):
+        batch = _resized(data.test.images[start:start + 256], res)
+        logits = interpreter.run(batch)
+        correct += int((np.argmax(logits, axis=-1) == data.test.labels[start:start + 256]).sum())
+    return tflite, correct / len(data.test)
+
+
+def time_interleaved(models: dict[str, tuple[bytes, np.ndarray]], *, rounds: int = TIMING_ROUNDS,
+                     per_round: int = TIMING_PER_ROUND, warmup: int = TIMING_WARMUP
+                     ) -> dict[str, dict[str, float]]:
+    """Median and p90 ms of one int8 inference per model, models interleaved round by round.
+
+    models: name -> (tflite bytes, float pixels ``(K, R, R, 3)`` at its input size); each
+    invocation takes the next of the K images (one thread, already quantised).
+    """
+    from tfedge.runtime.interpreter import TfliteModel
+
+    loaded = {}
+    for name, (tflite, images) in models.items():
+        model = TfliteModel(tflite, num_threads=1)
+        codes = model.quantize_input(images)
+        for i in range(warmup):
+            model.run_raw_all(codes[i % len(codes)][None])
+        loaded[name] = (model, codes)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for r in range(rounds):
+        for name, (model, codes) in loaded.items():
+            for i in range(per_round):
+                frame = codes[(r * per_round + i) % len(codes)][None]
+                t0 = time.perf_counter()
+                model.run_raw_all(frame)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: {"ms_p50": float(np.median(t)), "ms_p90": float(np.percentile(t, 90)),
+                   "count": len(t)} for name, t in times.items()}
+
+
+def cascade_expected_ms(predictor_ms: float, stage_ms: list[float],
+                        exit_fractions: list[float]) -> float:
+    """Expected inference ms per frame: the predictor, then each stage for the frames reaching it."""
+    if len(stage_ms) != len(exit_fractions):
+        raise ValueError(f"{len(stage_ms)} stage timings for {len(exit_fractions)} exit fractions")
+    reaching, total = 1.0, predictor_ms
+    for ms, exits in zip(stage_ms, exit_fractions):
+        total += reaching * ms
+        reaching -= exits
+    return total
+
+
+def best_peer_near(rows: list[dict], name: str, window: float = PEER_LATENCY_WINDOW
+                   ) -> dict | None:
+    """The most accurate peer row whose int8 ms is within ``window`` of row ``name``'s."""
+    target = next(r for r in rows if r["name"] == name)
+    near = [r for r in rows if r.get("kind") == "peer"
+            and abs(r["int8_ms"] - target["int8_ms"]) <= window * target["int8_ms"]]
+    return max(near, key=lambda r: r["top1_mean"]) if near else None
+
+
+def _row(name: str, kind: str, top1s: list[float], macs: int, budgets: list[dict],
+         **extra: Any) -> dict:
+    s = spread(top1s)
+    used = [b["epochs_used"] for b in budgets]
+    return {"name": name, "kind": kind, "top1_mean": s["mean"], "top1_min": s["min"],
+            "top1_max": s["max"], "top1_per_seed": top1s, "macs": int(macs),
+            "epochs": used, "epochs_budget": budgets,
+            "converged": all(b["converged"] for b in budgets), **extra}
+
+
+def plot_rows(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colours = {"base": "black", "peer": "tab:blue", "crop": "tab:orange", "cascade": "tab:red"}
+    for r in rows:
+        err = [[r["top1_mean"] - r["top1_min"]], [r["top1_max"] - r["top1_mean"]]]
+        ax.errorbar([r["int8_ms"]], [r["top1_mean"]], yerr=err, fmt="o",
+                    color=colours.get(r["kind"], "gray"), capsize=3)
+        ax.annotate(r["name"], (r["int8_ms"], r["top1_mean"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xlabel("int8 inference ms per frame (1 thread, interleaved, this machine)")
+    ax.set_ylabel("test top-1 (mean, min-max over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
+        peers: list[tuple[str, int]], out: Path, reuse: bool, quick: bool) -> dict:
+    from tfedge import count_macs
+    from tfedge._train import evaluate_classifier, load_classifier
+    from tfedge.data import BenchmarkConfig, load_dataset
+    from tfedge.runtime.bundle import load_bundle
+
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_dataset("benchmark", benchmark=BenchmarkConfig(
+        image_size=BASE_RESOLUTION, train_size=sizes["train_size"], val_size=sizes["val_size"],
+        test_size=sizes["test_size"], seed=0))
+    classifiers = [(f"base {BASE_MODEL}@{BASE_RESOLUTION}", "base", BASE_MODEL, BASE_RESOLUTION)]
+    classifiers += [(f"{n}@{r}", "peer", n, r) for n, r in peers]
+    scores: dict[str, dict[str, list]] = {}
+    cascade_rows = []
+    for seed in seeds:
+        for label, kind, name, res in classifiers:
+            path = out / (f"base_{name}_seed{seed}.keras" if kind == "base"
+                          else f"peer_{name}_r{res}_seed{seed}.keras")
+            _train_full_image(name, res, path, data, sizes, seed, reuse)
+            model = load_classifier(path)
+            entry = scores.setdefault(label, {"top1": [], "budget": [], "paths": [],
+                                              "macs": count_macs(model).macs})
+            entry["top1"].append(evaluate_classifier(model, data.test).top1)
+            entry["budget"].append(_budget(path))
+            entry["paths"].append(path)
+            log.info("seed %d: %s test top-1 %.4f, %s", seed, label, entry["top1"][-1],
+                     entry["budget"][-1])
+        _train_cascade_parts(seed, sizes, stages, data, out, reuse)
+        row = cascade_benchmark.run_seed(seed, sizes, stages, PREDICTOR, data, out, reuse=True)
+        row["budgets"] = {"predictor": _budget(out / f"predictor_seed{seed}.keras"),
+                          **{f"{n}_r{r}": _budget(out / f"stage_{n}_r{r}_seed{seed}.keras")
+                             for n, r in stages}}
+        cascade_rows.append(row)
+
+    # Int8: every model of the first seed, timed interleaved in this one process.
+    first = seeds[0]
+    timing_inputs: dict[str, tuple[bytes, np.ndarray]] = {}
+    int8_top1: dict[str, float] = {}
+    sizes_bytes: dict[str, int] = {}
+    for label, _, _, res in classifiers:
+        tflite, top1 = _int8_classifier(scores[label]["paths"][0], data)
+        timing_inputs[label] = (tflite, _resized(data.test.images[:64], res))
+        int8_top1[label], sizes_bytes[label] = top1, len(tflite)
+    bundle_dir = out / "bundles" / f"cascade_seed{first}"
+    with load_bundle(bundle_dir) as bundle:
+        pred = bundle.predictor
+        timing_inputs["predictor"] = (bundle.read_model(pred),
+                                      _resized(data.test.images[:64], pred.resolution))
+        stage_names = []
+        for k, stage in enumerate(bundle.stages):
+            key = f"stage{k} {stage.name}"
+            stage_names.append(key)
+            timing_inputs[key] = (bundle.read_model(stage),
+                                  _resized(data.test.images[:64], stage.resolution))
+            sizes_bytes[key] = len(bundle.read_model(stage))
+        sizes_bytes["predictor"] = len(bundle.read_model(pred))
+        cascade_bytes = bundle.total_model_bytes()
+    log.info("== timing %d int8 models interleaved, %d x %d invocations each",
+             len(timing_inputs), TIMING_ROUNDS, TIMING_PER_ROUND)
+    timing = time_interleaved(timing_inputs)
+
+    rows = []
+    for label, kind, name, res in classifiers:
+        e = scores[label]
+        rows.append(_row(label, kind, e["top1"], e["macs"], e["budget"],
+                         int8_ms=timing[label]["ms_p50"], int8_ms_p90=timing[label]["ms_p90"],
+                         int8_bytes=sizes_bytes[label], int8_top1_seed0=int8_top1[label],
+                         resolution=res, model=name))
+    c0 = cascade_rows[0]
+    last = c0["stages"][-1]
+    crop_ms = timing["predictor"]["ms_p50"] + timing[stage_names[-1]]["ms_p50"]
+    rows.append(_row(f"crop: {PREDICTOR} + {last['name']}", "crop",
+                     [r["stages"][-1]["top1"] for r in cascade_rows], last["alone_macs"],
+                     [r["budgets"][f"{stages[-1][0]}_r{stages[-1][1]}"] for r in cascade_rows],
+                     int8_ms=crop_ms, int8_bytes=sizes_bytes["predictor"]
+                     + sizes_bytes[stage_names[-1]], predictor_epochs=[
+                         r["budgets"]["predictor"]["epochs_used"] for r in cascade_rows]))
+    cascade_ms = cascade_expected_ms(timing["predictor"]["ms_p50"],
+                                     [timing[k]["ms_p50"] for k in stage_names],
+                                     c0["exit_fractions"])
+    rows.append(_row("cascade: " + " -> ".join(s["name"] for s in c0["stages"]), "cascade",
+                     [r["cascade_top1"] for r in cascade_rows],
+                     spread([r["cascade_expected_macs"] for r in cascade_rows])["mean"],
+                     [b for r in cascade_rows for k, b in r["budgets"].items()
+                      if k != "predictor"],
+                     int8_ms=cascade_ms, int8_bytes=cascade_bytes,
+                     int8_top1_per_seed=[r["int8_cascade_top1"] for r in cascade_rows],
+                     exit_fractions_seed0=c0["exit_fractions"], predictor_epochs=[
+                         r["budgets"]["predictor"]["epochs_used"] for r in cascade_rows]))
+    plot = out / "peers_top1_vs_ms.png"
+    plot_rows(rows, plot, f"peers benchmark{' (quick)' if quick else ''}, seeds "
+              f"{', '.join(map(str, seeds))}, {len(data.test)} test images")
+
+    base = rows[0]
+    casc = rows[-1]
+    peer = best_peer_near(rows, casc["name"])
+    checks = {
+        "cascade_gain_vs_base_points": (casc["top1_mean"] - base["top1_mean"]) * _POINTS,
+        "cascade_macs_fraction": casc["macs"] / base["macs"],
+        "cascade_at_most_50pct_macs_and_plus_1_point": bool(
+            casc["macs"] <= TARGET_MACS_FRACTION * base["macs"]
+            and (casc["top1_mean"] - base["top1_mean"]) * _POINTS >= TARGET_BASE_GAIN_POINTS),
+        "crop_gain_vs_base_points": (rows[-2]["top1_mean"] - base["top1_mean"]) * _POINTS,
+        "best_peer_within_10pct_latency": None if peer is None else peer["name"],
+        "cascade_gain_vs_that_peer_points": None if peer is None
+        else (casc["top1_mean"] - peer["top1_mean"]) * _POINTS,
+        "cascade_beats_that_peer_by_3_points": None if peer is None
+        else (casc["top1_mean"] - peer["top1_mean"]) * _POINTS >= TARGET_PEER_GAIN_POINTS,
+        "all_converged": all(r["converged"] for r in rows),
+    }
+    return {"benchmark": "peers", "quick": quick, "seeds": list(seeds), "rows": rows,
+            "checks": checks, "timing": timing, "timed_seed": first,
+            "epochs_cap": sizes["epochs"], "patience": sizes["patience"],
+            "predictor_epochs_cap": sizes["predictor_epochs"],
+            "predictor_patience": sizes["predictor_patience"],
+            "cascade_per_seed": [{k: r[k] for k in ("seed", "cascade_top1",
+                                                    "cascade_expected_macs", "exit_fractions",
+                                                    "int8_cascade_top1", "calibration_mode",
+                                                    "budgets", "stages", "base_top1")}
+                                 for r in cascade_rows],
+            "plot": str(plot), "train_images": len(data.train), "val_images": len(data.val),
+            "test_images": len(data.test), "dataset": data.name}
+
+
+def _parse_models(text: str, flag: str) -> list[tuple[str, int]]:
+    try:
+        return _parse_stages(text)
+    except BenchmarkError:
+        raise BenchmarkError(f"{flag} {text!r} is not NAME@RESOLUTION,... "
+                             "(e.g. mobilenetv2_035@96,resnet10_025@128)") from None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, 4000/500/1000 images, 3 peers, epoch cap 8 (patience 2)")
+    parser.add_argument("--peers", type=str, default=None,
+                        help=f"NAME@RESOLUTION,... (default full: {FULL_PEERS}; quick: "
+                             f"{QUICK_PEERS})")
+    parser.add_argument("--stages", type=str, default=DEFAULT_STAGES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="the epoch cap of classifiers")
+    parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--predictor-epochs", dest="predictor_epochs", type=int, default=None)
+    for split in ("train", "val", "test"):
+        parser.add_argument(f"--{split}-size", dest=f"{split}_size", type=int, default=None,
+                            help=f"images in the {split} split (default: the mode's)")
+    parser.add_argument("--output-dir", dest="output_dir", type=Path, default=None,
+                        help="default runs/benchmarks/peers[_quick]")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse models already in --output-dir (same data, cap and seed)")
+    args = parser.parse_args()
+    setup_logging()
+    start = time.perf_counter()
+    sizes = dict(QUICK if args.quick else FULL)
+    for key in ("epochs", "patience", "predictor_epochs", "train_size", "val_size", "test_size"):
+        if getattr(args, key):
+            sizes[key] = getattr(args, key)
+    seeds = tuple(args.seeds) if args.seeds else (QUICK_SEEDS if args.quick else FULL_SEEDS)
+    peers = _parse_models(args.peers or (QUICK_PEERS if args.quick else FULL_PEERS), "--peers")
+    stages = _parse_models(args.stages, "--stages")
+    out = args.output_dir or REPO / "runs" / "benchmarks" / ("peers_quick" if args.quick
+                                                             else "peers")
+    result = run(sizes, seeds, stages, peers, out, args.reuse, args.quick)
+    result.update(environment(), wall_seconds=time.perf_counter() - start, sizes=sizes)
+    print_result(result)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,39 @@
+"""benchmarks/peers.py's arithmetic: expected cascade latency, the peer at equal latency."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import peers  # noqa: E402
+
+
+def test_cascade_expected_ms_weights_each_stage_by_the_frames_reaching_it():
+    # 70% leave at stage 0, the rest at stage 1: predictor + stage 0 + 0.3 x stage 1.
+    assert peers.cascade_expected_ms(0.1, [0.2, 1.0], [0.7, 0.3]) == pytest.approx(0.6)
+    assert peers.cascade_expected_ms(0.1, [0.2, 1.0], [1.0, 0.0]) == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="2 stage timings for 1 exit"):
+        peers.cascade_expected_ms(0.1, [0.2, 1.0], [1.0])
+
+
+def _row(name, kind, ms, top1):
+    return {"name": name, "kind": kind, "int8_ms": ms, "top1_mean": top1}
+
+
+def test_best_peer_near_takes_the_most_accurate_peer_within_10_percent():
+    rows = [_row("base", "base", 0.50, 0.6), _row("a", "peer", 0.21, 0.50),
+            _row("b", "peer", 0.19, 0.55), _row("c", "peer", 0.30, 0.90),
+            _row("cascade", "cascade", 0.20, 0.7)]
+    assert peers.best_peer_near(rows, "cascade")["name"] == "b"
+    assert peers.best_peer_near(rows, "cascade", window=0.01) is None
+
+
+def test_parse_models_names_the_flag():
+    assert peers._parse_models("mobilenetv2_035@96,resnet10_025@128", "--peers") == [
+        ("mobilenetv2_035", 96), ("resnet10_025", 128)]
+    with pytest.raises(peers.BenchmarkError, match="--peers"):
+        peers._parse_models("mobilenetv2_035", "--peers")
