@@ -37,6 +37,43 @@ if ! command -v javac >/dev/null 2>&1 || [ ! -f /usr/share/java/junit4.jar ] \
   fi
 fi
 
+# The Android app's framework-only sources are compiled against a real android.jar
+# (tests/test_android_core.py). Debian bookworm has no android-sdk-platform-*, bullseye has
+# android-sdk-platform-23. Its three .debs are fetched with apt from bullseye through a
+# private apt state (its own sources list, index and cache in a temporary folder; the
+# system's sources, package lists and installed packages are not touched: nothing is
+# installed or upgraded, apt only verifies the downloads against bullseye's signed index)
+# and unpacked with dpkg -x under $TFEDGE_ANDROID_SDK. Failing that, the test skips (fails
+# under CI=true).
+ANDROID_PACKAGES="android-sdk-platform-23 libandroid-23-java libandroid-uiautomator-23-java"
+if [ "$(id -u)" = "0" ]; then
+  ANDROID_PREFIX="${TFEDGE_ANDROID_SDK:-/opt/tfedge/android-sdk-23}"
+else
+  ANDROID_PREFIX="${TFEDGE_ANDROID_SDK:-${XDG_CACHE_HOME:-$HOME/.cache}/tfedge/android-sdk-23}"
+fi
+ANDROID_JAR_PATH="$ANDROID_PREFIX/usr/lib/android-sdk/platforms/android-23/android.jar"
+if [ ! -f "$ANDROID_JAR_PATH" ] && command -v apt-get >/dev/null 2>&1 \
+    && command -v dpkg >/dev/null 2>&1; then
+  echo "setup: fetching bullseye's $ANDROID_PACKAGES into $ANDROID_PREFIX (android.jar, API 23)" >&2
+  APT_TMP="$(mktemp -d)"
+  mkdir -p "$APT_TMP/lists/partial" "$APT_TMP/cache/archives/partial" "$APT_TMP/debs"
+  echo "deb http://deb.debian.org/debian bullseye main" > "$APT_TMP/bullseye.list"
+  APT_PRIVATE=(-o "Dir::Etc::SourceList=$APT_TMP/bullseye.list" -o "Dir::Etc::SourceParts=/dev/null"
+               -o "Dir::State::Lists=$APT_TMP/lists" -o "Dir::Cache=$APT_TMP/cache"
+               -o "Dir::State::Status=/dev/null" -o "APT::Sandbox::User=$(id -un)")
+  if apt-get -qq "${APT_PRIVATE[@]}" update >/dev/null \
+      && (cd "$APT_TMP/debs" && apt-get -qq "${APT_PRIVATE[@]}" download $ANDROID_PACKAGES >/dev/null); then
+    mkdir -p "$ANDROID_PREFIX"
+    for deb in "$APT_TMP"/debs/*.deb; do
+      dpkg -x "$deb" "$ANDROID_PREFIX"
+    done
+  else
+    echo "setup: could not fetch $ANDROID_PACKAGES from deb.debian.org bullseye; the app's" >&2
+    echo "       framework-only sources will not be compiled (set ANDROID_JAR to an android.jar)." >&2
+  fi
+  rm -rf "$APT_TMP"
+fi
+
 # Quantisation-aware training (tfedge.qat): installed --no-deps, as setup.py's QAT_NO_DEPS says.
 QAT_PACKAGES="tf-keras==2.21.0 tensorflow-model-optimization==0.8.1"
 # What each extra installs, as modules: a set-up .venv imports them all (else: install).
