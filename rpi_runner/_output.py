@@ -33,7 +33,7 @@ from tfedge.runtime.fileio import atomic_path
 from ._pipeline import FrameResult
 from ._sources import Frame
 
-__all__ = ["frame_record", "scale_window", "error_record", "human_line", "percentile", "summarize",
+__all__ = ["frame_record", "scale_window", "error_record", "human_line", "printable", "percentile", "summarize",
            "human_summary", "FpsWindow", "annotate", "save_annotated"]
 
 DEFAULT_FPS_WINDOW = 30  # frames the moving FPS is measured over
@@ -80,13 +80,26 @@ def error_record(frame: Frame, error: str) -> dict[str, Any]:
             "decode_ms": round(frame.decode_ms, _ROUND_MS)}
 
 
+def printable(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``...).
+
+    A file name may hold a newline or a terminal escape sequence; a readable
+    record must stay one line and must not drive the terminal.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def human_line(record: Mapping[str, Any], num_stages: int, fps: Optional[float] = None) -> str:
-    """One readable line per frame."""
+    """One readable line per frame (always exactly one line, whatever the file is called)."""
+    source = printable(str(record["source"]))
     if "error" in record:
-        return f"{record['source']}: ERROR {record['error']}"
+        return f"{source}: ERROR {printable(str(record['error']))}"
     stage = f"stage {record['exit_stage'] + 1}/{num_stages}"
     rate = f"  {fps:.1f} fps" if fps else ""
-    return (f"{record['source']}: {record['label']} {record['score']:.2f}  {stage}  "
+    return (f"{source}: {printable(str(record['label']))} {record['score']:.2f}  {stage}  "
             f"{record['total_ms']:.2f} ms (infer {record['infer_ms']:.2f}){rate}")
 
 

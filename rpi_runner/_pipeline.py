@@ -45,7 +45,7 @@ from tfedge.runtime.errors import BundleError, TfedgeError
 from tfedge.runtime.evaluate import (BundleEvaluation, agreement, crop_config, evaluate_bundle,
                                      refiner_window_config)
 from tfedge.runtime.geometry import NUMPY_OPS, crop_window_with
-from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize
+from tfedge.runtime.interpreter import TensorSpec, TfliteModel, dequantize, invoke_checked
 from tfedge.runtime.preprocess import needed_short_side, prepare_input
 from tfedge.runtime.refine import refine_step
 
@@ -164,10 +164,11 @@ class _Model:
         self.output_indices = tuple(d["index"] for d in outputs)
         self.input_spec: TensorSpec = model.input_spec
         self.output_specs: tuple[TensorSpec, ...] = tuple(model.output_specs)
+        self.name = os.path.basename(str(model.source))
 
     def invoke(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         self.interpreter.set_tensor(self.input_index, x)
-        self.interpreter.invoke()
+        invoke_checked(self.interpreter, self.name)  # a failing frame is an error record
         return tuple(self.interpreter.get_tensor(i).copy() for i in self.output_indices)
 
     def warm_up(self) -> None:

@@ -32,10 +32,12 @@ from typing import Any, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from tfedge.runtime.errors import TfedgeError
-from tfedge.runtime.image import DEFAULT_MAX_PIXELS, ImageReadError, first_line, read_image
+from tfedge.runtime.folder_entries import entry_skip_kind
+from tfedge.runtime.image import (DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS, ImageReadError,
+                                  first_line, read_image)
 
 __all__ = [
-    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "DEFAULT_CAMERA_SIZE",
+    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "DEFAULT_MAX_PIXELS", "DEFAULT_MAX_DECODED_BYTES", "DEFAULT_CAMERA_SIZE",
     "FrameError", "Frame", "SourceSpec", "parse_sources", "decode_image",
     "decode_image_sized", "FrameSource",
     "FileSource", "VideoSource", "PiCameraSource", "open_source", "OPENCV_INSTALL",
@@ -98,7 +100,8 @@ class Frame:
 
 
 def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 draft_short_side: Optional[int] = None) -> np.ndarray:
+                 draft_short_side: Optional[int] = None,
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> np.ndarray:
     """Read an image file (a path or a binary file object) as ``(H, W, 3)`` uint8 RGB.
 
     * the size is checked from the header before decoding: more than
@@ -112,13 +115,14 @@ def decode_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFA
 
     Raises :class:`FrameError` with one line naming the file and the problem.
     """
-    return decode_image_sized(source, max_pixels=max_pixels,
-                              draft_short_side=draft_short_side)[0]
+    return decode_image_sized(source, max_pixels=max_pixels, draft_short_side=draft_short_side,
+                              max_decoded_bytes=max_decoded_bytes)[0]
 
 
 def decode_image_sized(source: Union[str, os.PathLike, Any], *,
                        max_pixels: int = DEFAULT_MAX_PIXELS,
-                       draft_short_side: Optional[int] = None
+                       draft_short_side: Optional[int] = None,
+                       max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
                        ) -> tuple[np.ndarray, tuple[int, int]]:
     """:func:`decode_image`, and the ``(H, W)`` the image has at full size, upright.
 
@@ -127,7 +131,8 @@ def decode_image_sized(source: Union[str, os.PathLike, Any], *,
     class folders with the same function (:func:`tfedge.runtime.image.read_image`).
     """
     try:
-        return read_image(source, max_pixels=max_pixels, draft_short_side=draft_short_side)
+        return read_image(source, max_pixels=max_pixels, draft_short_side=draft_short_side,
+                          max_decoded_bytes=max_decoded_bytes)
     except ImageReadError as exc:
         raise FrameError(str(exc)) from exc
 
@@ -137,11 +142,24 @@ def decode_image_sized(source: Union[str, os.PathLike, Any], *,
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What to read: ``kind`` is ``'files'``, ``'video'``, ``'usb'`` or ``'picamera'``."""
+    """What to read: ``kind`` is ``'files'``, ``'video'``, ``'usb'`` or ``'picamera'``.
+
+    ``skipped``: ``(path, kind)`` of each entry of a folder or glob that is named
+    like an image but is not a regular file (a FIFO, a dangling symlink, a
+    symlink loop...; kinds from :data:`tfedge.runtime.folder_entries.SKIP_KINDS`).
+    """
 
     kind: str
     paths: tuple[str, ...] = ()
     device: int = 0
+    skipped: tuple[tuple[str, str], ...] = ()
+
+    def skipped_counts(self) -> dict[str, int]:
+        """How many entries were skipped, by kind (empty when none)."""
+        counts: dict[str, int] = {}
+        for _, kind in self.skipped:
+            counts[kind] = counts.get(kind, 0) + 1
+        return dict(sorted(counts.items()))
 
     def describe(self) -> str:
         if self.kind == "files":
@@ -151,9 +169,21 @@ class SourceSpec:
         return f"{'USB camera' if self.kind == 'usb' else 'Pi camera'} {self.device}"
 
 
-def _folder_images(folder: Path) -> list[str]:
-    found = sorted(str(p) for p in folder.iterdir()
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def _split_readable(candidates: Sequence[str], skipped: list[tuple[str, str]]) -> list[str]:
+    """The regular files among ``candidates``; the others go to ``skipped`` with their kind."""
+    found = []
+    for path in candidates:
+        kind = entry_skip_kind(path)
+        if kind is None:
+            found.append(path)
+        else:
+            skipped.append((path, kind))
+    return found
+
+
+def _folder_images(folder: Path, skipped: list[tuple[str, str]]) -> list[str]:
+    named = sorted(str(p) for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    found = _split_readable(named, skipped)
     if not found:
         raise TfedgeError(f"folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}): "
                           "pass a folder of images, an image, a glob or a video")
@@ -188,21 +218,27 @@ def parse_sources(items: Sequence[str]) -> SourceSpec:
                               "run one tfedge-pi per stream")
         return special[0]
     paths: list[str] = []
+    skipped: list[tuple[str, str]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            paths.extend(_folder_images(path))
+            paths.extend(_folder_images(path, skipped))
         elif path.is_file():
             paths.append(item)
+        elif os.path.lexists(item) and entry_skip_kind(item) is not None:
+            raise TfedgeError(f"source {item!r} is a {entry_skip_kind(item).replace('_', ' ')}, "
+                              "not an image file: pass an image, a folder or a glob")
         elif _GLOB_CHARS.search(item):
-            matches = sorted(p for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            matches = _split_readable(
+                sorted(p for p in glob.glob(item, recursive=True) if not os.path.isdir(p)),
+                skipped)
             if not matches:
                 raise TfedgeError(f"glob {item!r} matches no files: check the pattern")
             paths.extend(matches)
         else:
             raise TfedgeError(f"source {item!r} does not exist: pass an image, a folder, a glob, "
                               "a video file, usb:0 (USB camera) or picam (Pi camera)")
-    return SourceSpec("files", paths=tuple(paths))
+    return SourceSpec("files", paths=tuple(paths), skipped=tuple(skipped))
 
 
 # --------------------------------------------------------------------------- sources
@@ -230,9 +266,11 @@ class FileSource(FrameSource):
     """Image files, read one by one; ``repeat`` passes over the list (for benchmarks)."""
 
     def __init__(self, paths: Sequence[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-                 draft_short_side: Optional[int] = None, repeat: int = 1):
+                 draft_short_side: Optional[int] = None, repeat: int = 1,
+                 max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES):
         self.spec = SourceSpec("files", paths=tuple(paths))
         self.max_pixels = int(max_pixels)
+        self.max_decoded_bytes = int(max_decoded_bytes)
         self.draft_short_side = draft_short_side
         self.repeat = max(int(repeat), 1)
 
@@ -244,7 +282,8 @@ class FileSource(FrameSource):
                 full_size = None
                 try:
                     image, size = decode_image_sized(path, max_pixels=self.max_pixels,
-                                                     draft_short_side=self.draft_short_side)
+                                                     draft_short_side=self.draft_short_side,
+                                                     max_decoded_bytes=self.max_decoded_bytes)
                     error = None
                     if size != image.shape[:2]:
                         full_size = size
@@ -381,11 +420,12 @@ class PiCameraSource(FrameSource):
 
 def open_source(spec: SourceSpec, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 draft_short_side: Optional[int] = None, repeat: int = 1,
-                camera_size: tuple[int, int] = DEFAULT_CAMERA_SIZE) -> FrameSource:
+                camera_size: tuple[int, int] = DEFAULT_CAMERA_SIZE,
+                max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES) -> FrameSource:
     """The :class:`FrameSource` for ``spec`` (cameras open when iterated, not here)."""
     if spec.kind == "files":
         return FileSource(spec.paths, max_pixels=max_pixels, draft_short_side=draft_short_side,
-                          repeat=repeat)
+                          repeat=repeat, max_decoded_bytes=max_decoded_bytes)
     if spec.kind in ("video", "usb"):
         _import_cv2()  # fail now, with the install command, rather than mid-run
         return VideoSource(spec, size=camera_size if spec.kind == "usb" else None)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,8 +46,8 @@ from tfedge.runtime.errors import TfedgeError
 from ._output import (FpsWindow, annotate, error_record, frame_record, human_line,
                       human_summary, save_annotated, summarize)
 from ._pipeline import EdgePipeline, FrameResult
-from ._sources import (DEFAULT_CAMERA_SIZE, DEFAULT_MAX_PIXELS, Frame, open_source,
-                       parse_sources)
+from ._sources import (DEFAULT_CAMERA_SIZE, DEFAULT_MAX_DECODED_BYTES, DEFAULT_MAX_PIXELS,
+                       Frame, open_source, parse_sources)
 
 __all__ = ["RunOptions", "RunResult", "run", "build_parser", "main"]
 
@@ -82,6 +83,7 @@ class RunOptions:
     preview: Optional[str] = None
     camera_size: tuple[int, int] = DEFAULT_CAMERA_SIZE
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
     draft: bool = True
     golden: Optional[str] = None
     golden_limit: int = DEFAULT_GOLDEN_LIMIT
@@ -89,6 +91,7 @@ class RunOptions:
     def __post_init__(self) -> None:
         checks = (("threads", self.threads, 1), ("repeat", self.repeat, 1),
                   ("warmup", self.warmup, 0), ("max_pixels", self.max_pixels, 1),
+                  ("max_decoded_bytes", self.max_decoded_bytes, 1),
                   ("golden_limit", self.golden_limit, 1))
         for name, value, low in checks:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -133,9 +136,23 @@ def _process(pipeline: EdgePipeline, frame: Frame, *, trace: bool
         return error_record(frame, frame.error or f"{frame.source}: no image"), None
     try:
         result = pipeline.classify(frame.image, bgr=frame.bgr, trace=trace)
-    except TfedgeError as exc:
+    except TfedgeError as exc:  # bad pixels, or a model that fails on this frame
         return error_record(frame, f"{frame.source}: {exc}"), None
+    problem = _non_finite(result)
+    if problem:
+        return error_record(frame, f"{frame.source}: {problem}: the model's outputs are not "
+                                   "numbers on this frame; rebuild the bundle with "
+                                   "tfedge-convert"), None
     return frame_record(frame, result), result
+
+
+def _non_finite(result: FrameResult) -> Optional[str]:
+    """What is NaN or infinite in a result (a float model can give NaN on real input)."""
+    values = {"score": result.score, "exit score": result.exit_score}
+    if result.box is not None:
+        values["box"] = next((v for v in result.box if not math.isfinite(v)), 0.0)
+    bad = [name for name, value in values.items() if not math.isfinite(float(value))]
+    return f"{' and '.join(bad)} {'is' if len(bad) == 1 else 'are'} NaN or infinite" if bad else None
 
 
 def _draw(frame: Frame, result: FrameResult, num_stages: int, folder: Optional[Path],
@@ -165,6 +182,10 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
     # Pillow refuses images over twice its MAX_IMAGE_PIXELS before --max-pixels is consulted.
     if Image.MAX_IMAGE_PIXELS is not None and options.max_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = options.max_pixels
+    if spec.skipped:
+        log.warning("skipped %d entries that are not image files: %s", len(spec.skipped),
+                    ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in
+                              spec.skipped_counts().items()))
     pipeline = EdgePipeline(options.bundle, num_threads=options.threads)
     try:
         num_stages = pipeline.num_stages
@@ -172,6 +193,7 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
                  options.threads, "s" if options.threads != 1 else "", spec.describe())
         draft = pipeline.draft_short_side if options.draft else None
         source = open_source(spec, max_pixels=options.max_pixels, draft_short_side=draft,
+                             max_decoded_bytes=options.max_decoded_bytes,
                              repeat=options.repeat, camera_size=options.camera_size)
         annotate_dir = Path(options.annotate_dir) if options.annotate_dir else None
         if annotate_dir is not None:
@@ -222,7 +244,7 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
         summary = summarize(records, num_stages, wall)
         summary.update({"bundle": str(options.bundle), "threads": options.threads,
                         "stages": num_stages, "predictor": pipeline.predictor is not None,
-                        "warmup_frames": options.warmup})
+                        "warmup_frames": options.warmup, "skipped": spec.skipped_counts()})
         golden = None
         if options.golden is not None:
             if not cases:
@@ -289,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", dest="max_pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help=f"largest image accepted (default {DEFAULT_MAX_PIXELS}); larger "
                              "ones, e.g. decompression bombs, give an error record")
+    parser.add_argument("--max-decoded-mb", dest="max_decoded_mb", type=float,
+                        default=DEFAULT_MAX_DECODED_BYTES / 2 ** 20,
+                        help="largest decoded image accepted, in MiB (default "
+                             f"{DEFAULT_MAX_DECODED_BYTES // 2 ** 20}; a 16-bit or float image "
+                             "takes 2-4 bytes per pixel)")
     parser.add_argument("--no-draft", dest="draft", action="store_false",
                         help="decode JPEG files at full size (default: JPEG draft decoding, "
                              "never below the size the bundle's models need)")
@@ -303,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _mib_to_bytes(mib: float) -> int:
+    if not (math.isfinite(mib) and mib > 0):
+        raise TfedgeError(f"--max-decoded-mb must be a number > 0, got {mib}")
+    return int(mib * 2 ** 20)
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     warmup = args.warmup if args.warmup is not None else (
         DEFAULT_BENCHMARK_WARMUP if args.benchmark else 0)
@@ -311,7 +344,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         output_format="human" if args.human else "json", output=args.output,
         benchmark=args.benchmark, warmup=warmup, repeat=args.repeat, max_frames=args.max_frames,
         annotate_dir=args.annotate_dir, preview=args.preview, camera_size=args.camera_size,
-        max_pixels=args.max_pixels, draft=args.draft, golden=args.golden,
+        max_pixels=args.max_pixels, max_decoded_bytes=_mib_to_bytes(args.max_decoded_mb),
+        draft=args.draft, golden=args.golden,
         golden_limit=args.golden_limit)
 
 

@@ -273,12 +273,14 @@ def test_missing_manifest_and_missing_path(tmp_path):
 def test_future_version(tmp_path):
     path = _write(tmp_path)
     manifest = _manifest(path)
-    manifest["version"] = 2
+    from tfedge.runtime.bundle import SUPPORTED_VERSION
+
+    manifest["version"] = SUPPORTED_VERSION + 1
     _rewrite_manifest(path, manifest)
     with pytest.raises(BundleError) as exc:
         load_bundle(path)
-    assert _one_line(exc) == ("bundle version 2 is newer than this tfedge supports (1): "
-                              "upgrade tfedge")
+    assert _one_line(exc) == (f"bundle version {SUPPORTED_VERSION + 1} is newer than this tfedge "
+                              f"supports ({SUPPORTED_VERSION}): upgrade tfedge")
 
 
 def test_unknown_format(tmp_path):

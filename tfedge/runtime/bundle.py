@@ -21,6 +21,7 @@ This module imports numpy and the rest of :mod:`tfedge.runtime` only, never Tens
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import hashlib
@@ -81,6 +82,9 @@ _ZIP_FILE_MODE = 0o100644
 _ZIP_UNIX = 3
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MAX_NAME_PART = 128  # characters per file-name part (file systems allow 255 bytes)
+MAX_NAME_DEPTH = 8  # parts per file name
+MAX_MANIFEST_DEPTH = 32  # nesting of JSON arrays and objects (a real manifest has ~5)
 
 _REBUILD = "rebuild the bundle with tfedge-convert"
 
@@ -316,14 +320,25 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_relative_name(name: Any, where: str) -> str:
-    """A file name inside a bundle: relative, '/'-separated, no '..', no odd characters."""
+    """A file name inside a bundle: relative, '/'-separated, no '..', no odd characters,
+    each part at most :data:`MAX_NAME_PART` characters (file systems refuse longer ones)."""
     if not isinstance(name, str) or not name:
         raise _fail(f"manifest.json: {where} must be a file name, got {name!r}")
     parts = name.split("/")
     if any(not _SAFE_COMPONENT.match(p) for p in parts) or name == MANIFEST_NAME:
         raise _fail(f"manifest.json: {where} {name!r} is not a plain relative file name "
                     "(letters, digits, '._-', no '..' or leading '/')")
+    if any(len(p) > MAX_NAME_PART for p in parts) or len(parts) > MAX_NAME_DEPTH:
+        raise _fail(f"manifest.json: {where} {name[:40]!r}... is longer than bundles allow "
+                    f"(at most {MAX_NAME_DEPTH} folders deep, {MAX_NAME_PART} characters each)")
     return name
+
+
+def _folder_clash(names: Sequence[str], folders: Sequence[str] = ()) -> Optional[str]:
+    """A file name that is also a folder (of another name, or in ``folders``), or None."""
+    implied = {"/".join(n.split("/")[:i]) for n in names for i in range(1, n.count("/") + 1)}
+    implied.update(folders)
+    return next((n for n in sorted(names) if n in implied), None)
 
 
 def _timestamp_utc() -> str:
@@ -574,6 +589,10 @@ def _parse_files(obj: Any) -> dict[str, FileEntry]:
             raise _fail(f"manifest.json: 'files[{name!r}].sha256' must be 64 lowercase hex "
                         f"digits, got {digest!r}")
         files[name] = FileEntry(sha256=digest, bytes=fr.integer("bytes"))
+    clash = _folder_clash(list(files))
+    if clash is not None:
+        raise _fail(f"manifest.json: 'files' lists {clash!r} both as a file and as a folder "
+                    "of other files")
     return files
 
 
@@ -772,25 +791,39 @@ def write_bundle(
     contents[MANIFEST_NAME] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
 
     target = Path(directory)
-    with atomic_directory(target) as tmp:
-        for name, data in contents.items():
-            path = tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())  # complete on disk before the folder is swapped in
-    if zip_path is not None:
-        with atomic_path(zip_path) as tmp_zip:
-            with zipfile.ZipFile(tmp_zip, "w") as zf:
-                _zip_bytes_entries(zf, contents)
+    # Order (a kill can come at any point): the new folder and zip are written in full under
+    # temporary names; then the old zip goes, the folder swaps in, and the zip is renamed in.
+    # So the pair on disk is old+old, old+none, new+none or new+new: never a new folder next
+    # to an old zip that also verifies. Temporaries of killed writes go on the next write.
+    zip_writer = atomic_path(zip_path) if zip_path is not None else contextlib.nullcontext()
+    with zip_writer as tmp_zip:
+        with atomic_directory(target) as tmp:
+            for name, data in contents.items():
+                path = tmp / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())  # complete on disk before the folder is swapped in
+            if tmp_zip is not None:
+                with open(tmp_zip, "wb") as f:
+                    with zipfile.ZipFile(f, "w") as zf:
+                        _zip_bytes_entries(zf, contents)
+                    f.flush()
+                    os.fsync(f.fileno())
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(zip_path)
     return target
 
 
 # --------------------------------------------------------------------------- reading
 
 
+_MAX_FS_NAME_BYTES = 255  # NAME_MAX on Linux, macOS and Android
+
+
 def _check_zip_entry_name(name: str) -> None:
+    shown = name if len(name) <= 80 else name[:60] + "..." + name[-10:]
     bad = None
     if "\\" in name:
         bad = "contains a backslash"
@@ -800,9 +833,12 @@ def _check_zip_entry_name(name: str) -> None:
         bad = "climbs out of the bundle with '..'"
     elif "\x00" in name:
         bad = "contains a NUL byte"
+    elif any(len(part.encode("utf-8", "surrogatepass")) > _MAX_FS_NAME_BYTES
+             for part in name.split("/")):
+        bad = f"has a part longer than the {_MAX_FS_NAME_BYTES} bytes file systems allow"
     if bad:
-        raise BundleError(f"zip entry {name!r} {bad} and could write outside the bundle: refusing "
-                          "it; rebuild the zip with tfedge-convert --zip")
+        raise BundleError(f"zip entry {shown!r} {bad} and could write outside the bundle: "
+                          "refusing it; rebuild the zip with tfedge-convert --zip")
 
 
 def _extract_zip(path: Path, dest: Path, max_file_bytes: int, max_total_bytes: int) -> None:
@@ -845,6 +881,10 @@ def _extract_zip(path: Path, dest: Path, max_file_bytes: int, max_total_bytes: i
                                   "this big")
             files.append(info)
         names = [i.filename for i in files]
+        clash = _folder_clash(names, sorted(seen - set(names)))
+        if clash is not None:
+            raise BundleError(f"zip entry {clash!r} is both a file and a folder (an archive could "
+                              f"hide a file that way): {_REBUILD} --zip")
         if MANIFEST_NAME in names:
             prefix = ""
         else:
@@ -855,27 +895,61 @@ def _extract_zip(path: Path, dest: Path, max_file_bytes: int, max_total_bytes: i
                                   "top-level folder): this is not a tfedge bundle; build one "
                                   "with tfedge-convert --zip")
             prefix = tops.pop() + "/"
-        for info in files:
-            if not info.filename.startswith(prefix):
-                continue  # e.g. __MACOSX/ next to the bundle folder
-            out = dest / info.filename[len(prefix):]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            written = 0
-            try:
-                with zf.open(info) as src, open(out, "wb") as dst:
-                    for chunk in iter(lambda: src.read(_HASH_CHUNK), b""):
-                        written += len(chunk)
-                        if written > info.file_size:
-                            raise BundleError(f"zip entry {info.filename!r} holds more bytes than "
-                                              f"its header says: {_REBUILD} --zip")
-                        dst.write(chunk)
-            except (zipfile.BadZipFile, zlib.error) as exc:
-                raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
-                                  f"{_REBUILD} --zip") from exc
-            except NotImplementedError as exc:  # e.g. Deflate64, written by some zip tools
-                raise BundleError(f"zip entry {info.filename!r} uses a compression Python cannot "
-                                  f"read ({exc}): {_REBUILD} --zip, or zip the folder with "
-                                  "'zip -r'") from exc
+        by_name = {info.filename: info for info in files}
+        # The manifest first: only the files it lists are extracted (never the rest of the zip).
+        manifest_info = by_name[prefix + MANIFEST_NAME]
+        manifest_text = _read_zip_entry(zf, manifest_info, MAX_MANIFEST_BYTES)
+        listed = _parse_manifest(_loads_manifest(manifest_text))["files"]
+        for name in listed:
+            if prefix + name not in by_name:
+                raise BundleError(f"{name}: listed in {MANIFEST_NAME} but missing from the zip: "
+                                  f"{_REBUILD} --zip")
+        try:
+            (dest / MANIFEST_NAME).write_bytes(manifest_text)
+            for name in listed:
+                _extract_zip_entry(zf, by_name[prefix + name], dest / name)
+        except OSError as exc:  # a full or read-only temporary file system
+            raise BundleError(f"cannot extract the bundle into {dest} ({exc.strerror or exc}): "
+                              "free space there, or point TMPDIR at a file system with room "
+                              "for the bundle") from exc
+
+
+def _read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:
+    """An entry's bytes, never more than its header's size or ``limit`` (a lying header)."""
+    try:
+        with zf.open(info) as src:
+            data = src.read(min(info.file_size, limit) + 1)
+    except NotImplementedError as exc:  # e.g. Deflate64, written by some zip tools
+        raise BundleError(f"zip entry {info.filename!r} uses a compression Python cannot "
+                          f"read ({exc}): {_REBUILD} --zip, or zip the folder with "
+                          "'zip -r'") from exc
+    except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+        raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
+                          f"{_REBUILD} --zip") from exc
+    if len(data) > min(info.file_size, limit):
+        raise BundleError(f"zip entry {info.filename!r} holds more bytes than its header says: "
+                          f"{_REBUILD} --zip")
+    return data
+
+
+def _extract_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with zf.open(info) as src, open(out, "wb") as dst:
+            for chunk in iter(lambda: src.read(_HASH_CHUNK), b""):
+                written += len(chunk)
+                if written > info.file_size:
+                    raise BundleError(f"zip entry {info.filename!r} holds more bytes than "
+                                      f"its header says: {_REBUILD} --zip")
+                dst.write(chunk)
+    except (zipfile.BadZipFile, zlib.error) as exc:
+        raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
+                          f"{_REBUILD} --zip") from exc
+    except NotImplementedError as exc:  # e.g. Deflate64, written by some zip tools
+        raise BundleError(f"zip entry {info.filename!r} uses a compression Python cannot "
+                          f"read ({exc}): {_REBUILD} --zip, or zip the folder with "
+                          "'zip -r'") from exc
 
 
 def _read_manifest(root: Path) -> Any:
@@ -886,10 +960,40 @@ def _read_manifest(root: Path) -> Any:
     if path.stat().st_size > MAX_MANIFEST_BYTES:
         raise BundleError(f"{MANIFEST_NAME} is {_human_bytes(path.stat().st_size)}, over the "
                           f"{_human_bytes(MAX_MANIFEST_BYTES)} limit: {_REBUILD}")
+    return _loads_manifest(path.read_bytes())
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_OPENERS = (ord("["), ord("{"))
+_CLOSERS = (ord("]"), ord("}"))
+
+
+def _loads_manifest(data: bytes) -> Any:
+    """Strict JSON (no NaN or Infinity), nested at most :data:`MAX_MANIFEST_DEPTH` deep."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{MANIFEST_NAME} is not valid JSON ({exc}): {_REBUILD}") from exc
+        text = data.decode("utf-8")
+        depth = _nesting_depth(text)
+        if depth > MAX_MANIFEST_DEPTH:
+            raise BundleError(f"{MANIFEST_NAME} nests arrays and objects {depth} deep, over the "
+                              f"{MAX_MANIFEST_DEPTH} a manifest may: {_REBUILD}")
+        return json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # JSONDecodeError included
+        if isinstance(exc, BundleError):
+            raise
+        raise BundleError(f"{MANIFEST_NAME} is not valid JSON ({str(exc)[:200]}): "
+                          f"{_REBUILD}") from exc
+
+
+def _nesting_depth(text: str) -> int:
+    """The deepest nesting of ``[``/``{`` in JSON text, outside strings (no recursion)."""
+    bare = _JSON_STRING.sub("", text).encode("utf-8")
+    codes = np.frombuffer(bare, dtype=np.uint8).astype(np.int64)
+    steps = (np.isin(codes, _OPENERS).astype(np.int64) - np.isin(codes, _CLOSERS))
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _check_files(root: Path, files: Mapping[str, FileEntry], max_file_bytes: int,
@@ -917,6 +1021,21 @@ def _check_files(root: Path, files: Mapping[str, FileEntry], max_file_bytes: int
             raise BundleError(f"{name}: SHA-256 mismatch (file altered or corrupt): {_REBUILD}")
 
 
+def _special_file_kind(path: Path) -> Optional[str]:
+    """What ``path`` is when it is neither a folder nor a regular file, else None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode) or stat.S_ISREG(mode):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
+
+
 def load_bundle(
     path: Union[str, os.PathLike],
     *,
@@ -939,6 +1058,10 @@ def load_bundle(
         raise BundleError(f"bundle {str(source)!r} does not exist: pass a bundle folder or .zip "
                           "written by tfedge-convert")
     keepalive = None
+    kind = _special_file_kind(source)
+    if kind is not None:  # opening a FIFO blocks, /dev/zero never ends: never open them
+        raise BundleError(f"bundle {str(source)!r} is {kind}, not a bundle folder or .zip: pass "
+                          "a bundle written by tfedge-convert")
     if source.is_dir():
         root = source
     elif zipfile.is_zipfile(source):

@@ -1,19 +1,75 @@
-"""Atomic file writes: an artifact is either complete on disk or absent."""
+"""Atomic file writes: an artifact is either complete on disk or absent.
+
+Every temporary is a hidden sibling of its target named ``.NAME.pidPID.XXXX``
+(PID: the writing process). A run killed mid-write leaves one behind; the next
+write of the same target removes those whose process is gone
+(:func:`remove_stale_temporaries`), so kills do not accumulate litter.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
+
+from .errors import TfedgeError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_directory",
-           "remove_stale_temporaries"]
+           "remove_stale_temporaries", "temporary_prefix", "check_replaceable_file"]
+
+#: Temporaries without a live writer's PID in their name (written by older tfedge) go
+#: once they are this old: a writer touches its temporary while it works.
+UNMARKED_TEMPORARY_SECONDS = 3600
+_PID_MARK = re.compile(r"^pid(\d+)\.")
+_MKSTEMP_NAME = re.compile(r"^(?:old\.)?[a-z0-9_]{8}(?:\.[A-Za-z0-9]+)?$")  # tempfile's 8 letters
+
+
+def temporary_prefix(target: Path) -> str:
+    """The name prefix of this process's temporaries for ``target``: ``.NAME.pidPID.``."""
+    return f".{target.name}.pid{os.getpid()}."
+
+
+def _kind_of(mode: int) -> Optional[str]:
+    """What a non-regular file is, in words (None for a regular file)."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def check_replaceable_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if a file may be written there atomically; else a TfedgeError.
+
+    An atomic write renames its temporary onto the target, so an existing
+    folder, FIFO or device there (``--output /dev/null`` run as root) would be
+    replaced: refuse it instead, naming what is there.
+    """
+    target = Path(path)
+    try:
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        return target  # nothing there, or a dangling link (the link is replaced)
+    except OSError as exc:
+        raise TfedgeError(f"{str(target)!r} cannot be written ({exc.strerror or exc}): "
+                          "choose another path") from exc
+    kind = _kind_of(mode)
+    if kind is not None:
+        raise TfedgeError(f"{str(target)!r} exists and is {kind}, not a file: writing there "
+                          "would replace it; choose a file path")
+    return target
 
 
 @contextlib.contextmanager
@@ -24,10 +80,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     writers (Keras' ``model.save``) choose the format from it. On error the
     temporary file is removed and ``path`` is left untouched.
     """
-    target = Path(path)
+    target = check_replaceable_file(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target)
     fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix,
+        prefix=temporary_prefix(target), suffix=suffix if suffix is not None else target.suffix,
         dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -78,13 +135,15 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(target), dir=target.parent))
     try:
         # mkdtemp makes a private (0700) folder: publish it as mkdir would.
         os.chmod(tmp, 0o777 & ~_current_umask())
         yield tmp
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=temporary_prefix(target) + "old.",
+                                        dir=target.parent))
             os.rmdir(old)
             os.replace(target, old)
             try:
@@ -100,29 +159,68 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def remove_stale_temporaries(path: str | os.PathLike, older_than_s: float) -> list[Path]:
-    """Delete the temporary folders :func:`atomic_directory` left for ``path`` in killed runs.
+def _writer_is_gone(name: str, target_name: str) -> Optional[bool]:
+    """Whether the process that made temporary ``name`` has exited (None: no PID in the name)."""
+    match = _PID_MARK.match(name[len(target_name) + 2:])
+    if match is None:
+        return None
+    pid = int(match.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # alive, another user's (or a number no process can have: keep it)
+    return False
 
-    Only hidden siblings named like its temporaries (``.NAME.*``) whose
-    newest entry is older than ``older_than_s`` go: a run still writing one
-    keeps touching it. Returns what was removed.
+
+def _newest_mtime(candidate: Path) -> float:
+    if candidate.is_dir() and not candidate.is_symlink():
+        return max([candidate.lstat().st_mtime]
+                   + [p.lstat().st_mtime for p in candidate.rglob("*")])
+    return candidate.lstat().st_mtime
+
+
+def remove_stale_temporaries(path: str | os.PathLike,
+                             older_than_s: float = UNMARKED_TEMPORARY_SECONDS) -> list[Path]:
+    """Delete the temporaries that killed writes left for ``path``; return what was removed.
+
+    Candidates are hidden siblings named ``.NAME.*`` (files of :func:`atomic_path`,
+    folders of :func:`atomic_directory`). One goes when the process named in it
+    (``.NAME.pidPID.``) has exited, or, without a PID (older tfedge), when its
+    newest entry is older than ``older_than_s``: a run still writing keeps touching it.
     """
     target = Path(path)
-    removed = []
+    removed: list[Path] = []
     if not target.parent.is_dir():
         return removed
     now = time.time()
-    for candidate in target.parent.glob(f".{target.name}.*"):
-        if not candidate.is_dir() or candidate.is_symlink():
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if candidate.is_symlink():
+            continue
+        gone = _writer_is_gone(candidate.name, target.name)
+        if gone is None and not candidate.is_dir() and not _MKSTEMP_NAME.match(
+                candidate.name[len(target.name) + 2:]):
+            continue  # an unmarked file not named as tempfile names them: not ours
+        if gone is None:
+            try:
+                gone = now - _newest_mtime(candidate) > older_than_s
+            except OSError:
+                continue
+        if not gone:
             continue
         try:
-            newest = max([candidate.stat().st_mtime]
-                         + [p.stat().st_mtime for p in candidate.rglob("*")])
+            if candidate.is_dir():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
+        except FileNotFoundError:
+            continue  # another writer cleaned it first
         except OSError:
-            continue
-        if now - newest > older_than_s:
-            shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
+            continue  # not ours to fight over (permissions): leave it
+        removed.append(candidate)
     return removed
 
 

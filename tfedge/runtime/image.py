@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from typing import Any, Optional, Union
 
@@ -19,8 +20,9 @@ from PIL import Image, ImageOps
 
 from .errors import TfedgeError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "ImageReadError", "read_image", "stored_header",
-           "upright_size", "to_uint8_rgb", "draft_request", "first_line"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_MAX_DECODED_BYTES", "ImageReadError", "read_image",
+           "stored_header", "upright_size", "to_uint8_rgb", "decoded_bytes", "draft_request",
+           "first_line", "not_a_regular_file"]
 
 #: Largest image accepted, in pixels (64 MP: a 48 MP phone photo passes; a
 #: decompression bomb, a small file declaring a huge image, does not). Checked
@@ -44,6 +46,47 @@ def first_line(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
+#: Bytes per pixel Pillow stores a decoded image of each mode in (4 for RGB: it pads to
+#: RGBX). Modes not listed count as :data:`_WIDEST_STORAGE` bytes.
+_STORAGE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+                  "BGR;15": 2, "BGR;16": 2, "BGR;24": 3}
+_WIDEST_STORAGE = 4
+#: Largest decoded image accepted, in bytes of Pillow's storage (64 MP at 4 bytes per
+#: pixel). Conversion to 8-bit RGB works in bands of rows, so decoding an image
+#: peaks at about its storage plus 3 bytes per pixel of output, whatever its mode:
+#: a 16-bit or float 8192x8192 image no longer goes through float64 copies of itself.
+DEFAULT_MAX_DECODED_BYTES = 256 * 2 ** 20
+_BAND_PIXELS = 1 << 20  # pixels converted at a time (a few MiB of temporaries)
+
+
+def decoded_bytes(mode: str, width: int, height: int) -> int:
+    """Bytes Pillow needs to hold a decoded ``width`` x ``height`` image of ``mode``."""
+    return int(width) * int(height) * _STORAGE_BYTES.get(mode, _WIDEST_STORAGE)
+
+
+def _bands(image: Image.Image) -> list[tuple[int, int]]:
+    width, height = image.size
+    rows = max(1, _BAND_PIXELS // max(width, 1))
+    return [(top, min(top + rows, height)) for top in range(0, height, rows)]
+
+
+def _band(image: Image.Image, top: int, bottom: int) -> Image.Image:
+    return image.crop((0, top, image.size[0], bottom))
+
+
+def _gray_to_uint8(values: np.ndarray, mode: str, float_top: float, int_wide: bool
+                   ) -> np.ndarray:
+    """One band of a one-channel 16/32-bit or float image -> uint8 gray (see to_uint8_rgb)."""
+    if mode == "F":
+        values = values.astype(np.float64)
+        scaled = values * _UINT8_MAX if float_top <= 1.0 else values
+        return np.clip(np.nan_to_num(scaled), 0, _UINT8_MAX).astype(np.uint8)
+    values = values.astype(np.int64)
+    if int_wide:
+        values = np.clip(values, 0, 2 ** 16 - 1) >> _BITS_16_TO_8
+    return np.clip(values, 0, _UINT8_MAX).astype(np.uint8)
+
+
 def to_uint8_rgb(image: Image.Image) -> np.ndarray:
     """Any Pillow mode -> ``(H, W, 3)`` uint8 RGB.
 
@@ -52,26 +95,37 @@ def to_uint8_rgb(image: Image.Image) -> np.ndarray:
     exceeds 255; float images as [0, 1] when they stay within it, else
     [0, 255]. Alpha is dropped, as ``tf.io.decode_image(channels=3)`` does.
     Everything else (L, LA, P, PA, 1, CMYK, YCbCr, LAB, HSV, RGBA) goes
-    through Pillow's own conversion to RGB.
+    through Pillow's own conversion to RGB (pixel by pixel).
+
+    The work is done in bands of rows written into the output, so memory
+    beyond the output stays a few MiB whatever the image's size and mode.
     """
     mode = image.mode
     if mode == "RGB":
         return np.asarray(image, dtype=np.uint8)
+    width, height = image.size
+    out = np.empty((height, width, 3), dtype=np.uint8)
     if mode in _SIXTEEN_BIT_MODES or mode == "I" or mode == "F":
-        values = np.asarray(image)
-        if mode == "F":
-            values = values.astype(np.float64)
-            finite = values[np.isfinite(values)]
-            top = float(finite.max()) if finite.size else 0.0
-            scaled = values * _UINT8_MAX if top <= 1.0 else values
-            gray = np.clip(np.nan_to_num(scaled), 0, _UINT8_MAX).astype(np.uint8)
-        else:
-            values = values.astype(np.int64)
-            if mode in _SIXTEEN_BIT_MODES or (values.size and values.max() > _UINT8_MAX):
-                values = np.clip(values, 0, 2 ** 16 - 1) >> _BITS_16_TO_8
-            gray = np.clip(values, 0, _UINT8_MAX).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        float_top, int_wide = 0.0, mode in _SIXTEEN_BIT_MODES
+        if mode == "F":  # the largest finite value decides the scale: one pass to find it
+            tops = []
+            for top, bottom in _bands(image):
+                values = np.asarray(_band(image, top, bottom))
+                finite = values[np.isfinite(values)]
+                if finite.size:
+                    tops.append(float(finite.max()))
+            float_top = max(tops) if tops else 0.0
+        elif mode == "I":
+            int_wide = any(np.asarray(_band(image, top, bottom)).max(initial=0) > _UINT8_MAX
+                           for top, bottom in _bands(image))
+        for top, bottom in _bands(image):
+            gray = _gray_to_uint8(np.asarray(_band(image, top, bottom)), mode, float_top,
+                                  int_wide)
+            out[top:bottom] = gray[:, :, None]
+        return out
+    for top, bottom in _bands(image):
+        out[top:bottom] = np.asarray(_band(image, top, bottom).convert("RGB"), dtype=np.uint8)
+    return out
 
 
 def draft_request(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -88,13 +142,38 @@ def draft_request(width: int, height: int, short_side: int) -> tuple[int, int]:
     return int(math.ceil(width * ratio)), int(math.ceil(height * ratio))
 
 
+def not_a_regular_file(path: Union[str, os.PathLike]) -> Optional[str]:
+    """What ``path`` is when it is not a regular file (a FIFO, a device...); None otherwise.
+
+    Checked before an image is opened: opening a FIFO blocks until a writer
+    comes, and a device such as /dev/zero never ends.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: open() says so itself
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
 def read_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               draft_short_side: Optional[int] = None) -> tuple[np.ndarray, tuple[int, int]]:
+               draft_short_side: Optional[int] = None,
+               max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+               ) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file (a path or a binary file object) as ``(H, W, 3)`` uint8 RGB, and its size.
 
     * the size is checked from the header before decoding: more than
       ``max_pixels`` pixels is refused (a decompression bomb cannot exhaust
-      memory);
+      memory), and so is more than ``max_decoded_bytes`` of decoded pixels for
+      the file's mode (a 16-bit or float image takes 2-4 bytes per pixel);
+    * a path that is a FIFO or a device is refused before it is opened;
     * ``draft_short_side``: a JPEG is decoded in draft mode (scaled by 1/2,
       1/4 or 1/8 inside the decoder, several times faster) as far as its short
       side stays at least this many pixels (None: full size);
@@ -107,6 +186,10 @@ def read_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAUL
     """
     name = str(source) if isinstance(source, (str, os.PathLike)) else \
         str(getattr(source, "name", "<image>"))
+    if isinstance(source, (str, os.PathLike)):
+        kind = not_a_regular_file(source)
+        if kind is not None:
+            raise ImageReadError(f"{name}: is {kind}, not an image file")
     try:
         with warnings.catch_warnings():
             # Our own max_pixels check replaces Pillow's DecompressionBombWarning.
@@ -123,6 +206,14 @@ def read_image(source: Union[str, os.PathLike, Any], *, max_pixels: int = DEFAUL
                                          "max_pixels (tfedge-pi --max-pixels) if it is real")
                 if draft_short_side and image.format == "JPEG":
                     image.draft("RGB", draft_request(width, height, int(draft_short_side)))
+                needed = decoded_bytes(image.mode, *image.size)
+                if needed > max_decoded_bytes:
+                    decoded_w, decoded_h = image.size
+                    raise ImageReadError(
+                        f"{name}: the image is {decoded_w}x{decoded_h} {image.mode} pixels, "
+                        f"{needed / 2 ** 20:.0f} MiB decoded, over the limit of "
+                        f"{max_decoded_bytes / 2 ** 20:.0f} MiB: convert it to 8-bit or a "
+                        "smaller size, or raise max_decoded_bytes (tfedge-pi --max-decoded-mb)")
                 image.load()
                 full_size = (height, width)
                 orientation = image.getexif().get(EXIF_ORIENTATION, _UPRIGHT)

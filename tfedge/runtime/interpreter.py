@@ -23,7 +23,8 @@ from .errors import TfedgeError
 
 __all__ = [
     "TensorSpec", "TfliteModel", "load_interpreter", "interpreter_backend", "quantize",
-    "dequantize", "InterpreterUnavailableError", "ModelLoadError", "INTEGER_DTYPES",
+    "dequantize", "InterpreterUnavailableError", "ModelLoadError", "ModelRunError",
+    "invoke_checked", "INTEGER_DTYPES",
 ]
 
 # The interpreter packages tried, in order: (module, pip name).
@@ -41,6 +42,22 @@ class InterpreterUnavailableError(TfedgeError):
 
 class ModelLoadError(TfedgeError):
     """A ``.tflite`` file cannot be loaded or run."""
+
+
+class ModelRunError(TfedgeError):
+    """A loaded model failed on one input (e.g. an index computed from the input is out of
+    range): that input's result is an error, the other inputs still run."""
+
+
+def invoke_checked(interpreter: Any, name: str) -> None:
+    """``interpreter.invoke()``, its failure a one-line :class:`ModelRunError` naming the model."""
+    try:
+        interpreter.invoke()
+    except (RuntimeError, ValueError) as exc:  # what LiteRT raises when a kernel fails
+        text = str(exc).strip().splitlines()
+        detail = text[0] if text else exc.__class__.__name__
+        raise ModelRunError(f"{name} failed on this input ({detail}): the model is broken for "
+                            "such inputs; rebuild it with tfedge-convert") from exc
 
 
 # --------------------------------------------------------------------------- (de)quantisation
@@ -238,7 +255,7 @@ class TfliteModel:
 
     def _invoke(self, q: np.ndarray) -> list[np.ndarray]:
         self.interpreter.set_tensor(self._inputs[0]["index"], q)
-        self.interpreter.invoke()
+        invoke_checked(self.interpreter, self.source)
         return [self.interpreter.get_tensor(d["index"]).copy() for d in self._outputs]
 
     def run_raw_all(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
