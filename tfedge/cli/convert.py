@@ -64,7 +64,8 @@ _MIB = 2 ** 20
 
 
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, sort_keys=True))
+    # Strict JSON: NaN/Infinity are not JSON (the bundle reader refuses them too).
+    print(json.dumps(obj, sort_keys=True, allow_nan=False))
 
 
 def _spec_text(spec) -> str:
@@ -256,6 +257,28 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_VERIFY_RANDOM_INPUTS = 3
+_VERIFY_SEED = 0
+
+
+def _verify_probes(spec) -> list:
+    """Inputs ``verify`` runs besides zeros: the dtype's extremes and seeded random values."""
+    import numpy as np
+
+    rng = np.random.default_rng(_VERIFY_SEED)
+    if np.issubdtype(np.dtype(spec.dtype), np.integer):
+        info = np.iinfo(spec.dtype)
+        low, high = int(info.min), int(info.max)
+        randoms = [rng.integers(low, high, size=spec.shape, endpoint=True).astype(spec.dtype)
+                   for _ in range(_VERIFY_RANDOM_INPUTS)]
+    else:
+        low, high = 0.0, 255.0  # raw pixels, as bundles feed float models
+        randoms = [rng.uniform(low, high, size=spec.shape).astype(spec.dtype)
+                   for _ in range(_VERIFY_RANDOM_INPUTS)]
+    extremes = [np.full(spec.shape, value, dtype=spec.dtype) for value in (low, high)]
+    return extremes + randoms
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -273,6 +296,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             start = time.perf_counter()
             raw = model.run_raw_all(zeros)
             seconds = time.perf_counter() - start
+            # Zeros alone miss models that fail on some inputs (an index computed from the
+            # input, out of range): also the extremes and a few seeded random inputs.
+            for probe in _verify_probes(model.input_spec):
+                model.run_raw_all(probe)
             for out, spec in zip(raw, model.output_specs):
                 if tuple(out.shape) != tuple(spec.shape):
                     raise TfedgeError(f"{entry.file}: output shape {list(out.shape)} differs from "
