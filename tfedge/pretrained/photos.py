@@ -46,6 +46,21 @@ _PACKAGE_PHOTOS = (
     ("sklearn.datasets", "images/flower.jpg", "flower", "a pink flower"),
 )
 
+#: More scikit-image pictures (``bundled_photos(extra=True)``): textures, microscopy,
+#: grey-scale scenes. Not all show an ImageNet class; they widen an unlabelled
+#: fine-tune or calibration set (labels then come from a model, see pseudo_labels).
+_EXTRA_PACKAGE_PHOTOS = (
+    ("skimage.data", "camera.png", "camera", "a cameraman on a tripod (grey-scale)"),
+    ("skimage.data", "coins.png", "coins", "old coins (grey-scale)"),
+    ("skimage.data", "brick.png", "brick", "a brick wall (grey-scale)"),
+    ("skimage.data", "grass.png", "grass", "grass (grey-scale)"),
+    ("skimage.data", "gravel.png", "gravel", "gravel (grey-scale)"),
+    ("skimage.data", "hubble_deep_field.jpg", "hubble", "galaxies of the Hubble deep field"),
+    ("skimage.data", "ihc.png", "ihc", "an immunohistochemistry micrograph"),
+    ("skimage.data", "retina.jpg", "retina", "a human retina"),
+    ("skimage.data", "moon.png", "moon", "the lunar surface (grey-scale)"),
+)
+
 
 def _module_dir(module: str) -> Path | None:
     import importlib.util
@@ -59,10 +74,14 @@ def _module_dir(module: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def bundled_photos(*, include_darknet: bool = True) -> list[Photo]:
-    """The photos found in installed packages (scikit-image, scikit-learn, darknet)."""
+def bundled_photos(*, include_darknet: bool = True, extra: bool = False) -> list[Photo]:
+    """The photos found in installed packages (scikit-image, scikit-learn, darknet).
+
+    ``extra`` adds nine more scikit-image pictures (:data:`_EXTRA_PACKAGE_PHOTOS`).
+    """
     photos = []
-    for module, filename, name, shows in _PACKAGE_PHOTOS:
+    for module, filename, name, shows in _PACKAGE_PHOTOS + (_EXTRA_PACKAGE_PHOTOS if extra
+                                                            else ()):
         folder = _module_dir(module)
         if folder is not None and (folder / filename).is_file():
             photos.append(Photo(name, folder / filename, shows))
