@@ -2,6 +2,7 @@
 
     python benchmarks/cascade.py            # full run: 3 seeds, full splits
     python benchmarks/cascade.py --quick    # one seed, small splits (< 20 minutes on 2 cores)
+    python benchmarks/cascade.py --quick --weak-predictor   # predictor trained 4x fewer epochs
 
 Per seed, at one training budget (the same epochs for every classifier):
 
@@ -19,8 +20,18 @@ Per seed, at one training budget (the same epochs for every classifier):
    ``BUDGET_FRACTION`` of the base model's MACs, *budget mode* instead (the
    best accuracy within it); both calibrations are reported. Figures
    **on test**; the accuracy-versus-expected-MACs curve written as a PNG;
-5. the int8 bundle made by the conversion CLI (``tfedge-convert cascade``,
-   checked on the test split), then evaluated again from the written bundle.
+5. the int8 bundle made by :func:`tfedge.cascade.convert_cascade_bundle` (what
+   ``tfedge-convert cascade`` runs, with the same settings, checked on the test
+   split): stages quantised on the int8 predictor's crops, and the exit
+   thresholds solved again on the int8 pipeline's validation scores
+   (``threshold_split``; ``--float-thresholds`` keeps the float ones, the
+   behaviour before issue #18 item 17), then evaluated again from the written
+   bundle. Both operating points (float and int8: top-1, exit rates, accuracy
+   of each exit) are in ``int8_conversion``.
+
+``--weak-predictor`` trains the predictor for a quarter of the epochs (rounded
+up): the weaker-predictor case where int8 boxes, crops and scores drift
+furthest from the float pipeline's.
 
 Last line: JSON with ``base_top1``, ``base_macs``, ``cascade_top1``,
 ``cascade_expected_macs`` (predictor included), ``exit_fractions``,
@@ -33,11 +44,7 @@ environment. With several seeds, the headline figures are means and
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -71,6 +78,8 @@ TARGET_GAIN_POINTS = 3.0
 TARGET_MACS_FRACTION = 0.30
 INT8_TOLERANCE_POINTS = 1.0
 CALIBRATION_IMAGES = 500
+#: --weak-predictor: the predictor gets this many times fewer epochs (issue #18 item 17).
+WEAK_PREDICTOR_DIVISOR = 4
 CURVE_POINTS = 25
 _POINTS = 100.0
 
@@ -92,32 +101,50 @@ def _data_flags(sizes: dict) -> list[str]:
             "--test-size", str(sizes["test_size"]), "--data-seed", "0"]
 
 
-def _convert_with_cli(cascade_path: Path, bundle_dir: Path, sizes: dict) -> dict:
-    """``tfedge-convert cascade`` in a subprocess (the documented route), its JSON line."""
-    cmd = [sys.executable, "-m", "tfedge.cli.convert", "cascade", "--cascade", str(cascade_path),
-           "--output", str(bundle_dir), "--zip", "--check-split", "test",
-           "--check-size", str(sizes["test_size"]),
-           "--calibration-size", str(CALIBRATION_IMAGES),
-           "--tolerance", str(INT8_TOLERANCE_POINTS), *_data_flags(sizes)]
-    log.info("$ %s", " ".join(cmd))
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-    sys.stderr.write(proc.stderr[-4000:])
-    lines = proc.stdout.strip().splitlines()
-    if not lines:
-        raise RuntimeError(f"tfedge-convert cascade printed nothing (exit {proc.returncode})")
-    result = json.loads(lines[-1])
-    result["exit_status"] = proc.returncode
-    return result
+def _convert(spec: Any, data: Any, bundle_dir: Path, sizes: dict, *,
+             int8_thresholds: bool) -> dict:
+    """The int8 bundle with ``tfedge-convert cascade``'s settings, in this process.
+
+    In process because the validation split goes in as ``threshold_split`` (the
+    thresholds are solved again on the int8 scores of the split they were
+    calibrated on); a failed check returns its figures with ``passed`` False.
+    """
+    from tfedge._convert import ConversionCheckError
+    from tfedge.cascade import convert_cascade_bundle
+
+    try:
+        path, metrics = convert_cascade_bundle(
+            spec, data.train, data.test, bundle_dir, zip_path=bundle_dir.with_suffix(".zip"),
+            calibration_size=CALIBRATION_IMAGES, check_size=sizes["test_size"],
+            tolerance_points=INT8_TOLERANCE_POINTS,
+            extra_metrics={"dataset": data.name, "check_split": "test"},
+            threshold_split=data.val if int8_thresholds else None)
+    except ConversionCheckError as exc:
+        log.warning("%s", exc)
+        return {"passed": False, "bundle": None, "error": str(exc), **exc.metrics}
+    return {"passed": True, "bundle": str(path), **metrics}
+
+
+def _conversion_record(conversion: dict) -> dict:
+    """What the int8 conversion measured, for the JSON (per-stage figures without raw records)."""
+    keys = ("passed", "top1", "float_top1", "top1_drop_points", "mean_macs", "float_mean_macs",
+            "exit_rates", "float_exit_rates", "agreement", "thresholds", "float_thresholds",
+            "threshold_source", "operating_points", "int8_threshold_calibration",
+            "calibration_images", "check_images")
+    record = {k: conversion.get(k) for k in keys}
+    record["stages"] = [{k: st.get(k) for k in ("float_top1", "int8_top1", "agreement")}
+                        for st in conversion.get("stages", [])]
+    return record
 
 
 def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_name: str,
-             data: Any, out: Path, reuse: bool) -> dict:
+             data: Any, out: Path, reuse: bool, int8_thresholds: bool = True) -> dict:
     from tfedge import count_macs
     from tfedge._train import TrainConfig, evaluate_classifier, load_classifier, train_classifier
     from tfedge.bundle import load_bundle
     from tfedge.cascade import (build_cascade, choose_exit_rule, compute_stage_logits,
-                                evaluate_bundle, evaluate_cascade, plot_tradeoff, save_cascade)
+                                evaluate_bundle, evaluate_cascade, load_cascade, plot_tradeoff,
+                                save_cascade)
     from tfedge.crop import (CropConfig, CropTrainConfig, PredictorTrainConfig, load_predictor,
                              train_crop_classifier, train_predictor)
 
@@ -208,7 +235,8 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
     modes["accuracy"]["target"] = acc_result.target_accuracy
 
     bundle_dir = out / "bundles" / f"cascade_seed{seed}"
-    conversion = _convert_with_cli(cascade_path, bundle_dir, sizes)
+    conversion = _convert(load_cascade(cascade_path), data, bundle_dir, sizes,
+                          int8_thresholds=int8_thresholds)
     int8_top1 = int8_macs = None
     if conversion.get("passed"):
         with load_bundle(bundle_dir) as bundle:
@@ -236,6 +264,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
         "int8_cascade_top1": int8_top1, "int8_cascade_expected_macs": int8_macs,
         "int8_float_top1": conversion.get("float_top1"),
         "conversion_passed": bool(conversion.get("passed")),
+        "int8_conversion": _conversion_record(conversion),
         "bundle": conversion.get("bundle"), "plot": str(plot), "cascade": str(cascade_path),
         "train_seconds": train_seconds,
     }
@@ -289,6 +318,17 @@ def main() -> None:
     parser.add_argument("--predictor", type=str, default=PREDICTOR,
                         help=f"foreground predictor to train (default {PREDICTOR})")
     parser.add_argument("--epochs", type=int, default=None, help="override the training epochs")
+    parser.add_argument("--weak-predictor", dest="weak_predictor", action="store_true",
+                        help=f"train the predictor {WEAK_PREDICTOR_DIVISOR}x fewer epochs "
+                             "(rounded up): the weak-predictor int8 case")
+    parser.add_argument("--predictor-epochs", dest="predictor_epochs", type=int, default=None,
+                        help="override the predictor's epochs (before --weak-predictor)")
+    for split in ("train", "val", "test"):
+        parser.add_argument(f"--{split}-size", dest=f"{split}_size", type=int, default=None,
+                            help=f"override the {split} split's size")
+    parser.add_argument("--float-thresholds", dest="float_thresholds", action="store_true",
+                        help="keep the float thresholds in the int8 bundle (no recalibration on "
+                             "int8 scores; the behaviour before issue #18 item 17)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--output-dir", dest="output_dir", type=Path, default=None,
                         help="default runs/benchmarks/cascade[_quick]")
@@ -302,6 +342,11 @@ def main() -> None:
     sizes = dict(QUICK if args.quick else FULL)
     if args.epochs:
         sizes["epochs"] = args.epochs
+    for key in ("train_size", "val_size", "test_size", "predictor_epochs"):
+        if getattr(args, key):
+            sizes[key] = getattr(args, key)
+    if args.weak_predictor:
+        sizes["predictor_epochs"] = -(-sizes["predictor_epochs"] // WEAK_PREDICTOR_DIVISOR)
     seeds = tuple(args.seeds) if args.seeds else (QUICK_SEEDS if args.quick else FULL_SEEDS)
     stages = _parse_stages(args.stages)
     out = args.output_dir or REPO / "runs" / "benchmarks" / ("cascade_quick" if args.quick
@@ -309,11 +354,14 @@ def main() -> None:
     data = load_dataset("benchmark", benchmark=BenchmarkConfig(
         image_size=BASE_RESOLUTION, train_size=sizes["train_size"], val_size=sizes["val_size"],
         test_size=sizes["test_size"], seed=0))
-    rows = [run_seed(seed, sizes, stages, args.predictor, data, out, args.reuse) for seed in seeds]
+    rows = [run_seed(seed, sizes, stages, args.predictor, data, out, args.reuse,
+                     int8_thresholds=not args.float_thresholds) for seed in seeds]
     result = {"benchmark": "cascade", "quick": args.quick, "base_model": BASE_MODEL,
               "base_resolution": BASE_RESOLUTION, "stage_models": args.stages,
               "predictor": args.predictor, "epochs": sizes["epochs"],
               "predictor_epochs": sizes["predictor_epochs"], "seeds": list(seeds),
+              "weak_predictor": args.weak_predictor,
+              "int8_thresholds": "float" if args.float_thresholds else "int8",
               "budget_fraction": BUDGET_FRACTION,
               "accuracy_tolerance_points": ACCURACY_TOLERANCE_POINTS,
               "train_images": len(data.train),
