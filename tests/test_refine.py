@@ -252,3 +252,125 @@ def test_cli_refine_then_evaluate_with_the_refiner_as_predictor(tmp_path):
     proc = tfedge("predictor", "refine", "--predictor", str(ref), "--output",
                   str(tmp_path / "r2.keras"), *flags)
     assert proc.returncode == 2 and "is a refiner already" in proc.stderr
+
+
+# --------------------------------------------------------------------------- the refiner in a bundle
+
+
+@pytest.mark.slow
+def test_cascade_bundle_holds_the_int8_refiner_calibrated_on_its_own_windows(tmp_path,
+                                                                            monkeypatch):
+    """tfedge-convert cascade --refiner: a version-2 bundle whose refiner was calibrated on
+    windows around the int8 predictor's boxes, whose stages were calibrated on crops at the int8
+    refined boxes, and which the runner and the batch evaluation run identically."""
+    pytest.importorskip("ai_edge_litert")
+    import keras
+
+    import tfedge._convert as convert_module
+    from rpi_runner import EdgePipeline
+    from tfedge._convert import _subset
+    from tfedge._macs import count_macs
+    from tfedge._train import save_classifier
+    from tfedge.cascade._cascade import CascadeSpec, PredictorConfig, StageConfig
+    from tfedge.cascade._convert import _refined_device_crops, convert_cascade_bundle
+    from tfedge.cascade._int8 import device_boxes
+    from tfedge.crop._refine import save_refiner
+    from tfedge.runtime.bundle import load_bundle
+    from tfedge.runtime.evaluate import evaluate_bundle
+    from tfedge.runtime.interpreter import TfliteModel
+
+    train, test = make_colour_split(48, size=40, seed=0), make_colour_split(20, size=40, seed=2)
+    keras.utils.set_random_seed(0)
+    save_predictor(build_predictor(TINY), tmp_path / "pred.keras")
+    predictor = load_predictor(tmp_path / "pred.keras")
+    refiner_model = build_predictor(TINY)
+    pair = RefinedPredictor(predictor, refiner_model, DEFAULT_REFINE_WINDOW, 2,
+                            str(tmp_path / "pred.keras"))
+    save_refiner(pair, tmp_path / "refiner.keras", tmp_path / "pred.keras")
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
+    stage = keras.Model(inputs, keras.layers.Dense(len(train.class_names))(
+        keras.layers.GlobalAveragePooling2D()(x)), name="tiny_stage")
+    save_classifier(stage, tmp_path / "stage.keras", {"class_names": list(train.class_names)})
+    crop = CropConfig(margin=0.2)
+    spec = CascadeSpec(stages=(StageConfig("tiny_stage", "stage.keras", 16, 5000),),
+                       class_names=train.class_names,
+                       predictor=PredictorConfig("pred.keras", 32,
+                                                 count_macs(predictor).macs, crop),
+                       root=tmp_path)
+    representative = []
+    real_quantize = convert_module.quantize_int8
+
+    def recording_quantize(model, rep, **kwargs):
+        data, record = real_quantize(model, rep, **kwargs)
+        representative.append((rep.copy(), data))
+        return data, record
+
+    monkeypatch.setattr(convert_module, "quantize_int8", recording_quantize)
+    path, metrics = convert_cascade_bundle(spec, train, test, tmp_path / "bundle",
+                                           calibration_size=12, check_size=20,
+                                           tolerance_points=100.0,
+                                           refiner=tmp_path / "refiner.keras")
+    assert len(representative) == 3  # predictor, refiner, the stage
+    cal = _subset(train, 12, 0)
+    pred_tfl = TfliteModel(representative[0][1])
+    first, _ = window_crops(cal, device_boxes(cal, pred_tfl), resolution=32,
+                            window=DEFAULT_REFINE_WINDOW)
+    refiner_rep = representative[1][0]
+    assert refiner_rep.shape == (24, 32, 32, 3)  # two passes of windows per image
+    np.testing.assert_array_equal(refiner_rep[:12], first.astype(np.float32))
+    with load_bundle(path) as bundle:
+        assert bundle.version == 2 and bundle.manifest["version"] == 2
+        ref = bundle.refiner
+        assert (ref.passes, ref.resolution) == (2, 32)
+        assert dict(ref.window) == DEFAULT_REFINE_WINDOW.to_dict()
+        assert ref.macs == count_macs(refiner_model).macs
+        assert bundle.read_model(ref) == representative[1][1]
+        assert {"float_int8_mean_iou", "mean_iou", "float_mean_iou",
+                "calibration_windows"} <= set(ref.metrics)
+        from tfedge.cascade._convert import Int8Refiner
+
+        int8_refiner = Int8Refiner(TfliteModel(representative[1][1]), 32, ref.macs,
+                                   DEFAULT_REFINE_WINDOW, 2, ref.box_format)
+        _, stage_rep = _refined_device_crops(cal, [16], pred_tfl, int8_refiner, crop)
+        np.testing.assert_array_equal(representative[2][0], stage_rep[0])
+        reference = evaluate_bundle(bundle, test)
+        assert reference.top1 == pytest.approx(metrics["top1"])
+        assert reference.mean_macs == pytest.approx(
+            bundle.predictor.macs + 2 * ref.macs + bundle.stages[0].macs)
+        with EdgePipeline(bundle) as pipe:
+            results = [pipe.classify(image) for image in test.images]
+        assert [r.class_index for r in results] == reference.predictions.tolist()
+        assert [list(r.window) for r in results] == reference.windows.tolist()
+        assert np.array_equal([r.box for r in results], reference.boxes)
+        assert np.array_equal([r.predictor_box for r in results], reference.predictor_boxes)
+
+
+def test_conversion_refuses_a_refiner_of_another_predictor(tmp_path):
+    from tfedge.cascade._cascade import CascadeSpec, PredictorConfig, StageConfig
+    from tfedge.cascade._convert import _load_refiner
+    from tfedge.crop._refine import save_refiner
+
+    for name in ("a.keras", "b.keras"):
+        save_predictor(build_predictor(TINY), tmp_path / name)
+    pair = RefinedPredictor(load_predictor(tmp_path / "a.keras"), build_predictor(TINY))
+    save_refiner(pair, tmp_path / "r.keras", tmp_path / "a.keras")
+    stage = (StageConfig("s", "s.keras", 16, 1),)
+    spec = CascadeSpec(stages=stage, class_names=("a", "b"),
+                       predictor=PredictorConfig("b.keras", 32, 1), root=tmp_path)
+    with pytest.raises(TfedgeError, match="refines .*a.keras.*but the cascade's predictor"):
+        _load_refiner(tmp_path / "r.keras", spec)
+    with pytest.raises(TfedgeError, match="plain predictor, not a refiner"):
+        _load_refiner(tmp_path / "b.keras", spec)
+    plain = CascadeSpec(stages=stage, class_names=("a", "b"), root=tmp_path)
+    with pytest.raises(TfedgeError, match="the cascade has no predictor"):
+        _load_refiner(tmp_path / "r.keras", plain)
+    assert _load_refiner(tmp_path / "r.keras", dataclasses_replace(
+        spec, predictor=PredictorConfig("a.keras", 32, 1))).refiner is not None
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)

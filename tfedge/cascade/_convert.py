@@ -7,6 +7,13 @@
 * each stage on the crops the *int8* predictor cuts from the same training
   images, resized to the stage's resolution: what the stage sees deployed
   (:func:`tfedge.cascade._int8.device_crops`);
+* with a refiner (``refiner=``, a ``tfedge predictor refine`` file refining
+  the cascade's predictor; the bundle is then manifest version 2), the
+  refiner is calibrated on its own input windows: those around the *int8*
+  predictor's boxes on the calibration images (and, for later passes, around
+  the float refiner's boxes after the pass before); the stages then calibrate
+  on the crops at the int8 *refined* boxes, and both pipelines crop at
+  refined boxes;
 * with ``threshold_split`` (the split the thresholds were calibrated on), the
   exit thresholds are calibrated again, with the same objective, on the int8
   pipeline's scores of that split (:func:`tfedge.cascade._int8.recalibrate_thresholds`):
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -43,7 +51,7 @@ from ._cascade import CascadeSpec
 from ._evaluate import SplitLogits, _check_model, compute_stage_logits, stage_logits_on_crops
 from ._int8 import device_crops, operating_point, recalibrate_thresholds
 
-__all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle"]
+__all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle", "Int8Refiner"]
 
 #: tfedge.crop predictors output (cy, cx, h, w); geometry.decode_boxes turns it into corners.
 #: Heat-head predictors are converted in their export form (predictor_export_model: heat
@@ -75,13 +83,34 @@ def _crops(split: Split, resolution: int, boxes: Optional[np.ndarray], crop: Any
                               crop=crop)]
 
 
+@dataclass(frozen=True)
+class Int8Refiner:
+    """A converted refiner and how the device runs it (a bundle's ``refiner`` entry)."""
+
+    model: Any                    # tfedge.TfliteModel
+    resolution: int
+    macs: int                     # one pass
+    window: Any                   # tfedge.runtime.geometry.CropConfig (square, no scales)
+    passes: int
+    box_format: str
+
+    def entry(self, metrics: Optional[Mapping[str, Any]] = None) -> Any:
+        from ..runtime.bundle import RefinerEntry
+
+        return RefinerEntry(resolution=int(self.resolution), macs=int(self.macs),
+                            input=self.model.input_spec, outputs=self.model.output_specs,
+                            window=self.window.to_dict(), passes=int(self.passes),
+                            box_format=self.box_format, metrics=dict(metrics or {}))
+
+
 def run_int8_cascade(split: Split, *, stages: Sequence[Any], resolutions: Sequence[int],
                      criteria: Sequence[str], weights: Sequence[float],
                      thresholds: Sequence[Optional[float]], stage_macs: Sequence[int],
                      predictor: Any = None, predictor_resolution: int = 0,
                      predictor_macs: int = 0, crop: Any = None,
                      batch_size: int = DEFAULT_BATCH_SIZE,
-                     box_format: Optional[str] = None) -> tuple[SplitLogits, CascadeOutcome]:
+                     box_format: Optional[str] = None,
+                     refiner: Optional[Int8Refiner] = None) -> tuple[SplitLogits, CascadeOutcome]:
     """The int8 cascade on ``split`` as a device runs it (``stages``/``predictor``:
     :class:`tfedge.TfliteModel`), before any bundle is written.
 
@@ -90,9 +119,30 @@ def run_int8_cascade(split: Split, *, stages: Sequence[Any], resolutions: Sequen
     bundle evaluation takes, so the figures recorded here are what
     :func:`evaluate_bundle` gives on the written bundle. ``box_format``
     defaults to the converter's choice (two predictor outputs: heat maps).
+    ``refiner``: the predictor's converted refiner, run before the crop.
     ``batch_size`` is unused (models run image by image) and kept for callers.
     """
     del batch_size
+    result = _run_int8(split, stages=stages, resolutions=resolutions, criteria=criteria,
+                       weights=weights, thresholds=thresholds, stage_macs=stage_macs,
+                       predictor=predictor, predictor_resolution=predictor_resolution,
+                       predictor_macs=predictor_macs, crop=crop, box_format=box_format,
+                       refiner=refiner)
+    return _outcome(result, stage_macs, _locator_macs(predictor_macs, refiner))
+
+
+def _locator_macs(predictor_macs: int, refiner: Optional[Int8Refiner]) -> int:
+    """MACs of finding the box: the predictor, plus every refiner pass."""
+    return int(predictor_macs) + (refiner.passes * int(refiner.macs) if refiner else 0)
+
+
+def _run_int8(split: Split, *, stages: Sequence[Any], resolutions: Sequence[int],
+              criteria: Sequence[str], weights: Sequence[float],
+              thresholds: Sequence[Optional[float]], stage_macs: Sequence[int],
+              predictor: Any = None, predictor_resolution: int = 0, predictor_macs: int = 0,
+              crop: Any = None, box_format: Optional[str] = None,
+              refiner: Optional[Int8Refiner] = None) -> Any:
+    """:func:`run_int8_cascade`'s :class:`~tfedge.runtime.evaluate.BundleEvaluation`."""
     from ..runtime.bundle import PredictorEntry, StageEntry
 
     entries = [StageEntry(name=f"stage{k}", resolution=int(res), macs=int(macs),
@@ -110,8 +160,9 @@ def run_int8_cascade(split: Split, *, stages: Sequence[Any], resolutions: Sequen
                                     outputs=predictor.output_specs,
                                     crop=crop.to_dict() if crop is not None else {},
                                     box_format=box_format)
-    return _outcome(_evaluate_models(split, entries, list(stages), pred_entry, predictor),
-                    stage_macs, predictor_macs)
+    if refiner is not None and predictor is None:
+        raise TfedgeError("a refiner refines the predictor's box: pass the predictor too")
+    return _evaluate_models(split, entries, list(stages), pred_entry, predictor, refiner)
 
 
 def evaluate_bundle(bundle: Any, split: Split, *, batch_size: int = DEFAULT_BATCH_SIZE,
@@ -125,22 +176,112 @@ def evaluate_bundle(bundle: Any, split: Split, *, batch_size: int = DEFAULT_BATC
     del batch_size
     from ..runtime.evaluate import evaluate_bundle as evaluate_on_runtime
 
-    p = bundle.predictor
     return _outcome(evaluate_on_runtime(bundle, split, num_threads=num_threads),
-                    [s.macs for s in bundle.stages], p.macs if p is not None else 0)
+                    [s.macs for s in bundle.stages], bundle.locator_macs)
 
 
 def _evaluate_models(split: Split, stages: Sequence[Any], models: Sequence[Any],
-                     predictor: Any, predictor_model: Any) -> Any:
+                     predictor: Any, predictor_model: Any,
+                     refiner: Optional[Int8Refiner] = None) -> Any:
     from ..runtime.evaluate import split_images, evaluate_models
 
     images, labels, count, _ = split_images(split)
     return evaluate_models(images, stages=stages, stage_models=models, predictor=predictor,
-                           predictor_model=predictor_model, labels=labels, count=count)
+                           predictor_model=predictor_model, labels=labels, count=count,
+                           refiner=refiner.entry() if refiner is not None else None,
+                           refiner_model=refiner.model if refiner is not None else None)
+
+
+def _refined_device_crops(split: Split, resolutions: Sequence[int], predictor: Any,
+                          refiner: Int8Refiner, crop: Any) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`tfedge.cascade._int8.device_crops` with the refiner: the float32 inputs the
+    device feeds each stage, cut at the int8 *refined* boxes (the device's own route,
+    :func:`tfedge.runtime.evaluate.locate_box`)."""
+    from ..runtime.bundle import PredictorEntry
+    from ..runtime.evaluate import locate_box, split_images
+    from ..runtime.geometry import crop_window, resize_bilinear
+
+    from ._int8 import predictor_box_format
+
+    entry = PredictorEntry(resolution=int(predictor.input_spec.shape[1]), macs=0,
+                           input=predictor.input_spec, outputs=predictor.output_specs,
+                           crop=crop.to_dict(), box_format=predictor_box_format(predictor))
+    ref_entry = refiner.entry()
+    images, _, _, _ = split_images(split)
+    out: list[list[np.ndarray]] = [[] for _ in resolutions]
+    boxes = []
+    for image in images:
+        image = np.asarray(image)
+        _, box = locate_box(image, entry, predictor, ref_entry, refiner.model)
+        boxes.append(box)
+        y0, x0, y1, x1 = (int(v) for v in crop_window(box, *image.shape[:2], crop))
+        for arr, res in zip(out, resolutions):
+            arr.append(resize_bilinear(image[y0:y1, x0:x1], int(res), int(res)))
+    crops = [np.stack(a).astype(np.float32) if a else np.zeros((0, int(r), int(r), 3), np.float32)
+             for a, r in zip(out, resolutions)]
+    return np.asarray(boxes, np.float32).reshape(-1, 4), crops
+
+
+def _load_refiner(path: Union[str, os.PathLike], spec: CascadeSpec) -> Any:
+    """The :class:`~tfedge.crop.RefinedPredictor` of refiner file ``path``, checked to refine
+    the cascade's own predictor file."""
+    from ..crop import RefinedPredictor, load_predictor
+
+    if spec.predictor is None:
+        raise TfedgeError("a refiner refines the predictor's box, but the cascade has no "
+                          "predictor: build the cascade with --predictor, or drop --refiner")
+    pair = load_predictor(Path(path))
+    if not isinstance(pair, RefinedPredictor):
+        raise TfedgeError(f"{str(path)!r} is a plain predictor, not a refiner: pass the file "
+                          "'tfedge predictor refine' wrote")
+    first = Path(pair.predictor_path or "")
+    if first.resolve() != Path(spec.predictor_path()).resolve():
+        raise TfedgeError(f"refiner {str(path)!r} refines {str(first)!r}, but the cascade's "
+                          f"predictor is {str(spec.predictor_path())!r}: train a refiner for "
+                          "the cascade's predictor ('tfedge predictor refine')")
+    return pair
+
+
+def _convert_refiner(pair: Any, cal: Split, predictor: Any, *, io_dtype: str, qat: Any,
+                     batch_size: int) -> tuple[bytes, dict[str, Any], int]:
+    """The int8 refiner, calibrated on the windows it sees deployed.
+
+    Pass 1 sees windows around the *int8* predictor's boxes; pass ``k + 1``
+    windows around the boxes after pass ``k`` (the float refiner's, on the
+    windows cut the way the training side cuts them,
+    :func:`tfedge.crop._refine.window_crops`). Returns the bytes, the
+    quantisation record and the number of calibration windows.
+    """
+    from .._convert import quantize_int8
+    from ..crop import predict_boxes, predictor_export_model, predictor_spec_of
+    from ..crop._refine import boxes_from_window, merge_refined, window_crops
+    from ..data._types import ImageSplit
+
+    from ._int8 import device_boxes
+
+    resolution = predictor_spec_of(pair.refiner).resolution
+    boxes = device_boxes(cal, predictor)
+    windows_seen = []
+    for look in range(pair.passes):
+        crops, windows = window_crops(cal, boxes, resolution=resolution, window=pair.window,
+                                      batch_size=batch_size)
+        windows_seen.append(crops)
+        if look + 1 < pair.passes:
+            inner = predict_boxes(pair.refiner, ImageSplit(
+                crops, np.zeros(len(crops), np.int32), None, tuple(cal.class_names)),
+                batch_size=batch_size)
+            boxes = merge_refined(boxes, boxes_from_window(inner, windows), windows)
+    representative = np.concatenate(windows_seen).astype(np.float32)
+    data, quantization = quantize_int8(predictor_export_model(pair.refiner), representative,
+                                       io_dtype=io_dtype, qat=qat,
+                                       qat_unsupported=_PREDICTOR_NO_QAT.replace(
+                                           "foreground predictor", "refiner"))
+    return data, quantization, len(representative)
 
 
 def _int8_thresholds(spec: CascadeSpec, split: Split, stages: Sequence[Any], predictor: Any,
-                     crop: Any) -> tuple[tuple[Optional[float], ...], Optional[dict[str, Any]]]:
+                     crop: Any, refiner: Optional[Int8Refiner] = None
+                     ) -> tuple[tuple[Optional[float], ...], Optional[dict[str, Any]]]:
     """Thresholds for the int8 pipeline's scores: ``spec``'s objective solved on ``split``.
 
     Returns the thresholds and a record of both pipelines' figures on
@@ -152,7 +293,7 @@ def _int8_thresholds(spec: CascadeSpec, split: Split, stages: Sequence[Any], pre
         criteria=spec.criteria, weights=spec.weights, thresholds=spec.thresholds,
         stage_macs=spec.stage_macs, predictor=predictor,
         predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
-        predictor_macs=spec.predictor_macs, crop=crop)
+        predictor_macs=spec.predictor_macs, crop=crop, refiner=refiner)
     result = recalibrate_thresholds(spec, data.logits, data.labels)
     if result is None:
         log.warning("the cascade records no calibration objective: the bundle keeps its float "
@@ -210,6 +351,7 @@ def convert_cascade_bundle(
     extra_metrics: Optional[Mapping[str, Any]] = None,
     qat=None,
     threshold_split: Optional[Split] = None,
+    refiner: Union[str, os.PathLike, None] = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Convert a calibrated cascade to one int8 bundle (see the module docstring).
 
@@ -232,6 +374,11 @@ def convert_cascade_bundle(
     runs on it and the bundle gets thresholds solved for its int8 scores
     (``metrics['thresholds']``; the float ones stay in
     ``metrics['float_thresholds']``). Without it the float thresholds are kept.
+
+    refiner: a refiner file (``tfedge predictor refine``) of the cascade's
+    predictor. The bundle then holds the int8 refiner (manifest version 2),
+    calibrated on its own windows, and every crop (calibration, both checks)
+    is cut at refined boxes; the figures' MACs include its passes.
     """
     from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
                             check_tolerance, quantize_int8)
@@ -268,6 +415,7 @@ def convert_cascade_bundle(
             raise TfedgeError(f"the predictor takes {resolution} px but the cascade says "
                               f"{spec.predictor.resolution}: rebuild the cascade with "
                               "'tfedge cascade build'")
+    pair = _load_refiner(refiner, spec) if refiner is not None else None
     cal = _subset(calibration, calibration_size, seed)
     chk = _subset(check, check_size, seed + 1)
     crop = spec.predictor.crop if spec.predictor is not None else None
@@ -288,13 +436,34 @@ def convert_cascade_bundle(
             export, np.concatenate(_whole_images(cal, spec.predictor.resolution, batch_size)),
             io_dtype=io_dtype, qat=qat, qat_unsupported=_PREDICTOR_NO_QAT)
         pred_tfl = TfliteModel(pred_bytes)
-    _, stage_reps = device_crops(cal, [s.resolution for s in spec.stages], predictor=pred_tfl,
-                                 crop=crop)
+    int8_refiner = ref_bytes = ref_quantization = None
+    ref_windows = 0
+    if pair is not None:
+        from .._macs import count_macs
+        from ..crop import predictor_spec_of
+
+        log.info("converting the refiner (%d passes, windows around the int8 predictor's boxes "
+                 "on %d calibration images)", pair.passes, len(cal))
+        ref_bytes, ref_quantization, ref_windows = _convert_refiner(
+            pair, cal, pred_tfl, io_dtype=io_dtype, qat=qat, batch_size=batch_size)
+        ref_tfl = TfliteModel(ref_bytes)
+        int8_refiner = Int8Refiner(
+            model=ref_tfl, resolution=predictor_spec_of(pair.refiner).resolution,
+            macs=int(count_macs(pair.refiner).macs), window=pair.window, passes=pair.passes,
+            box_format=(HEATMAP_BOX_FORMAT if len(ref_tfl.output_specs) == 2
+                        else PREDICTOR_BOX_FORMAT))
+        _, stage_reps = _refined_device_crops(cal, [s.resolution for s in spec.stages],
+                                              pred_tfl, int8_refiner, crop)
+    else:
+        _, stage_reps = device_crops(cal, [s.resolution for s in spec.stages],
+                                     predictor=pred_tfl, crop=crop)
+    locator = pair if pair is not None else predictor  # what cuts the float crops
+    locator_macs = _locator_macs(spec.predictor_macs, int8_refiner)
     qat_set = qat_boxes = None
     if qat is not None:
         qat_set = _subset(calibration, qat.images, seed + 2)
         if predictor is not None:
-            qat_boxes = predict_boxes(predictor, qat_set, batch_size=batch_size)
+            qat_boxes = predict_boxes(locator, qat_set, batch_size=batch_size)
     stage_bytes, stage_quantization = [], []
     for k, (stage, model) in enumerate(zip(spec.stages, models)):
         log.info("converting stage %d %s (%d calibration %s at %d px%s)", k, stage.name, len(cal),
@@ -312,22 +481,23 @@ def convert_cascade_bundle(
 
     # Held-out check: the float cascade and the int8 cascade, each end to end.
     log.info("checking the int8 cascade against the float cascade on %d images", len(chk))
-    float_data = compute_stage_logits(spec, chk, models=models, predictor=predictor,
+    float_data = compute_stage_logits(spec, chk, models=models, predictor=locator,
                                       batch_size=batch_size)
     float_out = simulate_cascade(float_data.logits, float_data.labels, criteria=spec.criteria,
                                  weights=spec.weights, thresholds=spec.thresholds,
-                                 stage_macs=spec.stage_macs, predictor_macs=spec.predictor_macs)
+                                 stage_macs=spec.stage_macs, predictor_macs=locator_macs)
     stage_tfl = [TfliteModel(b) for b in stage_bytes]
     thresholds, threshold_record = tuple(spec.thresholds), None
     if threshold_split is not None:
         thresholds, threshold_record = _int8_thresholds(spec, threshold_split, stage_tfl,
-                                                        pred_tfl, crop)
-    int8_data, int8_out = run_int8_cascade(
+                                                        pred_tfl, crop, int8_refiner)
+    int8_eval = _run_int8(
         chk, stages=stage_tfl, resolutions=[s.resolution for s in spec.stages],
         criteria=spec.criteria, weights=spec.weights, thresholds=thresholds,
         stage_macs=spec.stage_macs, predictor=pred_tfl,
         predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
-        predictor_macs=spec.predictor_macs, crop=crop, batch_size=batch_size)
+        predictor_macs=spec.predictor_macs, crop=crop, refiner=int8_refiner)
+    int8_data, int8_out = _outcome(int8_eval, spec.stage_macs, locator_macs)
     # Per stage: the float and int8 model on the same (int8-pipeline) inputs.
     same_input = (stage_logits_on_crops(models, chk, int8_data.boxes, crop, batch_size=batch_size)
                   if int8_data.boxes is not None else float_data.logits)
@@ -378,19 +548,33 @@ def convert_cascade_bundle(
                                    criterion=stage.criterion, threshold=thresholds[k],
                                    accumulate_weight=stage.accumulate_weight,
                                    metrics=stage_metrics[k]), data))
-    pred_entry = None
+    pred_entry = ref_entry = None
     if pred_tfl is not None:
         from ..data._boxes import iou
 
-        ious = iou(int8_data.boxes, float_data.boxes)
+        # The predictor's own boxes (before any refiner), int8 and float.
+        int8_first = int8_eval.predictor_boxes
+        float_first = (float_data.boxes if pair is None
+                       else predict_boxes(predictor, chk, batch_size=batch_size))
+        ious = iou(int8_first, float_first)
         pmetrics: dict[str, Any] = {"float_int8_mean_iou": float(np.mean(ious)),
                                     "calibration_images": len(cal), "io_dtype": io_dtype,
                                     "quantization": pred_quantization}
-        if chk.boxes is not None and not np.isnan(np.asarray(chk.boxes)).all():
+        has_truth = chk.boxes is not None and not np.isnan(np.asarray(chk.boxes)).all()
+        if has_truth:
             from ..crop import iou_summary
 
-            pmetrics["mean_iou"] = iou_summary(int8_data.boxes, chk.boxes)["miou"]
-            pmetrics["float_mean_iou"] = iou_summary(float_data.boxes, chk.boxes)["miou"]
+            pmetrics["mean_iou"] = iou_summary(int8_first, chk.boxes)["miou"]
+            pmetrics["float_mean_iou"] = iou_summary(float_first, chk.boxes)["miou"]
+        if int8_refiner is not None:
+            rmetrics: dict[str, Any] = {
+                "float_int8_mean_iou": float(np.mean(iou(int8_data.boxes, float_data.boxes))),
+                "calibration_windows": int(ref_windows), "io_dtype": io_dtype,
+                "quantization": ref_quantization, "refiner_model": pair.refiner.name}
+            if has_truth:
+                rmetrics["mean_iou"] = iou_summary(int8_data.boxes, chk.boxes)["miou"]
+                rmetrics["float_mean_iou"] = iou_summary(float_data.boxes, chk.boxes)["miou"]
+            ref_entry = (int8_refiner.entry(rmetrics), ref_bytes)
         pred_entry = (PredictorEntry(resolution=spec.predictor.resolution,
                                      macs=spec.predictor.macs, input=pred_tfl.input_spec,
                                      outputs=pred_tfl.output_specs,
@@ -398,6 +582,9 @@ def convert_cascade_bundle(
                                      box_format=pred_box_format, metrics=pmetrics),
                       pred_bytes)
     path = write_bundle(output, labels=list(spec.class_names), stages=entries,
-                        predictor=pred_entry, metrics=metrics, zip_path=zip_path)
-    return path, {**metrics, "stages": stage_metrics,
-                  "bytes": sum(len(b) for b in stage_bytes) + len(pred_bytes or b"")}
+                        predictor=pred_entry, metrics=metrics, zip_path=zip_path,
+                        refiner=ref_entry)
+    extra = {"refiner": dict(ref_entry[0].metrics)} if ref_entry is not None else {}
+    return path, {**metrics, "stages": stage_metrics, **extra,
+                  "bytes": (sum(len(b) for b in stage_bytes) + len(pred_bytes or b"")
+                            + len(ref_bytes or b""))}
