@@ -157,7 +157,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     check = dataset.split(args.check_split)
     try:
         path, metrics = convert_cascade_bundle(
-            spec, dataset.train, check, output, zip_path=zip_path,
+            spec, dataset.train, check, output, zip_path=zip_path, refiner=args.refiner,
             **_conversion_kwargs(args, dataset, qat))
     except ConversionCheckError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a calibrated cascade.json ('tfedge cascade calibrate')")
     p.add_argument("--output", required=True, type=str, help="the bundle folder to write")
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (same files)")
+    p.add_argument("--refiner", default=None, type=str,
+                   help="a refiner of the cascade's predictor ('tfedge predictor refine'): the "
+                        "bundle (manifest version 2) then refines every box before cropping")
     _add_conversion_flags(p, "drop of the int8 cascade's top-1 below the float cascade's")
     p.set_defaults(func=cmd_cascade)
 
