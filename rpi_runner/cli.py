@@ -31,6 +31,7 @@ import argparse
 import json
 import logging
 import math
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ OUTPUT_FORMATS = ("json", "human")
 DEFAULT_THREADS = 1
 DEFAULT_BENCHMARK_WARMUP = 2  # frames left out of benchmark figures (cold caches)
 DEFAULT_GOLDEN_LIMIT = 16
+MAX_KEPT_RECORDS = 10_000  # records a run keeps for its summary (memory stays bounded)
 
 
 @dataclass(frozen=True)
@@ -111,13 +113,59 @@ class RunOptions:
 @dataclass
 class RunResult:
     """What a run did: frames counted in the summary, error records (warm-up frames included),
-    the summary figures, the golden file and the counted records."""
+    the summary figures, the golden file and the counted records (all of them up to
+    :data:`MAX_KEPT_RECORDS` frames; beyond, a uniform sample of that many)."""
 
     frames: int
     errors: int
     summary: dict[str, Any]
     golden: Optional[str] = None
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+class _RecordSample:
+    """The records a summary is computed from, in bounded memory (a camera runs for days).
+
+    Every record is kept up to ``limit``; beyond, a uniform reservoir sample of
+    ``limit`` (seeded: the same run gives the same figures). Counts (frames,
+    errors, exits per stage) stay exact; percentiles and means come from the
+    sample once there are more frames than ``limit``.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = int(limit)
+        self.kept: list[dict[str, Any]] = []
+        self.seen = 0
+        self.errors = 0
+        self.exits: dict[int, int] = {}
+        self._random = random.Random(0)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.seen += 1
+        if "error" in record:
+            self.errors += 1
+        else:
+            stage = int(record["exit_stage"])
+            self.exits[stage] = self.exits.get(stage, 0) + 1
+        if len(self.kept) < self.limit:
+            self.kept.append(record)
+        else:
+            slot = self._random.randrange(self.seen)
+            if slot < self.limit:
+                self.kept[slot] = record
+
+    def summary(self, num_stages: int, wall_seconds: float) -> dict[str, Any]:
+        summary = summarize(self.kept, num_stages, wall_seconds)
+        if self.seen > len(self.kept):
+            frames = self.seen - self.errors
+            histogram = [self.exits.get(i, 0) for i in range(num_stages)]
+            summary.update({
+                "frames": frames, "errors": self.errors,
+                "fps": round(frames / wall_seconds, 2) if wall_seconds > 0 else None,
+                "exit_histogram": histogram,
+                "exit_rates": [round(c / frames, 4) if frames else 0.0 for c in histogram],
+                "summary_sample": len(self.kept)})
+        return summary
 
 
 def _open_text(path: Optional[str], fallback: TextIO) -> tuple[TextIO, bool]:
@@ -204,7 +252,7 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
         sink, close_sink = _open_text(options.output, stdout)
         write_json = options.output is not None or json_to_stdout
         fps = FpsWindow()
-        records: list[dict[str, Any]] = []
+        records = _RecordSample(MAX_KEPT_RECORDS)
         cases: list[dict[str, Any]] = []
         all_errors = 0
         start = time.perf_counter()
@@ -223,7 +271,7 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
                     fps.tick(time.perf_counter())
                     all_errors += "error" in record
                     if n >= options.warmup:
-                        records.append(record)
+                        records.add(record)
                     elif n == options.warmup - 1:
                         start = time.perf_counter()  # the figures begin after the warm-up
                     if write_json:
@@ -237,11 +285,11 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
         finally:
             if close_sink:
                 sink.close()
-        if options.benchmark and seen and not records:
+        if options.benchmark and seen and not records.seen:
             raise TfedgeError(f"all {seen} frames were warm-up (--warmup {options.warmup}), so "
                               "there is nothing to time: pass more images or --repeat N")
-        wall = time.perf_counter() - start if records else 0.0
-        summary = summarize(records, num_stages, wall)
+        wall = time.perf_counter() - start if records.seen else 0.0
+        summary = records.summary(num_stages, wall)
         summary.update({"bundle": str(options.bundle), "threads": options.threads,
                         "stages": num_stages, "predictor": pipeline.predictor is not None,
                         "warmup_frames": options.warmup, "skipped": spec.skipped_counts()})
@@ -262,7 +310,7 @@ def run(options: RunOptions, stdout: Optional[TextIO] = None) -> RunResult:
                      summary["frames"], summary["errors"], summary["latency_ms_p50"],
                      summary["infer_ms_p50"])
         return RunResult(frames=summary["frames"], errors=all_errors, summary=summary,
-                         golden=golden, records=records)
+                         golden=golden, records=records.kept)
     finally:
         pipeline.close()
 

@@ -562,3 +562,33 @@ def test_atomic_writes_refuse_a_target_that_is_not_a_regular_file(tmp_path, targ
     assert os.stat(path).st_mode == before
     if target != "/dev/null":
         assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_a_long_run_keeps_a_bounded_sample_with_exact_counts():
+    sample = runner_cli._RecordSample(limit=10)
+    for i in range(25):
+        record = {"error": "x"} if i % 5 == 0 else {
+            "exit_stage": i % 2, "total_ms": 1.0, "pipeline_ms": 1.0, "infer_ms": 0.5,
+            "preprocess_ms": 0.2, "decode_ms": 0.1, "macs": 10}
+        sample.add(record)
+    summary = sample.summary(num_stages=2, wall_seconds=2.0)
+    assert len(sample.kept) == 10 and summary["summary_sample"] == 10
+    assert summary["frames"] == 20 and summary["errors"] == 5 and summary["fps"] == 10.0
+    assert summary["exit_histogram"] == [10, 10]
+
+
+def test_verify_refuses_nan_outputs_on_valid_inputs(monkeypatch, capsys):
+    from tfedge.cli import convert as convert_cli
+    from tfedge.runtime import interpreter as interpreter_module
+
+    real_invoke = interpreter_module.TfliteModel._invoke
+
+    def invoke(self, q):
+        outs = real_invoke(self, q)
+        if str(self.source).endswith("stage0.tflite") and int(q.max()) == 127:
+            return [np.full(o.shape, np.nan, np.float32) for o in outs]
+        return outs
+    monkeypatch.setattr(interpreter_module.TfliteModel, "_invoke", invoke)
+    assert convert_cli.main(["verify", str(GOLDEN_BUNDLE)]) == 2
+    assert "stage0.tflite: output holds NaN or infinity on a valid input" in \
+        capsys.readouterr().err
