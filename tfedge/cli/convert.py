@@ -304,7 +304,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
             # Zeros alone miss models that fail on some inputs (an index computed from the
             # input, out of range): also the extremes and a few seeded random inputs.
             for probe in _verify_probes(model.input_spec):
-                model.run_raw_all(probe)
+                for out in model.run_raw_all(probe):
+                    if not np.all(np.isfinite(out)):
+                        raise TfedgeError(f"{entry.file}: output holds NaN or infinity on a "
+                                          f"valid input (values {float(np.min(probe)):g} to "
+                                          f"{float(np.max(probe)):g}): rebuild the bundle with "
+                                          "tfedge-convert")
             for out, spec in zip(raw, model.output_specs):
                 if tuple(out.shape) != tuple(spec.shape):
                     raise TfedgeError(f"{entry.file}: output shape {list(out.shape)} differs from "
