@@ -162,11 +162,13 @@ public class MainActivity extends ComponentActivity {
                         .append(String.format(Locale.ROOT, "%.1f", ms));
             }
             show(String.format(Locale.ROOT,
-                    "%s  %.1f%%\nexit stage %d of %d (%s)\npredictor %s ms, stages %s ms\n"
+                    "%s  %.1f%%\nexit stage %d of %d (%s)\npredictor %s ms%s, stages %s ms\n"
                             + "frame %dx%d: convert %.1f ms, pipeline %.1f ms",
                     r.label, 100 * r.score, r.exitStage + 1, p.bundle.manifest.stages.size(),
                     p.bundle.manifest.stages.get(r.exitStage).name,
                     r.predictorMs == null ? "-" : String.format(Locale.ROOT, "%.1f", r.predictorMs),
+                    r.refinerMs == null ? "" : String.format(Locale.ROOT, ", refiner %.1f ms",
+                            r.refinerMs),
                     stages, width, height, convertMs, r.pipelineMs));
         } catch (Exception e) {
             show(e.getMessage());
