@@ -711,6 +711,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     # a warm-up (imports, interpreter) so memory growth is measured from a steady state
     case("warmup", "golden bundle", "pi", [str(golden), str(frame)], ok_codes=(0,), frames=1)
+    case("warmup", "golden bundle", "inspect", [str(golden)], ok_codes=(0,))
+    case("warmup", "golden bundle", "verify", [str(golden)], ok_codes=(0,))
+    work.started_rss = work.last_rss
 
     log.info("manifest cases")
     for name, write in manifest_cases(rng, examples * 3):
