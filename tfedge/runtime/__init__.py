@@ -21,8 +21,9 @@ Read in this order:
 * :mod:`~tfedge.runtime.evaluate`    a bundle on a split of images, the reference route;
 * :mod:`~tfedge.runtime.golden`      the plain-JSON array encoding of golden vectors;
 * helpers: :mod:`~tfedge.runtime.errors`, :mod:`~tfedge.runtime.fileio` (atomic writes),
-  :mod:`~tfedge.runtime.image` (one image decoder), :mod:`~tfedge.runtime.commandline`
-  (exit codes and one-line errors of every command).
+  :mod:`~tfedge.runtime.image` (one image decoder), :mod:`~tfedge.runtime.folder_entries`
+  (what a folder entry is before it is opened: FIFOs, dangling and looping symlinks),
+  :mod:`~tfedge.runtime.commandline` (exit codes and one-line errors of every command).
 
 Names below load on first use, so ``import tfedge.runtime`` costs nothing but
 the error classes.
