@@ -18,6 +18,9 @@ pieces:
   :func:`plot_tradeoff` draws it.
 * :func:`convert_cascade_bundle`: one int8 bundle, checked against the float
   cascade (``tfedge-convert cascade``); :func:`evaluate_bundle` runs a bundle.
+  Its stages are quantised on :func:`device_crops` (the int8 predictor's
+  crops, as the device cuts them) and, given the calibration split, its
+  thresholds are solved again on the int8 scores (:func:`recalibrate_thresholds`).
 
 The early-exit rules (:mod:`tfedge.cascade._decision`) are those of
 ``docs/bundle.md``. Importing this package does not import TensorFlow.
@@ -55,6 +58,8 @@ _LAZY = {
     "convert_cascade_bundle": "tfedge.cascade._convert",
     "evaluate_bundle": "tfedge.cascade._convert",
     "run_int8_cascade": "tfedge.cascade._convert",
+    "device_crops": "tfedge.cascade._int8",
+    "recalibrate_thresholds": "tfedge.cascade._int8",
 }
 
 __all__ = sorted(_LAZY)
