@@ -16,7 +16,11 @@ golden.json`` writes (format ``tfedge-golden``, version 1)::
             "outputs": [ARRAY, ...],          # raw output codes, every output
             "values": [cy_or_ymin, ...],      # the 4 box values, dequantised (float32;
                                               # heatmap_cyxhw: decoded (cy, cx, h, w))
-            "box": [ymin, xmin, ymax, xmax]}, # decoded and clipped
+            "box": [ymin, xmin, ymax, xmax]}, # decoded and clipped (the predictor's own)
+        "refiner": [{                         # version-2 bundles only: one per pass
+            "window": [y0, x0, y1, x1], "input": ARRAY, "outputs": [ARRAY, ...],
+            "values": [...], "inner": [...],  # box values; box in window coordinates
+            "box": [...]}],                   # the frame box after the pass
         "window": [y0, x0, y1, x1],           # crop in frame pixels, max exclusive
         "stages": [{                          # the stages that ran, in order
             "name": "...", "input": ARRAY, "output": ARRAY,
@@ -62,10 +66,11 @@ def golden_case(frame: Frame, result: FrameResult, pipeline: EdgePipeline) -> di
         raise TfedgeError("golden vectors need classify(frame, trace=True)")
     predictor = None
     if pipeline.predictor is not None:
+        first = trace.predictor_box if trace.predictor_box is not None else result.box
         predictor = {"input": encode_array(trace.predictor_input),
                      "outputs": [encode_array(o) for o in trace.predictor_raw],
                      "values": _floats(trace.predictor_values),
-                     "box": [float(v) for v in result.box]}
+                     "box": [float(v) for v in first]}
     stages = []
     for entry, st in zip(pipeline.stages, trace.stages):
         d = st.decision
@@ -74,12 +79,18 @@ def golden_case(frame: Frame, result: FrameResult, pipeline: EdgePipeline) -> di
                        "decision_logits": _floats(d.decision_logits),
                        "probabilities": _floats(d.probabilities), "score": float(d.score),
                        "class": int(d.class_index), "exits": bool(d.exits)})
-    return {"source": frame.source, "index": frame.index,
+    case = {"source": frame.source, "index": frame.index,
             "frame": encode_array(np.ascontiguousarray(frame.rgb())),
             "predictor": predictor, "window": [int(v) for v in result.window],
             "stages": stages,
             "result": {"class": result.class_index, "label": result.label,
                        "score": float(result.score), "exit_stage": result.exit_stage}}
+    if getattr(pipeline, "refiner", None) is not None:
+        case["refiner"] = [{"window": [int(v) for v in p.window], "input": encode_array(p.input),
+                            "outputs": [encode_array(o) for o in p.raw],
+                            "values": _floats(p.values), "inner": _floats(p.inner),
+                            "box": _floats(p.box)} for p in trace.refiner]
+    return case
 
 
 def write_golden(path: Union[str, os.PathLike], pipeline: EdgePipeline,

@@ -241,8 +241,8 @@ from pathlib import Path
 
 work, cpu, arm_seconds, total_seconds, backend = sys.argv[1:6]
 work = Path(work)
-TIMING = ("stage_ms", "predictor_ms", "decode_ms", "preprocess_ms", "infer_ms", "pipeline_ms",
-          "total_ms")
+TIMING = ("stage_ms", "predictor_ms", "refiner_ms", "decode_ms", "preprocess_ms", "infer_ms",
+          "pipeline_ms", "total_ms")
 SCORES = ("score", "exit_score")
 
 def records(name):
@@ -277,6 +277,11 @@ for ca, cx in zip(ga, gx):
         pairs.append(("predictor input", ca["predictor"]["input"], cx["predictor"]["input"]))
         pairs += [("predictor output", a, b) for a, b in zip(ca["predictor"]["outputs"],
                                                              cx["predictor"]["outputs"])]
+    for k, (pa, px) in enumerate(zip(ca.get("refiner") or [], cx.get("refiner") or [])):
+        pairs += [(f"refiner pass {k} window", pa["window"], px["window"]),
+                  (f"refiner pass {k} input", pa["input"], px["input"]),
+                  (f"refiner pass {k} box", pa["box"], px["box"])]
+        pairs += [(f"refiner pass {k} output", a, b) for a, b in zip(pa["outputs"], px["outputs"])]
     for k, (sa, sx) in enumerate(zip(ca["stages"], cx["stages"])):
         pairs += [(f"stage {k} input", sa["input"], sx["input"]),
                   (f"stage {k} output", sa["output"], sx["output"])]

@@ -261,6 +261,19 @@ def test_runner_and_batch_evaluation_reproduce_the_golden_frames(golden, bundle)
 
 
 @needs_interpreter
+def test_tfedge_pi_golden_writer_records_the_refiner_passes(golden, bundle):
+    """rpi_runner's golden writer (tfedge-pi --golden) writes the committed refined cases."""
+    from rpi_runner import EdgePipeline
+    from rpi_runner._golden import golden_case
+    from rpi_runner._sources import Frame
+
+    with EdgePipeline(bundle) as pipe:
+        for i, case in enumerate(golden["cases"]):
+            frame = Frame(source=case["source"], index=case["index"], image=_frame(case))
+            assert golden_case(frame, pipe.classify(frame.image, trace=True), pipe) == case
+
+
+@needs_interpreter
 def test_plain_bundle_records_keep_their_fields(golden):
     from rpi_runner import EdgePipeline
 

@@ -226,15 +226,6 @@ def _refiner():
     return keras.Model(inputs, [logits, sizes], name="golden_refiner")
 
 
-def refiner_records(trace) -> list[dict]:
-    """The refiner passes of one traced frame (``FrameTrace.refiner``) as golden records."""
-    from tfedge.runtime.golden import encode_array
-
-    return [{"window": [int(v) for v in p.window], "input": encode_array(p.input),
-             "outputs": [encode_array(o) for o in p.raw], "values": floats(p.values),
-             "inner": floats(p.inner), "box": floats(p.box)} for p in trace.refiner]
-
-
 def make_refined() -> None:
     """The version-2 golden bundle: bundle/'s models plus a refiner, and its vectors."""
     from tfedge.runtime.bundle import RefinerEntry, load_bundle
@@ -268,12 +259,7 @@ def make_refined() -> None:
         for i, image in enumerate(frames):
             frame = Frame(source=f"frame{i}", index=i, image=image)
             result = pipe.classify(image, trace=True)
-            case = golden_case(frame, result, pipe)
-            # golden_case records the box the crop was cut at; the predictor's own box is
-            # the trace's, the refiner's passes lead from one to the other.
-            case["predictor"]["box"] = floats(result.trace.predictor_box)
-            case["refiner"] = refiner_records(result.trace)
-            cases.append(case)
+            cases.append(golden_case(frame, result, pipe))  # with the refiner's passes
         manifest = dict(pipe.bundle.manifest)
     atomic_write_json(REFINED_VECTORS, {"format": GOLDEN_FORMAT, "version": GOLDEN_VERSION,
                                         "manifest": manifest, "array_encoding": ARRAY_ENCODING,
