@@ -43,17 +43,30 @@ import numpy as np
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
                      spread)
 
+from tfedge.shrink._latency import TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
+
 log = logging.getLogger("benchmarks.shrink")
 
 METHODS = ("compound", "uniform", "resolution", "l1", "bn", "hrank")
 TARGETS = (0.25, 0.5)
 FULL = dict(model="resnet10_050", resolution=128, train_size=20000, val_size=2000,
             test_size=5000, epochs=4, finetune_epochs=2, seeds=FULL_SEEDS, width_step=0.1,
-            search_val_size=1000, crop_methods=METHODS, round_to=8, object_size=(24, 64))
+            search_val_size=1000, crop_methods=METHODS, round_to=8, object_size=(24, 64),
+            score="finetune", score_finetune_steps=20, step_macs_fraction=0.3,
+            resolution_multiple=0)
 QUICK = dict(model="resnet10_025", resolution=64, train_size=4000, val_size=500, test_size=1000,
              epochs=12, finetune_epochs=2, seeds=QUICK_SEEDS, width_step=0.15,
              object_size=(48, 112),
-             search_val_size=500, crop_methods=("compound",), round_to=4)
+             search_val_size=500, crop_methods=("compound",), round_to=4,
+             score="finetune", score_finetune_steps=15, step_macs_fraction=0.3,
+             resolution_multiple=16)
+#: Compound search settings: candidates scored after a short distillation fine-tune (scored by
+#: BatchNorm re-estimation alone it preferred resolution steps that recover less in the final
+#: fine-tune); steps sized to save ~30% of the MACs each; the fine-tune steps of the accepted
+#: steps are taken off the final fine-tune (SearchConfig.charge_search_steps), so compound
+#: trains exactly as many steps as every baseline. Input sides: multiples of the network's
+#: total stride (32) in full runs; at 64 px that leaves only 32, so the quick run allows
+#: multiples of 16 (48, 32).
 #: resnet10_025's narrowest layers have 16 channels: with channels kept in multiples of 8 no
 #: width method reaches 25% of its MACs, so the quick run rounds to 4 (every method alike).
 #: Quick objects are larger than the benchmark's default (24-64 px): at 64 px, 5 epochs on 3000
@@ -61,9 +74,8 @@ QUICK = dict(model="resnet10_025", resolution=64, train_size=4000, val_size=500,
 #: objects reached 38% on validation.
 IMAGE_SIZE = 128
 CALIBRATION_IMAGES = 64
-TIMING_ROUNDS = 5
-TIMING_INVOKES = 40  # per model per round: 200 invocations in all (BENCHMARKS.md)
-WARMUP_INVOKES = 10
+# Timing: tfedge.shrink._latency.time_interleaved (the runtime's interpreter, one thread,
+# models interleaved), TIMING_ROUNDS x TIMING_INVOKES invocations per model.
 
 
 def _stage(what: str, start: float) -> None:
@@ -105,54 +117,43 @@ def _int8(model, images: np.ndarray) -> bytes:
     return convert_to_int8(model, batch)
 
 
-def time_interleaved(models: dict[str, bytes], rounds: int = TIMING_ROUNDS,
-                     invokes: int = TIMING_INVOKES) -> dict[str, dict[str, float]]:
-    """Median and p90 milliseconds per invocation of each ``.tflite`` model, one thread,
-    models interleaved round by round (A, B, C, A, B, C, ...)."""
-    from tfedge.litert import load_interpreter
-
-    interpreters = {}
-    for key, data in models.items():
-        interpreter = load_interpreter(data, num_threads=1)
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
-        for _ in range(WARMUP_INVOKES):
-            interpreter.invoke()
-        interpreters[key] = interpreter
-    times: dict[str, list[float]] = {key: [] for key in models}
-    for _ in range(rounds):
-        for key, interpreter in interpreters.items():
-            for _ in range(invokes):
-                t0 = time.perf_counter()
-                interpreter.invoke()
-                times[key].append(1000.0 * (time.perf_counter() - t0))
-    return {key: {"p50": float(np.median(v)), "p90": float(np.percentile(v, 90))}
-            for key, v in times.items()}
-
-
 def plot(result: dict[str, Any], path: Path) -> None:
+    """Test top-1 against MACs (left) and against int8 milliseconds (right), one line per
+    method and inputs; the base as a star."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), dpi=120)
     done = [r for r in result["rows"] if r.get("top1") is not None]
     keys = sorted({(r["method"], r["inputs"]) for r in done})
-    for method, inputs in keys:
-        rows = sorted((r for r in done if (r["method"], r["inputs"]) == (method, inputs)),
-                      key=lambda r: r["macs"])
-        ax.plot([r["macs"] / 1e6 for r in rows], [100 * r["top1"] for r in rows],
-                marker="o" if inputs == "full" else "s",
-                linestyle="-" if method == "compound" else "--",
-                label=f"{method} ({inputs})")
-    ax.scatter([result["base_macs"] / 1e6], [100 * result["base_top1"]], marker="*", s=120,
-               color="black", label="base (full)", zorder=5)
-    ax.set_xlabel("MMACs per image")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(f"Shrinking {result['base_model']} ({'quick' if result['quick'] else 'full'})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    for ax, x_key, scale, label in ((axes[0], "macs", 1e6, "MMACs per image"),
+                                    (axes[1], "int8_ms", 1.0, "int8 ms per image (1 thread)")):
+        for method, inputs in keys:
+            rows = sorted((r for r in done if (r["method"], r["inputs"]) == (method, inputs)
+                           and r.get(x_key) is not None), key=lambda r: r[x_key])
+            if not rows:
+                continue
+            ax.plot([r[x_key] / scale for r in rows], [100 * r["top1"] for r in rows],
+                    marker="o" if inputs == "full" else "s",
+                    linestyle="-" if method == "compound" else "--",
+                    label=f"{method} ({inputs})")
+            spreads = [r.get("top1_spread") for r in rows]
+            if all(spreads):
+                ax.vlines([r[x_key] / scale for r in rows], [100 * sp["min"] for sp in spreads],
+                          [100 * sp["max"] for sp in spreads], alpha=0.4)
+        base_x = result["base_macs"] / 1e6 if x_key == "macs" else result.get("base_int8_ms")
+        if base_x is not None:
+            ax.scatter([base_x], [100 * result["base_top1"]], marker="*", s=120, color="black",
+                       label="base (full)", zorder=5)
+        ax.set_xlabel(label)
+        ax.set_ylabel("test top-1 (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    seeds = len(result.get("seeds") or [])
+    fig.suptitle(f"Shrinking {result['base_model']} ({'quick' if result['quick'] else 'full'}, "
+                 f"{seeds} seed(s), mean; bars: min-max)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -162,9 +163,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: tuple[str, ...],
         targets: tuple[float, ...], predictor_path: Path | None = None,
         seeds: tuple[int, ...] | None = None,
-        overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, reuse_bases: bool = False) -> dict[str, Any]:
     from tfedge import count_macs
-    from tfedge._train import TrainConfig, evaluate_classifier, train_classifier
+    from tfedge._io import atomic_write_json
+    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier, save_classifier,
+                               train_classifier)
     from tfedge.data import BenchmarkConfig, load_dataset
     from tfedge.shrink._baselines import run_shrink
     from tfedge.shrink._search import SearchConfig
@@ -185,10 +188,13 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
     base_macs = None
     for seed in seeds:
         config = TrainConfig(epochs=s["epochs"], seed=seed)
-        base, _ = train_classifier(s["model"], data.train, val=data.val, config=config,
-                                   resolution=s["resolution"],
-                                   output=output_dir / f"shrink_{tag}_base_seed{seed}.keras",
-                                   metadata={"dataset": data.name})
+        base_path = output_dir / f"shrink_{tag}_base_seed{seed}.keras"
+        if reuse_bases and base_path.exists():
+            base = load_classifier(base_path)
+        else:
+            base, _ = train_classifier(s["model"], data.train, val=data.val, config=config,
+                                       resolution=s["resolution"], output=base_path,
+                                       metadata={"dataset": data.name})
         base_top1 = evaluate_classifier(base, data.test).top1
         base_macs = count_macs(base).macs
         _stage(f"seed {seed}: base test top-1 {base_top1:.4f}, {base_macs / 1e6:.2f} MMACs", start)
@@ -196,10 +202,14 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         inputs_list = [("full", base, data.train, data.val, data.test, 0, methods)]
         if crops is not None:
             crop_train, crop_val, crop_test, extra = crops
-            crop_base, _ = train_classifier(
-                s["model"], crop_train, val=crop_val, config=config, resolution=s["resolution"],
-                output=output_dir / f"shrink_{tag}_cropbase_seed{seed}.keras",
-                metadata={"dataset": data.name, "input": "crop"})
+            crop_path = output_dir / f"shrink_{tag}_cropbase_seed{seed}.keras"
+            if reuse_bases and crop_path.exists():
+                crop_base = load_classifier(crop_path)
+            else:
+                crop_base, _ = train_classifier(
+                    s["model"], crop_train, val=crop_val, config=config,
+                    resolution=s["resolution"], output=crop_path,
+                    metadata={"dataset": data.name, "input": "crop"})
             record["crop_base_top1"] = evaluate_classifier(crop_base, crop_test).top1
             _stage(f"seed {seed}: crop base test top-1 {record['crop_base_top1']:.4f}", start)
             inputs_list.append(("crop", crop_base, crop_train, crop_val, crop_test, extra,
@@ -213,6 +223,9 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                 budget = int(target * base_macs) - extra_macs
                 search = SearchConfig(target_macs=budget, finetune_epochs=s["finetune_epochs"],
                                       round_to=s["round_to"], score=s.get("score", "bn"),
+                                      score_finetune_steps=s.get("score_finetune_steps", 20),
+                                      step_macs_fraction=s.get("step_macs_fraction"),
+                                      resolution_multiple=s.get("resolution_multiple", 1),
                                       width_step=s["width_step"], val_size=s["search_val_size"],
                                       min_resolution=min(32, s["resolution"]), seed=seed)
                 for method in method_list:
@@ -239,9 +252,18 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                     if seed == seeds[0]:
                         timed_models[f"{method}/{inputs}/{target:g}"] = (result.model,
                                                                          train.images)
+                        # Kept for --cascade (shrunk stages of this base; class names in the
+                        # sidecar, so `tfedge cascade build` takes them as they are).
+                        save_classifier(result.model, output_dir / f"shrink_{tag}_models" /
+                                        f"{method}_{inputs}_{target:g}.keras",
+                                        {"class_names": list(train.class_names),
+                                         "dataset": data.name, "input": inputs,
+                                         "shrink": result.record()})
                     _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
                            f"{top1:.4f}, {row['macs'] / 1e6:.2f} MMACs", start)
         per_seed.append(record)
+        # Each seed's rows as soon as they exist (a run stopped early keeps what it measured).
+        atomic_write_json(output_dir / f"shrink_{tag}_seeds.json", per_seed)
 
     # int8 latency, interleaved, first seed's models.
     tflite = {}
@@ -270,8 +292,8 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                "int8_ms_p90": timing["p90"] if timing else None,
                "val_top1": float(np.mean([r["val_top1"] for r in same])),
                "resolution": row["resolution"], "seconds": row["seconds"], "steps": row["steps"]}
-        if len(same) > 1:
-            out["top1_spread"] = spread([r["top1"] for r in same])
+        out["top1_spread"] = spread([r["top1"] for r in same])
+        out["top1_per_seed"] = [r["top1"] for r in same]
         rows.append(out)
     base_timing = latency.get("base/full")
     result = {
@@ -284,10 +306,15 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "crop_boxes": None if crops is None else ("true" if predictor_path is None
                                                   else f"predicted by {predictor_path}"),
         "predictor_macs": None if crops is None else crops[3],
-        "rows": rows, "targets": list(targets), "overrides": overrides or None, "seeds": list(seeds), "epochs": s["epochs"],
+        "rows": rows, "targets": list(targets), "overrides": overrides or None,
+        "reused_bases": reuse_bases, "seeds": list(seeds), "epochs": s["epochs"],
         "finetune_epochs": s["finetune_epochs"], "width_step": s["width_step"],
         "round_to": s["round_to"], "object_size": list(s["object_size"]),
         "score": s.get("score", "bn"),
+        "search": {k: s.get(k) for k in ("score_finetune_steps", "step_macs_fraction",
+                                         "resolution_multiple", "search_val_size")},
+        "budget_note": ("compound's short scoring fine-tunes on its accepted steps are taken off "
+                        "its final fine-tune: every row trained the same number of steps"),
         "train_images": len(data.train), "val_images": len(data.val),
         "test_images": len(data.test), "dataset": data.name,
         "timing": {"rounds": TIMING_ROUNDS, "invokes_per_round": TIMING_INVOKES, "threads": 1,
@@ -303,6 +330,79 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
     except Exception as exc:  # noqa: BLE001 - the figures matter more than the picture
         log.error("plot failed: %s: %s", exc.__class__.__name__, exc)
     return result
+
+
+#: Budgets (fractions of the base's MACs, expected per image) at which the two cascades meet.
+CASCADE_BUDGETS = (0.5, 0.75)
+
+
+def cascade_comparison(quick: bool, output_dir: Path, seed: int = 0,
+                       shrunk_stage: str = "compound_full_0.25",
+                       registry_stage: str = "resnet10_025@32",
+                       wait_seconds: float = 0.0) -> dict[str, Any]:
+    """A cascade of shrunk stages against one of a registry stage, at equal expected MACs.
+
+    Both are two-stage cascades on whole images ending in the same base (a run of this
+    benchmark saved it, and the shrunk model, in ``output_dir``): first stage the base
+    shrunk by compound shrinking (``shrunk_stage``, a saved row's model) or a registry
+    network trained from scratch with the base's epochs (``registry_stage``, the kind of
+    stage the cascade benchmark hand-picks). Built with ``tfedge.cascade.build_cascade``
+    from the ``.keras`` files (sidecars carry the class names), thresholds chosen on
+    validation in budget mode at each of ``CASCADE_BUDGETS`` x the base's MACs (the same
+    exit rule for both), top-1 and expected MACs on test.
+    """
+    from tfedge._train import TrainConfig, train_classifier
+    from tfedge.cascade import (build_cascade, calibrate_cascade, compute_stage_logits,
+                                evaluate_cascade)
+    from tfedge.data import BenchmarkConfig, load_dataset
+
+    start = time.perf_counter()
+    s = QUICK if quick else FULL
+    tag = "quick" if quick else "full"
+    data = load_dataset("benchmark", benchmark=BenchmarkConfig(
+        image_size=IMAGE_SIZE, object_size=tuple(s["object_size"]), train_size=s["train_size"],
+        val_size=s["val_size"], test_size=s["test_size"], seed=0))
+    base_path = output_dir / f"shrink_{tag}_base_seed{seed}.keras"
+    shrunk_path = output_dir / f"shrink_{tag}_models" / f"{shrunk_stage}.keras"
+    if not base_path.exists():
+        raise SystemExit(f"{base_path} does not exist: run benchmarks/shrink.py "
+                         f"{'--quick ' if quick else ''}first (it saves the base and rows)")
+    name, _, res = registry_stage.partition("@")
+    registry_path = output_dir / f"shrink_{tag}_registry_{name}_r{res}_seed{seed}.keras"
+    if not registry_path.exists():
+        train_classifier(name, data.train, val=data.val,
+                         config=TrainConfig(epochs=s["epochs"], seed=seed),
+                         resolution=int(res), output=registry_path,
+                         metadata={"dataset": data.name})
+    _stage(f"cascade: registry stage {registry_stage} ready", start)
+    waited = time.perf_counter()
+    while not shrunk_path.exists():  # a run of the rows still going: wait for its model
+        if time.perf_counter() - waited > wait_seconds:
+            raise SystemExit(f"{shrunk_path} does not exist: run benchmarks/shrink.py "
+                             f"{'--quick ' if quick else ''}first (it saves the base and rows)")
+        time.sleep(20)
+    out: dict[str, Any] = {"shrunk_stage": shrunk_stage, "registry_stage": registry_stage,
+                           "seed": seed, "cascades": {}}
+    for label, first in (("shrunk", shrunk_path), ("registry", registry_path)):
+        spec = build_cascade([first, base_path], criteria="max_softmax")
+        val = compute_stage_logits(spec, data.val)
+        test = compute_stage_logits(spec, data.test)
+        entry: dict[str, Any] = {"stage_macs": list(spec.stage_macs),
+                                 "stage_test_top1": list(test.stage_top1()), "budgets": []}
+        base_macs = spec.stage_macs[-1]
+        for fraction in CASCADE_BUDGETS:
+            calibrated, _ = calibrate_cascade(spec, val, mode="budget",
+                                              macs_budget=fraction * base_macs)
+            ev = evaluate_cascade(calibrated, test)
+            entry["budgets"].append({"budget": fraction, "top1": ev.top1,
+                                     "expected_macs": ev.expected_macs,
+                                     "expected_macs_ratio": ev.expected_macs / base_macs,
+                                     "exit_fractions": list(ev.exit_fractions)})
+        out["cascades"][label] = entry
+        _stage(f"cascade of {label} stages: " + ", ".join(
+            f"{b['budget']:g}: top-1 {b['top1']:.4f} at {b['expected_macs_ratio']:.3f}"
+            for b in entry["budgets"]), start)
+    return out
 
 
 def main() -> None:
@@ -326,11 +426,33 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the base's epochs")
     parser.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=None,
                         help="override the fine-tune epochs")
+    parser.add_argument("--reuse-bases", dest="reuse_bases", action="store_true",
+                        help="load the bases an earlier run of the same settings saved in "
+                             "--output-dir instead of training them again")
+    parser.add_argument("--step-fraction", dest="step_macs_fraction", type=float, default=None,
+                        help="override the MAC fraction one compound step saves")
+    parser.add_argument("--score-steps", dest="score_steps", type=int, default=None,
+                        help="override the distillation steps that score each compound candidate")
+    parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
+                        help="with --cascade-only: wait this long for the shrunk stage a "
+                             "running benchmark is still producing")
+    parser.add_argument("--cascade-only", dest="cascade_only", action="store_true",
+                        help="only compare a cascade of shrunk stages with a registry-stage "
+                             "cascade, on the base and rows an earlier run saved in --output-dir")
     parser.add_argument("--output-dir", dest="output_dir", type=Path,
                         default=REPO / "runs" / "benchmarks" / "shrink")
     args = parser.parse_args()
     setup_logging()
     start = time.perf_counter()
+    if args.cascade_only:
+        result = {"benchmark": "shrink-cascade", "quick": args.quick,
+                  "cascade": cascade_comparison(args.quick, args.output_dir,
+                                                (args.seeds or [0])[0],
+                                                wait_seconds=args.wait_minutes * 60.0),
+                  **environment()}
+        result["wall_seconds"] = time.perf_counter() - start
+        print_result(result)
+        return
     s = QUICK if args.quick else FULL
     overrides = {}
     if args.sizes:
@@ -341,10 +463,14 @@ def main() -> None:
         overrides["finetune_epochs"] = args.finetune_epochs
     if args.score is not None:
         overrides["score"] = args.score
+    if args.step_macs_fraction is not None:
+        overrides["step_macs_fraction"] = args.step_macs_fraction
+    if args.score_steps is not None:
+        overrides["score_finetune_steps"] = args.score_steps
     crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
     result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
                  tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
-                 overrides)
+                 overrides, reuse_bases=args.reuse_bases)
     result["wall_seconds"] = time.perf_counter() - start
     print_result(result)
 

@@ -2,6 +2,7 @@
 
     tfedge shrink --model base.keras --output small.keras --target-macs 0.5
     tfedge shrink --model base.keras --output small.keras --target-macs 20M --method l1
+    tfedge shrink --model base.keras --output small.keras --target-ms 0.5   # int8 latency
 
 The output is an ordinary tfedge classifier (``.keras`` + JSON sidecar with the
 class names and resolution), so it goes wherever a classifier goes: crop
@@ -75,7 +76,9 @@ def _config_from_args(args: argparse.Namespace):
         calibration_size=args.calibration_size, bn_batches=args.bn_batches,
         batch_size=args.batch_size, finetune_epochs=args.finetune_epochs,
         learning_rate=args.learning_rate, distill_alpha=args.distill_alpha,
-        distill_temperature=args.distill_temperature, seed=args.seed)
+        distill_temperature=args.distill_temperature, seed=args.seed,
+        step_macs_fraction=args.step_fraction, resolution_multiple=args.resolution_multiple,
+        score_finetune_steps=args.score_finetune_steps, target_ms=args.target_ms)
 
 
 def cmd_shrink(args: argparse.Namespace) -> int:
@@ -85,7 +88,13 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     from ..shrink._baselines import check_method
 
     check_method(args.method)
-    target = parse_target(args.target_macs)
+    if (args.target_macs is None) == (args.target_ms is None):
+        raise TfedgeError("give exactly one target: --target-macs (a ratio such as 0.5, or a "
+                          "count such as 20M) or --target-ms (int8 milliseconds, e.g. 0.5)")
+    if args.target_ms is not None and args.method != "compound":
+        raise TfedgeError(f"--target-ms works with --method compound only (the {args.method} "
+                          "baseline has a MAC knob): use --target-macs for baselines")
+    target = parse_target(args.target_macs) if args.target_macs is not None else None
     config = _config_from_args(args)  # checks --importance, --score, steps and sizes
     base_path, output = Path(args.model), Path(args.output)
     if output.suffix != ".keras":
@@ -105,14 +114,20 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     base_meta = read_sidecar(base_path)
     class_names = base_meta.get("class_names")
     base_macs = count_macs(base).macs
-    if target >= 1 and target >= base_macs:
+    if target is not None and target >= 1 and target >= base_macs:
         raise TfedgeError(f"--target-macs {args.target_macs} is not below the base's "
                           f"{base_macs:,d} MACs: give a smaller count or a ratio below 1")
     dataset = dataset_from_args(args)
     train = with_model_classes(dataset.train, class_names)
     val = with_model_classes(dataset.val, class_names)
-    result = run_shrink(base, args.method, target, train, val, config=config,
-                        output_dir=output.parent, name=output.stem)
+    if target is None:  # an int8 latency target: compound shrinking measures every step
+        from ..shrink._search import compound_search
+
+        result = compound_search(base, train, val, config, output_dir=output.parent,
+                                 name=output.stem)
+    else:
+        result = run_shrink(base, args.method, target, train, val, config=config,
+                            output_dir=output.parent, name=output.stem)
     # Keep what the base's sidecar says about its inputs (a crop classifier stays one).
     inherited = {k: base_meta[k] for k in ("crop", "input", "dataset_info") if k in base_meta}
     meta = {**inherited, "class_names": list(train.class_names), "dataset": dataset.name,
@@ -127,6 +142,8 @@ def cmd_shrink(args: argparse.Namespace) -> int:
         "model": str(output), "method": args.method, "macs": result.macs, "base_macs": base_macs,
         "macs_ratio": result.macs / base_macs, "target_macs": result.target_macs,
         "reached": result.reached, "val_top1": result.val_top1,
+        "target_ms": result.target_ms, "int8_ms": result.int8_ms,
+        "base_int8_ms": result.base_int8_ms,
         "base_val_top1": result.steps[0]["val_top1"], "steps": len(result.steps),
         "resolution": result.architecture.get("resolution"),
         "search_log": str(output.parent / f"{output.stem}.search.json")
@@ -150,8 +167,12 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "The last line is JSON with 'macs' and 'val_top1'.")
     p.add_argument("--model", required=True, type=str, help="the base .keras classifier")
     p.add_argument("--output", required=True, type=str, help="where to write the shrunk .keras")
-    p.add_argument("--target-macs", dest="target_macs", required=True, type=str,
+    p.add_argument("--target-macs", dest="target_macs", default=None, type=str,
                    help="MAC budget: a ratio of the base's below 1 (0.5) or a count (20M, 2e7)")
+    p.add_argument("--target-ms", dest="target_ms", default=None, type=float,
+                   help="instead of --target-macs: int8 milliseconds per image (one thread), "
+                        "each candidate converted and timed with the runtime's interpreter, "
+                        "interleaved with the base (compound only)")
     p.add_argument("--method", type=str, default="compound",
                    help="compound (default), uniform, resolution, l1, bn or hrank")
     p.add_argument("--importance", type=str, default="l1",
@@ -175,6 +196,15 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="residual blocks one depth step removes (default 1)")
     p.add_argument("--resolution-step", dest="resolution_step", type=float, default=16,
                    help="pixels (>= 1) or a fraction (< 1) one resolution step removes")
+    p.add_argument("--step-fraction", dest="step_fraction", type=float, default=None,
+                   help="size width and resolution steps to save about this fraction of the "
+                        "MACs each (e.g. 0.3; default: --width-step and --resolution-step)")
+    p.add_argument("--resolution-multiple", dest="resolution_multiple", type=int, default=1,
+                   help="input sides the search may choose are multiples of this (0: the "
+                        "network's total stride; default 1: any side)")
+    p.add_argument("--score-finetune-steps", dest="score_finetune_steps", type=int, default=20,
+                   help="distillation steps per candidate with --score finetune (taken off the "
+                        "final fine-tune for the accepted steps)")
     p.add_argument("--min-resolution", dest="min_resolution", type=int, default=32,
                    help="smallest input side the search may choose (default 32)")
     p.add_argument("--search-val-size", dest="search_val_size", type=int, default=1000,

@@ -18,7 +18,7 @@ from typing import Any
 
 from ._groups import ShrinkError
 
-__all__ = ["set_resolution", "renamed_for_resolution"]
+__all__ = ["set_resolution", "renamed_for_resolution", "total_stride", "allowed_sides"]
 
 
 def renamed_for_resolution(name: str, size: int) -> str:
@@ -75,3 +75,36 @@ def set_resolution(model: Any, size: int) -> Any:
                     f"needs {tuple(w_new.shape)}; use global pooling before it")
         layer.set_weights(old.get_weights())
     return new
+
+
+def total_stride(model: Any) -> int:
+    """How many input pixels one pixel of the network's coarsest feature map spans (a power of 2).
+
+    Input side over the smallest spatial side of any layer output, rounded to
+    the nearest power of two (``same`` padding rounds feature maps up, so a
+    64 px input of a stride-32 network ends at 2x2 and a 48 px one also at
+    2x2). Sides that are multiples of it keep every downsampling exact.
+    """
+    import math
+
+    from .._train import model_resolution
+
+    side = model_resolution(model)
+    smallest = side
+    for layer in model.layers:
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):  # multi-output or unbuilt layers: not feature maps
+            continue
+        if len(shape) == 4 and shape[1]:
+            smallest = min(smallest, int(shape[1]))
+    return int(2 ** round(math.log2(side / max(1, smallest))))
+
+
+def allowed_sides(current: int, minimum: int, multiple: int) -> list[int]:
+    """The input sides below ``current`` a resolution step may choose, ascending: multiples of
+    ``multiple`` (1: any side) from ``minimum`` up."""
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple!r}")
+    first = -(-max(1, minimum) // multiple) * multiple
+    return list(range(first, current, multiple))

@@ -18,6 +18,16 @@ step, a smaller resolution step) so the search lands on the target, and among
 steps that reach the target the most accurate wins. Then the result is
 fine-tuned with knowledge distillation from the base (:mod:`._finetune`).
 
+With ``step_macs_fraction`` the width and resolution steps are sized to save
+about that fraction of the current MACs each (so the dimensions compete on
+comparable steps), input sides stay multiples of ``resolution_multiple`` (0:
+the network's total stride), and the final step lands within
+``landing_tolerance`` under the target when a candidate can. With
+``score="finetune"`` the short fine-tunes of the accepted steps are taken off
+the final fine-tune (``charge_search_steps``), so the result trained as many
+steps as a baseline. ``target_ms`` replaces the MAC target by int8
+milliseconds measured with the runtime's interpreter (:mod:`._latency`).
+
 Every accepted step is logged (dimension, MACs, validation top-1, seconds,
 the candidates it beat) to ``<name>.search.json`` in ``output_dir``, written
 atomically after the step's model (``<name>.search.keras``); a search started
@@ -45,11 +55,12 @@ import numpy as np
 from .._errors import TfedgeError
 from .._io import atomic_write_json
 from ._finetune import FinetuneConfig, finetune_with_distillation
+from ._resolution import allowed_sides, total_stride
 
 __all__ = [
     "SearchConfig", "SearchResult", "compound_search", "DIMENSIONS", "SCORES",
     "resolve_target", "step_score", "choose_step", "next_resolution", "bisect_largest",
-    "bisect_largest_int",
+    "bisect_largest_int", "remaining_finetune",
 ]
 
 log = logging.getLogger(__name__)
@@ -106,21 +117,32 @@ def step_score(top1_before: float, top1_after: float, macs_before: int, macs_aft
     return (top1_before - top1_after) / saved
 
 
-def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: int,
-                target_macs: int, base_macs: int) -> Optional[int]:
+def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: float,
+                target_macs: float, base_macs: float,
+                landing_tolerance: Optional[float] = None) -> Optional[int]:
     """Index of the candidate step to keep, or None when none saves MACs.
 
-    candidates: mappings with ``macs`` and ``val_top1`` (after the step).
+    candidates: mappings with ``macs`` and ``val_top1`` (after the step); ``macs``
+    may be any cost (e.g. int8 milliseconds) as long as ``macs``, ``target_macs``
+    and ``base_macs`` are the same one.
     A candidate that reaches the target (``macs <= target_macs``) ends the
     search, so among those the most accurate wins (then the one keeping more
     MACs); otherwise the lowest :func:`step_score`, and at equal scores the one
     saving more (two free steps: take the bigger). Remaining ties go to the
     earlier candidate (the order of ``SearchConfig.dimensions``).
+    landing_tolerance: when set, a reaching candidate that overshoots the target
+    by more than this fraction is kept only if no reaching candidate lands
+    within it: the final fine-tune recovers more in a model that spends its
+    whole budget than a short score shows.
     """
     useful = [i for i, c in enumerate(candidates) if c["macs"] < macs]
     if not useful:
         return None
     reaching = [i for i in useful if candidates[i]["macs"] <= target_macs]
+    if reaching and landing_tolerance is not None:
+        floor = (1.0 - landing_tolerance) * target_macs
+        landing = [i for i in reaching if candidates[i]["macs"] >= floor]
+        reaching = landing or reaching
     if reaching:
         return min(reaching, key=lambda i: (-candidates[i]["val_top1"], -candidates[i]["macs"], i))
     return min(useful, key=lambda i: (step_score(top1, candidates[i]["val_top1"], macs,
@@ -170,6 +192,23 @@ def bisect_largest_int(cost: Callable[[int], float], target: float, lo: int, hi:
         else:
             hi = mid
     return lo
+
+
+def remaining_finetune(epochs: int, steps_per_epoch: int, used_steps: int
+                       ) -> tuple[int, Optional[int]]:
+    """``(epochs, steps_per_epoch)`` of the final fine-tune once ``used_steps`` of the budget
+    ``epochs * steps_per_epoch`` went to the short fine-tunes of the accepted steps.
+
+    ``steps_per_epoch`` None means whole epochs (nothing used); ``(0, None)``:
+    the budget is spent (BatchNorm re-estimation only).
+    """
+    if epochs <= 0 or used_steps <= 0:
+        return epochs, None
+    left = epochs * steps_per_epoch - used_steps
+    if left <= 0:
+        return 0, None
+    epochs_left = min(epochs, left)
+    return epochs_left, max(1, left // epochs_left)
 
 
 def fill_counts(sizes: Mapping[str, int], counts: Mapping[str, int], round_to: int,
@@ -226,6 +265,20 @@ class SearchConfig:
     val_size: validation images per candidate (None: all).
     bn_batches: batches of training images that re-estimate BatchNorm for each candidate.
     finetune_epochs: epochs of the final distillation fine-tune (0: none).
+    step_macs_fraction: when set, width and resolution steps are sized to save about
+        this fraction of the current MACs each (width_step/resolution_step then unused),
+        so the dimensions compete on comparable steps.
+    resolution_multiple: input sides the search may choose are multiples of this
+        (0: the network's total stride, so every downsampling stays exact; 1: any side).
+    landing_tolerance: the final step lands within this fraction under the target
+        when a candidate can (see :func:`choose_step`); None: the most accurate
+        reaching step, however far under.
+    charge_search_steps: the short fine-tunes (``score="finetune"``) of the accepted
+        steps trained the final model: take them off the final fine-tune, so the
+        result got the same number of training steps as a baseline.
+    target_ms: an int8 latency target in milliseconds (one thread, the runtime's
+        interpreter) instead of MACs: every candidate is converted and timed
+        interleaved with the base, and steps are scored per millisecond saved.
     """
 
     target_macs_ratio: Optional[float] = 0.5
@@ -250,6 +303,11 @@ class SearchConfig:
     distill_alpha: float = 0.7
     distill_temperature: float = 4.0
     seed: int = 0
+    step_macs_fraction: Optional[float] = None
+    resolution_multiple: int = 1
+    landing_tolerance: Optional[float] = 0.05
+    charge_search_steps: bool = True
+    target_ms: Optional[float] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "protect", tuple(self.protect))
@@ -297,6 +355,20 @@ class SearchConfig:
                 raise TfedgeError(f"{name} must be a whole number >= 1, got {value!r}")
         if self.val_size is not None and (not isinstance(self.val_size, int) or self.val_size < 1):
             raise TfedgeError(f"val_size must be a whole number >= 1 or None, got {self.val_size!r}")
+        f = self.step_macs_fraction
+        if f is not None and (not _is_number(f) or not 0 < f < 1):
+            raise TfedgeError(f"step_macs_fraction must be between 0 and 1 or None, got {f!r}: "
+                              "e.g. 0.2 makes each step save about a fifth of the MACs")
+        m = self.resolution_multiple
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            raise TfedgeError(f"resolution_multiple must be a whole number >= 0 (0: the "
+                              f"network's total stride), got {m!r}")
+        t = self.landing_tolerance
+        if t is not None and (not _is_number(t) or not 0 <= t < 1):
+            raise TfedgeError(f"landing_tolerance must be between 0 and 1 or None, got {t!r}")
+        from ._latency import check_target_ms
+
+        check_target_ms(self.target_ms)
 
     def target(self, base_macs: int) -> int:
         """The absolute MAC budget for a base of ``base_macs``."""
@@ -308,6 +380,10 @@ class SearchConfig:
         return FinetuneConfig(epochs=self.finetune_epochs, batch_size=self.batch_size,
                               learning_rate=self.learning_rate, distill_alpha=self.distill_alpha,
                               distill_temperature=self.distill_temperature, seed=self.seed)
+
+    def score_train_steps(self) -> int:
+        """Training steps one scored candidate gets (0 when scored by BatchNorm re-estimation)."""
+        return self.score_finetune_steps if self.score == "finetune" else 0
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -332,17 +408,26 @@ class SearchResult:
     base_macs: int = 0
     target_macs: int = 0
     method: str = "compound"
+    int8_ms: Optional[float] = None
+    target_ms: Optional[float] = None
+    base_int8_ms: Optional[float] = None
 
     @property
     def reached(self) -> bool:
+        if self.target_ms is not None:
+            return self.int8_ms is not None and self.int8_ms <= self.target_ms
         return self.macs <= self.target_macs
 
     def record(self) -> dict[str, Any]:
         """Everything but the model, as JSON-able data (what the CLI puts in the sidecar)."""
-        return {"method": self.method, "macs": self.macs, "val_top1": self.val_top1,
-                "base_macs": self.base_macs, "target_macs": self.target_macs,
-                "macs_ratio": self.macs / self.base_macs if self.base_macs else None,
-                "reached": self.reached, "architecture": self.architecture, "steps": self.steps}
+        out = {"method": self.method, "macs": self.macs, "val_top1": self.val_top1,
+               "base_macs": self.base_macs, "target_macs": self.target_macs,
+               "macs_ratio": self.macs / self.base_macs if self.base_macs else None,
+               "reached": self.reached, "architecture": self.architecture, "steps": self.steps}
+        if self.target_ms is not None:
+            out.update(target_ms=self.target_ms, int8_ms=self.int8_ms,
+                       base_int8_ms=self.base_int8_ms)
+        return out
 
 
 # --------------------------------------------------------------------------- model helpers
@@ -462,24 +547,40 @@ class _Candidate:
     detail: dict[str, Any]
     val_top1: float = float("nan")
     seconds: float = 0.0
+    train_steps: int = 0
+    int8_ms: Optional[float] = None
 
     def summary(self) -> dict[str, Any]:
-        return {"dimension": self.dimension, "macs": self.macs, "val_top1": self.val_top1,
-                "seconds": round(self.seconds, 3), **self.detail}
+        out = {"dimension": self.dimension, "macs": self.macs, "val_top1": self.val_top1,
+               "seconds": round(self.seconds, 3), "train_steps": self.train_steps, **self.detail}
+        if self.int8_ms is not None:
+            out["int8_ms"] = self.int8_ms
+        return out
 
 
 class _Stepper:
-    """Proposes one step per dimension from the current model."""
+    """Proposes one step per dimension from the current model.
 
-    def __init__(self, config: SearchConfig, train, target_macs: int):
+    ``target`` is the MAC budget the steps must not go under unnecessarily; with a
+    latency target the search moves it each round to the MACs its target is
+    estimated to correspond to.
+    """
+
+    def __init__(self, config: SearchConfig, train, target_macs: int, stride: int = 1):
         self.config = config
         self.train = train
         self.target = target_macs
         self.api = _shrink_api()
+        self.multiple = config.resolution_multiple or max(1, int(stride))
 
     def calibration(self, model):
         return calibration_arrays(self.train, self.config.calibration_size, _resolution(model),
                                   self.config.batch_size)
+
+    def goal(self, macs: int) -> int:
+        """The MACs one sized step aims at: ``1 - step_macs_fraction`` of the current, never
+        under the target."""
+        return max(self.target, int(math.floor((1.0 - self.config.step_macs_fraction) * macs)))
 
     def propose(self, dimension: str, model, macs: int, calibration) -> Optional[_Candidate]:
         return getattr(self, f"_step_{dimension}")(model, macs, calibration)
@@ -501,25 +602,31 @@ class _Stepper:
                                      calibration=calibration, round_to=c.round_to,
                                      protect=c.protect, mode=c.mode)
 
-    def _landing(self, model, macs: int, calibration, lo: float, hi: float
-                 ) -> Optional[_Candidate]:
-        """The widest width step in keep ratios ``[lo, hi]`` within the target (channel
-        scores computed once on ``model``), or None."""
+    def _landing(self, model, macs: int, calibration, lo: float, hi: float,
+                 budget: Optional[int] = None) -> Optional[_Candidate]:
+        """The widest width step in keep ratios ``[lo, hi]`` within ``budget`` MACs (default:
+        the target; channel scores computed once on ``model``), or None."""
         c = self.config
+        budget = self.target if budget is None else budget
         groups = [g for g in self.api.find_channel_groups(model, protect=c.protect, mode=c.mode)
                   if g.prunable]
         if not groups:
             return None
         scores = self.api.make_importance(c.importance)(model, groups, calibration)
-        found = width_within(model, self.target, scores, round_to=c.round_to, protect=c.protect,
+        found = width_within(model, budget, scores, round_to=c.round_to, protect=c.protect,
                              mode=c.mode, lo=lo, hi=hi)
         if found is None or found[1] >= macs:
             return None
         shrunk, shrunk_macs, detail = found
         return _Candidate("width", shrunk, shrunk_macs,
-                          {**detail, "importance": c.importance, "landing": True})
+                          {**detail, "importance": c.importance,
+                           "landing": budget <= self.target})
 
     def _step_width(self, model, macs: int, calibration) -> Optional[_Candidate]:
+        if self.config.step_macs_fraction is not None:
+            # Sized by MACs: the widest model within the step's goal.
+            return self._landing(model, macs, calibration, MIN_KEEP_RATIO, 1.0,
+                                 budget=self.goal(macs))
         ratio = 1.0 - self.config.width_step
         shrunk = self._width_at(model, ratio, calibration)
         shrunk_macs = _macs(shrunk)
@@ -540,29 +647,38 @@ class _Stepper:
         target: finishing with one larger width step may keep more accuracy
         than overshooting (the choice between them is measured).
         """
-        return self._landing(model, macs, calibration, MIN_KEEP_RATIO,
-                             1.0 - self.config.width_step)
+        hi = 1.0 if self.config.step_macs_fraction is not None else 1.0 - self.config.width_step
+        return self._landing(model, macs, calibration, MIN_KEEP_RATIO, hi)
 
     def _step_resolution(self, model, macs: int, calibration) -> Optional[_Candidate]:
+        c = self.config
         current = _resolution(model)
-        new = next_resolution(current, self.config.resolution_step, self.config.min_resolution)
-        if new is None:
+        sides = allowed_sides(current, c.min_resolution, self.multiple)
+        if not sides:
             return None
-        shrunk = self.api.set_resolution(model, new)
-        shrunk_macs = _macs(shrunk)
-        if shrunk_macs < self.target and new + 1 < current:
-            cache: dict[int, tuple[Any, int]] = {new: (shrunk, shrunk_macs)}
+        cache: dict[int, tuple[Any, int]] = {}
 
-            def cost(r: int) -> int:
-                if r not in cache:
-                    m = self.api.set_resolution(model, r)
-                    cache[r] = (m, _macs(m))
-                return cache[r][1]
+        def cost(index: int) -> int:
+            side = sides[index]
+            if side not in cache:
+                m = self.api.set_resolution(model, side)
+                cache[side] = (m, _macs(m))
+            return cache[side][1]
 
-            best = bisect_largest_int(cost, self.target, new, current - 1)
-            shrunk, shrunk_macs = cache[best]
-            new = best
-        return _Candidate("resolution", shrunk, shrunk_macs, {"resolution": new})
+        if c.step_macs_fraction is not None:
+            goal = self.goal(macs)
+        else:
+            new = next_resolution(current, c.resolution_step, c.min_resolution)
+            below = [i for i, side in enumerate(sides) if new is not None and side <= new]
+            if not below:
+                return None
+            goal = max(self.target, cost(below[-1]))
+        # The largest allowed side within the goal; when even the smallest is over it, the
+        # smallest (the biggest step this dimension has).
+        index = 0 if cost(0) > goal else bisect_largest_int(cost, goal, 0, len(sides) - 1)
+        side = sides[index]
+        shrunk, shrunk_macs = cache[side]
+        return _Candidate("resolution", shrunk, shrunk_macs, {"resolution": side})
 
 
 # --------------------------------------------------------------------------- the search
@@ -638,8 +754,10 @@ def _evaluate(model, val) -> float:
     return float(evaluate_classifier(model, val).top1)
 
 
-def _score_candidate(candidate: _Candidate, train, val, config: SearchConfig, teacher) -> None:
-    """Fill in the candidate's validation top-1 after BN re-estimation or a short fine-tune."""
+def _score_candidate(candidate: _Candidate, train, val, config: SearchConfig, teacher,
+                     meter=None) -> None:
+    """Fill in the candidate's validation top-1 after BN re-estimation or a short fine-tune
+    (and its int8 milliseconds when a latency meter is given)."""
     from .._train import recalibrate_batchnorm
 
     start = time.perf_counter()
@@ -651,7 +769,10 @@ def _score_candidate(candidate: _Candidate, train, val, config: SearchConfig, te
                                     steps_per_epoch=config.score_finetune_steps,
                                     bn_recalibration_batches=config.bn_batches)
         candidate.model = finetune_with_distillation(candidate.model, teacher, train, config=short)
+        candidate.train_steps = config.score_train_steps()
     candidate.val_top1 = _evaluate(candidate.model, val)
+    if meter is not None:
+        candidate.int8_ms = meter.measure(candidate.model)
     candidate.seconds = time.perf_counter() - start
 
 
@@ -663,10 +784,23 @@ def _fingerprint(model, base_macs: int, train, val, config: SearchConfig) -> dic
     return json.loads(json.dumps(fp, default=str))
 
 
+def _final_finetune(config: SearchConfig, train, steps: Sequence[Mapping[str, Any]]
+                    ) -> FinetuneConfig:
+    """The final fine-tune, less the training the accepted steps already had
+    (``charge_search_steps``), so compound shrinking trains as long as a baseline."""
+    ft = config.finetune()
+    if not config.charge_search_steps:
+        return ft
+    used = sum(int(s.get("train_steps") or 0) for s in steps)
+    epochs, per_epoch = remaining_finetune(ft.epochs, max(1, len(train) // ft.batch_size), used)
+    return dataclasses.replace(ft, epochs=epochs, steps_per_epoch=per_epoch)
+
+
 def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
                     output_dir: Union[str, os.PathLike, None] = None, name: str = "shrink",
                     teacher=None, progress: bool = True) -> SearchResult:
-    """Shrink ``model`` to ``config``'s MAC target along depth, width and resolution; fine-tune.
+    """Shrink ``model`` to ``config``'s MAC (or int8 latency) target along depth, width and
+    resolution; fine-tune.
 
     model: the trained base (Keras functional classifier; not modified).
     train: training split (BatchNorm re-estimation, importance, fine-tune).
@@ -676,15 +810,24 @@ def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
     progress: log each step at INFO (else DEBUG).
     Returns a :class:`SearchResult`; when no dimension can shrink further before
     the target, it warns and returns the smallest model found (``reached`` False).
+    With ``config.target_ms`` the target is int8 milliseconds measured with the
+    runtime's interpreter (:class:`tfedge.shrink._latency.LatencyMeter`), relative
+    to the base timed in the same process.
     """
     say = log.info if progress else log.debug
     base_macs = _macs(model)
-    target = config.target(base_macs)
+    by_latency = config.target_ms is not None
+    target = config.target(base_macs) if not by_latency else 1
     teacher = model if teacher is None else teacher
     val_eval = head(val, config.val_size)
     if len(val_eval) == 0:
         raise TfedgeError("the validation split is empty: the search decides on validation "
                           "accuracy, so give it validation images")
+    meter = None
+    if by_latency:
+        from ._latency import LatencyMeter
+
+        meter = LatencyMeter(model, train, calibration_size=min(32, config.calibration_size))
     slog = _SearchLog(Path(output_dir) if output_dir is not None else None, name)
     fingerprint = _fingerprint(model, base_macs, train, val, config)
     loaded = slog.load(fingerprint)
@@ -696,25 +839,46 @@ def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
         current = model
         base_top1 = _evaluate(model, val_eval)
         state = {"format": SEARCH_FORMAT, "version": SEARCH_VERSION, "fingerprint": fingerprint,
-                 "base_macs": base_macs, "target_macs": target, "class_names":
+                 "base_macs": base_macs, "target_macs": None if by_latency else target,
+                 "target_ms": config.target_ms, "class_names":
                  list(train.class_names), "finished": False, "dropped_blocks": [],
                  "steps": [{"step": 0, "dimension": "base", "macs": base_macs,
                             "macs_ratio": 1.0, "val_top1": base_top1,
                             "resolution": _resolution(model),
                             "seconds": round(time.perf_counter() - start, 3)}]}
+        if by_latency:
+            state["steps"][0]["int8_ms"] = meter.reference_ms
         slog.save(state)
     steps = state["steps"]
-    say("compound shrinking %s: %.2f MMACs -> target %.2f MMACs (%.1f%%), val top-1 %.4f",
-        model.name, base_macs / 1e6, target / 1e6, 100.0 * target / base_macs,
-        steps[0]["val_top1"])
+    # With a latency target, the cost the search compares is milliseconds (measured in
+    # this run: a resumed search re-measures where it stands); else MACs.
+    base_cost = meter.reference_ms if by_latency else base_macs
+    goal = config.target_ms if by_latency else target
+    if by_latency:
+        say("compound shrinking %s: %.3f int8 ms (%.2f MMACs) -> target %.3f ms, val top-1 %.4f",
+            model.name, base_cost, base_macs / 1e6, goal, steps[0]["val_top1"])
+    else:
+        say("compound shrinking %s: %.2f MMACs -> target %.2f MMACs (%.1f%%), val top-1 %.4f",
+            model.name, base_macs / 1e6, target / 1e6, 100.0 * target / base_macs,
+            steps[0]["val_top1"])
 
-    if not state["finished"] and steps[-1]["macs"] > target:
-        stepper = _Stepper(config, train, target)
+    def cost_of(record: Mapping[str, Any]) -> float:
+        return record["int8_ms"] if by_latency else record["macs"]
+
+    current_cost = cost_of(steps[-1]) if len(steps) > 1 or not by_latency else base_cost
+    if by_latency and len(steps) > 1 and not state["finished"]:
+        current_cost = meter.measure(current)
+    if not state["finished"] and current_cost > goal:
+        stepper = _Stepper(config, train, target, stride=total_stride(model))
         current_top1 = steps[-1]["val_top1"]
         macs = steps[-1]["macs"]
         exhausted: set[str] = set()
-        while macs > target:
+        while current_cost > goal:
             round_start = time.perf_counter()
+            if by_latency:
+                # The MACs the latency target stands for from here (milliseconds roughly
+                # proportional to MACs over one step); re-estimated every round.
+                stepper.target = max(1, int(math.floor(macs * goal / current_cost)))
             calibration = stepper.calibration(current)
             candidates: list[_Candidate] = []
             for dimension in config.dimensions:
@@ -724,49 +888,61 @@ def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
                 if candidate is None or candidate.macs >= macs:
                     exhausted.add(dimension)
                     continue
-                _score_candidate(candidate, train, val_eval, config, teacher)
+                _score_candidate(candidate, train, val_eval, config, teacher, meter)
                 candidates.append(candidate)
+
+            def cost(c: _Candidate) -> float:
+                return c.int8_ms if by_latency else c.macs
+
             width = next((c for c in candidates if c.dimension == "width"), None)
             if ("width" in config.dimensions and "width" not in exhausted
-                    and any(c.macs <= target for c in candidates)
-                    and (width is None or width.macs > target)):
+                    and any(cost(c) <= goal for c in candidates)
+                    and (width is None or cost(width) > goal)):
                 landing = stepper.land_width(current, macs, calibration)
                 if landing is not None:
-                    _score_candidate(landing, train, val_eval, config, teacher)
+                    _score_candidate(landing, train, val_eval, config, teacher, meter)
                     candidates.append(landing)
             summaries = [c.summary() for c in candidates]
-            chosen = choose_step(summaries, top1=current_top1, macs=macs, target_macs=target,
-                                 base_macs=base_macs)
+            costs = [{"macs": cost(c), "val_top1": c.val_top1} for c in candidates]
+            chosen = choose_step(costs, top1=current_top1, macs=current_cost, target_macs=goal,
+                                 base_macs=base_cost, landing_tolerance=config.landing_tolerance)
             if chosen is None:
-                log.warning("no dimension can shrink %s further: stopping at %.2f MMACs, above "
-                            "the %.2f MMAC target (lower min_resolution or round_to, or allow "
-                            "more dimensions)", model.name, macs / 1e6, target / 1e6)
+                unit = "int8 ms" if by_latency else "MMACs"
+                scale = 1.0 if by_latency else 1e6
+                log.warning("no dimension can shrink %s further: stopping at %.3f %s, above "
+                            "the %.3f %s target (lower min_resolution or round_to, or allow "
+                            "more dimensions)", model.name, current_cost / scale, unit,
+                            goal / scale, unit)
                 break
             best = candidates[chosen]
-            for summary in summaries:
-                summary["score"] = step_score(current_top1, summary["val_top1"], macs,
-                                              summary["macs"], base_macs)
+            for summary, c in zip(summaries, costs):
+                summary["score"] = step_score(current_top1, c["val_top1"], current_cost,
+                                              c["macs"], base_cost)
                 if not math.isfinite(summary["score"]):
                     summary["score"] = None
             if best.dimension == "depth":
                 state["dropped_blocks"] = state["dropped_blocks"] + best.detail["blocks"]
             record = {"step": len(steps), "dimension": best.dimension, "macs": best.macs,
                       "macs_ratio": best.macs / base_macs, "val_top1": best.val_top1,
-                      "resolution": _resolution(best.model),
+                      "resolution": _resolution(best.model), "train_steps": best.train_steps,
                       "seconds": round(time.perf_counter() - round_start, 3),
                       "detail": best.detail, "candidates": summaries}
+            if by_latency:
+                record["int8_ms"] = best.int8_ms
             steps.append(record)
             slog.save(state, best.model, record)
-            say("step %d: %s -> %.2f MMACs (%.1f%% of base), val top-1 %.4f  [%s]  %.0fs",
+            say("step %d: %s -> %.2f MMACs (%.1f%% of base)%s, val top-1 %.4f  [%s]  %.0fs",
                 record["step"], best.dimension, best.macs / 1e6, 100.0 * best.macs / base_macs,
-                best.val_top1, ", ".join(f"{s['dimension']} {s['macs'] / 1e6:.2f}M "
-                                         f"{s['val_top1']:.3f}" for s in summaries),
+                f", {best.int8_ms:.3f} ms" if by_latency else "", best.val_top1,
+                ", ".join(f"{s['dimension']} {s['macs'] / 1e6:.2f}M "
+                          f"{s['val_top1']:.3f}" for s in summaries),
                 record["seconds"])
             current, macs, current_top1 = best.model, best.macs, best.val_top1
+            current_cost = cost(best)
 
     if not state["finished"]:
         start = time.perf_counter()
-        ft = config.finetune()
+        ft = _final_finetune(config, train, steps)
         backup = (slog.dir / f"{name}.finetune.backup") if slog.dir and ft.epochs else None
         current = finetune_with_distillation(current, teacher, train, config=ft,
                                              backup_dir=backup)
@@ -774,13 +950,21 @@ def compound_search(model, train, val, config: SearchConfig = SearchConfig(), *,
         record = {"step": len(steps), "dimension": "finetune", "macs": _macs(current),
                   "macs_ratio": _macs(current) / base_macs, "val_top1": top1,
                   "resolution": _resolution(current), "epochs": ft.epochs,
+                  "steps_per_epoch": ft.steps_per_epoch,
                   "seconds": round(time.perf_counter() - start, 3)}
+        if by_latency:
+            record["int8_ms"] = current_cost
         steps.append(record)
         state["finished"] = True
         slog.save(state, current, record)
-        say("fine-tuned %d epoch(s) with distillation: val top-1 %.4f at %.2f MMACs",
-            ft.epochs, top1, record["macs"] / 1e6)
+        say("fine-tuned %d epoch(s)%s with distillation: val top-1 %.4f at %.2f MMACs",
+            ft.epochs, f" of {ft.steps_per_epoch} steps" if ft.steps_per_epoch else "", top1,
+            record["macs"] / 1e6)
     final_macs = _macs(current)
     return SearchResult(model=current, steps=steps, macs=final_macs, val_top1=steps[-1]["val_top1"],
                         architecture=architecture_of(current, state.get("dropped_blocks", [])),
-                        base_macs=base_macs, target_macs=target, method="compound")
+                        base_macs=base_macs, target_macs=target if not by_latency else final_macs,
+                        method="compound",
+                        int8_ms=steps[-1].get("int8_ms") if by_latency else None,
+                        target_ms=config.target_ms,
+                        base_int8_ms=steps[0].get("int8_ms") if by_latency else None)

@@ -1,0 +1,216 @@
+"""Compound search refinements: MAC-sized steps, stride-aligned sides, landing, a fair fine-tune
+budget, and an int8-latency target measured with the runtime."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tfedge import TfedgeError
+from tfedge.shrink._resolution import allowed_sides
+from tfedge.shrink._search import SearchConfig, choose_step, remaining_finetune
+
+from conftest import make_colour_split
+
+
+# --------------------------------------------------------------------------- pure arithmetic
+
+
+def test_remaining_finetune_takes_the_accepted_steps_training_off_the_budget():
+    assert remaining_finetune(2, 60, 0) == (2, None), "nothing used: whole epochs"
+    assert remaining_finetune(2, 60, 40) == (2, 40), "80 of 120 steps left, over 2 epochs"
+    assert remaining_finetune(2, 60, 119) == (1, 1)
+    assert remaining_finetune(2, 60, 120) == (0, None), "spent: BatchNorm re-estimation only"
+    assert remaining_finetune(2, 60, 500) == (0, None)
+    assert remaining_finetune(0, 60, 10) == (0, None)
+
+
+def test_final_finetune_is_charged_only_for_accepted_steps_that_trained():
+    from tfedge.shrink._search import _final_finetune
+
+    train = [0] * 640  # ten batches of 64: one epoch is 10 steps
+    config = SearchConfig(finetune_epochs=2, score="finetune", score_finetune_steps=3)
+    steps = [{"dimension": "base"}, {"dimension": "width", "train_steps": 3},
+             {"dimension": "resolution", "train_steps": 3}]
+    ft = _final_finetune(config, train, steps)
+    assert (ft.epochs, ft.steps_per_epoch) == (2, 7), "20 steps less 6 accepted: 14 over 2 epochs"
+    free = _final_finetune(SearchConfig(finetune_epochs=2, charge_search_steps=False), train, steps)
+    assert (free.epochs, free.steps_per_epoch) == (2, None)
+
+
+def test_allowed_sides_are_multiples_from_the_minimum_below_the_current_side():
+    assert allowed_sides(128, 32, 32) == [32, 64, 96]
+    assert allowed_sides(64, 32, 16) == [32, 48]
+    assert allowed_sides(64, 20, 16) == [32, 48], "the minimum rounds up to a multiple"
+    assert allowed_sides(32, 32, 32) == []
+    assert allowed_sides(20, 16, 1) == [16, 17, 18, 19]
+    with pytest.raises(ValueError):
+        allowed_sides(64, 32, 0)
+
+
+def test_choose_step_lands_on_the_target_rather_than_overshooting_it():
+    # Both reach 500; the overshooting one scores better after a short fine-tune, but the
+    # one within 5% of the target spends the whole budget and wins with a tolerance.
+    candidates = [{"macs": 300, "val_top1": 0.70}, {"macs": 490, "val_top1": 0.68},
+                  {"macs": 700, "val_top1": 0.79}]
+    common = dict(top1=0.80, macs=1000, target_macs=500, base_macs=1000)
+    assert choose_step(candidates, **common) == 0, "no tolerance: the most accurate reaching"
+    assert choose_step(candidates, **common, landing_tolerance=0.05) == 1
+    # Nothing lands within the tolerance: the most accurate reaching step as before.
+    assert choose_step(candidates[:1] + candidates[2:], **common, landing_tolerance=0.05) == 0
+
+
+def test_choose_step_works_on_milliseconds_as_the_cost():
+    candidates = [{"macs": 0.9, "val_top1": 0.70}, {"macs": 0.8, "val_top1": 0.78}]
+    assert choose_step(candidates, top1=0.8, macs=1.0, target_macs=0.5, base_macs=1.0) == 1
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(step_macs_fraction=1.0), "step_macs_fraction"), (dict(step_macs_fraction=0), "step_macs_fraction"),
+    (dict(resolution_multiple=-1), "resolution_multiple"), (dict(landing_tolerance=1.0), "landing_tolerance"),
+    (dict(target_ms=0), "target_ms"), (dict(target_ms=float("inf")), "target_ms"),
+    (dict(target_ms="1"), "target_ms")])
+def test_bad_new_search_settings_are_refused_with_the_bad_value(kwargs, message):
+    with pytest.raises(TfedgeError, match=message):
+        SearchConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- on a tiny model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """resnet10_025 at 32 px (stride 32), one epoch on the colour toy task."""
+    from tfedge._train import TrainConfig, train_classifier
+
+    train = make_colour_split(192, seed=0)
+    val = make_colour_split(48, seed=1)
+    model, _ = train_classifier("resnet10_025", train, config=TrainConfig(
+        epochs=1, batch_size=32, augment=None, bn_recalibration_batches=2), resolution=32)
+    return model, train, val
+
+
+def _macs(model) -> int:
+    from tfedge import count_macs
+
+    return count_macs(model).macs
+
+
+@pytest.mark.parametrize("resolution", [32, 64])
+def test_total_stride_of_a_registry_resnet(resolution):
+    from tfedge.models import create_model
+    from tfedge.shrink._resolution import total_stride
+
+    model = create_model("resnet10_025", resolution=resolution, num_classes=3)
+    assert total_stride(model) == 32
+
+
+@pytest.mark.slow
+def test_sized_steps_aligned_sides_landing_and_a_charged_finetune(tiny):
+    from tfedge.shrink._search import compound_search
+
+    model, train, val = tiny
+    base_macs = _macs(model)
+    config = SearchConfig(target_macs_ratio=0.4, step_macs_fraction=0.3, resolution_multiple=8,
+                          min_resolution=16, score="finetune", score_finetune_steps=1,
+                          finetune_epochs=1, val_size=48, bn_batches=2, batch_size=32,
+                          calibration_size=32, round_to=4)
+    result = compound_search(model, train, val, config, progress=False)
+    target = config.target(base_macs)
+    assert result.reached
+    assert result.macs >= 0.95 * target or all(
+        c["macs"] < 0.95 * target for c in result.steps[-2]["candidates"]
+        if c["macs"] <= target), "the last step lands within 5% when a candidate can"
+    searched = result.steps[1:-1]
+    for before, step in zip(result.steps, searched):
+        for c in step["candidates"]:
+            if c["dimension"] == "resolution":
+                assert c["resolution"] % 8 == 0, "sides are multiples of resolution_multiple"
+            if c["dimension"] == "width" and c["macs"] > target:
+                assert c["macs"] <= math.floor(0.7 * before["macs"]), "a width step saves >= 30%"
+        assert step["train_steps"] == 1
+    final = result.steps[-1]
+    budget = len(train) // 32  # one epoch of 6 steps
+    used = len(searched)
+    assert final["dimension"] == "finetune" and 0 < used < budget
+    assert (final["epochs"], final["steps_per_epoch"]) == (1, budget - used), \
+        "the accepted steps' short fine-tunes come off the final fine-tune"
+
+
+@pytest.mark.slow
+def test_search_to_an_int8_latency_target_measured_with_the_runtime(tiny):
+    from tfedge.shrink._latency import LatencyMeter
+    from tfedge.shrink._search import compound_search
+
+    model, train, val = tiny
+    base_ms = LatencyMeter(model, train).reference_ms
+    config = SearchConfig(target_ms=0.6 * base_ms, step_macs_fraction=0.3, min_resolution=16,
+                          resolution_multiple=8, finetune_epochs=0, val_size=48, bn_batches=2,
+                          batch_size=32, calibration_size=32, round_to=4)
+    result = compound_search(model, train, val, config, progress=False)
+    assert result.int8_ms is not None and result.base_int8_ms is not None
+    assert result.reached and result.int8_ms <= config.target_ms
+    assert all("int8_ms" in s for s in result.steps), "every step logs its int8 milliseconds"
+    assert result.macs < _macs(model)
+    record = result.record()
+    assert record["target_ms"] == config.target_ms and record["int8_ms"] == result.int8_ms
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize("extra, fragment", [
+    ([], "give exactly one target"),
+    (["--target-macs", "0.5", "--target-ms", "0.2"], "give exactly one target"),
+    (["--target-ms", "0.2", "--method", "l1"], "compound only"),
+    (["--target-ms", "-1"], "target_ms must be positive"),
+    (["--target-macs", "0.5", "--step-fraction", "1.5"], "step_macs_fraction"),
+    (["--target-macs", "0.5", "--resolution-multiple", "-2"], "resolution_multiple")])
+def test_cli_latency_target_and_step_flags_give_one_line_errors(tmp_path, capsys, extra, fragment):
+    from tfedge.cli import build_parser
+    from tfedge.cli._shell import run_cli
+
+    argv = ["shrink", "--model", str(tmp_path / "base.keras"), "--output",
+            str(tmp_path / "out.keras"), *extra]
+    assert run_cli(build_parser(), argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert fragment in lines[0], lines[0]
+
+
+# --------------------------------------------------------------------------- shrunk cascade stages
+
+
+def test_cascade_build_takes_stages_shrunk_from_the_base(tmp_path, capsys):
+    """`tfedge cascade build` on the base shrunk at two targets (saved as `tfedge shrink`
+    saves them) plus the base: stages in order with their own resolution and MACs, and the
+    cascade runs on a split."""
+    from tfedge._train import save_classifier
+    from tfedge.cascade import compute_stage_logits, load_cascade
+    from tfedge.cli import build_parser
+    from tfedge.cli._shell import run_cli
+    from tfedge.models import create_model
+    from tfedge.shrink import set_resolution, shrink_width
+
+    split = make_colour_split(16, seed=3)
+    names = list(split.class_names)
+    base = create_model("resnet10_025", resolution=32, num_classes=len(names))
+    half = shrink_width(base, 0.7, importance="l1", round_to=4)
+    quarter = set_resolution(half, 16)
+    paths = []
+    for stem, model in (("quarter", quarter), ("half", half), ("base", base)):
+        path = tmp_path / f"{stem}.keras"
+        save_classifier(model, path, {"class_names": names, "shrink": {"method": stem}})
+        paths.append(str(path))
+    out = tmp_path / "cascade.json"
+    assert run_cli(build_parser(), ["cascade", "build", *paths, "--output", str(out)]) == 0
+    spec = load_cascade(out)
+    assert [s.name for s in spec.stages] == ["quarter", "half", "base"]
+    assert [s.resolution for s in spec.stages] == [16, 32, 32]
+    assert list(spec.stage_macs) == [_macs(quarter), _macs(half), _macs(base)]
+    assert spec.stage_macs[0] < spec.stage_macs[1] < spec.stage_macs[2]
+    logits = compute_stage_logits(spec, split)
+    assert [lg.shape for lg in logits.logits] == [(16, len(names))] * 3
