@@ -500,7 +500,12 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
                          "--zip", "--calibration-size", "16", "--check-split", "test",
                          "--tolerance", "100", *data_flags]) == 0
     with load_bundle(str(bundle_dir) + ".zip") as bundle:
-        assert [s.threshold for s in bundle.stages] == list(spec.thresholds)
+        # The bundle's thresholds are for the int8 scores when the converter re-solved them on
+        # the calibration split (threshold_source 'int8'), else the float ones; both are recorded.
+        assert [s.threshold for s in bundle.stages] == bundle.metrics["thresholds"]
+        assert bundle.metrics["float_thresholds"] == list(spec.thresholds)
+        if bundle.metrics["threshold_source"] == "float":
+            assert bundle.metrics["thresholds"] == list(spec.thresholds)
         assert [s.accumulate_weight for s in bundle.stages] == [0.0, 0.5]
         assert [s.macs for s in bundle.stages] == list(spec.stage_macs)
         assert bundle.predictor is not None and bundle.predictor.crop["margin"] == 0.2
