@@ -303,6 +303,11 @@ def _int8_thresholds(spec: CascadeSpec, split: Split, stages: Sequence[Any], pre
              "split images (%.4f with the float thresholds)", result.thresholds,
              spec.thresholds, result.val_top1, result.val_expected_macs, result.count,
              float_thresholds_out.top1)
+    if not result.feasible:
+        log.warning("the int8 cascade cannot reach the float calibration's %s on the "
+                    "calibration split; its thresholds are the closest (top-1 %.4f at %.0f MACs)",
+                    "accuracy target" if result.mode == "accuracy" else "MAC budget",
+                    result.val_top1, result.val_expected_macs)
     calib = dict(spec.calibration or {})
     record = {**result.to_dict(), "split": calib.get("split"),
               "float_val_top1": calib.get("val_top1"),
