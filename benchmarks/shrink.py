@@ -15,8 +15,10 @@ Per seed:
    (``inputs: "full"``); ``--crop-methods`` (default: compound only in quick
    mode, all in full mode) shrink the crop base (``inputs: "crop"``);
 3. each result gets the same fine-tune (``finetune_epochs``, distillation from
-   the model it was shrunk from, BatchNorm re-estimated) and is scored once on
-   the test split; every decision used the validation split.
+   the model it was shrunk from, BatchNorm re-estimated; compound's scoring
+   fine-tunes on its accepted steps count against it) and is scored once on
+   the test split; every decision used the validation split. The first seed's
+   models are saved under ``shrink_<tag>_models/`` (with sidecars).
 
 Then every model (base and rows of the first seed) is converted to full int8
 and timed with the LiteRT interpreter (one thread, warm-up first), all models
@@ -25,8 +27,16 @@ interleaved in rounds so the shared machine's drift hits them alike:
 
 Last line: JSON with ``base_top1``, ``base_macs``, ``rows`` (``method``,
 ``inputs``, ``target``, ``macs``, ``top1``, ``int8_ms``; full runs add
-``top1_spread`` over seeds), and the environment; the plot goes to
-``shrink[_quick].png`` in ``--output-dir``.
+``top1_spread`` (mean, min, max over seeds), and the environment; the plot
+(top-1 against MMACs and against int8 ms) goes to ``shrink[_quick].png`` in
+``--output-dir``.
+
+``--cascade-only`` (after a run, same ``--output-dir``): a two-stage cascade
+whose first stage is the base compound-shrunk to 25% against one whose first
+stage is a registry network of the same MACs trained from scratch
+(:func:`cascade_comparison`), both ending in the base, thresholds chosen on
+validation at equal expected-MAC budgets. Recorded:
+benchmarks/recorded/shrink-quick3-2026-12-04/.
 """
 
 from __future__ import annotations
