@@ -194,6 +194,21 @@ def test_quiet_is_off_when_debugging(capfd, monkeypatch):
     assert "visible chatter" in capfd.readouterr().err
 
 
+def test_tensorflow_info_lines_are_dropped_unless_debugging(monkeypatch):
+    from tfedge import _quiet
+
+    logger = logging.getLogger("tensorflow")
+    monkeypatch.setattr(logger, "level", logging.NOTSET)
+    monkeypatch.setattr(_quiet, "_debug", True)
+    _quiet.quiet_tensorflow_loggers()
+    assert logger.level == logging.NOTSET  # debugging: left as it was
+    monkeypatch.setattr(_quiet, "_debug", False)
+    monkeypatch.delenv(_quiet.DEBUG_ENV, raising=False)
+    _quiet.quiet_tensorflow_loggers()
+    assert logger.level == logging.WARNING  # "Sharding callback duration" (INFO) is gone
+    assert logger.isEnabledFor(logging.WARNING)
+
+
 def test_quiet_tensorflow_import_in_a_fresh_process():
     # The oneDNN and absl notices of 'import tensorflow' are gone; the import works.
     code = ("from tfedge._quiet import import_tensorflow_quietly\n"

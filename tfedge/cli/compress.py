@@ -110,10 +110,11 @@ def _check_output_folder(path: str) -> Path:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    from .._quiet import set_debug
+    from .._quiet import quiet_tensorflow_loggers, set_debug
     from ..compress import read_run, run_compress
 
     set_debug(args.debug)
+    quiet_tensorflow_loggers()
     out = _check_output_folder(args.output)
     recorded = read_run(out)
     data = _data_from_args(args, recorded)
@@ -122,10 +123,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .._quiet import set_debug
+    from .._quiet import quiet_tensorflow_loggers, set_debug
     from ..compress import preset, read_run, run_compress
 
     set_debug(args.debug)
+    quiet_tensorflow_loggers()
     out = _check_output_folder(args.output or f"runs/demo_{args.preset}")
     data, config = preset(args.preset)
     recorded = read_run(out)
