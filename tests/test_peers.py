@@ -37,3 +37,21 @@ def test_parse_models_names_the_flag():
         ("mobilenetv2_035", 96), ("resnet10_025", 128)]
     with pytest.raises(peers.BenchmarkError, match="--peers"):
         peers._parse_models("mobilenetv2_035", "--peers")
+
+
+@pytest.mark.parametrize("used, reason, converged", [
+    (6, "patience", True),      # stopped by patience before the cap
+    (8, "patience", False),     # patience ran out on the cap's last epoch: the budget ended it
+    (8, "epochs", False),
+])
+def test_budget_reads_the_sidecar_and_calls_only_an_early_stop_converged(tmp_path, used, reason,
+                                                                         converged):
+    import json
+
+    model = tmp_path / "m.keras"
+    (tmp_path / "m.keras.json").write_text(json.dumps({
+        "train_config": {"epochs": 8, "patience": 2}, "epochs_used": used,
+        "best_epoch": used - 2, "stop_reason": reason}))
+    budget = peers._budget(model)
+    assert budget == {"epochs_used": used, "cap": 8, "best_epoch": used - 2,
+                      "stop_reason": reason, "converged": converged}
