@@ -406,11 +406,14 @@ else:
     a = np.zeros((8192, 8192), np.float32); a[::3, ::7] = 0.5
     Image.fromarray(a).save(sys.argv[1], compression="tiff_adobe_deflate")
 """
+    # VmHWM, not ru_maxrss: a forked child's ru_maxrss starts at its parent's (pytest's) peak.
     measure = """
-import resource, sys
+import sys
+from pathlib import Path
 from tfedge.runtime.image import read_image
 pixels, _ = read_image(sys.argv[1])
-print(pixels.shape, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm = [line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")]
+print(pixels.shape, int(hwm[0].split()[1]) / 1024)
 """
     # Made in one process, read in a fresh one: the peak is the decoder's alone
     # (before the fix 1.3 GB for the PNG and 2.9 GB for the TIFF).
