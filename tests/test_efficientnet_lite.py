@@ -407,7 +407,6 @@ def test_model_labelled_dataset_from_an_unlabelled_folder(tmp_path):
         model_labelled_dataset(path, folder, calibration_crops=-1)
 
 
-@pytest.mark.slow  # ~20 s alone (60 s on shared cores): one int8 conversion through the CLI
 def test_convert_classifier_labels_from_model_on_unlabelled_photos(tmp_path, capsys):
     from tfedge._train import save_classifier
     from tfedge.cli.convert import main as convert_main
