@@ -63,20 +63,22 @@ FULL = dict(model="resnet10_050", resolution=128, train_size=20000, val_size=200
             test_size=5000, epochs=4, finetune_epochs=2, seeds=FULL_SEEDS, width_step=0.1,
             search_val_size=1000, crop_methods=METHODS, round_to=8, object_size=(24, 64),
             score="finetune", score_finetune_steps=20, step_macs_fraction=0.3,
-            resolution_multiple=0)
+            resolution_multiple=0, importance="bn")
 QUICK = dict(model="resnet10_025", resolution=64, train_size=4000, val_size=500, test_size=1000,
              epochs=12, finetune_epochs=2, seeds=QUICK_SEEDS, width_step=0.15,
              object_size=(48, 112),
              search_val_size=500, crop_methods=("compound",), round_to=4,
              score="finetune", score_finetune_steps=15, step_macs_fraction=0.3,
-             resolution_multiple=16)
+             resolution_multiple=16, importance="bn")
 #: Compound search settings: candidates scored after a short distillation fine-tune (scored by
 #: BatchNorm re-estimation alone it preferred resolution steps that recover less in the final
 #: fine-tune); steps sized to save ~30% of the MACs each; the fine-tune steps of the accepted
 #: steps are taken off the final fine-tune (SearchConfig.charge_search_steps), so compound
 #: trains exactly as many steps as every baseline. Input sides: multiples of the network's
 #: total stride (32) in full runs; at 64 px that leaves only 32, so the quick run allows
-#: multiples of 16 (48, 32).
+#: multiples of 16 (48, 32). Width steps choose channels by BatchNorm scale: with the l1
+#: criterion (SearchConfig's default) compound inherited l1's weakness at 50% (l1 was the worst
+#: width baseline on both quick seeds; see benchmarks/recorded/shrink-quick3-2026-12-04).
 #: resnet10_025's narrowest layers have 16 channels: with channels kept in multiples of 8 no
 #: width method reaches 25% of its MACs, so the quick run rounds to 4 (every method alike).
 #: Quick objects are larger than the benchmark's default (24-64 px): at 64 px, 5 epochs on 3000
@@ -234,6 +236,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                 search = SearchConfig(target_macs=budget, finetune_epochs=s["finetune_epochs"],
                                       round_to=s["round_to"], score=s.get("score", "bn"),
                                       score_finetune_steps=s.get("score_finetune_steps", 20),
+                                      importance=s.get("importance", "l1"),
                                       step_macs_fraction=s.get("step_macs_fraction"),
                                       resolution_multiple=s.get("resolution_multiple", 1),
                                       width_step=s["width_step"], val_size=s["search_val_size"],
@@ -320,7 +323,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "reused_bases": reuse_bases, "seeds": list(seeds), "epochs": s["epochs"],
         "finetune_epochs": s["finetune_epochs"], "width_step": s["width_step"],
         "round_to": s["round_to"], "object_size": list(s["object_size"]),
-        "score": s.get("score", "bn"),
+        "score": s.get("score", "bn"), "importance": s.get("importance", "l1"),
         "search": {k: s.get(k) for k in ("score_finetune_steps", "step_macs_fraction",
                                          "resolution_multiple", "search_val_size")},
         "budget_note": ("compound's short scoring fine-tunes on its accepted steps are taken off "
@@ -441,6 +444,8 @@ def main() -> None:
                              "--output-dir instead of training them again")
     parser.add_argument("--step-fraction", dest="step_macs_fraction", type=float, default=None,
                         help="override the MAC fraction one compound step saves")
+    parser.add_argument("--importance", type=str, default=None,
+                        help="channel criterion of compound's width steps (default l1)")
     parser.add_argument("--score-steps", dest="score_steps", type=int, default=None,
                         help="override the distillation steps that score each compound candidate")
     parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
@@ -475,6 +480,8 @@ def main() -> None:
         overrides["score"] = args.score
     if args.step_macs_fraction is not None:
         overrides["step_macs_fraction"] = args.step_macs_fraction
+    if args.importance is not None:
+        overrides["importance"] = args.importance
     if args.score_steps is not None:
         overrides["score_finetune_steps"] = args.score_steps
     crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
