@@ -31,7 +31,7 @@ EXTRAS = {
 }
 QAT_NO_DEPS = ["tf-keras==2.21.0", "tensorflow-model-optimization==0.8.1"]
 EXTRAS["dev"] = sorted(set(EXTRAS["train"] + EXTRAS["runtime"] + EXTRAS["camera"] + EXTRAS["qat"]
-                           + EXTRAS["pretrained"] + ["pytest>=7"]))
+                           + EXTRAS["pretrained"] + ["pytest>=7", "hypothesis>=6"]))
 
 setup(
     name="tfedge",
