@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -144,5 +144,10 @@ def spread(values: Sequence[float]) -> dict[str, float]:
     return {"mean": float(arr.mean()), "min": float(arr.min()), "max": float(arr.max())}
 
 
-def print_result(result: dict[str, Any]) -> None:
+def print_result(result: dict[str, Any], output: Optional[str] = None) -> None:
+    """Print the result as the last line of stdout; with ``output``, also write it there (atomically)."""
+    if output:
+        from tfedge.runtime.fileio import atomic_write_json
+
+        atomic_write_json(output, result)
     print(json.dumps(result, sort_keys=True), flush=True)

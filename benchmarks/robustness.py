@@ -834,12 +834,7 @@ def main() -> None:
     parser.add_argument("--output", type=str, default=None, help="also write the JSON here")
     args = parser.parse_args()
     setup_logging()
-    result = run(args)
-    if args.output:
-        from tfedge.runtime.fileio import atomic_write_json
-
-        atomic_write_json(args.output, result)
-    print_result(result)
+    print_result(run(args), output=args.output)
 
 
 if __name__ == "__main__":

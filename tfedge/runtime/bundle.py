@@ -133,8 +133,25 @@ class StageEntry:
                 "metrics": _jsonable(dict(self.metrics), f"{self.name} metrics")}
 
 
+class _BoxModel:
+    """What the predictor and refiner entries share: one or more outputs, the box first."""
+
+    outputs: tuple[TensorSpec, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.outputs, TensorSpec):
+            object.__setattr__(self, "outputs", (self.outputs,))
+        else:
+            object.__setattr__(self, "outputs", tuple(self.outputs))
+
+    @property
+    def output(self) -> TensorSpec:
+        """The box output (the first one)."""
+        return self.outputs[0]
+
+
 @dataclass(frozen=True)
-class PredictorEntry:
+class PredictorEntry(_BoxModel):
     """The foreground predictor of dynamic image cropping.
 
     It sees the whole image at ``resolution`` and its first output holds one
@@ -151,17 +168,6 @@ class PredictorEntry:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     file: str = ""
 
-    def __post_init__(self) -> None:
-        if isinstance(self.outputs, TensorSpec):
-            object.__setattr__(self, "outputs", (self.outputs,))
-        else:
-            object.__setattr__(self, "outputs", tuple(self.outputs))
-
-    @property
-    def output(self) -> TensorSpec:
-        """The box output (the first one)."""
-        return self.outputs[0]
-
     def to_json(self) -> dict[str, Any]:
         outputs = [o.to_json() for o in self.outputs]
         return {"file": self.file, "resolution": int(self.resolution), "macs": int(self.macs),
@@ -173,7 +179,7 @@ class PredictorEntry:
 
 
 @dataclass(frozen=True)
-class RefinerEntry:
+class RefinerEntry(_BoxModel):
     """The refiner (manifest version 2): a second look at the predictor's box.
 
     Per pass it sees the square ``window`` (crop-geometry parameters, always
@@ -192,17 +198,6 @@ class RefinerEntry:
     box_format: str = "yxyx_normalized"
     metrics: Mapping[str, Any] = field(default_factory=dict)
     file: str = ""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.outputs, TensorSpec):
-            object.__setattr__(self, "outputs", (self.outputs,))
-        else:
-            object.__setattr__(self, "outputs", tuple(self.outputs))
-
-    @property
-    def output(self) -> TensorSpec:
-        """The box output (the first one)."""
-        return self.outputs[0]
 
     def to_json(self) -> dict[str, Any]:
         outputs = [o.to_json() for o in self.outputs]
