@@ -344,3 +344,20 @@ def test_crop_classifier_and_pipeline_evaluation(colour_split, tmp_path):
     png = tmp_path / "boxes.png"
     shown = save_box_preview(colour_split.take(20), boxes, png, count=6, order="worst")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(shown) == 6
+
+
+def test_distractors_setting_reaches_the_batch_augmentation(monkeypatch):
+    from tfedge.crop import _box_augment
+    from conftest import make_colour_split
+
+    seen = []
+    original = _box_augment.augment_batch_tf
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("distractors"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_box_augment, "augment_batch_tf", spy)
+    _, result = train_predictor(TINY, make_colour_split(16), config=PredictorTrainConfig(
+        epochs=1, batch_size=8, distractors=True, bn_recalibration_batches=1))
+    assert seen and all(seen) and np.isfinite(result.history[0]["loss"])

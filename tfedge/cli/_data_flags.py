@@ -12,9 +12,8 @@ import argparse
 __all__ = ["add_data_flags", "benchmark_config_from_args", "dataset_from_args"]
 
 
-
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
-    from ..data import BenchmarkConfig
+    from ..data import SCENE_SETS, BenchmarkConfig
 
     default = BenchmarkConfig()
     group = parser.add_argument_group("data")
@@ -37,6 +36,9 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                        default=default.test_size)
     group.add_argument("--no-tint", dest="tint", action="store_false",
                        help="keep benchmark objects gray instead of colour-tinted")
+    group.add_argument("--scenes", choices=SCENE_SETS, default=default.scenes,
+                       help="benchmark background photos: 'default' (scikit-image's) or "
+                            "'extended' (more scenes from other offline packages; docs/data.md)")
     group.add_argument("--data-seed", dest="data_seed", type=int, default=default.seed,
                        help="seed of the benchmark generator (and of the val hold-out)")
     group.add_argument("--fashion-mnist", dest="fashion_mnist", type=str, default=None,
@@ -54,7 +56,8 @@ def benchmark_config_from_args(args: argparse.Namespace):
 
     return BenchmarkConfig(image_size=args.image_size, object_size=tuple(args.object_size),
                            tint=args.tint, train_size=args.train_size, val_size=args.val_size,
-                           test_size=args.test_size, seed=args.data_seed)
+                           test_size=args.test_size, seed=args.data_seed,
+                           scenes=getattr(args, "scenes", "default"))
 
 
 def dataset_from_args(args: argparse.Namespace):

@@ -59,6 +59,9 @@ class PredictorTrainConfig:
     all are off by default. Pasting object-sized soft ellipses of other
     photos (tinted like the objects half the time) as distractors did not
     help either: ``boxnet_heat_r96_w11`` 0.649 against 0.701 without; nor
+    did hard-edged object-sized blobs of other images (``distractors``, issue
+    #19): held-out-scene IoU 0.439 against 0.483 without
+    (``benchmarks/recorded/scenes-2026-12-04``); nor
     did 8 more training scenes (21 photos instead of 13): 0.658. What is
     missed are the held-out photos' salient things, and a harder training
     set only lowers the fit.
@@ -94,6 +97,7 @@ class PredictorTrainConfig:
     photometric: bool = False
     dihedral: bool = False
     mix: bool = False
+    distractors: bool = False
     seed: int = 0
     augment: Optional[AugmentConfig] = field(default_factory=_default_predictor_augment)
     steps_per_epoch: Optional[int] = None
@@ -240,6 +244,7 @@ def train_predictor(model: Any, train: Split, *,
         variables = net.trainable_variables + (class_head.trainable_variables if class_head else [])
         centres = tf.constant(_cell_centres(spec.resolution // HEAT_STRIDE))
         photometric, dihedral, mix = bool(config.photometric), bool(config.dihedral), bool(config.mix)
+        distractors = bool(config.distractors)
         # Seeds of the batch augmentations: backed up, so a resumed run draws what an
         # uninterrupted one would.
         extra = tf.random.Generator.from_seed(config.seed)
@@ -248,7 +253,8 @@ def train_predictor(model: Any, train: Split, *,
     def prepare(batch):
         images, targets = batch
         images, boxes = augment_batch_tf(images, targets[BOX_KEY], extra.make_seeds(1)[:, 0],
-                                         photometric=photometric, dihedral=dihedral, mix=mix)
+                                         photometric=photometric, dihedral=dihedral, mix=mix,
+                                         distractors=distractors)
         return images, (boxes, targets[LABEL_KEY])
 
     def loss_fn(targets, out):

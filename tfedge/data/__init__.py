@@ -4,7 +4,7 @@ Importing this package does not import TensorFlow; :func:`make_dataset` loads it
 when called.
 """
 
-from ._backgrounds import available_photos, load_photo, split_photos
+from ._backgrounds import SCENE_SETS, available_photos, load_photo, split_photos
 from ._benchmark import (BenchmarkConfig, BenchmarkData, benchmark_backgrounds,
                          benchmark_cache_path, generate_benchmark, load_benchmark)
 from ._boxes import box_area, clip_boxes, flip_boxes_lr, iou, transform_boxes_for_crop
@@ -17,7 +17,8 @@ from ._types import FileSplit, ImageSplit
 
 __all__ = [
     "AugmentConfig", "BENCHMARK_NAME", "BenchmarkConfig", "BenchmarkData", "Dataset",
-    "FASHION_MNIST_CLASS_NAMES", "FashionMNIST", "FileSplit", "ImageSplit", "available_photos",
+    "FASHION_MNIST_CLASS_NAMES", "FashionMNIST", "FileSplit", "ImageSplit", "SCENE_SETS",
+    "available_photos",
     "benchmark_backgrounds", "benchmark_cache_path", "box_area", "clip_boxes", "flip_boxes_lr",
     "generate_benchmark", "iou", "load_benchmark", "load_class_folders", "load_dataset",
     "load_fashion_mnist", "load_image_dataset", "load_photo", "make_dataset", "save_preview",
