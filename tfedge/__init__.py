@@ -8,6 +8,11 @@ TensorFlow: functions that need it load it when called.
     model, result = tfedge.train_classifier("resnet10_050", data.train, val=data.val,
                                             resolution=128, output="base.keras")
     print(tfedge.evaluate_classifier(model, data.test).top1, tfedge.count_macs(model).macs)
+
+The whole method (predictor, crop classifier, shrunk stages, calibrated int8
+cascade, report) is one call: ``tfedge.run_compress(run_dir, tfedge.DataSource(...),
+tfedge.CompressConfig(...))``
+(docs/compress.md).
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ _LAZY = {
         "build_cascade", "load_cascade", "save_cascade", "CascadeSpec", "compute_stage_logits",
         "calibrate_cascade", "choose_exit_rule", "calibrate_thresholds", "evaluate_cascade",
         "plot_tradeoff", "convert_cascade_bundle", "evaluate_bundle")},
+    # the whole method in one resumable run
+    **{name: "tfedge.compress" for name in (
+        "run_compress", "CompressConfig", "CompressResult", "DataSource")},
 }
 
 __all__ = ["__version__", "BundleError", "DatasetError", "ModelConfigError", "TfedgeError",
