@@ -3,13 +3,13 @@ what it is (format, spec, how to decode its output); a refiner's file loads as t
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from .._errors import TfedgeError
 from .._io import atomic_path, atomic_write_json
+from .._train import read_sidecar
 from ._boxnet import predictor_spec_of
 
 __all__ = ["PREDICTOR_FORMAT", "save_predictor", "load_predictor", "read_predictor_sidecar"]
@@ -42,14 +42,8 @@ def save_predictor(model: Any, path: Union[str, os.PathLike], metadata: Optional
 
 
 def read_predictor_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
-    side = _sidecar(Path(path))
-    if not side.exists():
-        return {}
-    try:
-        return json.loads(side.read_text())
-    except json.JSONDecodeError as exc:
-        raise TfedgeError(f"{side}: not valid JSON ({exc.msg} at line {exc.lineno}): delete it "
-                          "or write it again") from exc
+    """The JSON written beside a predictor (``{}`` when there is none)."""
+    return read_sidecar(path)
 
 
 def load_predictor(path: Union[str, os.PathLike]) -> Any:
