@@ -56,10 +56,29 @@ def test_choose_step_prefers_the_cheapest_accuracy_per_mac():
 
 
 def test_choose_step_among_steps_reaching_the_target_takes_the_most_accurate():
-    candidates = [{"macs": 400, "val_top1": 0.60},   # best per MAC, reaches the target
+    candidates = [{"macs": 400, "val_top1": 0.60},   # saves most, but overshooting earns nothing
                   {"macs": 500, "val_top1": 0.75},   # reaches it too, more accurate: wins
-                  {"macs": 700, "val_top1": 0.79}]   # does not reach it
+                  {"macs": 700, "val_top1": 0.60}]   # does not reach it, 0.2 lost for 0.3 saved
     assert choose_step(candidates, top1=0.80, macs=1000, target_macs=500, base_macs=1000) == 1
+    same = [{"macs": 400, "val_top1": 0.75}, {"macs": 500, "val_top1": 0.75}]
+    assert choose_step(same, top1=0.80, macs=1000, target_macs=500, base_macs=1000) == 1, \
+        "equally accurate reaching steps: the one keeping more of the budget"
+
+
+def test_choose_step_a_landing_step_competes_on_score_with_shorter_steps():
+    # The landing step loses 0.40 for the 0.5 of the base still to save (score 0.8); a
+    # resolution step stopping short loses 0.05 for 0.3 saved (score 0.17): the search
+    # takes the short step and goes on, instead of ending on the ruinous landing.
+    candidates = [{"macs": 500, "val_top1": 0.40},   # width landing exactly on the target
+                  {"macs": 700, "val_top1": 0.75}]   # resolution, short of it
+    common = dict(top1=0.80, macs=1000, target_macs=500, base_macs=1000)
+    assert choose_step(candidates, **common) == 1
+    assert choose_step(candidates, **common, landing_tolerance=0.05) == 1
+    # A cheap landing still ends the search.
+    assert choose_step([{"macs": 500, "val_top1": 0.78}, candidates[1]], **common) == 0
+    # Overshooting buys no credit: 250 MACs for 0.1 lost scores as 500 would (0.2), and
+    # loses to the short step (0.17); credited with its whole saving (0.75) it would win.
+    assert choose_step([{"macs": 250, "val_top1": 0.70}, candidates[1]], **common) == 1
 
 
 def test_choose_step_without_useful_candidates_is_none_and_ties_go_first():

@@ -175,8 +175,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "interleaved with the base (compound only)")
     p.add_argument("--method", type=str, default="compound",
                    help="compound (default), uniform, resolution, l1, bn or hrank")
-    p.add_argument("--importance", type=str, default="l1",
-                   help="channel criterion of width steps: l1 (default), l2, bn, hrank, taylor")
+    p.add_argument("--importance", type=str, default="bn",
+                   help="channel criterion of width steps: bn (BatchNorm scale, default), l1, "
+                        "l2, hrank, taylor")
     p.add_argument("--score", type=str, default="bn",
                    help="how candidate steps are scored: bn (re-estimate BatchNorm, default) or "
                         "finetune (a few distillation steps each; slower)")

@@ -323,10 +323,13 @@ def make_importance(name_or_callable: Union[str, Callable]) -> Callable:
 # --------------------------------------------------------------------------- width shrinking
 
 def shrink_width(model: Any, keep_ratio: Union[float, Mapping[str, float]], *,
-                 importance: Union[str, Callable] = "l1", calibration: Optional[tuple] = None,
+                 importance: Union[str, Callable] = "bn", calibration: Optional[tuple] = None,
                  round_to: int = 8, protect: Sequence[str] = (), mode: str = "coupled") -> Any:
     """Keep ``keep_ratio`` of the channels of every prunable group (or per group name), the
-    most important ones, rounded with :func:`round_keep`; returns the pruned model."""
+    most important ones, rounded with :func:`round_keep`; returns the pruned model.
+
+    importance: a criterion name or callable; ``bn`` (BatchNorm scale, L1 for groups
+    without BatchNorm) by default, the best of benchmarks/shrink.py (docs/shrink.md)."""
     from ._surgery import prune_channels
 
     groups = [g for g in find_channel_groups(model, protect=protect, mode=mode) if g.prunable]

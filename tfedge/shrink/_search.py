@@ -14,9 +14,11 @@ re-estimates each candidate's BatchNorm statistics on training images (or
 fine-tunes it briefly, ``score="finetune"``), scores it on the validation
 split by accuracy lost per MAC saved, and keeps the best. A step that would go
 below the target is shortened where the dimension allows (a fractional width
-step, a smaller resolution step) so the search lands on the target, and among
-steps that reach the target the most accurate wins. Then the result is
-fine-tuned with knowledge distillation from the base (:mod:`._finetune`).
+step, a smaller resolution step) so the search can land on the target; a step
+reaching the target competes on the same score as the others, credited only
+with the MACs still to save (:func:`choose_step`), so a costly landing step
+loses to a cheaper step that stops short. Then the result is fine-tuned with
+knowledge distillation from the base (:mod:`._finetune`).
 
 With ``step_macs_fraction`` the width and resolution steps are sized to save
 about that fraction of the current MACs each (so the dimensions compete on
@@ -125,13 +127,16 @@ def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: f
     candidates: mappings with ``macs`` and ``val_top1`` (after the step); ``macs``
     may be any cost (e.g. int8 milliseconds) as long as ``macs``, ``target_macs``
     and ``base_macs`` are the same one.
-    A candidate that reaches the target (``macs <= target_macs``) ends the
-    search, so among those the most accurate wins (then the one keeping more
-    MACs); otherwise the lowest :func:`step_score`, and at equal scores the one
-    saving more (two free steps: take the bigger). Remaining ties go to the
-    earlier candidate (the order of ``SearchConfig.dimensions``).
+    Every step competes on :func:`step_score` (accuracy lost per MAC saved, lowest
+    wins), steps that reach the target (``macs <= target_macs``) included: they
+    are credited only with the MACs the search still had to save (an overshoot
+    earns nothing), so a landing step ends the search only when it costs less
+    accuracy per MAC than a step that stops short of the target (a short step is
+    followed by more steps). Among reaching steps that makes the most accurate
+    the best. At equal scores the step saving more wins (two free steps: take the
+    bigger), then the earlier candidate (the order of ``SearchConfig.dimensions``).
     landing_tolerance: when set, a reaching candidate that overshoots the target
-    by more than this fraction is kept only if no reaching candidate lands
+    by more than this fraction competes only if no reaching candidate lands
     within it: the final fine-tune recovers more in a model that spends its
     whole budget than a short score shows.
     """
@@ -142,12 +147,20 @@ def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: f
     if reaching and landing_tolerance is not None:
         floor = (1.0 - landing_tolerance) * target_macs
         landing = [i for i in reaching if candidates[i]["macs"] >= floor]
-        reaching = landing or reaching
-    if reaching:
-        return min(reaching, key=lambda i: (-candidates[i]["val_top1"], -candidates[i]["macs"], i))
-    return min(useful, key=lambda i: (step_score(top1, candidates[i]["val_top1"], macs,
-                                                 candidates[i]["macs"], base_macs),
-                                      candidates[i]["macs"], i))
+        if landing:
+            useful = [i for i in useful if i not in reaching or i in landing]
+    # Saving more than the target asks for is worth nothing: credit a reaching step with
+    # what was left to save (macs - target), no more.
+    needed_floor = min(target_macs, macs)
+
+    def score(i: int) -> float:
+        return step_score(top1, candidates[i]["val_top1"], macs,
+                          max(candidates[i]["macs"], needed_floor), base_macs)
+
+    # Ties: the step saving more, but among reaching steps (credited alike) the one keeping
+    # more of the budget; then the earlier candidate.
+    return min(useful, key=lambda i: (score(i), max(candidates[i]["macs"], needed_floor),
+                                      -candidates[i]["macs"], i))
 
 
 def next_resolution(current: int, step: Union[int, float], minimum: int) -> Optional[int]:
@@ -254,7 +267,9 @@ class SearchConfig:
     depth_step: residual blocks one depth step removes.
     resolution_step: pixels (>= 1) or a fraction (< 1) of the side one resolution step removes.
     min_resolution: the smallest input side the search may choose.
-    importance: channel criterion for width steps (``l1``, ``l2``, ``bn``, ``hrank``, ``taylor``).
+    importance: channel criterion for width steps (``l1``, ``l2``, ``bn``, ``hrank``, ``taylor``);
+        default ``bn`` (BatchNorm scale): the best width criterion of benchmarks/shrink.py's
+        quick runs (docs/shrink.md), where ``l1`` was the worst.
     score: ``bn`` (re-estimate BatchNorm statistics, then validate) or ``finetune``
         (``score_finetune_steps`` distillation steps, then validate).
     round_to: channel counts stay multiples of this (int8 kernels like multiples of 8).
@@ -287,7 +302,7 @@ class SearchConfig:
     depth_step: int = 1
     resolution_step: Union[int, float] = 16
     min_resolution: int = 32
-    importance: str = "l1"
+    importance: str = "bn"
     score: str = "bn"
     round_to: int = 8
     protect: tuple[str, ...] = ()
