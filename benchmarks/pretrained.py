@@ -42,7 +42,9 @@ top-1: no ImageNet labels offline). The whole photos ``--held-out`` are never
 trained or calibrated on; top-1 agreement and top-5 overlap with the full model
 are measured on their central squares plus ``--test-crops`` crops of them.
 BatchNorm layers are frozen (their ImageNet statistics kept, see
-``_freeze_batchnorm``). Writes ``OUTPUT_DIR/finetune_shrink.json`` after every run.
+``_freeze_batchnorm``), or with ``--bn-batches 0 --no-freeze-bn`` kept by the
+library itself (``SearchConfig(bn_batches=0)``). ``--methods`` may add the
+``bn`` baseline. Writes ``OUTPUT_DIR/finetune_shrink.json`` after every run.
 
 ``--int8-cascade`` (item 2): Lite0 at ``--cascade-resolution`` then
 ``--cascade-large`` (Lite2 at 260 px) as a ``tfedge.cascade`` spec, thresholds
@@ -467,6 +469,7 @@ def _finetune_study(names, args) -> dict:
     ref1, ref5 = np.argmax(ref, -1), np.argsort(-ref, -1)[:, :5]
     base_macs = count_macs(base).macs
     config = SearchConfig(score="bn", step_macs_fraction=args.step_fraction,
+                          importance=args.importance or SearchConfig.importance,
                           finetune_epochs=args.finetune_epochs, batch_size=args.finetune_batch,
                           learning_rate=args.finetune_lr, bn_batches=args.bn_batches,
                           val_size=None, calibration_size=64, min_resolution=64,
@@ -674,7 +677,12 @@ def main() -> None:
                         help="file name (in --output-dir) the study writes after every run")
     parser.add_argument("--finetune-batch", type=int, default=32)
     parser.add_argument("--finetune-lr", type=float, default=1e-4)
-    parser.add_argument("--bn-batches", type=int, default=4)
+    parser.add_argument("--bn-batches", type=int, default=4,
+                        help="SearchConfig.bn_batches; 0 keeps the pretrained statistics "
+                             "everywhere (the library freezes BatchNorm in the fine-tunes), "
+                             "so --no-freeze-bn is then safe")
+    parser.add_argument("--importance", default=None,
+                        help="compound's width criterion (default: SearchConfig's, bn)")
     parser.add_argument("--step-fraction", type=float, default=0.2)
     parser.add_argument("--no-freeze-bn", dest="freeze_bn", action="store_false",
                         help="let the fine-tune and BN re-estimation replace the pretrained "

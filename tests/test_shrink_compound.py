@@ -158,6 +158,55 @@ def test_search_to_an_int8_latency_target_measured_with_the_runtime(tiny):
     assert record["target_ms"] == config.target_ms and record["int8_ms"] == result.int8_ms
 
 
+def test_bn_batches_zero_keeps_batchnorm_statistics_in_every_fine_tune():
+    from tfedge.shrink._finetune import FinetuneConfig
+
+    kept = SearchConfig(bn_batches=0).finetune()
+    assert kept.freeze_batchnorm and kept.bn_recalibration_batches == 0
+    assert kept.train_config().bn_recalibration_batches == 0
+    default = SearchConfig().finetune()
+    assert not default.freeze_batchnorm and default.bn_recalibration_batches > 0
+    with pytest.raises(TfedgeError, match="bn_recalibration_batches"):
+        FinetuneConfig(bn_recalibration_batches=-1)
+
+
+def _bn_statistics(model) -> dict[str, list[np.ndarray]]:
+    import keras
+
+    return {layer.name: [w.numpy() for w in (layer.moving_mean, layer.moving_variance)]
+            for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_shrinking_with_bn_batches_zero_keeps_the_models_statistics(tiny):
+    """A pretrained model's BatchNorm statistics survive the baseline's re-estimation step,
+    compound's scoring and the fine-tune when bn_batches=0 (a frozen fine-tune that trains
+    the rest), while the default re-estimates them; the result's BN layers train again."""
+    from tfedge.shrink._baselines import run_shrink
+
+    model, train, val = tiny
+    before = _bn_statistics(model)
+    config = SearchConfig(bn_batches=0, finetune_epochs=1, val_size=16, batch_size=64,
+                          calibration_size=32, dimensions=("resolution",), min_resolution=16,
+                          resolution_multiple=8)
+    for method in ("resolution", "compound"):
+        result = run_shrink(model, method, 0.5, train, val, config=config, progress=False)
+        after = _bn_statistics(result.model)
+        assert after.keys() == before.keys()
+        for name in before:
+            np.testing.assert_array_equal(after[name][0], before[name][0], err_msg=method)
+            np.testing.assert_array_equal(after[name][1], before[name][1], err_msg=method)
+        assert all(layer.trainable for layer in result.model.layers), method
+        conv = [w for w in result.model.weights if "kernel" in w.path][0]
+        assert not np.array_equal(conv.numpy(), model.get_layer(
+            conv.path.split("/")[0]).kernel.numpy()), "the fine-tune trained the rest"
+    recalibrated = run_shrink(model, "resolution", 0.5, train, val, progress=False,
+                              config=SearchConfig(**{**config.to_dict(), "bn_batches": 2,
+                                                     "finetune_epochs": 0}))
+    changed = _bn_statistics(recalibrated.model)
+    assert any(not np.allclose(changed[n][0], before[n][0]) for n in before), \
+        "the default re-estimates the statistics (the contrast the option exists for)"
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

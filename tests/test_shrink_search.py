@@ -147,7 +147,8 @@ def test_fill_counts_spends_the_budget_the_rounding_left_least_kept_group_first(
     (dict(min_resolution=4), "min_resolution"), (dict(score="magic"), "unknown score"),
     (dict(dimensions=("height",)), "dimensions"), (dict(dimensions=()), "dimensions"),
     (dict(round_to=0), "round_to"), (dict(finetune_epochs=-1), "finetune_epochs"),
-    (dict(val_size=0), "val_size"), (dict(importance="magic"), "unknown importance 'magic'")])
+    (dict(val_size=0), "val_size"), (dict(importance="magic"), "unknown importance 'magic'"),
+    (dict(bn_batches=-1), "bn_batches"), (dict(bn_batches=True), "bn_batches")])
 def test_bad_search_config_is_refused_with_the_bad_value(kwargs, message):
     with pytest.raises(TfedgeError, match=message):
         SearchConfig(**kwargs)

@@ -213,7 +213,9 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--calibration-size", dest="calibration_size", type=int, default=128,
                    help="training images for activation-based criteria (hrank, taylor)")
     p.add_argument("--bn-batches", dest="bn_batches", type=int, default=8,
-                   help="training batches that re-estimate BatchNorm per candidate")
+                   help="training batches that re-estimate BatchNorm per candidate (0: keep "
+                        "the model's statistics everywhere, fine-tunes with BatchNorm frozen: "
+                        "for a pretrained model and few images)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=64)
     p.add_argument("--learning-rate", dest="learning_rate", type=float, default=1e-3,
                    help="peak learning rate of the fine-tune (default 1e-3)")
