@@ -158,6 +158,55 @@ def test_item7_nan_and_infinity_in_a_manifest_are_refused(tmp_path, capsys, cons
     assert "NaN" not in out and "Infinity" not in out
 
 
+@pytest.mark.parametrize("member, phrase", [
+    ('"x": 1, "x": 2', "the key 'x' appears twice in one object"),
+    ('"x": 1e999', "the number 1e999 is too large for a double"),
+    ('"x": -2e308', "the number -2e308 is too large for a double"),
+    ('"x": 9223372036854775808', "does not fit in 64 bits"),
+])
+def test_a_manifest_that_readers_could_read_differently_is_refused(tmp_path, member, phrase):
+    # Python keeps the last of two equal keys and reads 1e999 as infinity; the Android
+    # reader (org.json) kept the first and cannot hold either: both refuse all of these.
+    path = _copy_bundle(tmp_path)
+    text = "{" + member + ", " + json.dumps(_manifest(path))[1:]  # unknown top-level fields
+    (path / MANIFEST_NAME).write_text(text)
+    with pytest.raises(BundleError, match="manifest.json is not valid JSON") as exc:
+        load_bundle(path)
+    assert phrase in _one_line(exc)
+
+
+def test_the_extremes_readers_can_hold_are_accepted(tmp_path):
+    path = _copy_bundle(tmp_path)
+    text = ('{"lo": -9223372036854775808, "hi": 9223372036854775807, "big": 1.7e308, '
+            '"tiny": 1e-400, ' + json.dumps(_manifest(path))[1:])
+    (path / MANIFEST_NAME).write_text(text)
+    manifest = load_bundle(path).manifest
+    assert manifest["lo"] == -2 ** 63 and manifest["hi"] == 2 ** 63 - 1
+    assert manifest["big"] == 1.7e308 and manifest["tiny"] == 0.0
+
+
+def test_a_file_name_with_a_trailing_newline_is_refused(tmp_path):
+    # re's '$' matches before a final newline: the name check must match the whole name.
+    path = _copy_bundle(tmp_path)
+    manifest = _manifest(path)
+    manifest["labels_file"] = "labels.txt\n"
+    manifest["files"]["labels.txt\n"] = manifest["files"].pop("labels.txt")
+    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="is not a plain relative file name"):
+        load_bundle(path)
+
+
+def test_the_writer_refuses_metrics_the_reader_would_refuse(tmp_path):
+    source = load_bundle(GOLDEN_BUNDLE)
+    stages = [(s, source.read_model(s)) for s in source.stages]
+    for metrics, phrase in (({"deep": _nested(40)}, "deep"),
+                            ({"huge": 2 ** 64}, "does not fit in 64 bits")):
+        with pytest.raises(BundleError, match="readers would refuse this manifest") as exc:
+            write_bundle(tmp_path / "b", labels=source.labels, stages=stages, metrics=metrics)
+        assert phrase in _one_line(exc)
+    assert not (tmp_path / "b").exists()
+
+
 def test_item7_inspect_prints_strict_json(tmp_path, capsys):
     from tfedge.cli import convert as convert_cli
 
@@ -548,6 +597,47 @@ def test_item15_temporaries_of_killed_writes_are_removed_on_the_next_write(tmp_p
                            folder_tmp.name])
     _write_version(tmp_path / "b", tmp_path / "b.zip", 0.5)
     assert not folder_tmp.exists()
+
+
+def test_private_tempdir_holds_tempfile_use_and_removes_what_killed_runs_left(tmp_path,
+                                                                          monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = tmp_path / f"tfedge-convert.pid{_dead_pid()}.abcd1234"
+    (dead / "tmpexport").mkdir(parents=True)
+    alive = tmp_path / f"tfedge-train.pid{os.getppid()}.efgh5678"
+    alive.mkdir()
+    other = tmp_path / "tmp_not_ours"
+    other.mkdir()
+    with fileio.private_tempdir("convert") as folder:
+        assert not dead.exists()  # its process is gone
+        assert folder.parent == tmp_path and folder.name.startswith(f"tfedge-convert.pid{os.getpid()}.")
+        made = Path(tempfile.mkdtemp())  # what TensorFlow's converter does
+        with fileio.private_tempdir("train") as inner:  # nested: the same folder
+            assert inner == folder
+        assert made.parent == folder and tempfile.gettempdir() == str(folder)
+    assert not folder.exists() and tempfile.gettempdir() == str(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+
+
+def test_a_model_next_to_the_sidecar_of_another_run_is_refused(tmp_path):
+    # A kill between the model's rename and the sidecar's write leaves a new model next to
+    # the old sidecar: its class names and resolution would be read as the new model's.
+    keras = pytest.importorskip("keras")
+    from tfedge._train import read_sidecar, save_classifier
+
+    def tiny(units):
+        inputs = keras.Input((8, 8, 3))
+        return keras.Model(inputs, keras.layers.Dense(units)(keras.layers.Flatten()(inputs)))
+    path = tmp_path / "m.keras"
+    save_classifier(tiny(2), path, {"class_names": ["a", "b"]})
+    assert read_sidecar(path)["class_names"] == ["a", "b"]
+    old_sidecar = (tmp_path / "m.keras.json").read_bytes()
+    save_classifier(tiny(3), path, {"class_names": ["a", "b", "c"]})
+    (tmp_path / "m.keras.json").write_bytes(old_sidecar)  # what the kill leaves
+    with pytest.raises(TfedgeError, match="was written for another version of"):
+        read_sidecar(path)
 
 
 @pytest.mark.parametrize("target", ["/dev/null", "fifo", "folder"])

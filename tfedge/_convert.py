@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ._errors import ModelConfigError, TfedgeError
+from ._io import private_tempdir
 from .data._types import FileSplit, ImageSplit, Split
 from ._int8 import (DEFAULT_BATCH_SIZE, DEFAULT_CALIBRATION_SIZE, DEFAULT_CHECK_SIZE,  # noqa: F401
                     DEFAULT_TOLERANCE_POINTS, IO_DTYPES, _POINTS_PER_UNIT, ConversionCheckError,
@@ -199,6 +200,7 @@ def _check_settings(io_dtype: str, calibration_size: Any, check_size: Any, batch
     return counts
 
 
+@private_tempdir("convert")  # TensorFlow's SavedModel export and AutoGraph files: ours to clean
 def convert_classifier(
     model,
     calibration: Split,
@@ -280,6 +282,7 @@ def convert_classifier(
     return data, metrics
 
 
+@private_tempdir("convert")
 def convert_classifier_bundle(
     model,
     calibration: Split,

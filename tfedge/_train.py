@@ -52,7 +52,7 @@ import numpy as np
 
 from ._errors import ModelConfigError, TfedgeError
 from ._image import first_line
-from ._io import atomic_path, atomic_write_json
+from ._io import atomic_path, atomic_write_json, private_tempdir, sha256_file
 from .data._pipeline import NO_AUGMENT, AugmentConfig, make_dataset
 from .data._types import Split
 
@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 STRATEGIES = ("default", "mirrored", "multi-worker")
 OPTIMIZERS = ("adamw", "sgd")
 SIDECAR_SUFFIX = ".json"
+_SIDECAR_DIGEST = "keras_sha256"  # the sidecar's record of the model file it describes
 # Batches used to re-estimate BatchNorm statistics after training.
 DEFAULT_BN_RECALIBRATION_BATCHES = 32
 
@@ -283,11 +284,14 @@ def save_classifier(model, path: Union[str, os.PathLike], metadata: Optional[dic
     path = Path(path)
     if path.suffix != ".keras":
         raise TfedgeError(f"model files must end in .keras, got {str(path)!r}")
-    with atomic_path(path) as tmp:
-        model.save(tmp)
     meta = {"format": "tfedge-classifier", "version": 1, "model_name": model.name,
             "resolution": model_resolution(model), "num_classes": int(model.output_shape[-1])}
     meta.update(metadata or {})
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        # The two files cannot be renamed at once: a kill between them leaves the new model
+        # next to the old sidecar. Its digest of the model lets read_sidecar refuse that pair.
+        meta[_SIDECAR_DIGEST] = sha256_file(tmp)
     atomic_write_json(_sidecar(path), meta)
     return path
 
@@ -316,10 +320,16 @@ def read_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
     if not side.exists():
         return {}
     try:
-        return json.loads(side.read_text())
+        meta = json.loads(side.read_text())
     except json.JSONDecodeError as exc:
         raise TfedgeError(f"{side}: not valid JSON ({exc.msg} at line {exc.lineno}): "
                           "delete it or write it again") from exc
+    digest = meta.get(_SIDECAR_DIGEST) if isinstance(meta, dict) else None
+    if isinstance(digest, str) and Path(path).is_file() and sha256_file(path) != digest:
+        raise TfedgeError(f"{side} was written for another version of {str(path)!r} (a run "
+                          "killed between writing the two?): train again, or delete the "
+                          "sidecar to use the model without its metadata")
+    return meta
 
 
 def with_model_classes(split: Split, class_names: Optional[Sequence[str]]) -> Split:
@@ -633,6 +643,7 @@ STOP_INTERRUPTED = "interrupted"
 _BEST_PREFIX = "best-"  # in the backup folder: best-<epoch>.npz, the best weights so far
 
 
+@private_tempdir("train")  # TensorFlow's temporaries (AutoGraph modules) go when a kill ends it
 def run_training(task: TrainingTask, *, epochs: int, strategy: Any = None,
                  backup_dir: Union[str, os.PathLike, None] = None,
                  fingerprint: Optional[dict[str, Any]] = None,
@@ -849,6 +860,7 @@ def default_backup_dir(output: Optional[Path]) -> Optional[Path]:
 # --------------------------------------------------------------------------- classifiers
 
 
+@private_tempdir("train")
 def train_classifier(
     model: Any,
     train: Split,

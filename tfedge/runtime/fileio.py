@@ -19,12 +19,14 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+import threading
 from typing import Any, Iterator, Optional
 
 from .errors import TfedgeError
 
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_directory",
-           "remove_stale_temporaries", "temporary_prefix", "check_replaceable_file"]
+           "remove_stale_temporaries", "temporary_prefix", "check_replaceable_file",
+           "private_tempdir", "remove_stale_private_tempdirs", "PRIVATE_TEMP_PREFIX"]
 
 #: Temporaries without a live writer's PID in their name (written by older tfedge) go
 #: once they are this old: a writer touches its temporary while it works.
@@ -164,16 +166,7 @@ def _writer_is_gone(name: str, target_name: str) -> Optional[bool]:
     match = _PID_MARK.match(name[len(target_name) + 2:])
     if match is None:
         return None
-    pid = int(match.group(1))
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False  # alive, another user's (or a number no process can have: keep it)
-    return False
+    return _process_is_gone(int(match.group(1)))
 
 
 def _newest_mtime(candidate: Path) -> float:
@@ -222,6 +215,88 @@ def remove_stale_temporaries(path: str | os.PathLike,
             continue  # not ours to fight over (permissions): leave it
         removed.append(candidate)
     return removed
+
+
+#: Names of :func:`private_tempdir` folders: ``tfedge-PURPOSE.pidPID.XXXXXXXX``.
+PRIVATE_TEMP_PREFIX = "tfedge-"
+_PRIVATE_TEMP_NAME = re.compile(r"^tfedge-[a-z0-9_]+\.pid(\d+)\.")
+_private_lock = threading.Lock()
+_private_depth = 0
+
+
+def _process_is_gone(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False  # alive (another user's), or a number no process has: keep it
+    return False
+
+
+def remove_stale_private_tempdirs(base: str | os.PathLike) -> list[Path]:
+    """Delete the :func:`private_tempdir` folders in ``base`` whose process has exited."""
+    removed: list[Path] = []
+    try:
+        candidates = list(os.scandir(base))
+    except OSError:
+        return removed
+    for entry in candidates:
+        match = _PRIVATE_TEMP_NAME.match(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        if not _process_is_gone(int(match.group(1))):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.exists(entry.path):
+            removed.append(Path(entry.path))
+    return removed
+
+
+@contextlib.contextmanager
+def private_tempdir(purpose: str) -> Iterator[Path]:
+    """Send this process's :mod:`tempfile` files into a folder of its own while the block runs.
+
+    TensorFlow and Keras write temporaries through :mod:`tempfile` (the
+    converter's SavedModel export, AutoGraph's generated modules) and delete
+    them at the end or at exit; a killed process leaves them in the temp dir
+    for good. Inside this block they go to ``tfedge-PURPOSE.pidPID.XXXX`` in
+    the temp dir instead, removed when the block ends; folders of killed
+    processes (PID gone) are removed when the next block starts. Nested
+    blocks share the outer folder. ``tempfile.tempdir`` is process-wide: a
+    thread making temporaries meanwhile writes there too (and loses them at
+    the end of the block), so use it around whole jobs, not in libraries'
+    worker threads.
+    """
+    global _private_depth
+    if not re.fullmatch(r"[a-z0-9_]+", purpose):
+        raise ValueError(f"purpose must be lowercase letters, digits or '_', got {purpose!r}")
+    with _private_lock:
+        _private_depth += 1
+        outer = _private_depth > 1
+        if not outer:
+            previous = tempfile.tempdir
+            base = tempfile.gettempdir()
+            remove_stale_private_tempdirs(base)
+            folder = Path(tempfile.mkdtemp(
+                prefix=f"{PRIVATE_TEMP_PREFIX}{purpose}.pid{os.getpid()}.", dir=base))
+            tempfile.tempdir = str(folder)
+    if outer:
+        try:
+            yield Path(tempfile.gettempdir())
+        finally:
+            with _private_lock:
+                _private_depth -= 1
+        return
+    try:
+        yield folder
+    finally:
+        with _private_lock:
+            _private_depth -= 1
+            tempfile.tempdir = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
