@@ -501,6 +501,15 @@ REFUSALS: dict[str, tuple[list[dict[str, Any]], Optional[str]]] = {
                       "bytes but manifest.json says"),
     "labels_file_missing": (_file("labels.txt", "remove"),
                             "labels.txt: listed in manifest.json but missing"),
+    # Name rules: whole-name match, at most 8 parts of 128 characters, no file-and-folder.
+    "name_trailing_newline": (_set(["labels_file"], "labels.txt\n"),
+                              "is not a plain relative file name"),
+    "name_part_too_long": (_set(["stages", 0, "file"], "s" * 129 + ".tflite"),
+                           "is longer than bundles allow (at most 8 folders deep, 128 characters"),
+    "name_too_deep": (_set(["stages", 0, "file"], "a/" * 8 + "stage0.tflite"),
+                      "is longer than bundles allow (at most 8 folders deep"),
+    "files_file_and_folder": (_set(["files", "labels.txt/x"], {"sha256": "0" * 64, "bytes": 1}),
+                              "lists 'labels.txt' both as a file and as a folder"),
     # Accepted: unknown fields are ignored, files not listed are ignored (docs/bundle.md).
     "unknown_fields_ok": (_both(_set(["future_field"], {"x": 1}),
                                 _set(["stages", 0, "future"], [1, 2])), None),
@@ -567,13 +576,60 @@ RAW_MANIFESTS = {
     "manifest_list": (b"[1, 2]\n", "the manifest must be a JSON object"),
 }
 
+_NOT_JSON = "manifest.json is not valid JSON"
+
+
+def _field(text: str, member: str) -> str:
+    """The manifest text with ``member`` as its first field (readers ignore unknown ones)."""
+    return "{" + member + ", " + text.lstrip()[1:]
+
+
+def strict_json_variants(text: str) -> dict[str, tuple[str, Optional[str]]]:
+    """The bundle's manifest text with the JSON rules broken (docs/bundle.md, "Reading rules"):
+    name -> (text, phrase; None: both readers must accept it)."""
+    return {
+        "json_duplicate_key": (_field(text, '"format": "tfedge-bundle"'),
+                               "the key 'format' appears twice in one object"),
+        "json_nan": (_field(text, '"x": NaN'), "NaN is not a JSON number"),
+        "json_infinity": (_field(text, '"x": Infinity'), "Infinity is not a JSON number"),
+        "json_minus_infinity": (_field(text, '"x": -Infinity'), "Infinity is not a JSON number"),
+        "json_float_overflow": (_field(text, '"x": 1e999'),
+                                "the number 1e999 is too large for a double"),
+        "json_int_over_64_bits": (_field(text, '"x": 9223372036854775808'),
+                                  "does not fit in 64 bits"),
+        "json_extremes_ok": (_field(text, '"lo": -9223372036854775808, "hi": '
+                                    '9223372036854775807, "big": 1.7e308, "tiny": 1e-400'), None),
+        "json_depth_32_ok": (_field(text, '"x": ' + "[" * 31 + "]" * 31), None),
+        "json_depth_33": (_field(text, '"x": ' + "[" * 32 + "]" * 32),
+                          "nests arrays and objects 33 deep, over the 32 a manifest may"),
+        "json_depth_5000": (_field(text, '"x": ' + "[" * 4999 + "]" * 4999),
+                            "nests arrays and objects 5000 deep"),
+        "json_brackets_in_strings_ok": (_field(text, '"x": "' + "[{" * 40 + '\\"]"'), None),
+        "json_comment": ("// a comment\n" + text, _NOT_JSON),
+        "json_single_quotes": (_field(text, "'x': 1"), _NOT_JSON),
+        "json_unquoted_value": (_field(text, '"x": abc'), _NOT_JSON),
+        "json_trailing_comma": (text.rstrip()[:-1].rstrip() + ",}", _NOT_JSON),
+        "json_arrow": (_field(text, '"x" => 1'), _NOT_JSON),
+        "json_semicolon": (_field(text, '"x": 1; "y": 2'), _NOT_JSON),
+        "json_control_character": (_field(text, '"x": "a\tb"'), _NOT_JSON),
+        "json_bad_escape": (_field(text, '"x": "\\q"'), _NOT_JSON),
+        "json_leading_zero": (_field(text, '"x": 012'), _NOT_JSON),
+        "json_plus_sign": (_field(text, '"x": +1'), _NOT_JSON),
+        "json_hex": (_field(text, '"x": 0x10'), _NOT_JSON),
+        "json_bom": ("\ufeff" + text, _NOT_JSON),
+        "json_two_documents": (text + "{}", _NOT_JSON),
+    }
+
 
 def _zip_bytes(entries: list[tuple[str, bytes]]) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as zf:
         warnings.simplefilter("ignore", UserWarning)  # the duplicate entry is the point
         for name, data in entries:
-            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            if len(data) > 2 ** 20:  # the oversized manifest: a few KB deflated
+                info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
     return buffer.getvalue()
 
 
@@ -609,6 +665,14 @@ ZIP_REFUSALS = {
     "zip_two_folders": ([("a/manifest.json", b"{}"), ("b/manifest.json", b"{}")],
                         "no manifest.json at the top of the zip"),
     "zip_encrypted": ([("manifest.json", b"{}"), ("labels.txt", b"a")], "is encrypted"),
+    "zip_long_name": ([("manifest.json", b"{}"), ("n" * 300 + ".txt", b"x")],
+                      "has a part longer than the 255 bytes file systems allow"),
+    "zip_file_then_folder": ([("manifest.json", b"{}"), ("x", b"1"), ("x/y", b"2")],
+                             "zip entry 'x' is both a file and a folder"),
+    "zip_folder_then_file": ([("manifest.json", b"{}"), ("x/y", b"2"), ("x", b"1")],
+                             "zip entry 'x' is both a file and a folder"),
+    "zip_manifest_too_big": ([("manifest.json", b" " * (16 * 2 ** 20 + 1))],
+                             "over the 16.0 MiB a manifest may be"),
 }
 
 
@@ -647,11 +711,14 @@ def refusal_vectors(bundle_dir: Path) -> dict[str, Any]:
                 elif originals.get(k) != v:
                     (folder / k).write_bytes(v)
             check(name, folder, phrase)
-        for name, (raw, phrase) in RAW_MANIFESTS.items():
-            cases.append({"name": name, "manifest_text": raw.decode("utf-8"), "phrase": phrase})
+        raw_cases = {name: (raw.decode("utf-8"), phrase)
+                     for name, (raw, phrase) in RAW_MANIFESTS.items()}
+        raw_cases.update(strict_json_variants((bundle_dir / "manifest.json").read_text()))
+        for name, (raw, phrase) in raw_cases.items():
+            cases.append({"name": name, "manifest_text": raw, "phrase": phrase})
             folder = Path(tmp) / name
             shutil.copytree(bundle_dir, folder)
-            (folder / "manifest.json").write_bytes(raw)
+            (folder / "manifest.json").write_bytes(raw.encode("utf-8"))
             check(name, folder, phrase)
         zips = []
         for name, (entries, phrase) in ZIP_REFUSALS.items():

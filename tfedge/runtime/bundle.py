@@ -85,6 +85,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_NAME_PART = 128  # characters per file-name part (file systems allow 255 bytes)
 MAX_NAME_DEPTH = 8  # parts per file name
 MAX_MANIFEST_DEPTH = 32  # nesting of JSON arrays and objects (a real manifest has ~5)
+MIN_MANIFEST_INT, MAX_MANIFEST_INT = -2 ** 63, 2 ** 63 - 1  # whole numbers: signed 64 bits
 
 _REBUILD = "rebuild the bundle with tfedge-convert"
 
@@ -320,7 +321,7 @@ def _check_relative_name(name: Any, where: str) -> str:
     if not isinstance(name, str) or not name:
         raise _fail(f"manifest.json: {where} must be a file name, got {name!r}")
     parts = name.split("/")
-    if any(not _SAFE_COMPONENT.match(p) for p in parts) or name == MANIFEST_NAME:
+    if any(not _SAFE_COMPONENT.fullmatch(p) for p in parts) or name == MANIFEST_NAME:
         raise _fail(f"manifest.json: {where} {name!r} is not a plain relative file name "
                     "(letters, digits, '._-', no '..' or leading '/')")
     if any(len(p) > MAX_NAME_PART for p in parts) or len(parts) > MAX_NAME_DEPTH:
@@ -784,6 +785,12 @@ def write_bundle(
     }
     _parse_manifest(manifest)
     contents[MANIFEST_NAME] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    try:  # what the JSON must obey to be read back (nesting depth, 64-bit whole numbers)
+        _loads_manifest(contents[MANIFEST_NAME])
+    except BundleError as exc:
+        problem = str(exc).rsplit(f": {_REBUILD}", 1)[0]
+        raise BundleError(f"readers would refuse this manifest ({problem}): store metrics as "
+                          "plain numbers, strings, lists and dicts, nested less deeply") from None
 
     target = Path(directory)
     # Order (a kill can come at any point): the new folder and zip are written in full under
@@ -962,20 +969,53 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Readers differ on which of two equal keys counts (Python the last, others the first):
+    # a manifest that means two things is refused.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"the key {key[:60]!r} appears twice in one object")
+        obj[key] = value
+    return obj
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is too large for a double")
+    return value
+
+
+def _int64(text: str) -> int:
+    # Every whole number a manifest holds (sizes, MACs, shapes) fits; readers in other
+    # languages hold no wider ones.
+    value = int(text)
+    if not MIN_MANIFEST_INT <= value <= MAX_MANIFEST_INT:
+        raise ValueError(f"the whole number {text[:40]} does not fit in 64 bits")
+    return value
+
+
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _OPENERS = (ord("["), ord("{"))
 _CLOSERS = (ord("]"), ord("}"))
 
 
 def _loads_manifest(data: bytes) -> Any:
-    """Strict JSON (no NaN or Infinity), nested at most :data:`MAX_MANIFEST_DEPTH` deep."""
+    """Strict JSON, nested at most :data:`MAX_MANIFEST_DEPTH` deep.
+
+    Refused besides what JSON itself forbids: NaN and Infinity, a key twice in
+    one object, numbers that overflow a double, whole numbers beyond 64 bits
+    (``docs/bundle.md``, "Reading rules"; the Android core refuses the same).
+    """
     try:
         text = data.decode("utf-8")
         depth = _nesting_depth(text)
         if depth > MAX_MANIFEST_DEPTH:
             raise BundleError(f"{MANIFEST_NAME} nests arrays and objects {depth} deep, over the "
                               f"{MAX_MANIFEST_DEPTH} a manifest may: {_REBUILD}")
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          parse_int=_int64, object_pairs_hook=_refuse_duplicate_keys)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # JSONDecodeError included
         if isinstance(exc, BundleError):
             raise

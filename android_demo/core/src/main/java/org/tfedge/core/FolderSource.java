@@ -46,7 +46,10 @@ public final class FolderSource implements BundleSource {
         return root.getPath();
     }
 
-    /** Every byte of {@code in}; more than {@code limit} bytes is refused. */
+    /**
+     * Every byte of {@code in}; more than {@code limit} bytes is refused, naming {@code name}
+     * (with {@code name} null: null is returned instead, for the caller's own message).
+     */
     static byte[] readAll(InputStream in, long limit, String name)
             throws IOException, BundleException {
         ByteArrayOutputStream out = new ByteArrayOutputStream();
@@ -56,6 +59,9 @@ public final class FolderSource implements BundleSource {
         while ((n = in.read(buffer)) > 0) {
             total += n;
             if (total > limit) {
+                if (name == null) {
+                    return null;
+                }
                 throw new BundleException(name + ": over the " + Bundle.human(limit)
                         + " limit per file: raise the limit if the model really is this big");
             }

@@ -16,9 +16,7 @@ import java.util.TreeSet;
 import java.util.regex.Pattern;
 
 import org.json.JSONArray;
-import org.json.JSONException;
 import org.json.JSONObject;
-import org.json.JSONTokener;
 
 /**
  * A checked {@code manifest.json} (format {@code tfedge-bundle}, version 1, or 2 when it holds a
@@ -41,6 +39,10 @@ public final class Manifest {
     private static final String MODEL_SUFFIX = ".tflite";
     private static final Pattern SAFE_COMPONENT = Pattern.compile("^[A-Za-z0-9_][A-Za-z0-9._-]*$");
     private static final Pattern SHA256 = Pattern.compile("^[0-9a-f]{64}$");
+    /** Characters per file-name part (file systems allow 255 bytes). */
+    public static final int MAX_NAME_PART = 128;
+    /** Parts per file name. */
+    public static final int MAX_NAME_DEPTH = 8;
     private static final String[] COLORS = {"RGB"};
     private static final String[] RESIZES = {"bilinear"};
     private static final String[] DTYPES = {"int8", "uint8", "int16", "float32"};
@@ -121,18 +123,7 @@ public final class Manifest {
             throw new BundleException("manifest.json is not valid JSON (not UTF-8: " + e
                     + "): " + JsonReader.REBUILD, e);
         }
-        Object value;
-        try {
-            JSONTokener tokener = new JSONTokener(text);
-            value = tokener.nextValue();
-            if (tokener.nextClean() != '\0') { // more than one JSON document
-                throw new JSONException("extra data after the JSON value");
-            }
-        } catch (JSONException e) {
-            throw new BundleException("manifest.json is not valid JSON (" + e.getMessage()
-                    + "): " + JsonReader.REBUILD, e);
-        }
-        return parse(value);
+        return parse(StrictJson.parse(text));
     }
 
     /** Checks a parsed manifest (a {@link JSONObject}, or anything else to be refused). */
@@ -293,6 +284,16 @@ public final class Manifest {
         if (!ok) {
             throw JsonReader.fail("manifest.json: " + where + " " + Py.str(s) + " is not a plain "
                     + "relative file name (letters, digits, '._-', no '..' or leading '/')");
+        }
+        String[] parts = s.split("/", -1);
+        boolean tooLong = parts.length > MAX_NAME_DEPTH;
+        for (String part : parts) {
+            tooLong |= part.length() > MAX_NAME_PART;
+        }
+        if (tooLong) {
+            throw JsonReader.fail("manifest.json: " + where + " " + Py.str(s.substring(0,
+                    Math.min(40, s.length()))) + "... is longer than bundles allow (at most "
+                    + MAX_NAME_DEPTH + " folders deep, " + MAX_NAME_PART + " characters each)");
         }
         return s;
     }
@@ -535,6 +536,30 @@ public final class Manifest {
             }
             files.put(name, new FileEntry((String) digest, fr.integer("bytes", 0)));
         }
+        String clash = folderClash(files.keySet(), Collections.<String>emptySet());
+        if (clash != null) {
+            throw JsonReader.fail("manifest.json: 'files' lists " + Py.str(clash) + " both as a "
+                    + "file and as a folder of other files");
+        }
         return files;
+    }
+
+    /**
+     * A name that is also a folder (of another name, or in {@code folders}), the first in
+     * sorted order; null if none. A file and a folder of one name cannot both be extracted.
+     */
+    static String folderClash(Set<String> names, Set<String> folders) {
+        Set<String> implied = new HashSet<String>(folders);
+        for (String n : names) {
+            for (int i = n.indexOf('/'); i >= 0; i = n.indexOf('/', i + 1)) {
+                implied.add(n.substring(0, i));
+            }
+        }
+        for (String n : new TreeSet<String>(names)) {
+            if (implied.contains(n)) {
+                return n;
+            }
+        }
+        return null;
     }
 }

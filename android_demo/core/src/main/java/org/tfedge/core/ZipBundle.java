@@ -2,6 +2,7 @@ package org.tfedge.core;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
@@ -27,6 +28,8 @@ public final class ZipBundle {
     public static final long DEFAULT_MAX_TOTAL_BYTES = 2L << 30;
     private static final Pattern DRIVE = Pattern.compile("^[A-Za-z]:.*", Pattern.DOTALL);
     private static final String REZIP = "rebuild the zip with tfedge-convert --zip";
+    /** NAME_MAX on Linux, macOS and Android: a longer name part cannot be extracted. */
+    static final int MAX_FS_NAME_BYTES = 255;
 
     private ZipBundle() {
     }
@@ -51,6 +54,13 @@ public final class ZipBundle {
             if (bad == null && name.indexOf('\0') >= 0) {
                 bad = "contains a NUL byte";
             }
+            for (String part : name.split("/", -1)) {
+                if (bad == null
+                        && part.getBytes(StandardCharsets.UTF_8).length > MAX_FS_NAME_BYTES) {
+                    bad = "has a part longer than the " + MAX_FS_NAME_BYTES
+                            + " bytes file systems allow";
+                }
+            }
         }
         if (bad != null) {
             throw new BundleException("zip entry " + Py.str(name) + " " + bad + " and could write "
@@ -62,6 +72,7 @@ public final class ZipBundle {
                                     long maxTotalBytes) throws IOException, BundleException {
         Map<String, byte[]> entries = new LinkedHashMap<String, byte[]>();
         Set<String> seen = new HashSet<String>();
+        Set<String> folders = new HashSet<String>();
         long total = 0;
         ZipInputStream zip = new ZipInputStream(in);
         try {
@@ -75,14 +86,24 @@ public final class ZipBundle {
                             + "archive could hide a file that way): " + JsonReader.REBUILD + " --zip");
                 }
                 if (entry.isDirectory()) {
+                    folders.add(key);
                     continue;
                 }
                 boolean manifest = name.equals(Manifest.MANIFEST_NAME)
                         || name.endsWith("/" + Manifest.MANIFEST_NAME);
-                long limit = manifest ? Manifest.MAX_MANIFEST_BYTES : maxFileBytes;
                 byte[] data;
                 try {
-                    data = FolderSource.readAll(zip, limit, "zip entry " + Py.str(name));
+                    if (manifest) {
+                        data = FolderSource.readAll(zip, Manifest.MAX_MANIFEST_BYTES, null);
+                        if (data == null) {
+                            throw new BundleException("zip entry " + Py.str(name) + " is over "
+                                    + "the " + Bundle.human(Manifest.MAX_MANIFEST_BYTES) + " a "
+                                    + "manifest may be: this is not a tfedge bundle; "
+                                    + JsonReader.REBUILD + " --zip");
+                        }
+                    } else {
+                        data = FolderSource.readAll(zip, maxFileBytes, "zip entry " + Py.str(name));
+                    }
                 } catch (ZipException e) {
                     throw new BundleException("zip entry " + Py.str(name) + " is corrupt or "
                             + "encrypted (" + e.getMessage() + "): " + JsonReader.REBUILD
@@ -98,6 +119,12 @@ public final class ZipBundle {
             }
         } finally {
             zip.close();
+        }
+        String clash = Manifest.folderClash(entries.keySet(), folders);
+        if (clash != null) {
+            throw new BundleException("zip entry " + Py.str(clash) + " is both a file and a "
+                    + "folder (an archive could hide a file that way): " + JsonReader.REBUILD
+                    + " --zip");
         }
         String prefix;
         if (entries.containsKey(Manifest.MANIFEST_NAME)) {
