@@ -7,27 +7,39 @@
 A child process repeats one job in a loop (``bundle``: ``write_bundle`` of a
 bundle folder and its zip with 2 MiB models, a new version each time;
 ``convert``: ``tfedge-convert classifier --zip`` of a tiny model; ``train``:
-``tfedge train`` of a tiny model, 2 epochs) and is killed with SIGKILL after
-a random delay drawn over its measured iteration time, so kills land in
-file writes, fsyncs, renames, zip writing and TensorFlow's own work alike.
-After every kill:
+``tfedge train`` of a tiny model, 2 epochs, the same arguments each time so a
+killed run resumes) and is killed with SIGKILL. Kills cycle through modes:
+``anywhere`` (a random delay over the measured iteration time: TensorFlow's
+own work mostly), ``in_write`` (the moment one of tfedge's atomic-write
+temporaries appears next to the artifacts, plus 0-20 ms) and a kind-specific
+one (``in_tf_temp``: while the converter's SavedModel export is in the temp
+dir; ``in_backup``: while TensorFlow writes the per-epoch backup). After
+every kill:
 
 * ``half_written``: an artifact at its real path that exists but does not
   load (``load_bundle`` with hashes for bundles and zips; Keras
   ``load_model`` for the trained model);
-* ``stale_pairs``: the bundle folder and the zip both exist and their
-  manifests differ (a new folder next to an old zip, both verifying);
+* ``stale_pairs``: a pair on disk that disagrees and is read without
+  complaint: the bundle folder and the zip with different manifests; the
+  trained model and a sidecar (``m.keras.json``) written for another model
+  that ``read_sidecar`` accepts (``stale_pairs_refused``: such a sidecar that
+  it refuses, as it must);
+* ``child_failures``: a child that exited by itself (e.g. refusing to resume);
+* ``resume_mismatches`` (training): a run started on a backup of epoch N that
+  did not report ``resumed_from_epoch`` N (``resumes_checked`` counts the runs
+  checked, ``resumed_runs`` those that resumed from an epoch > 0);
 * after the last kill one clean run of the job: ``left_behind`` counts the
-  temporaries of killed writes (``.NAME.*`` next to the artifacts) that are
-  still there, i.e. that the next write did not remove.
-
-``tmp_left_by_tensorflow`` (informational) counts entries the killed children
-left in their private TMPDIR (TensorFlow's converter and Keras write there;
-a killed process cannot clean it).
+  temporaries of killed writes (``.NAME.*`` next to the artifacts) still
+  there, plus everything left in the children's private TMPDIR
+  (``tmp_left_names``): TensorFlow's SavedModel exports and AutoGraph modules
+  go to a ``tfedge-*.pidPID.*`` folder there (``tfedge.runtime.fileio.private_tempdir``)
+  that the next run removes once its process is gone.
 
 Last line: one JSON object per kind with ``kills``, ``half_written``,
-``stale_pairs``, ``left_behind`` (all must be 0), ``verified_after_kill``
-(artifacts that existed and loaded) and the environment.
+``stale_pairs``, ``left_behind``, ``child_failures``, ``resume_mismatches``
+(all must be 0), ``verified_after_kill`` (artifacts that existed and loaded),
+``kills_by_mode``, ``kills_during_write`` (a tfedge temporary existed at the
+kill) and the environment.
 """
 
 from __future__ import annotations
@@ -36,12 +48,12 @@ import argparse
 import json
 import os
 import random
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -54,6 +66,8 @@ QUICK_KILLS = 10
 FULL_KILLS = 50
 MODEL_BYTES = 2 * 2 ** 20
 READY_TIMEOUT_S = 600
+WRITE_KILL_DELAY_S = 0.02  # after a watched file appears: lands inside that write
+POLL_S = 0.002
 CLASSES = ("a", "b", "c")
 IMAGE_SIDE = 32
 
@@ -87,14 +101,23 @@ def _convert_job(work: Path, iteration: int) -> None:
         raise SystemExit(f"conversion failed with status {code}")
 
 
-def _train_job(work: Path, iteration: int) -> None:
+def _train_job(work: Path, iteration: int) -> str:
+    import contextlib
+    import io
+
     from tfedge.cli import main as tfedge_main
 
-    code = tfedge_main(["train", "--model", "resnet10_025", "--resolution", str(IMAGE_SIDE),
-                        "--epochs", "2", "--batch-size", "8", "--data", str(work.parent / "data"),
-                        "--output", str(work / "m.keras"), "--seed", str(iteration)])
+    # The same arguments every time: a killed run started again must resume its backup.
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = tfedge_main(["train", "--model", "resnet10_025", "--resolution",
+                            str(IMAGE_SIDE), "--epochs", "2", "--batch-size", "8", "--data",
+                            str(work.parent / "data"), "--output", str(work / "m.keras"),
+                            "--seed", "0"])
     if code != 0:
         raise SystemExit(f"training failed with status {code}")
+    summary = json.loads(out.getvalue().strip().splitlines()[-1])
+    return f"resumed={summary['resumed_from_epoch']}"
 
 
 JOBS = {"bundle": _bundle_job, "convert": _convert_job, "train": _train_job}
@@ -110,8 +133,8 @@ def child(kind: str, work: Path, once: bool) -> None:
     _say("ready")
     iteration = 0
     while True:
-        JOBS[kind](work, iteration)
-        _say(f"done {iteration}")
+        note = JOBS[kind](work, iteration)
+        _say(f"done {iteration} {note or ''}".rstrip())
         iteration += 1
         if once:
             return
@@ -146,34 +169,64 @@ def _prepare(base: Path, kinds: list[str]) -> None:
             raise RuntimeError(f"training the tiny model failed: {done.stderr[-2000:]}")
 
 
-def _spawn(kind: str, work: Path, once: bool = False) -> subprocess.Popen:
-    tmp = work / "tmp"
-    tmp.mkdir(exist_ok=True)
-    argv = [sys.executable, __file__, "--child", kind, str(work)] + (["--once"] if once else [])
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=REPO, env=dict(os.environ, TMPDIR=str(tmp),
-                                               TF_CPP_MIN_LOG_LEVEL="3"))
+class _Child:
+    """A child process and the lines it printed (read by a thread, so waits never block)."""
+
+    def __init__(self, kind: str, work: Path, once: bool = False):
+        tmp = work / "tmp"
+        tmp.mkdir(exist_ok=True)
+        argv = [sys.executable, __file__, "--child", kind, str(work)] + (["--once"] if once else [])
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        text=True, cwd=REPO,
+                                        env=dict(os.environ, TMPDIR=str(tmp),
+                                                 TF_CPP_MIN_LOG_LEVEL="3"))
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            with self._changed:
+                self.lines.append(line.strip())
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("<eof>")
+            self._changed.notify_all()
+
+    def wait_line(self, prefix: str, timeout: float, after: int = 0) -> Optional[float]:
+        """Seconds until a line starting with ``prefix`` (from index ``after``); None: never."""
+        start = time.perf_counter()
+        with self._changed:
+            while True:
+                if any(line.startswith(prefix) for line in self.lines[after:]):
+                    return time.perf_counter() - start
+                if "<eof>" in self.lines:
+                    return None
+                left = timeout - (time.perf_counter() - start)
+                if left <= 0:
+                    return None
+                self._changed.wait(left)
+
+    def kill(self) -> Optional[int]:
+        """SIGKILL; the exit status if it had already ended by itself, else None."""
+        status = self.process.poll()
+        if status is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        return status
 
 
-def _wait_line(process: subprocess.Popen, prefix: str, timeout: float) -> Optional[float]:
-    """Seconds until the child prints a line starting with ``prefix`` (None: it did not)."""
-    start = time.perf_counter()
-    assert process.stdout is not None
-    while time.perf_counter() - start < timeout:
-        ready, _, _ = select.select([process.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = process.stdout.readline()
-        if not line:
-            return None
-        if line.startswith(prefix):
-            return time.perf_counter() - start
-    return None
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _check(kind: str, work: Path) -> dict[str, int]:
     """What the artifacts at their real paths look like after a kill."""
-    found = {"half_written": 0, "stale_pairs": 0, "verified_after_kill": 0}
+    found = {"half_written": 0, "stale_pairs": 0, "stale_pairs_refused": 0,
+             "verified_after_kill": 0}
     if kind in ("bundle", "convert"):
         from tfedge.runtime.bundle import load_bundle
         from tfedge.runtime.errors import BundleError
@@ -191,7 +244,7 @@ def _check(kind: str, work: Path) -> dict[str, int]:
         if len(manifests) == 2 and manifests["b"] != manifests["b.zip"]:
             found["stale_pairs"] += 1
     else:
-        model = work / "m.keras"
+        model, sidecar = work / "m.keras", work / "m.keras.json"
         if model.exists():
             import keras
 
@@ -200,6 +253,17 @@ def _check(kind: str, work: Path) -> dict[str, int]:
                 found["verified_after_kill"] += 1
             except Exception:  # noqa: BLE001 - any failure to load is a half-written file
                 found["half_written"] += 1
+        if model.exists() and sidecar.exists():
+            from tfedge._errors import TfedgeError
+            from tfedge._train import read_sidecar
+
+            recorded = json.loads(sidecar.read_text()).get("keras_sha256")
+            if recorded is not None and recorded != _sha256(model):
+                try:
+                    read_sidecar(model)
+                    found["stale_pairs"] += 1  # read without complaint: silently wrong metadata
+                except TfedgeError:
+                    found["stale_pairs_refused"] += 1
     return found
 
 
@@ -207,40 +271,120 @@ def _temporaries(work: Path) -> list[str]:
     return sorted(p.name for p in work.iterdir() if p.name.startswith("."))
 
 
+def _backup_epoch(work: Path) -> Optional[int]:
+    """The epoch of the training backup's checkpoint (0: a backup with none; None: no backup)."""
+    backup = work / "m.keras.backup"
+    if not backup.is_dir():
+        return None
+    state = backup / "checkpoint"
+    if not state.exists():
+        return 0
+    for line in state.read_text().splitlines():
+        if line.startswith("model_checkpoint_path:"):
+            return int(line.split("ckpt-")[-1].rstrip('"'))
+    return 0
+
+
+def _watchers(kind: str, work: Path) -> dict[str, Any]:
+    """Kill modes other than 'anywhere': name -> whether the watched write is under way."""
+    def in_write() -> bool:  # one of tfedge's atomic-write temporaries exists
+        return any(p.name.startswith(".") for p in work.iterdir()) or any(
+            p.name.startswith(".") for p in (work / "m.keras.backup").glob(".*"))
+
+    def in_tf_temp() -> bool:  # the converter's SavedModel export folder exists
+        return any(p.is_dir() for d in (work / "tmp").glob("tfedge-*") for p in d.iterdir())
+
+    def in_backup() -> bool:  # TensorFlow is writing a checkpoint (ckpt-N_temp/)
+        return any((work / "m.keras.backup").glob("*_temp*"))
+
+    extra = {"convert": {"in_tf_temp": in_tf_temp}, "train": {"in_backup": in_backup}}
+    return {"in_write": in_write, **extra.get(kind, {})}
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        try:
+            if condition():
+                return True
+        except OSError:  # a folder vanished while listing it
+            pass
+        time.sleep(POLL_S)
+    return False
+
+
 def run_kind(kind: str, kills: int, base: Path, rng: random.Random) -> dict[str, Any]:
     work = base / kind
     work.mkdir()
-    totals = {"kills": 0, "half_written": 0, "stale_pairs": 0, "verified_after_kill": 0,
-              "no_artifact_yet": 0, "temporaries_seen_after_kills": 0}
+    totals = {"kills": 0, "half_written": 0, "stale_pairs": 0, "stale_pairs_refused": 0,
+              "verified_after_kill": 0, "no_artifact_yet": 0, "temporaries_seen_after_kills": 0,
+              "kills_during_write": 0, "child_failures": 0, "resumes_checked": 0,
+              "resumed_runs": 0, "resume_mismatches": 0, "private_tmp_dirs_seen_after_kills": 0}
+    watchers = _watchers(kind, work)
+    modes = ["anywhere"] + list(watchers)
+    by_mode = {mode: 0 for mode in modes}
+    watched_missed = 0
     iteration_s: Optional[float] = None
     start = time.perf_counter()
     for k in range(kills):
-        process = _spawn(kind, work)
-        if _wait_line(process, "ready", READY_TIMEOUT_S) is None:
-            process.kill()
-            process.wait()
+        expected_resume = _backup_epoch(work) if kind == "train" else None
+        child = _Child(kind, work)
+        if child.wait_line("ready", READY_TIMEOUT_S) is None:
+            child.kill()
             raise RuntimeError(f"{kind} child never became ready")
-        if iteration_s is None:  # measure one iteration, then kill the next ones at random
-            iteration_s = _wait_line(process, "done", READY_TIMEOUT_S) or 1.0
-        time.sleep(rng.uniform(0.0, 1.5 * iteration_s))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        if iteration_s is None:  # measure one iteration, then kill the next ones
+            iteration_s = child.wait_line("done", READY_TIMEOUT_S) or 1.0
+        mode = modes[k % len(modes)]
+        if mode == "anywhere":
+            time.sleep(rng.uniform(0.0, 1.5 * iteration_s))
+        elif _wait_for(watchers[mode], 3 * iteration_s + 10):
+            time.sleep(rng.uniform(0.0, WRITE_KILL_DELAY_S))
+        else:
+            watched_missed += 1
+        during_write = bool(_temporaries(work)) or bool(
+            list((work / "m.keras.backup").glob(".*")))
+        status = child.kill()
+        if status is not None:
+            totals["child_failures"] += 1
+            log_failure = f"{kind} child exited by itself with status {status}"
+            print(log_failure, file=sys.stderr, flush=True)
         totals["kills"] += 1
+        by_mode[mode] += 1
+        totals["kills_during_write"] += int(during_write)
+        if expected_resume is not None:
+            done = [line for line in child.lines if line.startswith("done ")]
+            if done:  # its first run finished: it must have resumed the backup it found
+                resumed = int(done[0].split("resumed=")[1])
+                totals["resumes_checked"] += 1
+                totals["resumed_runs"] += int(resumed > 0)
+                totals["resume_mismatches"] += int(resumed != expected_resume)
         found = _check(kind, work)
         for key, value in found.items():
             totals[key] += value
         if not any((work / name).exists() for name in ("b", "b.zip", "m.keras")):
             totals["no_artifact_yet"] += 1
         totals["temporaries_seen_after_kills"] += len(_temporaries(work))
-    # The next write must clean up after all the kills: one clean run, then nothing left.
-    process = _spawn(kind, work, once=True)
-    process.wait(timeout=READY_TIMEOUT_S)
+        totals["private_tmp_dirs_seen_after_kills"] += len(list((work / "tmp").glob("tfedge-*")))
+    # The next run must clean up after all the kills: one clean run, then nothing left.
+    expected_resume = _backup_epoch(work) if kind == "train" else None
+    child = _Child(kind, work, once=True)
+    child.process.wait(timeout=READY_TIMEOUT_S)
+    child.wait_line("<eof>", 10)
+    if expected_resume is not None:
+        done = [line for line in child.lines if line.startswith("done ")]
+        if done:
+            resumed = int(done[0].split("resumed=")[1])
+            totals["resumes_checked"] += 1
+            totals["resumed_runs"] += int(resumed > 0)
+            totals["resume_mismatches"] += int(resumed != expected_resume)
     left = _temporaries(work)
     tmp_left = sorted(p.name for p in (work / "tmp").iterdir())
     final = _check(kind, work)
-    return {**totals, "left_behind": len(left), "left_names": left[:10],
-            "clean_run_ok": process.returncode == 0 and final["half_written"] == 0,
-            "tmp_left_by_tensorflow": len(tmp_left), "iteration_s": round(iteration_s or 0, 3),
+    return {**totals, "left_behind": len(left) + len(tmp_left), "left_names": left[:10],
+            "tmp_left_names": tmp_left[:10], "kills_by_mode": by_mode,
+            "watched_write_not_seen": watched_missed,
+            "clean_run_ok": child.process.returncode == 0 and final["half_written"] == 0,
+            "iteration_s": round(iteration_s or 0, 3),
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -255,6 +399,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     must_be_zero = sum(r["half_written"] + r["stale_pairs"] + r["left_behind"]
+                       + r["child_failures"] + r["resume_mismatches"] + (not r["clean_run_ok"])
                        for r in results.values())
     return {"kinds": results, "failures": must_be_zero, "seed": args.seed, "kills_per_kind": kills,
             "quick": bool(args.quick), "environment": environment()}
