@@ -35,6 +35,18 @@ is the worker's resident memory growth over the run (leaks) and
 
 The last line is one JSON object; everything but ``inputs_tried``,
 ``rss_growth_mb`` and the informational fields must be 0.
+
+``--atheris SECONDS`` (opt-in; ``pip install atheris``) adds coverage-guided
+fuzzing (libFuzzer through atheris, tfedge's modules instrumented) of four
+readers, SECONDS each, every target in its own process: ``manifest``
+(``_loads_manifest`` + ``_parse_manifest``), ``zip`` (``load_bundle`` of the
+bytes as a ``.zip``), ``voc_xml`` (the VOC box-file reader) and ``csv`` (the
+box-CSV reader), seeded with valid inputs. Anything but the reader's own
+one-line error (``BundleError`` / ``DatasetError``) is a crash; a multi-line
+message is ``silent_wrong``; an input over libFuzzer's per-input timeout is a
+hang. Their counts join the totals; the ``atheris`` field has runs, coverage
+and the first crashing inputs (base64) per target. ``--atheris-only`` skips
+the generated cases.
 """
 
 from __future__ import annotations
@@ -673,7 +685,25 @@ def _clean(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _with_atheris(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Fuzz with atheris if asked; its crashes, hangs and multi-line errors join the totals."""
+    if not args.atheris:
+        return result
+    fuzzed = run_atheris(args.atheris, args.atheris_targets or list(ATHERIS_TARGETS))
+    for target in fuzzed.values():
+        if isinstance(target, dict):
+            for key in ("crashes", "hangs", "silent_wrong"):
+                result[key] = result.get(key, 0) + target[key]
+    result["atheris"] = {"seconds_per_target": args.atheris, "targets": fuzzed}
+    return result
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.atheris_only:
+        result = {"inputs_tried": 0, **{key: 0 for key in COUNTERS}, "rss_growth_mb": 0.0,
+                  "note": "atheris only: the generated cases did not run",
+                  "environment": environment()}
+        return _with_atheris(result, args)
     rng = random.Random(args.seed)
     examples = args.examples or (QUICK_EXAMPLES if args.quick else FULL_EXAMPLES)
     sandbox = Path(tempfile.mkdtemp(prefix="tfedge-robustness-"))
@@ -808,7 +838,125 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
               "seed": args.seed, "examples": examples, "quick": bool(args.quick),
               "worker_restarts": work.restarts, "seconds": round(time.perf_counter() - start, 1),
               "failures": tally.failures[:20], "environment": environment()}
-    return result
+    return _with_atheris(result, args)
+
+
+# --------------------------------------------------------------------------- atheris
+
+ATHERIS_TARGETS = ("manifest", "zip", "voc_xml", "csv")
+ATHERIS_INPUT_TIMEOUT_S = 10  # libFuzzer's per-input limit: over it is a hang
+ATHERIS_RSS_LIMIT_MB = 2048
+_VOC_SEED = (b"<annotation><size><width>40</width><height>30</height></size><object>"
+             b"<name>cat</name><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>30</xmax>"
+             b"<ymax>20</ymax></bndbox></object></annotation>")
+_CSV_SEED = b"filename,xmin,ymin,xmax,ymax,width,height,label\na/1.png,1,2,30,20,40,30,cat\n"
+
+
+def _atheris_seeds(target: str) -> list[bytes]:
+    if target == "manifest":
+        return [(GOLDEN_BUNDLE / "manifest.json").read_bytes(),
+                (REPO / "tests" / "golden" / "bundle_refined" / "manifest.json").read_bytes()
+                if (REPO / "tests" / "golden" / "bundle_refined").is_dir() else b"{}"]
+    if target == "zip":
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as zf:
+            for f in sorted(GOLDEN_BUNDLE.iterdir()):
+                zf.write(f, f.name)
+        return [buffer.getvalue()]
+    return [_VOC_SEED] if target == "voc_xml" else [_CSV_SEED]
+
+
+def fuzz_child(target: str, seconds: int, corpus: Path, artifacts: Path) -> None:
+    """One atheris target, run until libFuzzer's -max_total_time (this process exits then)."""
+    import atheris
+
+    with atheris.instrument_imports(include=["tfedge"]):
+        from tfedge._errors import DatasetError
+        from tfedge.data import _folders
+        from tfedge.runtime import bundle as bundle_module
+        from tfedge.runtime.errors import BundleError
+    scratch = Path(tempfile.mkdtemp(prefix="tfedge-fuzz-"))
+    path = scratch / ("input.zip" if target == "zip" else
+                      "input.xml" if target == "voc_xml" else "input.csv")
+
+    def read(data: bytes) -> None:
+        if target == "manifest":
+            bundle_module._parse_manifest(bundle_module._loads_manifest(data))
+            return
+        path.write_bytes(data)
+        if target == "zip":
+            with bundle_module.load_bundle(path, extract_to=scratch / "x"):
+                pass
+        elif target == "voc_xml":
+            _folders._read_voc(path)
+        else:
+            _folders._CsvIndex(path)
+
+    expected = BundleError if target in ("manifest", "zip") else DatasetError
+
+    def test_one(data: bytes) -> None:
+        try:
+            read(data)
+        except expected as exc:
+            if "\n" in str(exc) or "Traceback" in str(exc):
+                raise RuntimeError(f"a multi-line error message: {str(exc)[:300]!r}") from exc
+        finally:
+            shutil.rmtree(scratch / "x", ignore_errors=True)
+
+    atheris.Setup([sys.argv[0], str(corpus), f"-max_total_time={seconds}",
+                   f"-timeout={ATHERIS_INPUT_TIMEOUT_S}", f"-rss_limit_mb={ATHERIS_RSS_LIMIT_MB}",
+                   f"-artifact_prefix={artifacts}/", "-print_final_stats=1"], test_one)
+    atheris.Fuzz()
+
+
+def run_atheris(seconds: int, targets: list[str]) -> dict[str, Any]:
+    """Each target in its own process for ``seconds``; counts parsed from libFuzzer's output."""
+    import base64
+    import re
+
+    try:
+        import atheris  # noqa: F401
+    except ImportError as exc:
+        return {"skipped": f"atheris is not installed ({exc}): pip install atheris"}
+    results: dict[str, Any] = {}
+    for target in targets:
+        work = Path(tempfile.mkdtemp(prefix=f"tfedge-atheris-{target}-"))
+        corpus, artifacts = work / "corpus", work / "artifacts"
+        corpus.mkdir()
+        artifacts.mkdir()
+        for i, seed in enumerate(_atheris_seeds(target)):
+            (corpus / f"seed{i}").write_bytes(seed)
+        log.info("atheris: %s for %d s", target, seconds)
+        start = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, __file__, "--fuzz-child", target, str(seconds),
+                                   str(corpus), str(artifacts)], capture_output=True, text=True,
+                                  cwd=REPO, timeout=seconds + 120 + ATHERIS_INPUT_TIMEOUT_S,
+                                  env=dict(os.environ, TMPDIR=str(work)))
+            output, code = done.stdout + done.stderr, done.returncode
+        except subprocess.TimeoutExpired as exc:
+            output, code = str(exc.stdout or "") + str(exc.stderr or ""), None
+        found = sorted(artifacts.iterdir())
+        runs = re.findall(r"stat::number_of_executed_units:\s*(\d+)", output)
+        cov = re.findall(r"\bcov: (\d+)", output)
+        timeouts = [f for f in found if f.name.startswith("timeout-")]
+        crashes = [f for f in found if not f.name.startswith("timeout-")]
+        multi_line = "a multi-line error message" in output
+        first_error = next((line for line in output.splitlines()
+                            if "Uncaught Python exception" in line or "ERROR: libFuzzer" in line),
+                           None)
+        results[target] = {
+            "runs": int(runs[-1]) if runs else None, "coverage": int(cov[-1]) if cov else None,
+            "corpus_files": len(list(corpus.iterdir())),
+            "crashes": 0 if multi_line else len(crashes) + (code is None),
+            "hangs": len(timeouts), "silent_wrong": int(multi_line),
+            "exit_code": code, "seconds": round(time.perf_counter() - start, 1),
+            "first_error": first_error,
+            "error_tail": output[-1500:] if crashes or timeouts or code not in (0, None) else None,
+            "inputs": [base64.b64encode(f.read_bytes()[:4096]).decode("ascii") for f in found[:3]],
+        }
+        shutil.rmtree(work, ignore_errors=True)
+    return results
 
 
 def _generator_name() -> str:
@@ -831,8 +979,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-models", action="store_true", help="skip the TensorFlow-built models")
     parser.add_argument("--no-big", action="store_true", help="skip the 8192x8192 images")
+    parser.add_argument("--atheris", type=int, default=None, metavar="SECONDS",
+                        help="also fuzz the manifest, zip, VOC XML and CSV readers with atheris, "
+                             "SECONDS per target (needs 'pip install atheris')")
+    parser.add_argument("--atheris-targets", nargs="+", choices=ATHERIS_TARGETS, default=None)
+    parser.add_argument("--atheris-only", action="store_true",
+                        help="only the atheris fuzzing (with --atheris)")
     parser.add_argument("--output", type=str, default=None, help="also write the JSON here")
     args = parser.parse_args()
+    if args.atheris_only and not args.atheris:
+        parser.error("--atheris-only needs --atheris SECONDS")
     setup_logging()
     print_result(run(args), output=args.output)
 
@@ -840,5 +996,7 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker()
+    elif len(sys.argv) > 1 and sys.argv[1] == "--fuzz-child":
+        fuzz_child(sys.argv[2], int(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
     else:
         run_main(main)

@@ -243,6 +243,26 @@ def test_item2_a_manifest_listing_a_file_and_a_folder_of_the_same_name_is_refuse
     _one_line(exc)
 
 
+def test_zip_damage_found_by_fuzzing_is_a_one_line_error(tmp_path):
+    # atheris (benchmarks/robustness.py --atheris) found both: an entry with an empty name
+    # (IndexError in zipfile's is_dir) and a central directory asking for zip version 8.4
+    # (NotImplementedError when opening).
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("manifest.json", "{}")
+        zf.writestr(zipfile.ZipInfo(""), b"x")
+    with pytest.raises(BundleError, match="has an empty name") as exc:
+        load_bundle(empty)
+    _one_line(exc)
+    data = bytearray(_zip_folder(GOLDEN_BUNDLE, tmp_path / "b.zip").read_bytes())
+    central = data.find(b"PK\x01\x02")
+    data[central + 6] = 84  # "version needed to extract": 8.4
+    (tmp_path / "v84.zip").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="not a readable zip file") as exc:
+        load_bundle(tmp_path / "v84.zip")
+    _one_line(exc)
+
+
 def test_item3_a_300_character_entry_name_is_a_one_line_error(tmp_path):
     path = _copy_bundle(tmp_path)
     archive = _zip_folder(path, tmp_path / "long.zip", {"a" * 300: b"x"})

@@ -665,6 +665,7 @@ ZIP_REFUSALS = {
     "zip_two_folders": ([("a/manifest.json", b"{}"), ("b/manifest.json", b"{}")],
                         "no manifest.json at the top of the zip"),
     "zip_encrypted": ([("manifest.json", b"{}"), ("labels.txt", b"a")], "is encrypted"),
+    "zip_empty_name": ([("manifest.json", b"{}"), ("", b"x")], "has an empty name"),
     "zip_long_name": ([("manifest.json", b"{}"), ("n" * 300 + ".txt", b"x")],
                       "has a part longer than the 255 bytes file systems allow"),
     "zip_file_then_folder": ([("manifest.json", b"{}"), ("x", b"1"), ("x/y", b"2")],

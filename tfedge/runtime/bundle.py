@@ -30,6 +30,7 @@ import math
 import os
 import re
 import stat
+import struct
 import sys
 import tempfile
 import zipfile
@@ -822,12 +823,22 @@ def write_bundle(
 
 
 _MAX_FS_NAME_BYTES = 255  # NAME_MAX on Linux, macOS and Android
+#: What zipfile raises for damaged archives and entries besides BadZipFile (found by fuzzing):
+#: lzma/bz2 streams cut short (EOFError, LZMAError), bad headers (struct.error, ValueError).
+try:
+    from lzma import LZMAError as _LZMAError
+except ImportError:  # a Python built without liblzma: zipfile cannot read LZMA entries then
+    _LZMAError = EOFError
+_DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, struct.error, _LZMAError,
+                NotImplementedError)
 
 
 def _check_zip_entry_name(name: str) -> None:
     shown = name if len(name) <= 80 else name[:60] + "..." + name[-10:]
     bad = None
-    if "\\" in name:
+    if not name:
+        bad = "has an empty name"
+    elif "\\" in name:
         bad = "contains a backslash"
     elif name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         bad = "is an absolute path"
@@ -846,7 +857,9 @@ def _check_zip_entry_name(name: str) -> None:
 def _extract_zip(path: Path, dest: Path, max_file_bytes: int, max_total_bytes: int) -> None:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    # zipfile's own refusals of damaged archives: BadZipFile, NotImplementedError ("zip file
+    # version 8.4"), ValueError (undecodable names), EOFError, struct.error (short records).
+    except _DAMAGED_ZIP + (OSError,) as exc:
         raise BundleError(f"{path}: not a readable zip file ({exc}): {_REBUILD} --zip") from exc
     with zf:
         seen: set[str] = set()
@@ -925,7 +938,7 @@ def _read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> b
         raise BundleError(f"zip entry {info.filename!r} uses a compression Python cannot "
                           f"read ({exc}): {_REBUILD} --zip, or zip the folder with "
                           "'zip -r'") from exc
-    except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+    except _DAMAGED_ZIP + (OSError,) as exc:
         raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
                           f"{_REBUILD} --zip") from exc
     if len(data) > min(info.file_size, limit):
@@ -945,13 +958,13 @@ def _extract_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: Path) ->
                     raise BundleError(f"zip entry {info.filename!r} holds more bytes than "
                                       f"its header says: {_REBUILD} --zip")
                 dst.write(chunk)
-    except (zipfile.BadZipFile, zlib.error) as exc:
-        raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
-                          f"{_REBUILD} --zip") from exc
     except NotImplementedError as exc:  # e.g. Deflate64, written by some zip tools
         raise BundleError(f"zip entry {info.filename!r} uses a compression Python cannot "
                           f"read ({exc}): {_REBUILD} --zip, or zip the folder with "
                           "'zip -r'") from exc
+    except _DAMAGED_ZIP as exc:  # its own file's errors (a full disk) are the caller's
+        raise BundleError(f"zip entry {info.filename!r} is corrupt ({exc}): "
+                          f"{_REBUILD} --zip") from exc
 
 
 def _read_manifest(root: Path) -> Any:

@@ -41,7 +41,9 @@ public final class ZipBundle {
 
     static void checkEntryName(String name) throws BundleException {
         String bad = null;
-        if (name.indexOf('\\') >= 0) {
+        if (name.isEmpty()) {
+            bad = "has an empty name";
+        } else if (name.indexOf('\\') >= 0) {
             bad = "contains a backslash";
         } else if (name.startsWith("/") || DRIVE.matcher(name).matches()) {
             bad = "is an absolute path";
