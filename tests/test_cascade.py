@@ -312,6 +312,73 @@ def test_cascade_json_errors_name_the_fix(tmp_path):
         load_cascade(tmp_path / "missing.json")
 
 
+def test_a_refiner_and_the_dataset_round_trip_and_a_refiner_needs_version_2(tmp_path):
+    from tfedge.cascade._cascade import RefinerConfig
+
+    window = CropConfig(margin=0.25, square=True, min_size=0.1)
+    plain = _spec(tmp_path)
+    predictor = PredictorConfig(plain.predictor.model, 32, 300, CropConfig(margin=0.1),
+                                refiner=RefinerConfig(str(tmp_path / "r.keras"), 24, 50, 2, window))
+    data = {"name": "mydata", "source": {"source": "/data/mydata", "boxes": "auto", "seed": 0}}
+    spec = CascadeSpec(stages=plain.stages, class_names=plain.class_names, predictor=predictor,
+                       dataset=data).with_thresholds([0.8, None], {"mode": "accuracy"})
+    # Every image pays the predictor and both refiner passes.
+    assert spec.predictor_macs == 300 + 2 * 50
+    path = save_cascade(spec, tmp_path / "cascade.json")
+    raw = json.loads(path.read_text())
+    assert raw["version"] == 2 and raw["predictor"]["refiner"]["model"] == "r.keras"
+    assert raw["dataset"] == data
+    loaded = load_cascade(path)
+    assert loaded.refiner_path() == tmp_path / "r.keras" and loaded.refiner.resolution == 24
+    assert loaded.refiner.passes == 2 and loaded.refiner.window == window
+    assert loaded.dataset == data and loaded.predictor_macs == 400
+    # Without a refiner the file stays version 1, byte for byte what older readers take.
+    assert json.loads(save_cascade(plain, tmp_path / "p.json").read_text())["version"] == 1
+    raw["version"] = 1  # a refiner in a version-1 file: an older writer never made one
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(TfedgeError, match="cannot hold a refiner"):
+        load_cascade(bad)
+    raw["version"], raw["predictor"]["refiner"]["window"]["square"] = 2, False
+    bad.write_text(json.dumps(raw))
+    with pytest.raises(TfedgeError, match="square"):
+        load_cascade(bad)
+
+
+def test_calibrate_and_convert_use_the_recorded_data_and_refuse_other_data(tmp_path):
+    import argparse
+
+    from tfedge.cli.cascade import cascade_dataset, register
+    from tfedge.cli.convert import build_parser as convert_parser
+    from tfedge.compress import DataSource
+
+    source = DataSource("benchmark", benchmark={"train_size": 30, "val_size": 10,
+                                                "test_size": 10, "image_size": 32,
+                                                "object_size": (8, 16)})
+    spec = _spec(tmp_path).with_dataset({"name": "fashion-on-photos-x",
+                                         "source": source.to_dict()})
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    for argv in (["cascade", "calibrate", "--cascade", "c.json", "--data", str(tmp_path)],
+                 ["cascade", "evaluate", "--cascade", "c.json", "--train-size", "99"]):
+        args = parser.parse_args(argv)
+        with pytest.raises(TfedgeError) as err:  # refused before any data is loaded
+            cascade_dataset(args, spec, "c.json")
+        message = str(err.value)
+        assert "\n" not in message and "30/10/10 images at 32 px" in message
+        assert "drop the data flags" in message
+    assert "folder " + str(tmp_path) in str(
+        pytest.raises(TfedgeError, cascade_dataset,
+                      parser.parse_args(["cascade", "calibrate", "--cascade", "c.json", "--data",
+                                         str(tmp_path)]), spec, "c.json").value)
+    # tfedge-convert cascade: no data flags given is None (the recorded data), not the default.
+    args = convert_parser().parse_args(["cascade", "--cascade", "c.json", "--output", "b"])
+    assert args.data is None and args.train_size is None and not args.float_thresholds
+    spec_without_source = spec.with_dataset({"name": "mydata"})
+    with pytest.raises(TfedgeError, match="does not record where it is"):
+        cascade_dataset(args, spec_without_source, "c.json")
+
+
 def test_calibration_record_round_trips():
     r = CalibrationResult(thresholds=(0.5, None), mode="budget", target_accuracy=None,
                           macs_budget=10.0, feasible=True, val_top1=0.9, val_expected_macs=9.0,
@@ -472,14 +539,22 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
     data_flags = ["--data", str(data_dir)]
     assert cli("cascade", "build", *map(str, paths), "--predictor", str(predictor),
                "--accumulate-weight", "0.5", "--crop-margin", "0.2",
-               "--output", str(cascade)) == 0
+               "--output", str(cascade), *data_flags) == 0
     spec = load_cascade(cascade)
+    assert spec.dataset["name"] == "data"
+    assert spec.dataset["source"]["source"] == str(data_dir.resolve())
+    # Other data than the recorded: one line naming both, before any image is read.
+    capsys.readouterr()
+    assert cli("cascade", "calibrate", "--cascade", str(cascade), "--data", "benchmark") == 2
+    err = capsys.readouterr().err
+    assert f"folder {data_dir.resolve()}" in err and "built-in benchmark" in err
+    assert len(err.strip().splitlines()) == 1
     assert not spec.calibrated and spec.predictor.crop.margin == 0.2
     assert spec.predictor.crop.min_size == 0.5                   # the flag left out: as trained
     assert spec.weights == (0.0, 0.5) and spec.stage_macs[0] < spec.stage_macs[1]
     assert cli("cascade", "calibrate", "--cascade", str(cascade), "--mode", "budget",
                "--macs-budget", str(spec.predictor_macs + spec.stage_macs[0]
-                                    + 0.5 * spec.stage_macs[1]), *data_flags) == 0
+                                    + 0.5 * spec.stage_macs[1])) == 0  # the recorded data
     spec = load_cascade(cascade)
     assert spec.calibrated and spec.calibration["split"] == "val"
     assert spec.calibration["exact"] and spec.calibration["val_expected_macs"] <= \
@@ -498,7 +573,7 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
     bundle_dir = tmp_path / "bundle"
     assert convert_main(["cascade", "--cascade", str(cascade), "--output", str(bundle_dir),
                          "--zip", "--calibration-size", "16", "--check-split", "test",
-                         "--tolerance", "100", *data_flags]) == 0
+                         "--tolerance", "100"]) == 0
     with load_bundle(str(bundle_dir) + ".zip") as bundle:
         # The bundle's thresholds are for the int8 scores when the converter re-solved them on
         # the calibration split (threshold_source 'int8'), else the float ones; both are recorded.

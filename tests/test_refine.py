@@ -168,7 +168,7 @@ def test_refiner_files_fail_clearly(trained, tmp_path):
     assert loaded.predictor_path == str((folder / "pred.keras").resolve())
     with pytest.raises(TfedgeError, match="overwrite its own predictor"):
         save_refiner(pair, folder / "pred.keras", folder / "pred.keras")
-    with pytest.raises(TfedgeError, match="bundles do not hold refiners"):
+    with pytest.raises(TfedgeError, match="export its predictor and its refiner separately"):
         predictor_export_model(pair)
     from tfedge._train import save_classifier
     from tfedge.cascade import build_cascade
@@ -176,8 +176,11 @@ def test_refiner_files_fail_clearly(trained, tmp_path):
 
     stage = save_classifier(create_model("resnet10_025", resolution=32, num_classes=3),
                             tmp_path / "stage.keras", {"class_names": ["a", "b", "c"]})
-    with pytest.raises(TfedgeError, match="is a refiner: cascades and bundles take a plain"):
-        build_cascade([stage], predictor=folder / "refiner.keras")
+    # A cascade takes the refiner file as its predictor: the pair, its passes in the MACs.
+    spec = build_cascade([stage], predictor=folder / "refiner.keras")
+    assert spec.predictor_path().resolve() == (folder / "pred.keras").resolve()
+    assert spec.refiner.passes == pair.passes
+    assert spec.predictor_macs == spec.predictor.macs + pair.passes * spec.refiner.macs
     with pytest.raises(TfedgeError, match="already refined"):
         train_refiner(TINY, make_colour_split(8), predictor=pair)
     with pytest.raises(TfedgeError, match="predictor_path"):

@@ -45,6 +45,7 @@ _LAZY = {
     # the cascade as data
     "CascadeSpec": "tfedge.cascade._cascade", "StageConfig": "tfedge.cascade._cascade",
     "PredictorConfig": "tfedge.cascade._cascade", "build_cascade": "tfedge.cascade._cascade",
+    "RefinerConfig": "tfedge.cascade._cascade", "load_locator": "tfedge.cascade._cascade",
     "load_cascade": "tfedge.cascade._cascade", "save_cascade": "tfedge.cascade._cascade",
     # running models
     "SplitLogits": "tfedge.cascade._evaluate",

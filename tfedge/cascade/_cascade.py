@@ -1,16 +1,23 @@
-"""A cascade as data: ``cascade.json`` (format ``tfedge-cascade``, version 1).
+"""A cascade as data: ``cascade.json`` (format ``tfedge-cascade``, version 1; 2 with a refiner).
 
 A cascade is an ordered list of Keras classifiers (cheapest first), an
-optional foreground predictor whose box every stage's input is cropped from,
-and one early-exit rule per stage (criterion, logit accumulation weight,
-threshold). Any ``.keras`` classifier taking ``(N, R, R, 3)`` raw pixels and
+optional foreground predictor whose box every stage's input is cropped from
+(optionally refined by a refiner, ``tfedge predictor refine``: the crops are
+then cut at the refined boxes and the refiner's passes count in every MAC
+figure), and one early-exit rule per stage (criterion, logit accumulation
+weight, threshold). Any ``.keras`` classifier taking ``(N, R, R, 3)`` raw pixels and
 returning logits can be a stage, so better (e.g. compound-shrunk) stages
 drop in without code changes.
 
 ``cascade.json`` holds the model *paths* (relative to the file's folder
 when they are inside it), never the weights, plus the calibration record
 (how the thresholds were chosen, on which split, with what validation
-figures) and the last evaluation. ``tfedge-convert cascade`` turns it into one
+figures), the last evaluation, and the dataset the stages were trained on
+(``dataset``: its name and, when known, the source that loads it again, so
+``tfedge cascade calibrate|evaluate`` and ``tfedge-convert cascade`` need no
+data flags and refuse other data). A file with a refiner is version 2, so a
+reader that knows only version 1 refuses it instead of cropping at unrefined
+boxes. ``tfedge-convert cascade`` turns it into one
 deployment bundle (``docs/bundle.md``), whose stage fields are the same.
 
 This module never imports TensorFlow; :func:`build_cascade` loads the models
@@ -33,13 +40,16 @@ from ..crop.geometry import CropConfig
 from ._calibrate import CalibrationResult
 from ._decision import LOWER_IS_CONFIDENT, check_criterion
 
-__all__ = ["CASCADE_FORMAT", "CASCADE_VERSION", "StageConfig", "PredictorConfig", "CascadeSpec",
-           "load_cascade", "save_cascade", "build_cascade"]
+__all__ = ["CASCADE_FORMAT", "CASCADE_VERSION", "StageConfig", "PredictorConfig", "RefinerConfig",
+           "CascadeSpec", "load_cascade", "save_cascade", "build_cascade", "load_locator"]
 
 log = logging.getLogger(__name__)
 
 CASCADE_FORMAT = "tfedge-cascade"
-CASCADE_VERSION = 1
+#: The newest version this module reads; files are written as version 1 unless they hold a
+#: refiner (version 2).
+CASCADE_VERSION = 2
+_REFINER_VERSION = 2
 _MODEL_SUFFIX = ".keras"
 
 PathLike = Union[str, os.PathLike]
@@ -86,17 +96,49 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class RefinerConfig:
+    """A refiner of the predictor's box (``tfedge predictor refine``): ``passes`` looks, each
+    at a square ``window`` around the previous box, resized to ``resolution``.
+
+    model: the refiner file (its sidecar names the predictor file it refines);
+    macs: one pass.
+    """
+
+    model: str
+    resolution: int
+    macs: int
+    passes: int
+    window: CropConfig
+
+    @property
+    def total_macs(self) -> int:
+        return int(self.passes) * int(self.macs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "resolution": self.resolution, "macs": self.macs,
+                "passes": self.passes, "window": self.window.to_dict()}
+
+
+@dataclass(frozen=True)
 class PredictorConfig:
-    """The foreground predictor: whole image at ``resolution`` -> one box -> crop window."""
+    """The foreground predictor: whole image at ``resolution`` -> one box -> crop window.
+
+    macs: the predictor's own; with a ``refiner`` every MAC figure of the cascade adds its
+    passes (:attr:`CascadeSpec.predictor_macs`).
+    """
 
     model: str
     resolution: int
     macs: int
     crop: CropConfig = field(default_factory=CropConfig)
+    refiner: Optional[RefinerConfig] = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"model": self.model, "resolution": self.resolution, "macs": self.macs,
-                "crop": self.crop.to_dict()}
+        out = {"model": self.model, "resolution": self.resolution, "macs": self.macs,
+               "crop": self.crop.to_dict()}
+        if self.refiner is not None:
+            out["refiner"] = self.refiner.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -109,6 +151,7 @@ class CascadeSpec:
     calibration: Optional[Mapping[str, Any]] = None
     evaluation: Optional[Mapping[str, Any]] = None
     root: Optional[Path] = None
+    dataset: Optional[Mapping[str, Any]] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "stages", tuple(self.stages))
@@ -138,7 +181,15 @@ class CascadeSpec:
 
     @property
     def predictor_macs(self) -> int:
-        return self.predictor.macs if self.predictor is not None else 0
+        """MACs of finding the box, paid by every image: the predictor and the refiner's passes."""
+        if self.predictor is None:
+            return 0
+        refiner = self.predictor.refiner
+        return self.predictor.macs + (refiner.total_macs if refiner is not None else 0)
+
+    @property
+    def refiner(self) -> Optional[RefinerConfig]:
+        return self.predictor.refiner if self.predictor is not None else None
 
     @property
     def calibrated(self) -> bool:
@@ -157,6 +208,9 @@ class CascadeSpec:
     def predictor_path(self) -> Optional[Path]:
         return self.resolve(self.predictor.model) if self.predictor is not None else None
 
+    def refiner_path(self) -> Optional[Path]:
+        return self.resolve(self.refiner.model) if self.refiner is not None else None
+
     # -- changes
     def with_thresholds(self, thresholds: Sequence[Optional[float]],
                         calibration: Optional[Mapping[str, Any]] = None) -> "CascadeSpec":
@@ -171,6 +225,10 @@ class CascadeSpec:
 
     def with_evaluation(self, evaluation: Mapping[str, Any]) -> "CascadeSpec":
         return replace(self, evaluation=dict(evaluation))
+
+    def with_dataset(self, dataset: Optional[Mapping[str, Any]]) -> "CascadeSpec":
+        """A copy recording the dataset its stages were trained on (see :func:`build_cascade`)."""
+        return replace(self, dataset=dict(dataset) if dataset else None)
 
     def calibration_result(self) -> Optional[CalibrationResult]:
         if not self.calibration:
@@ -190,10 +248,16 @@ class CascadeSpec:
             except (OSError, ValueError):
                 return str(path)
 
-        return {"format": CASCADE_FORMAT, "version": CASCADE_VERSION,
+        predictor = None
+        if self.predictor is not None:
+            predictor = {**self.predictor.to_json(), "model": rel(self.predictor.model)}
+            if self.refiner is not None:
+                predictor["refiner"] = {**self.refiner.to_json(), "model": rel(self.refiner.model)}
+        return {"format": CASCADE_FORMAT,
+                "version": _REFINER_VERSION if self.refiner is not None else 1,
                 "class_names": list(self.class_names),
-                "predictor": (None if self.predictor is None else
-                              {**self.predictor.to_json(), "model": rel(self.predictor.model)}),
+                "dataset": dict(self.dataset) if self.dataset else None,
+                "predictor": predictor,
                 "stages": [{**s.to_json(), "model": rel(s.model)} for s in self.stages],
                 "calibration": dict(self.calibration) if self.calibration else None,
                 "evaluation": dict(self.evaluation) if self.evaluation else None}
@@ -220,17 +284,28 @@ class CascadeSpec:
                 accumulate_weight=s.get("accumulate_weight", 0.0), threshold=s.get("threshold"))
                 for s in obj["stages"])
             pred = obj.get("predictor")
+            ref = None if pred is None else pred.get("refiner")
+            refiner = None if ref is None else RefinerConfig(
+                model=str(ref["model"]), resolution=ref["resolution"], macs=ref["macs"],
+                passes=ref["passes"], window=CropConfig.from_dict(ref["window"]))
             predictor = None if pred is None else PredictorConfig(
                 model=str(pred["model"]), resolution=pred["resolution"], macs=pred["macs"],
-                crop=CropConfig.from_dict(pred.get("crop") or {}))
+                crop=CropConfig.from_dict(pred.get("crop") or {}), refiner=refiner)
             class_names = obj["class_names"]
         except (KeyError, TypeError) as exc:
             raise _fail(f"{where}: missing or malformed field {exc}: {fix}") from None
+        if refiner is not None and version < _REFINER_VERSION:
+            raise _fail(f"{where}: version {version} cannot hold a refiner (version "
+                        f"{_REFINER_VERSION} does): {fix}")
+        dataset = obj.get("dataset")
+        if dataset is not None and not (isinstance(dataset, dict)
+                                        and isinstance(dataset.get("name"), str)):
+            raise _fail(f"{where}: dataset must be an object with the dataset's name: {fix}")
         if not isinstance(class_names, list):
             raise _fail(f"{where}: class_names must be a list of names: {fix}")
         return cls(stages=stages, class_names=tuple(class_names), predictor=predictor,
                    calibration=obj.get("calibration"), evaluation=obj.get("evaluation"),
-                   root=root)
+                   root=root, dataset=dataset)
 
 
 def _validate(spec: CascadeSpec) -> None:
@@ -268,6 +343,14 @@ def _validate(spec: CascadeSpec) -> None:
         _whole(spec.predictor.macs, "predictor MACs")
         if not isinstance(spec.predictor.crop, CropConfig):
             raise _fail("predictor crop must be a tfedge.crop.CropConfig")
+        refiner = spec.predictor.refiner
+        if refiner is not None:
+            from ..runtime.refine import check_refiner_window
+
+            _whole(refiner.resolution, "refiner resolution", 1)
+            _whole(refiner.macs, "refiner MACs")
+            _whole(refiner.passes, "refiner passes", 1)
+            check_refiner_window(refiner.window)
 
 
 def save_cascade(spec: CascadeSpec, path: PathLike) -> Path:
@@ -312,8 +395,15 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
                   accumulate_weight: Union[float, Sequence[float]] = 0.0,
                   names: Optional[Sequence[str]] = None,
                   class_names: Optional[Sequence[str]] = None,
-                  macs: Optional[Sequence[int]] = None) -> CascadeSpec:
+                  macs: Optional[Sequence[int]] = None,
+                  dataset: Optional[Mapping[str, Any]] = None) -> CascadeSpec:
     """An uncalibrated cascade of the ``.keras`` classifiers ``models`` (cheapest first).
+
+    ``predictor``: a predictor file, or a refiner file (``tfedge predictor
+    refine``; its sidecar names its predictor): the stages then classify crops
+    at the refined boxes, and the refiner's passes count in every MAC figure.
+    ``dataset``: what the stages were trained on (``{"name": ..., "source":
+    ...}``, see :meth:`CascadeSpec.with_dataset`), recorded in ``cascade.json``.
 
     Each model's input resolution is read from the model and its MACs counted
     with :func:`tfedge.count_macs` (``macs`` overrides them, for models the
@@ -380,17 +470,50 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
 
         ppath = Path(predictor)
         net = load_predictor(ppath)
+        refiner = None
         if isinstance(net, RefinedPredictor):
-            raise _fail(f"{ppath} is a refiner: cascades and bundles take a plain predictor "
-                        "(bundles do not hold refiners yet); pass the predictor it refines, "
-                        f"{net.predictor_path}")
+            refiner = RefinerConfig(model=str(ppath),
+                                    resolution=predictor_spec_of(net.refiner).resolution,
+                                    macs=int(count_macs(net.refiner).macs), passes=net.passes,
+                                    window=net.window)
+            ppath, net = Path(net.predictor_path), net.predictor
         pred_config = PredictorConfig(model=str(ppath),
                                       resolution=predictor_spec_of(net).resolution,
                                       macs=int(count_macs(net).macs),
-                                      crop=crop or trained_crop_config(models) or CropConfig())
+                                      crop=crop or trained_crop_config(models) or CropConfig(),
+                                      refiner=refiner)
     elif crop is not None:
         raise _fail("a crop geometry was given without a predictor: pass the predictor too, or "
                     "drop the crop settings to classify whole images")
     return CascadeSpec(stages=tuple(stages), class_names=tuple(class_names),
-                       predictor=pred_config, root=None)
+                       predictor=pred_config, root=None,
+                       dataset=dict(dataset) if dataset else None)
+
+
+def load_locator(spec: CascadeSpec) -> Any:
+    """What finds the box the stages crop: the predictor (Keras), or with a refiner the
+    :class:`~tfedge.crop.RefinedPredictor` pair; None without a predictor.
+
+    The refiner file must still refine the cascade's own predictor file.
+    """
+    if spec.predictor is None:
+        return None
+    from ..crop import RefinedPredictor, load_predictor
+
+    if spec.refiner is None:
+        return load_predictor(spec.predictor_path())
+    path = spec.refiner_path()
+    pair = load_predictor(path)
+    if not isinstance(pair, RefinedPredictor):
+        raise _fail(f"the cascade's refiner {str(path)!r} is a plain predictor now: rebuild the "
+                    "cascade with 'tfedge cascade build --predictor REFINER.keras'")
+    first = Path(pair.predictor_path or "")
+    if first.resolve() != Path(spec.predictor_path()).resolve():
+        raise _fail(f"refiner {str(path)!r} refines {str(first)!r}, but the cascade's predictor "
+                    f"is {str(spec.predictor_path())!r}: rebuild the cascade with 'tfedge cascade "
+                    "build --predictor REFINER.keras'")
+    if pair.passes != spec.refiner.passes:
+        raise _fail(f"refiner {str(path)!r} makes {pair.passes} passes, the cascade says "
+                    f"{spec.refiner.passes}: rebuild the cascade")
+    return pair
 

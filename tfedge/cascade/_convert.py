@@ -51,7 +51,8 @@ from ._cascade import CascadeSpec
 from ._evaluate import SplitLogits, _check_model, compute_stage_logits, stage_logits_on_crops
 from ._int8 import device_crops, operating_point, recalibrate_thresholds
 
-__all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle", "Int8Refiner"]
+__all__ = ["convert_cascade_bundle", "run_int8_cascade", "evaluate_bundle", "Int8Refiner",
+           "threshold_split_of"]
 
 #: tfedge.crop predictors output (cy, cx, h, w); geometry.decode_boxes turns it into corners.
 #: Heat-head predictors are converted in their export form (predictor_export_model: heat
@@ -293,7 +294,7 @@ def _int8_thresholds(spec: CascadeSpec, split: Split, stages: Sequence[Any], pre
         criteria=spec.criteria, weights=spec.weights, thresholds=spec.thresholds,
         stage_macs=spec.stage_macs, predictor=predictor,
         predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
-        predictor_macs=spec.predictor_macs, crop=crop, refiner=refiner)
+        predictor_macs=_own_predictor_macs(spec), crop=crop, refiner=refiner)
     result = recalibrate_thresholds(spec, data.logits, data.labels)
     if result is None:
         log.warning("the cascade records no calibration objective: the bundle keeps its float "
@@ -315,6 +316,26 @@ def _int8_thresholds(spec: CascadeSpec, split: Split, stages: Sequence[Any], pre
               "float_val_exit_fractions": calib.get("val_exit_fractions"),
               "int8_with_float_thresholds": operating_point(float_thresholds_out)}
     return tuple(result.thresholds), record
+
+
+def threshold_split_of(spec: CascadeSpec, dataset: Any) -> Optional[Split]:
+    """The split ``spec``'s thresholds were calibrated on (``calibration['split']``), from
+    ``dataset``: what ``convert_cascade_bundle(threshold_split=...)`` solves them again on.
+    None when the spec records no split (hand-set thresholds stay as they are)."""
+    name = (spec.calibration or {}).get("split")
+    if not name:
+        return None
+    split = dataset.split(name)
+    if split is None or len(split) == 0:
+        raise TfedgeError(f"the cascade was calibrated on the {name!r} split, which the dataset "
+                          "does not have: convert with the dataset it was calibrated on, or "
+                          "keep the float thresholds (--float-thresholds)")
+    return split
+
+
+def _own_predictor_macs(spec: CascadeSpec) -> int:
+    """The predictor's own MACs (:func:`_locator_macs` adds the refiner's passes)."""
+    return int(spec.predictor.macs) if spec.predictor is not None else 0
 
 
 def _outcome(result: Any, stage_macs: Sequence[int],
@@ -381,7 +402,7 @@ def convert_cascade_bundle(
     ``metrics['float_thresholds']``). Without it the float thresholds are kept.
 
     refiner: a refiner file (``tfedge predictor refine``) of the cascade's
-    predictor. The bundle then holds the int8 refiner (manifest version 2),
+    predictor; default: the cascade's own refiner, if it has one. The bundle then holds the int8 refiner (manifest version 2),
     calibrated on its own windows, and every crop (calibration, both checks)
     is cut at refined boxes; the figures' MACs include its passes.
     """
@@ -420,6 +441,13 @@ def convert_cascade_bundle(
             raise TfedgeError(f"the predictor takes {resolution} px but the cascade says "
                               f"{spec.predictor.resolution}: rebuild the cascade with "
                               "'tfedge cascade build'")
+    if refiner is None and spec.refiner is not None:
+        refiner = spec.refiner_path()  # the cascade's own: its thresholds were set on its boxes
+    elif refiner is not None and spec.refiner is not None \
+            and Path(refiner).resolve() != spec.refiner_path().resolve():
+        raise TfedgeError(f"the cascade already holds refiner {str(spec.refiner_path())!r}, not "
+                          f"{str(refiner)!r}: drop --refiner, or rebuild the cascade with the "
+                          "other refiner")
     pair = _load_refiner(refiner, spec) if refiner is not None else None
     cal = _subset(calibration, calibration_size, seed)
     chk = _subset(check, check_size, seed + 1)
@@ -463,7 +491,7 @@ def convert_cascade_bundle(
         _, stage_reps = device_crops(cal, [s.resolution for s in spec.stages],
                                      predictor=pred_tfl, crop=crop)
     locator = pair if pair is not None else predictor  # what cuts the float crops
-    locator_macs = _locator_macs(spec.predictor_macs, int8_refiner)
+    locator_macs = _locator_macs(_own_predictor_macs(spec), int8_refiner)
     qat_set = qat_boxes = None
     if qat is not None:
         qat_set = _subset(calibration, qat.images, seed + 2)
@@ -501,7 +529,7 @@ def convert_cascade_bundle(
         criteria=spec.criteria, weights=spec.weights, thresholds=thresholds,
         stage_macs=spec.stage_macs, predictor=pred_tfl,
         predictor_resolution=spec.predictor.resolution if spec.predictor else 0,
-        predictor_macs=spec.predictor_macs, crop=crop, refiner=int8_refiner)
+        predictor_macs=_own_predictor_macs(spec), crop=crop, refiner=int8_refiner)
     int8_data, int8_out = _outcome(int8_eval, spec.stage_macs, locator_macs)
     # Per stage: the float and int8 model on the same (int8-pipeline) inputs.
     same_input = (stage_logits_on_crops(models, chk, int8_data.boxes, crop, batch_size=batch_size)

@@ -111,7 +111,8 @@ def compute_stage_logits(spec: CascadeSpec, split: Split, *, models: Optional[Se
     """Every stage's logits on every image of ``split``, as the deployed cascade computes them.
 
     ``models`` / ``predictor``: already loaded Keras models (default: loaded
-    from the spec's paths).
+    from the spec's paths; the predictor with its refiner, when the cascade has one,
+    :func:`tfedge.cascade._cascade.load_locator`).
     """
     from .._train import predict_logits
 
@@ -129,10 +130,11 @@ def compute_stage_logits(spec: CascadeSpec, split: Split, *, models: Optional[Se
     if spec.predictor is None:
         logits = [predict_logits(m, split, batch_size=batch_size) for m in models]
         return SplitLogits(tuple(logits), split.labels, None)
-    from ..crop import load_predictor, predict_boxes
+    from ..crop import predict_boxes
+    from ._cascade import load_locator
 
     if predictor is None:
-        predictor = load_predictor(spec.predictor_path())
+        predictor = load_locator(spec)  # with a refiner: the pair, so crops are at refined boxes
     boxes = predict_boxes(predictor, split, batch_size=batch_size)
     logits = stage_logits_on_crops(models, split, boxes, spec.predictor.crop,
                                    batch_size=batch_size)

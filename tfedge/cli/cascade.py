@@ -5,8 +5,8 @@ Usage:
         [--criterion max_softmax|margin|entropy[,...]] [--accumulate-weight W]
         [--crop-margin 0.15] [--crop-min-size 0.2] [--crop-no-square] [--crop-scales ...]
   tfedge cascade calibrate --cascade cascade.json [--mode accuracy --target last|best|0.85
-        [--target-offset POINTS] | --mode budget --macs-budget 25e6] [--split val] [data flags]
-  tfedge cascade evaluate --cascade cascade.json [--split test] [--plot curve.png] [data flags]
+        [--target-offset POINTS] | --mode budget --macs-budget 25e6] [--split val]
+  tfedge cascade evaluate --cascade cascade.json [--split test] [--plot curve.png]
 
 ``build`` writes an uncalibrated ``cascade.json`` (stages cheapest first,
 MACs counted, crop geometry from the first stage's training sidecar unless
@@ -16,6 +16,13 @@ chooses the thresholds exactly (see :mod:`tfedge.cascade._calibrate`).
 exit distribution on the test split, and draws the accuracy-versus-MACs
 curve (thresholds chosen on validation, measured on test). ``tfedge-convert
 cascade --cascade cascade.json --output BUNDLE`` makes the int8 bundle.
+
+``cascade.json`` records the dataset its stages were trained on (``build``
+takes it from the data flags, else from the stages' sidecars), so
+``calibrate``, ``evaluate`` and ``tfedge-convert cascade`` need no data
+flags; given data flags that name other data, they stop with one line naming
+both (:func:`cascade_dataset`). ``--predictor`` may be a refiner file
+(``tfedge predictor refine``): the stages then see crops at the refined boxes.
 Every command prints one JSON object as its last line.
 """
 
@@ -26,12 +33,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ._shell import EXIT_OK, EXIT_USAGE
 from .._errors import TfedgeError
 
-__all__ = ["register", "cmd_build", "cmd_calibrate", "cmd_evaluate"]
+__all__ = ["register", "cmd_build", "cmd_calibrate", "cmd_evaluate", "cascade_dataset",
+           "unset_data_defaults", "DATA_IDENTITY_FLAGS"]
 
 log = logging.getLogger("tfedge.cascade")
 
@@ -40,6 +48,164 @@ _MEGA = 1e6
 
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True))
+
+
+#: Data flags that say which images a command reads (not where caches live). Their parser
+#: defaults are None (:func:`unset_data_defaults`), so a command knows which ones were given.
+DATA_IDENTITY_FLAGS = ("data", "boxes", "image_size", "object_size", "train_size", "val_size",
+                       "test_size", "tint", "scenes", "data_seed")
+
+
+def unset_data_defaults(parser: argparse.ArgumentParser) -> None:
+    """Make the identity data flags of ``parser`` default to None (left out = not given)."""
+    parser.set_defaults(**{flag: None for flag in DATA_IDENTITY_FLAGS})
+
+
+def _given_data_flags(args: argparse.Namespace) -> list[str]:
+    return [f for f in DATA_IDENTITY_FLAGS if getattr(args, f, None) is not None]
+
+
+def _filled(args: argparse.Namespace) -> argparse.Namespace:
+    """A copy of ``args`` with every data flag left out at its usual default."""
+    from ..data import BenchmarkConfig
+
+    default = BenchmarkConfig()
+    usual = {"data": "benchmark", "boxes": None, "image_size": default.image_size,
+             "object_size": default.object_size, "train_size": default.train_size,
+             "val_size": default.val_size, "test_size": default.test_size,
+             "tint": default.tint, "scenes": default.scenes, "data_seed": default.seed}
+    out = argparse.Namespace(**vars(args))
+    for flag, value in usual.items():
+        if getattr(out, flag, None) is None:
+            setattr(out, flag, value)
+    return out
+
+
+def _flags_source(args: argparse.Namespace):
+    """The :class:`~tfedge.compress.DataSource` the (filled) data flags describe."""
+    import dataclasses
+
+    from ..compress import DataSource
+    from ._data_flags import benchmark_config_from_args
+
+    if args.data == "benchmark":
+        bench = dataclasses.asdict(benchmark_config_from_args(args))
+        seed = bench.pop("seed")
+        return DataSource("benchmark", benchmark=bench, seed=seed)
+    return DataSource(args.data, boxes=args.boxes or "none", seed=args.data_seed)
+
+
+def _where(args: argparse.Namespace) -> dict[str, Any]:
+    return {"cache_dir": getattr(args, "cache_dir", None),
+            "fashion_mnist_path": getattr(args, "fashion_mnist", None),
+            "allow_download": bool(getattr(args, "allow_download", False))}
+
+
+def dataset_record(dataset: Any, source: Any = None) -> dict[str, Any]:
+    """What ``cascade.json`` records of its data: the name, and the source when known."""
+    out: dict[str, Any] = {"name": dataset.name if hasattr(dataset, "name") else str(dataset)}
+    if source is not None:
+        out["source"] = source.to_dict()
+    return out
+
+
+def _describe(record: Any) -> str:
+    from ..compress import DataSource
+
+    if record.get("source"):
+        return f"{record['name']!r} ({DataSource.from_dict(record['source']).describe()})"
+    return repr(record["name"])
+
+
+def cascade_dataset(args: argparse.Namespace, spec: Any, path: Any):
+    """The dataset a command on cascade ``path`` reads: the one it records, unless data flags
+    are given; given flags must name the same images, else a one-line error naming both."""
+    from ..compress import DataSource
+    from ._data_flags import dataset_from_args
+
+    recorded = spec.dataset
+    given = _given_data_flags(args)
+    if not given:
+        if recorded is None:
+            log.warning("%s records no dataset (built by an older tfedge): using the data "
+                        "flags' defaults, the default benchmark; rebuild it, or pass --data",
+                        path)
+            return dataset_from_args(_filled(args))
+        if not recorded.get("source"):
+            raise TfedgeError(f"{path} was built from dataset {recorded['name']!r} but does not "
+                              "record where it is: pass its data flags (--data ...)")
+        source = DataSource.from_dict(recorded["source"])
+        log.info("data: %s (recorded in %s)", source.describe(), path)
+        dataset = source.load(**_where(args))
+        if dataset.name != recorded["name"]:
+            raise TfedgeError(f"{path} records dataset {recorded['name']!r}, but its source now "
+                              f"loads as {dataset.name!r}: pass the data flags of the dataset "
+                              "the stages were trained on")
+        return dataset
+    args = _filled(args)
+    wanted = _flags_source(args)
+    fix = (f"drop the data flags ({', '.join('--' + f.replace('_', '-') for f in given)}) to use "
+           "the recorded one, or rebuild the cascade with stages trained on that data")
+    if recorded is not None and recorded.get("source"):
+        if not DataSource.from_dict(recorded["source"]).same_images(wanted):
+            raise TfedgeError(f"{path} was trained on {_describe(recorded)}, but the data flags "
+                              f"give {wanted.describe()}: {fix}")
+    dataset = dataset_from_args(args)
+    if recorded is not None and dataset.name != recorded["name"]:
+        raise TfedgeError(f"{path} was trained on {_describe(recorded)}, but the data flags give "
+                          f"{dataset.name!r}: {fix}")
+    return dataset
+
+
+def _build_dataset(args: argparse.Namespace, models: list[str], predictor: Any
+                   ) -> tuple[Optional[dict[str, Any]], Any]:
+    """``build``'s dataset record and, when the data flags were given, the dataset itself.
+
+    From the flags when given; else from the stages' (and predictor's) sidecars: a compress
+    run's data source, a 'tfedge train' dataset description, or just the dataset's name.
+    """
+    from .._train import read_sidecar
+    from ..compress import DataSource
+
+    sidecars = [(str(p), read_sidecar(p)) for p in [*models, *([predictor] if predictor else [])]]
+    names = {side.get("dataset") for _, side in sidecars if side.get("dataset")}
+    if _given_data_flags(args):
+        from ._data_flags import dataset_from_args
+
+        args = _filled(args)
+        dataset = dataset_from_args(args)
+        for file, side in sidecars:
+            trained_on = side.get("dataset")
+            if trained_on and trained_on != dataset.name:
+                raise TfedgeError(f"{file} was trained on dataset {trained_on!r}, but the data "
+                                  f"flags give {dataset.name!r}: pass the data flags of the "
+                                  "dataset the stages were trained on (or none)")
+        return dataset_record(dataset, _flags_source(args)), dataset
+    if len(names) > 1:
+        log.warning("the models were trained on different datasets (%s): the cascade records "
+                    "the first stage's", ", ".join(sorted(names)))
+    for file, side in sidecars:
+        name = side.get("dataset")
+        source = None
+        compress = side.get("compress") or {}
+        info = side.get("dataset_info") or {}
+        if compress.get("data"):
+            source = DataSource.from_dict(compress["data"])
+        elif info.get("kind") == "benchmark" and isinstance(info.get("config"), dict):
+            bench = dict(info["config"])
+            seed = int(bench.pop("seed", 0))
+            source = DataSource("benchmark", benchmark=bench, seed=seed)
+        if name and source is not None:
+            return {"name": name, "source": source.to_dict()}, None
+    first = sidecars[0][1].get("dataset") if sidecars else None
+    if not first:
+        return None, None
+    from ..data import BenchmarkConfig
+
+    if first == f"fashion-on-photos-{BenchmarkConfig().key()}":  # the default benchmark
+        return {"name": first, "source": _flags_source(_filled(argparse.Namespace())).to_dict()
+                }, None
+    return {"name": first}, None
 
 
 def _crop_from_args(args: argparse.Namespace):
@@ -89,17 +255,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     class_names = None
     from .._train import read_sidecar
 
+    record, dataset = _build_dataset(args, args.models, args.predictor)
     if not read_sidecar(args.models[0]).get("class_names"):
-        if args.data is None:
+        if dataset is None:
             raise TfedgeError(f"{args.models[0]} has no class names in its sidecar: pass --data "
                               "(the dataset it was trained on) to take them from there")
-        from ._data_flags import dataset_from_args
-
-        class_names = list(dataset_from_args(args).class_names)
+        class_names = list(dataset.class_names)
     spec = build_cascade(args.models, predictor=args.predictor, crop=crop,
                          criteria=_criteria(args.criterion, len(args.models)),
                          accumulate_weight=args.accumulate_weight, names=args.name,
-                         class_names=class_names)
+                         class_names=class_names, dataset=record)
     save_cascade(spec, output)
     for k, s in enumerate(spec.stages):
         print(f"stage {k} {s.name}: {s.resolution} px, {s.macs / _MEGA:.2f} MMACs, {s.criterion}"
@@ -108,19 +273,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     if spec.predictor is not None:
         print(f"predictor: {spec.predictor.resolution} px, {spec.predictor.macs / _MEGA:.2f} "
               f"MMACs, crop {json.dumps(spec.predictor.crop.to_dict(), sort_keys=True)}")
+    if spec.refiner is not None:
+        r = spec.refiner
+        print(f"refiner: {r.resolution} px, {r.passes} pass(es) x {r.macs / _MEGA:.2f} MMACs, "
+              f"window {json.dumps(r.window.to_dict(), sort_keys=True)}")
+    if record is None:
+        print("dataset: not recorded (the models' sidecars do not name one): pass the data "
+              "flags to calibrate, evaluate and convert")
+    else:
+        print(f"dataset: {_describe(record)}")
     print(f"wrote {output} (not calibrated yet: run 'tfedge cascade calibrate --cascade {output}')")
     _print_json({"cascade": str(output), "calibrated": False,
                  "stages": [{"name": s.name, "resolution": s.resolution, "macs": s.macs,
                              "criterion": s.criterion,
                              "accumulate_weight": s.accumulate_weight} for s in spec.stages],
-                 "predictor_macs": spec.predictor_macs})
+                 "predictor_macs": spec.predictor_macs,
+                 "refiner": spec.refiner.to_json() if spec.refiner is not None else None,
+                 "dataset": record})
     return EXIT_OK
 
 
-def _split(args: argparse.Namespace, name: str):
-    from ._data_flags import dataset_from_args
-
-    dataset = dataset_from_args(args)
+def _split(args: argparse.Namespace, spec: Any, name: str):
+    dataset = cascade_dataset(args, spec, args.cascade)
     split = dataset.split(name)
     if split is None or len(split) == 0:
         raise TfedgeError(f"the dataset has no {name!r} split: choose another with --split")
@@ -143,7 +317,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.split == "test":
         log.warning("calibrating on the test split: its figures are then no longer held out; "
                     "report them from another split")
-    _, split = _split(args, args.split)
+    _, split = _split(args, spec, args.split)
     log.info("running %d stage(s) on %d %s images", spec.num_stages, len(split), args.split)
     val = compute_stage_logits(spec, split, batch_size=args.batch_size)
     target: Any = args.target
@@ -184,7 +358,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise TfedgeError(f"--curve-points must be >= 2, got {args.curve_points}")
     if args.plot and not args.plot.endswith(".png"):
         raise TfedgeError(f"--plot must end in .png, got {args.plot!r}")
-    dataset, split = _split(args, args.split)
+    dataset, split = _split(args, spec, args.split)
     data = compute_stage_logits(spec, split, batch_size=args.batch_size)
     val = None
     if not args.no_curve:
@@ -235,8 +409,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", type=str, help=".keras classifiers, cheapest first")
     p.add_argument("--output", required=True, type=str, help="the cascade.json to write")
     p.add_argument("--predictor", type=str, default=None,
-                   help="a .keras foreground predictor (tfedge predictor train): stages then "
-                        "classify its crop")
+                   help="a .keras foreground predictor (tfedge predictor train), or its "
+                        "refiner (tfedge predictor refine): stages then classify the crop at "
+                        "its (refined) box")
     p.add_argument("--criterion", type=str, default="max_softmax",
                    help=f"exit criterion ({', '.join(CRITERIA)}) for every stage, or one per "
                         "stage separated by commas (default max_softmax)")
@@ -257,7 +432,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                    help="snap crop sides up to these fractions of the short side (default: "
                         "as the stage was trained, else none)")
     add_data_flags(p)
-    p.set_defaults(func=cmd_build, data=None)
+    p.set_defaults(func=cmd_build)
+    unset_data_defaults(p)
 
     p = sub.add_parser("calibrate", help="choose the exit thresholds on the validation split",
                        description="Run every stage once on the validation split and choose the "
@@ -285,6 +461,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     add_data_flags(p)
     p.set_defaults(func=cmd_calibrate)
+    unset_data_defaults(p)
 
     p = sub.add_parser("evaluate", help="accuracy, expected MACs, exits and the trade-off curve",
                        description="Evaluate the calibrated cascade on a split (default test): "
@@ -303,4 +480,5 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=128)
     add_data_flags(p)
     p.set_defaults(func=cmd_evaluate)
+    unset_data_defaults(p)
     return cascade

@@ -10,21 +10,24 @@ Usage:
       with --zip also BUNDLE_DIR.zip). Fails (exit 1, nothing written) when int8
       top-1 is more than --tolerance points below float top-1.
   tfedge-convert cascade --cascade cascade.json --output BUNDLE_DIR [--zip]
-                 [--data benchmark|PATH ...] [--calibration-size 500] [--check-size 2000]
+                 [--calibration-size 500] [--check-size 2000] [--float-thresholds]
                  [--check-split val|test] [--tolerance 1.0] [--io-dtype int8|uint8]
       Convert a calibrated cascade (tfedge cascade build + calibrate): the
-      foreground predictor (if any) and every stage to int8, each calibrated
-      on what it sees deployed (whole images / predicted crops), and write one
-      bundle with the calibrated thresholds. Fails (exit 1, nothing written)
-      when the int8 cascade's top-1 on held-out images is more than
-      --tolerance points below the float cascade's.
+      foreground predictor (if any), its refiner (if the cascade has one) and
+      every stage to int8, each calibrated on what it sees deployed (whole
+      images / predicted crops / refiner windows), solve the exit thresholds
+      again on the int8 scores of the split they were calibrated on (unless
+      --float-thresholds), and write one bundle. The data is the one
+      cascade.json records (data flags given must name the same). Fails
+      (exit 1, nothing written) when the int8 cascade's top-1 on held-out
+      images is more than --tolerance points below the float cascade's.
   Both take --qat [--qat-images 2000] [--qat-epochs 1] [--qat-learning-rate 1e-4]
   [--qat-fallback]: quantisation-aware training (tfedge.qat, the qat extra) of each
   classifier before conversion; a model QAT cannot train (the box predictor)
   stops the conversion unless --qat-fallback quantises it post-training.
   tfedge-convert inspect BUNDLE
-      Print what a bundle (folder or .zip) holds: stages, sizes, MACs,
-      accuracies, tensor specs.
+      Print what a bundle (folder or .zip) holds: predictor, refiner,
+      stages, sizes, MACs, accuracies, tensor specs.
   tfedge-convert verify BUNDLE
       Check a bundle's integrity (every file's size and SHA-256), load every
       model with a LiteRT interpreter, compare its tensors with the manifest
@@ -153,12 +156,23 @@ def cmd_cascade(args: argparse.Namespace) -> int:
     if not spec.calibrated:
         raise TfedgeError(f"{args.cascade} has no thresholds yet: run 'tfedge cascade calibrate "
                           f"--cascade {args.cascade}' first")
-    dataset = dataset_from_args(args)
+    from tfedge.cascade._convert import threshold_split_of
+    from tfedge.cli.cascade import cascade_dataset
+
+    dataset = cascade_dataset(args, spec, args.cascade)
     check = dataset.split(args.check_split)
+    calibrated_on = (spec.calibration or {}).get("split")
+    if calibrated_on == args.check_split:
+        log.warning("the thresholds were calibrated on the %r split, which the conversion also "
+                    "checks on: its figures are not held out (use --check-split test)",
+                    calibrated_on)
+    # The thresholds solved again on the int8 pipeline's scores of their own split, so the
+    # bundle's operating point is the float one's (tfedge.cascade._int8).
+    threshold_split = None if args.float_thresholds else threshold_split_of(spec, dataset)
     try:
         path, metrics = convert_cascade_bundle(
             spec, dataset.train, check, output, zip_path=zip_path, refiner=args.refiner,
-            **_conversion_kwargs(args, dataset, qat))
+            threshold_split=threshold_split, **_conversion_kwargs(args, dataset, qat))
     except ConversionCheckError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         m = exc.metrics
@@ -167,8 +181,10 @@ def cmd_cascade(args: argparse.Namespace) -> int:
                      "stages": [{"float_top1": s.get("float_top1"),
                                  "int8_top1": s.get("int8_top1")} for s in m.get("stages", [])]})
         return EXIT_FAILURE
+    has_refiner = metrics.get("refiner") is not None
     print(f"{path}: {spec.num_stages} stage(s)"
-          f"{' + predictor' if spec.predictor is not None else ''}, {_size_text(metrics['bytes'])}, "
+          f"{' + predictor' if spec.predictor is not None else ''}"
+          f"{' + refiner (manifest v2)' if has_refiner else ''}, {_size_text(metrics['bytes'])}, "
           f"{args.io_dtype} input/output")
     print(f"  float cascade top-1 {metrics['float_top1']:.4f} at "
           f"{metrics['float_mean_macs'] / 1e6:.2f} MMACs; int8 cascade top-1 "
@@ -176,13 +192,26 @@ def cmd_cascade(args: argparse.Namespace) -> int:
           f"({metrics['check_images']} {args.check_split} images, agreement "
           f"{metrics['agreement']:.4f})")
     print("  exits: " + ", ".join(f"{r:.3f}" for r in metrics["exit_rates"]))
+    print("  thresholds: " + ", ".join("-" if t is None else f"{t:.6g}"
+                                       for t in metrics["thresholds"])
+          + (f" (solved again on the int8 scores of the {calibrated_on} split; float "
+             + ", ".join("-" if t is None else f"{t:.6g}" for t in metrics["float_thresholds"])
+             + ")" if metrics.get("threshold_source") == "int8" else " (the float ones)"))
+    if has_refiner:
+        r = metrics["refiner"]
+        print(f"  refiner: int8 vs float box IoU {r['float_int8_mean_iou']:.4f}"
+              + (f", box mean IoU {r['mean_iou']:.4f} (float {r['float_mean_iou']:.4f})"
+                 if "mean_iou" in r else ""))
     if zip_path is not None:
         print(f"  zip: {zip_path}")
     _print_json({"bundle": str(path), "zip": str(zip_path) if zip_path else None, "passed": True,
                  "top1": metrics["top1"], "float_top1": metrics["float_top1"],
                  "mean_macs": metrics["mean_macs"], "float_mean_macs": metrics["float_mean_macs"],
                  "exit_rates": metrics["exit_rates"], "agreement": metrics["agreement"],
-                 "thresholds": [s.threshold for s in spec.stages],
+                 "thresholds": metrics["thresholds"],
+                 "float_thresholds": metrics["float_thresholds"],
+                 "threshold_source": metrics.get("threshold_source"),
+                 "refiner": has_refiner,
                  "stages": [{"name": st.name, "float_top1": m["float_top1"],
                              "int8_top1": m["int8_top1"],
                              "quantization": m["quantization"]["method"]}
@@ -202,12 +231,16 @@ def _load(args: argparse.Namespace):
 
 
 def _entry_summary(bundle, entry) -> dict[str, Any]:
-    from tfedge.runtime.bundle import PredictorEntry
+    from tfedge.runtime.bundle import PredictorEntry, RefinerEntry
 
     out: dict[str, Any] = {"file": entry.file, "bytes": bundle.files[entry.file].bytes,
                            "resolution": entry.resolution, "macs": entry.macs,
                            "input": entry.input.to_json(), "metrics": dict(entry.metrics)}
-    if isinstance(entry, PredictorEntry):
+    if isinstance(entry, RefinerEntry):
+        out.update({"output": [o.to_json() for o in entry.outputs],
+                    "box_format": entry.box_format, "window": dict(entry.window),
+                    "passes": entry.passes})
+    elif isinstance(entry, PredictorEntry):
         out.update({"output": [o.to_json() for o in entry.outputs],
                     "box_format": entry.box_format, "crop": dict(entry.crop)})
     else:
@@ -235,6 +268,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                   f"{p.box_format}, crop {json.dumps(dict(p.crop), sort_keys=True)}")
             print(f"    input {_spec_text(p.input)}; output "
                   f"{'; '.join(_spec_text(o) for o in p.outputs)}")
+        r = getattr(bundle, "refiner", None)
+        if r is not None:
+            print(f"  refiner: {r.file} {_size_text(bundle.files[r.file].bytes)}, "
+                  f"{r.resolution}x{r.resolution}, {r.passes} pass(es) x {r.macs / 1e6:.2f} "
+                  f"MMACs, boxes {r.box_format}, window "
+                  f"{json.dumps(dict(r.window), sort_keys=True)}")
+            print(f"    input {_spec_text(r.input)}; output "
+                  f"{'; '.join(_spec_text(o) for o in r.outputs)}")
+            figures = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(r.metrics.items())
+                                if k in ("mean_iou", "float_mean_iou", "float_int8_mean_iou"))
+            if figures:
+                print(f"    {figures}")
         for i, s in enumerate(bundle.stages):
             rule = ("always exits" if s.threshold is None
                     else f"exits when {s.criterion} {'<=' if s.criterion == 'entropy' else '>='} "
@@ -257,6 +302,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             "created_utc": bundle.created_utc, "tfedge_version": bundle.tfedge_version,
             "labels": list(bundle.labels), "preprocessing": dict(bundle.preprocessing),
             "predictor": _entry_summary(bundle, p) if p is not None else None,
+            "refiner": _entry_summary(bundle, r) if r is not None else None,
+            "locator_macs": bundle.locator_macs,
             "stages": [_entry_summary(bundle, s) for s in bundle.stages],
             "metrics": dict(bundle.metrics), "model_bytes": bundle.total_model_bytes()})
     return EXIT_OK
@@ -436,10 +483,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=str, help="the bundle folder to write")
     p.add_argument("--zip", action="store_true", help="also write OUTPUT.zip (same files)")
     p.add_argument("--refiner", default=None, type=str,
-                   help="a refiner of the cascade's predictor ('tfedge predictor refine'): the "
-                        "bundle (manifest version 2) then refines every box before cropping")
+                   help="a refiner of the cascade's predictor ('tfedge predictor refine'; "
+                        "default: the cascade's own, if it was built with one): the bundle "
+                        "(manifest version 2) then refines every box before cropping")
+    p.add_argument("--float-thresholds", dest="float_thresholds", action="store_true",
+                   help="keep the float cascade's thresholds instead of solving them again on "
+                        "the int8 scores of the split they were calibrated on")
     _add_conversion_flags(p, "drop of the int8 cascade's top-1 below the float cascade's")
     p.set_defaults(func=cmd_cascade)
+    from tfedge.cli.cascade import unset_data_defaults
+
+    unset_data_defaults(p)  # the data cascade.json records, unless flags are given
 
     default_mb = DEFAULT_MAX_FILE_BYTES / _MIB
     for name, func, text in (

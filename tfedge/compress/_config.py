@@ -97,13 +97,18 @@ class DataSource:
             return find_voc_boxes(self.source)
         return self.boxes
 
-    def load(self):
-        """The :class:`~tfedge.data.Dataset` (boxes dropped with ``boxes='none'``)."""
+    def load(self, **where: Any):
+        """The :class:`~tfedge.data.Dataset` (boxes dropped with ``boxes='none'``).
+
+        where: :func:`tfedge.data.load_dataset`'s ``cache_dir``, ``fashion_mnist_path``,
+        ``allow_download`` (where things are, not what the data is).
+        """
         from ..data import load_dataset
 
         if self.is_benchmark:
-            return load_dataset("benchmark", benchmark=self.benchmark_config(), seed=self.seed)
-        data = load_dataset(self.source, boxes=self.box_source(), seed=self.seed)
+            return load_dataset("benchmark", benchmark=self.benchmark_config(), seed=self.seed,
+                                **where)
+        data = load_dataset(self.source, boxes=self.box_source(), seed=self.seed, **where)
         if self.boxes == "none":
             drop = {k: (None if s is None else dataclasses.replace(s, boxes=None))
                     for k, s in (("train", data.train), ("val", data.val), ("test", data.test))}
@@ -124,6 +129,12 @@ class DataSource:
             bench = {k: v for k, v in bench.items() if k != "seed"}
         return cls(source=obj["source"], boxes=obj.get("boxes", "auto"), benchmark=bench,
                    seed=int(obj.get("seed", 0)))
+
+    def same_images(self, other: "DataSource") -> bool:
+        """Whether both give the same images, labels and splits (boxes aside: a cascade's
+        calibration and conversion read labels only)."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return all(mine.get(k) == theirs.get(k) for k in ("source", "seed", "benchmark"))
 
     def describe(self) -> str:
         if self.is_benchmark:
@@ -163,8 +174,9 @@ class CompressConfig:
         classifier to start from (not retrained).
     epochs: epochs of the base and of the crop classifier.
     predictor / predictor_epochs: the foreground predictor's variant and budget.
-    refiner / refiner_epochs: also train a refiner (reported; bundles hold the
-        plain predictor until manifest-v2 refiner bundles come to cascades).
+    refiner / refiner_epochs: also train a refiner; the crop classifier and the
+        stages then learn on, and the cascade and its bundle (manifest version 2)
+        crop at, the refined boxes.
     crop_resolution: the crop classifier's input side.
     shrink_targets: MAC ratios of the crop classifier, one cascade stage each
         (compound shrinking), cheaper than the crop classifier, which is the last stage.

@@ -311,9 +311,12 @@ def predictor_export_model(model: Any) -> Any:
     from ._refine import RefinedPredictor
 
     if isinstance(model, RefinedPredictor):
-        first = model.predictor_path or "the file the refiner's sidecar names under 'refines'"
-        raise TfedgeError(f"{model.name} is a refined predictor: bundles do not hold refiners "
-                          f"yet. Convert its first-stage predictor ({first}) instead")
+        # Two models, each converted on its own (tfedge.cascade._convert: the refiner on its
+        # windows, the bundle's manifest-v2 'refiner' entry).
+        raise TfedgeError(f"{model.name} is a refined predictor, two models: export its "
+                          "predictor and its refiner separately (predictor_export_model("
+                          "pair.predictor), predictor_export_model(pair.refiner)), as "
+                          "tfedge-convert cascade does")
     spec = predictor_spec_of(model)
     if spec.head != "heat":
         return model

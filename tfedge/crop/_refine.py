@@ -36,8 +36,9 @@ variety), each window's target being the true box in window coordinates.
 A refiner file is a predictor file too: its sidecar names the predictor it
 refines, and :func:`tfedge.crop.load_predictor` on it returns a
 :class:`RefinedPredictor`, which every ``--predictor`` flag of the crop
-commands accepts. Bundles do not hold refiners yet (the runner would need a
-second model per frame); conversion refuses them with a clear error.
+commands accepts. Cascades take it as their predictor (stage crops at the
+refined boxes) and bundles hold it as the manifest-v2 ``refiner`` entry
+(``docs/bundle.md``); the window arithmetic below is :mod:`tfedge.runtime.refine`'s.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from .._errors import DatasetError, TfedgeError
 from .._io import sha256_file
 from ..data._pipeline import AugmentConfig
 from ..data._types import FileSplit, ImageSplit, Split
+from ..runtime.refine import boxes_from_window, boxes_to_window, merge_refined
 from .geometry import CropConfig
 from ._classifier_crops import JitterConfig
 
@@ -69,8 +71,6 @@ DEFAULT_REFINER = "boxnet_heat_r64_w6"
 #: The refiner's window: the box's longer side grown by 25% (x1.25), at least 10% of the
 #: image's short side, squared and slid inside the image.
 DEFAULT_REFINE_WINDOW = CropConfig(margin=0.25, square=True, min_size=0.1)
-#: A target box narrower than this (as a fraction of its window) is not in the window.
-_MIN_TARGET_SIDE = 1e-3
 
 
 def _refiner_augment() -> AugmentConfig:
@@ -160,52 +160,9 @@ class RefinedPredictor:
 
 
 # --------------------------------------------------------------------------- window arithmetic
-
-
-def _window_frame(windows: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(origin, side)``, each ``(N, 4)`` in box order, of normalised windows ``(N, 4)``."""
-    w = np.asarray(windows, np.float32)
-    return np.tile(w[:, :2], 2), np.tile(w[:, 2:] - w[:, :2], 2)
-
-
-def boxes_to_window(boxes: Any, windows: Any) -> np.ndarray:
-    """Normalised image boxes -> boxes in normalised window coordinates, clipped to the window.
-
-    windows: ``(N, 4)`` normalised ``(y0, x0, y1, x1)`` of each window in its
-    image. A box that is unknown (NaN) or does not reach into its window
-    (less than ``1e-3`` of the window's side) comes out NaN.
-    """
-    b = np.asarray(boxes, np.float32)
-    origin, side = _window_frame(windows)
-    out = np.clip((b - origin) / side, 0.0, 1.0)
-    empty = ((out[:, 2] - out[:, 0] < _MIN_TARGET_SIDE) | (out[:, 3] - out[:, 1] < _MIN_TARGET_SIDE)
-             | np.isnan(b).any(axis=1))
-    out[empty] = np.nan
-    return out.astype(np.float32)
-
-
-def boxes_from_window(boxes: Any, windows: Any) -> np.ndarray:
-    """Boxes in normalised window coordinates -> normalised image boxes (the inverse map)."""
-    origin, side = _window_frame(windows)
-    return np.clip(np.asarray(boxes, np.float32) * side + origin, 0.0, 1.0).astype(np.float32)
-
-
-def merge_refined(previous: Any, refined: Any, windows: Any) -> np.ndarray:
-    """The refined boxes, except along an axis where the window is narrower than the previous box.
-
-    A square window is at most the image's short side: in a 4:3 photo an object
-    wider than 75% of it does not fit, and a refiner that sees only the window
-    would shrink the box to it. Along such an axis the previous box stands.
-    """
-    prev = np.asarray(previous, np.float32)
-    out = np.asarray(refined, np.float32).copy()
-    w = np.asarray(windows, np.float32)
-    tolerance = 1e-6
-    for lo, hi in ((0, 2), (1, 3)):
-        too_small = (w[:, hi] - w[:, lo]) < (prev[:, hi] - prev[:, lo]) - tolerance
-        out[too_small, lo] = prev[too_small, lo]
-        out[too_small, hi] = prev[too_small, hi]
-    return out
+# boxes_to_window, boxes_from_window and merge_refined are the device's own
+# (tfedge.runtime.refine, imported above): one implementation of the contract, so the boxes
+# the training side maps are the bits the runner computes.
 
 
 def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfig,
