@@ -50,16 +50,18 @@ def test_allowed_sides_are_multiples_from_the_minimum_below_the_current_side():
         allowed_sides(64, 32, 0)
 
 
-def test_choose_step_lands_on_the_target_rather_than_overshooting_it():
-    # Both reach 500; the overshooting one scores better after a short fine-tune, but the
-    # one within 5% of the target spends the whole budget and wins with a tolerance.
-    candidates = [{"macs": 300, "val_top1": 0.70}, {"macs": 490, "val_top1": 0.68},
-                  {"macs": 700, "val_top1": 0.60}]
+def test_choose_step_prefers_landing_on_the_target_only_between_equal_scores():
     common = dict(top1=0.80, macs=1000, target_macs=500, base_macs=1000)
-    assert choose_step(candidates, **common) == 0, "no tolerance: the most accurate reaching"
-    assert choose_step(candidates, **common, landing_tolerance=0.05) == 1
-    # Nothing lands within the tolerance: the most accurate reaching step as before.
-    assert choose_step(candidates[:1] + candidates[2:], **common, landing_tolerance=0.05) == 0
+    # Equally accurate reaching steps score alike: the one within 5% of the target wins
+    # with a tolerance (it spends the whole budget), else the one keeping more MACs.
+    alike = [{"macs": 300, "val_top1": 0.70}, {"macs": 490, "val_top1": 0.70}]
+    assert choose_step(alike, **common, landing_tolerance=0.05) == 1
+    # An overshooting step far more accurate than the landing one wins: the tolerance never
+    # overrides the score (the collapse it caused on a pretrained model).
+    ruinous = [{"macs": 280, "val_top1": 0.54}, {"macs": 499, "val_top1": 0.0},
+               {"macs": 960, "val_top1": 0.75}]
+    assert choose_step(ruinous, **common, landing_tolerance=0.05) == 0
+    assert choose_step(ruinous, **common) == 0
 
 
 def test_choose_step_works_on_milliseconds_as_the_cost():
@@ -120,10 +122,13 @@ def test_sized_steps_aligned_sides_landing_and_a_charged_finetune(tiny):
     result = compound_search(model, train, val, config, progress=False)
     target = config.target(base_macs)
     assert result.reached
-    assert result.macs >= 0.95 * target or all(
-        c["macs"] < 0.95 * target for c in result.steps[-2]["candidates"]
-        if c["macs"] <= target), "the last step lands within 5% when a candidate can"
     searched = result.steps[1:-1]
+    for before, step in zip(result.steps, searched):
+        kept = choose_step(step["candidates"], top1=before["val_top1"], macs=before["macs"],
+                           target_macs=target, base_macs=base_macs,
+                           landing_tolerance=config.landing_tolerance)
+        assert (step["candidates"][kept]["macs"], step["candidates"][kept]["dimension"]) == \
+            (step["macs"], step["dimension"]), "each step keeps the best-scoring candidate"
     for before, step in zip(result.steps, searched):
         for c in step["candidates"]:
             if c["dimension"] == "resolution":

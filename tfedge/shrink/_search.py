@@ -132,35 +132,28 @@ def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: f
     are credited only with the MACs the search still had to save (an overshoot
     earns nothing), so a landing step ends the search only when it costs less
     accuracy per MAC than a step that stops short of the target (a short step is
-    followed by more steps). Among reaching steps that makes the most accurate
-    the best. At equal scores the step saving more wins (two free steps: take the
-    bigger), then the earlier candidate (the order of ``SearchConfig.dimensions``).
-    landing_tolerance: when set, a reaching candidate that overshoots the target
-    by more than this fraction competes only if no reaching candidate lands
-    within it: the final fine-tune recovers more in a model that spends its
-    whole budget than a short score shows.
+    followed by more steps), and among reaching steps the most accurate wins.
+    At equal scores: a reaching step that lands within ``landing_tolerance`` under
+    the target (it spends the whole budget), then the step saving more (two free
+    steps: take the bigger; among reaching steps, the one keeping more MACs), then
+    the earlier candidate (the order of ``SearchConfig.dimensions``).
     """
     useful = [i for i, c in enumerate(candidates) if c["macs"] < macs]
     if not useful:
         return None
-    reaching = [i for i in useful if candidates[i]["macs"] <= target_macs]
-    if reaching and landing_tolerance is not None:
-        floor = (1.0 - landing_tolerance) * target_macs
-        landing = [i for i in reaching if candidates[i]["macs"] >= floor]
-        if landing:
-            useful = [i for i in useful if i not in reaching or i in landing]
     # Saving more than the target asks for is worth nothing: credit a reaching step with
     # what was left to save (macs - target), no more.
     needed_floor = min(target_macs, macs)
+    floor = (1.0 - landing_tolerance) * target_macs if landing_tolerance is not None else None
 
-    def score(i: int) -> float:
-        return step_score(top1, candidates[i]["val_top1"], macs,
-                          max(candidates[i]["macs"], needed_floor), base_macs)
+    def key(i: int) -> tuple:
+        c = candidates[i]
+        credited = max(c["macs"], needed_floor)
+        lands = floor is not None and floor <= c["macs"] <= target_macs
+        return (step_score(top1, c["val_top1"], macs, credited, base_macs), not lands,
+                credited, -c["macs"], i)
 
-    # Ties: the step saving more, but among reaching steps (credited alike) the one keeping
-    # more of the budget; then the earlier candidate.
-    return min(useful, key=lambda i: (score(i), max(candidates[i]["macs"], needed_floor),
-                                      -candidates[i]["macs"], i))
+    return min(useful, key=key)
 
 
 def next_resolution(current: int, step: Union[int, float], minimum: int) -> Optional[int]:
@@ -290,9 +283,10 @@ class SearchConfig:
         so the dimensions compete on comparable steps.
     resolution_multiple: input sides the search may choose are multiples of this
         (0: the network's total stride, so every downsampling stays exact; 1: any side).
-    landing_tolerance: the final step lands within this fraction under the target
-        when a candidate can (see :func:`choose_step`); None: the most accurate
-        reaching step, however far under.
+    landing_tolerance: between steps that score alike, one landing within this
+        fraction under the target wins (see :func:`choose_step`). It never overrides
+        the score: a forced landing once ended searches on a width cut that kept
+        0.04 of a pretrained model's agreement where a resolution step kept 0.54.
     charge_search_steps: the short fine-tunes (``score="finetune"``) of the accepted
         steps trained the final model: take them off the final fine-tune, so the
         result got the same number of training steps as a baseline.
