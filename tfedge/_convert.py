@@ -31,6 +31,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+@private_tempdir("convert")
 def quantize_int8(model, representative: np.ndarray, *, io_dtype: str = "int8",
                   qat=None, qat_examples: Optional[tuple[np.ndarray, np.ndarray]] = None,
                   qat_unsupported: Optional[str] = None) -> tuple[bytes, dict[str, Any]]:
