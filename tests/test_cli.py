@@ -258,3 +258,17 @@ def test_data_verify_images_lists_unreadable_files(tmp_path):
 def test_crop_commands_refuse_unusable_paths_in_one_line(argv, flag, tmp_path):
     proc = tfedge(*[a.format(dir=tmp_path) for a in argv], "--data", str(tmp_path / "missing"))
     assert_one_line_error(proc, flag)
+
+
+def test_debug_flag_shows_tensorflow_chatter_and_its_absence_hides_it(monkeypatch, capsys):
+    # Every command goes through run_cli, which sets tfedge._quiet up from --debug.
+    from tfedge import _quiet
+    from tfedge.cli import main
+
+    monkeypatch.delenv(_quiet.DEBUG_ENV, raising=False)
+    monkeypatch.setattr(_quiet, "_debug", False)
+    assert main(["--debug"]) == 2  # no command: help, but the flag took effect first
+    assert _quiet.debug_enabled()
+    assert main([]) == 2
+    assert not _quiet.debug_enabled()
+    capsys.readouterr()

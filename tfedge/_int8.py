@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 import numpy as np
 
 from ._errors import TfedgeError
+from ._quiet import quiet_tensorflow
 
 __all__ = [
     "IO_DTYPES", "DEFAULT_CALIBRATION_SIZE", "DEFAULT_CHECK_SIZE", "DEFAULT_TOLERANCE_POINTS",
@@ -251,8 +252,11 @@ def _convert(model, batches: BatchFactory, io_dtype: str) -> bytes:
 
     converter = _int8_converter(model, representative, io_dtype)
     try:
-        # Keras' export prints "Saved artifact at ..." on stdout, where CLIs put their JSON.
-        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        # Keras' export prints "Saved artifact at ..." and a TensorSpec per captured variable on
+        # stdout (where CLIs put their JSON), the converter its own lines from C++: all hidden
+        # unless debugging (tfedge._quiet; replayed to stderr if the conversion fails).
+        with quiet_tensorflow(), contextlib.redirect_stdout(sys.stderr), \
+                warnings.catch_warnings():
             # Expected: the input's range comes from calibration, not from given statistics.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             data = converter.convert()

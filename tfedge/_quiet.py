@@ -24,14 +24,16 @@ progress lines are never lost.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import logging
 import os
 import sys
 import tempfile
-from typing import Iterator
+from typing import Any, Iterator, Optional
 
 __all__ = ["quiet_tensorflow", "import_tensorflow_quietly", "quiet_tensorflow_loggers",
-           "set_debug", "debug_enabled"]
+           "quiet_tensorflow_import", "set_debug", "debug_enabled"]
 
 DEBUG_ENV = "TFEDGE_DEBUG"
 #: At most this much captured text is replayed to stderr after a failure.
@@ -144,3 +146,48 @@ def quiet_tensorflow_loggers() -> None:
         logger = logging.getLogger(name)
         if logger.level < logging.WARNING:  # NOTSET (0) too: it would inherit INFO
             logger.setLevel(logging.WARNING)
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """The real loader of ``tensorflow``, running its module code inside :func:`quiet_tensorflow`."""
+
+    def __init__(self, real: Any):
+        self._real = real
+
+    def create_module(self, spec):
+        return self._real.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        with quiet_tensorflow():
+            self._real.exec_module(module)
+
+    def __getattr__(self, name: str) -> Any:  # resource readers and the like: the real loader's
+        return getattr(self._real, name)
+
+
+class _QuietTensorflowFinder(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as the path finder does, with a loader that imports it quietly."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None
+                  ) -> Optional[importlib.machinery.ModuleSpec]:
+        if name != "tensorflow" or debug_enabled():
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def quiet_tensorflow_import() -> None:
+    """Hide the notices TensorFlow prints when it is first imported (oneDNN, absl's
+    ``InitializeLog`` warning), wherever that import happens, unless debugging.
+
+    ``TF_CPP_MIN_LOG_LEVEL`` does not hide them: they are written before TensorFlow's
+    logging reads it. The command-line tools call this once at start; TensorFlow itself is
+    still imported only when a command needs it.
+    """
+    if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorflowFinder)
+                                          for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietTensorflowFinder())
