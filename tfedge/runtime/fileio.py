@@ -274,8 +274,7 @@ def private_tempdir(purpose: str) -> Iterator[Path]:
     if not re.fullmatch(r"[a-z0-9_]+", purpose):
         raise ValueError(f"purpose must be lowercase letters, digits or '_', got {purpose!r}")
     with _private_lock:
-        _private_depth += 1
-        outer = _private_depth > 1
+        outer = _private_depth > 0
         if not outer:
             previous = tempfile.tempdir
             base = tempfile.gettempdir()
@@ -283,6 +282,7 @@ def private_tempdir(purpose: str) -> Iterator[Path]:
             folder = Path(tempfile.mkdtemp(
                 prefix=f"{PRIVATE_TEMP_PREFIX}{purpose}.pid{os.getpid()}.", dir=base))
             tempfile.tempdir = str(folder)
+        _private_depth += 1  # only once the folder exists: a failure above changes nothing
     if outer:
         try:
             yield Path(tempfile.gettempdir())
