@@ -107,7 +107,10 @@ public final class Manifest {
 
     // ------------------------------------------------------------------ reading
 
-    /** Parses and checks the bytes of a {@code manifest.json} (UTF-8, at most 16 MiB). */
+    /**
+     * Parses and checks the bytes of a {@code manifest.json}: UTF-8, at most 16 MiB, JSON by
+     * the Python reader's strict rules ({@link StrictJson}).
+     */
     public static Manifest parse(byte[] utf8) throws BundleException {
         if (utf8.length > MAX_MANIFEST_BYTES) {
             throw new BundleException("manifest.json is " + utf8.length + " bytes, over the "
