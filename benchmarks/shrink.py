@@ -175,7 +175,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: tuple[str, ...],
         targets: tuple[float, ...], predictor_path: Path | None = None,
         seeds: tuple[int, ...] | None = None,
-        overrides: dict[str, Any] | None = None, reuse_bases: bool = False) -> dict[str, Any]:
+        overrides: dict[str, Any] | None = None, reuse_bases: bool = False,
+        summarize_only: bool = False) -> dict[str, Any]:
     from tfedge import count_macs
     from tfedge._io import atomic_write_json
     from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier, save_classifier,
@@ -198,7 +199,25 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
     per_seed: list[dict[str, Any]] = []
     timed_models: dict[str, Any] = {}
     base_macs = None
-    for seed in seeds:
+    if summarize_only:
+        # A run stopped between seeds: the seeds it finished (their rows), its first seed's
+        # saved models timed as a finished run times them.
+        import json
+
+        per_seed = json.loads((output_dir / f"shrink_{tag}_seeds.json").read_text())
+        seeds = tuple(r["seed"] for r in per_seed)
+        base = load_classifier(output_dir / f"shrink_{tag}_base_seed{seeds[0]}.keras")
+        base_macs = count_macs(base).macs
+        timed_models["base/full"] = (base, data.train.images)
+        for row in per_seed[0]["rows"]:
+            if "error" in row:
+                continue
+            key = f"{row['method']}_{row['inputs']}_{row['target']:g}"
+            images = (crops[0] if row["inputs"] == "crop" else data.train).images
+            timed_models[key.replace("_", "/")] = (
+                load_classifier(output_dir / f"shrink_{tag}_models" / f"{key}.keras"), images)
+        _stage(f"summarizing {len(per_seed)} finished seed(s) {list(seeds)}", start)
+    for seed in seeds if not summarize_only else ():
         config = TrainConfig(epochs=s["epochs"], seed=seed)
         base_path = output_dir / f"shrink_{tag}_base_seed{seed}.keras"
         if reuse_bases and base_path.exists():
@@ -451,6 +470,10 @@ def main() -> None:
     parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
                         help="with --cascade-only: wait this long for the shrunk stage a "
                              "running benchmark is still producing")
+    parser.add_argument("--summarize-only", dest="summarize_only", action="store_true",
+                        help="no training: the last line of a run stopped between seeds, from "
+                             "the seeds it finished (shrink_<tag>_seeds.json and the first "
+                             "seed's models in --output-dir; same flags as that run)")
     parser.add_argument("--cascade-only", dest="cascade_only", action="store_true",
                         help="only compare a cascade of shrunk stages with a registry-stage "
                              "cascade, on the base and rows an earlier run saved in --output-dir")
@@ -487,7 +510,7 @@ def main() -> None:
     crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
     result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
                  tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
-                 overrides, reuse_bases=args.reuse_bases)
+                 overrides, reuse_bases=args.reuse_bases, summarize_only=args.summarize_only)
     result["wall_seconds"] = time.perf_counter() - start
     print_result(result)
 
