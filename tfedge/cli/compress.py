@@ -189,7 +189,8 @@ def register(subparsers: Any) -> None:
                    help="predictor variant (default boxnet_heat_r96_w8)")
     g.add_argument("--predictor-epochs", dest="predictor_epochs", type=int, default=None)
     g.add_argument("--refiner", action="store_true", default=None,
-                   help="also train a refiner (reported; bundles hold the plain predictor)")
+                   help="also train a refiner: the crop classifier, the stages and the bundle "
+                        "(manifest version 2) then use the refined boxes")
     g.add_argument("--refiner-epochs", dest="refiner_epochs", type=int, default=None)
     g.add_argument("--crop-resolution", dest="crop_resolution", type=int, default=None,
                    help="crop classifier input side (default 64)")

@@ -3,7 +3,9 @@
 Rows, in the paper's shape (EdgeCompress, TCAD 2023, Table "ablation"):
 
 * ``base``: the base classifier on whole images;
-* ``crop``: foreground predictor + crop classifier (dynamic image cropping only);
+* ``crop``: foreground predictor (+ refiner, when the run trained one: its passes
+  count in MACs and milliseconds, its file in the size) + crop classifier
+  (dynamic image cropping only);
 * ``shrink``: the base shrunk on whole images to the crop pipeline's MACs
   (compound shrinking only), and each baseline (``shrink:<method>``);
 * ``crop+shrink``: predictor + the cheapest shrunk crop classifier;
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 
@@ -32,6 +34,11 @@ from .._quiet import quiet_tensorflow
 __all__ = ["measure", "reach_fractions", "grid_indices"]
 
 log = logging.getLogger("tfedge.compress")
+
+
+class _Cost(NamedTuple):
+    macs: int
+    params: int
 
 
 def reach_fractions(exit_rates) -> list[float]:
@@ -76,6 +83,7 @@ def measure(run, paths: Mapping[str, Any], grid_png: Path) -> dict[str, Any]:
     data, test = run.dataset, run.test
     base = run.load_model(paths["base"])
     predictor = run.load_predictor(paths["predictor"])
+    locator = run.locator(paths["predictor"], paths.get("refiner"))
     crop = run.load_model(paths["crop"])
     stages = [run.load_model(p) for p in paths["stages"]]
     shrunk_bases = {m: run.load_model(p) for m, p in paths["shrink_only"].items()}
@@ -84,21 +92,26 @@ def measure(run, paths: Mapping[str, Any], grid_png: Path) -> dict[str, Any]:
 
     log.info("      measuring on %d %s images: float top-1 of every row", len(test), split_name)
     base_top1 = evaluate_classifier(base, test).top1
-    test_boxes = predict_boxes(predictor, test)
-    crop_eval, _ = evaluate_crop_pipeline(predictor, crop, test, crop=CropConfig(),
+    test_boxes = predict_boxes(locator, test)
+    crop_eval, _ = evaluate_crop_pipeline(locator, crop, test, crop=CropConfig(),
                                           predicted_boxes=test_boxes)
     refined = None
-    if paths.get("refiner") is not None:
-        refined_eval, _ = evaluate_crop_pipeline(run.load_predictor(paths["refiner"]), crop, test,
-                                                 crop=CropConfig())
-        refined = {"top1": refined_eval.top1_predicted, "macs": refined_eval.pipeline_macs,
-                   "boxes": refined_eval.boxes}
+    if locator is not predictor:
+        # The crop row is the refined pipeline; what the predictor alone would give, beside it.
+        plain_eval, _ = evaluate_crop_pipeline(predictor, crop, test, crop=CropConfig())
+        refined = {"top1": crop_eval.top1_predicted, "macs": crop_eval.pipeline_macs,
+                   "boxes": crop_eval.boxes, "passes": locator.passes,
+                   "predictor_only": {"top1": plain_eval.top1_predicted,
+                                      "macs": plain_eval.pipeline_macs,
+                                      "boxes": plain_eval.boxes}}
     shrunk_top1 = {m: evaluate_classifier(model, test).top1 for m, model in shrunk_bases.items()}
 
     log.info("      int8: the bundle on the device runtime, whole-image models converted")
     with load_bundle(paths["bundle"]) as bundle:
         bundle_eval = evaluate_bundle(bundle, test)
         predictor_bytes = _file_bytes(bundle, bundle.predictor)
+        refiner_bytes = (_file_bytes(bundle, bundle.refiner)
+                         if getattr(bundle, "refiner", None) is not None else None)
         stage_bytes = [_file_bytes(bundle, s) for s in bundle.stages]
         manifest_version = bundle.version
     with quiet_tensorflow():
@@ -106,12 +119,22 @@ def measure(run, paths: Mapping[str, Any], grid_png: Path) -> dict[str, Any]:
         shrunk_bytes = {m: int8_model_bytes(model, data.train, count=64)
                         for m, model in shrunk_bases.items()}
     tflite = {"base": base_bytes, "predictor": predictor_bytes,
+              **({"refiner": refiner_bytes} if refiner_bytes is not None else {}),
               **{f"stage{k}": b for k, b in enumerate(stage_bytes)},
               **{f"shrink:{m}": b for m, b in shrunk_bytes.items()}}
     log.info("      timing %d int8 models interleaved (one thread)", len(tflite))
     ms = {k: v["p50"] for k, v in time_interleaved(tflite).items()}
+    sizes = {k: len(v) for k, v in tflite.items()}
+    box_cost = count_macs(predictor)
+    if refiner_bytes is not None:
+        # The 'predictor' part of every row is what finds the box: predictor + refiner passes.
+        ref_cost = count_macs(locator.refiner)
+        box_cost = _Cost(box_cost.macs + locator.passes * ref_cost.macs,
+                         box_cost.params + ref_cost.params)
+        sizes["predictor"] += sizes["refiner"]
+        ms["predictor"] += locator.passes * ms["refiner"]
 
-    macs = {"base": count_macs(base), "predictor": count_macs(predictor),
+    macs = {"base": count_macs(base), "predictor": box_cost,
             **{f"stage{k}": count_macs(m) for k, m in enumerate(stages)},
             **{f"shrink:{m}": count_macs(model) for m, model in shrunk_bases.items()}}
     last = f"stage{len(stages) - 1}"
@@ -123,7 +146,7 @@ def measure(run, paths: Mapping[str, Any], grid_png: Path) -> dict[str, Any]:
                 "macs": int(mac_total if mac_total is not None
                             else sum(macs[p].macs for p in parts)),
                 "params": int(sum(macs[p].params for p in parts)),
-                "int8_bytes": int(sum(len(tflite[p]) for p in parts)),
+                "int8_bytes": int(sum(sizes[p] for p in parts)),
                 "int8_ms": float(ms_total if ms_total is not None else sum(ms[p] for p in parts)),
                 "int8_top1": None if int8_top1 is None else float(int8_top1),
                 "models": parts, "note": note}
@@ -132,7 +155,8 @@ def measure(run, paths: Mapping[str, Any], grid_png: Path) -> dict[str, Any]:
                 f"{base.name} on whole {model_resolution(base)}-px images"
                 if not run.config.base_is_file else "the given classifier on whole images"),
             row("crop", crop_eval.top1_predicted, ["predictor", last],
-                f"predictor + crop classifier at {run.config.crop_resolution} px")]
+                ("predictor + refiner" if refined else "predictor")
+                + f" + crop classifier at {run.config.crop_resolution} px")]
     for method in shrunk_bases:
         rows.append(row("shrink" if method == "compound" else f"shrink:{method}",
                         shrunk_top1[method], [f"shrink:{method}"],
@@ -166,6 +190,6 @@ def measure(run, paths: Mapping[str, Any], grid_png: Path) -> dict[str, Any]:
                     "int8_mean_macs": bundle_eval.mean_macs, "stages": cascade["stages"],
                     "curve": cascade.get("curve", []), "thresholds": cascade["thresholds"]},
         "bundle": {"path": str(paths["bundle"]), "manifest_version": manifest_version,
-                   "refiner_in_bundle": False},
+                   "refiner_in_bundle": refiner_bytes is not None},
         "grid": grid_png.name,
     }

@@ -203,6 +203,17 @@ class _Run:
             self._loaded[key] = load_predictor(path)
         return self._loaded[key]
 
+    def locator(self, predictor: Path, refiner: Optional[Path]):
+        """What finds the box the crop classifier and the stages see: the predictor, or with a
+        refiner the :class:`~tfedge.crop.RefinedPredictor` pair (its file names the predictor)."""
+        return self.load_predictor(refiner if refiner is not None else predictor)
+
+    def refiner_input(self) -> dict[str, Any]:
+        """The refiner's hash as a step input, only when there is one (runs without a refiner
+        keep the keys they had)."""
+        digest = self.hashes.get("refiner.keras")
+        return {"refiner": digest} if digest is not None else {}
+
 
 # --------------------------------------------------------------------------- the steps
 
@@ -341,11 +352,12 @@ def _refiner_step(run: _Run, fp: str, labels: Optional[Path], predictor: Path) -
     return out
 
 
-def _crop_step(run: _Run, fp: str, base: Path, labels: Optional[Path], predictor: Path) -> Path:
+def _crop_step(run: _Run, fp: str, base: Path, labels: Optional[Path], predictor: Path,
+               refiner: Optional[Path]) -> Path:
     cfg = run.config
     out = run.dir / "crop.keras"
     inputs = {"data": fp, "base": run.hashes["base.keras"],
-              "predictor": run.hashes["predictor.keras"],
+              "predictor": run.hashes["predictor.keras"], **run.refiner_input(),
               "box_labels": run.hashes.get("box_labels.npz"), "resolution": cfg.crop_resolution,
               "copies": cfg.crop_copies, "epochs": cfg.epochs, "seed": cfg.seed}
 
@@ -361,24 +373,26 @@ def _crop_step(run: _Run, fp: str, base: Path, labels: Optional[Path], predictor
             start, _boxed_train(run, labels),
             crop_config=CropTrainConfig(resolution=cfg.crop_resolution, copies=cfg.crop_copies),
             config=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed),
-            predictor=run.load_predictor(predictor), output=out,
+            predictor=run.locator(predictor, refiner), output=out,
             metadata=run.meta("crop_classifier", inputs))
         return {"train_seconds": result.train_seconds}
 
     run.step("crop_classifier", inputs, [out], train,
              f"crop-robust classifier at {cfg.crop_resolution} px from the base's weights, "
-             f"{cfg.epochs} epochs", scratch=[_backup(out)])
+             f"{cfg.epochs} epochs" + (", on refined boxes" if refiner else ""),
+             scratch=[_backup(out)])
     return out
 
 
-def _crop_splits(run: _Run, labels: Optional[Path], predictor: Path):
-    """Training crops (jittered true / pseudo boxes) and validation crops (predicted boxes)."""
+def _crop_splits(run: _Run, labels: Optional[Path], predictor: Path, refiner: Optional[Path]):
+    """Training crops (jittered true / pseudo boxes) and validation crops (predicted boxes,
+    refined when there is a refiner)."""
     from ..crop import CropConfig, JitterConfig, materialize_crops, predict_boxes
 
     cfg = run.config
     train = materialize_crops(_boxed_train(run, labels), resolution=cfg.crop_resolution,
                               crop=CropConfig(), jitter=JitterConfig(), copies=1, seed=cfg.seed)
-    val_boxes = predict_boxes(run.load_predictor(predictor), run.dataset.val)
+    val_boxes = predict_boxes(run.locator(predictor, refiner), run.dataset.val)
     val = materialize_crops(run.dataset.val, resolution=cfg.crop_resolution, boxes=val_boxes,
                             crop=CropConfig(), jitter=None, copies=1)
     return train, val
@@ -400,13 +414,13 @@ def _stage_path(run: _Run, target: float) -> Path:
     return run.dir / f"stage_{int(round(target * 100)):02d}.keras"
 
 
-def _shrink_step(run: _Run, fp: str, crop: Path, labels: Optional[Path], predictor: Path
-                 ) -> list[Path]:
+def _shrink_step(run: _Run, fp: str, crop: Path, labels: Optional[Path], predictor: Path,
+                 refiner: Optional[Path]) -> list[Path]:
     cfg = run.config
     outs = [_stage_path(run, t) for t in cfg.shrink_targets]
     work = run.dir / "work" / "shrink"
     inputs = {"data": fp, "crop": run.hashes["crop.keras"],
-              "predictor": run.hashes["predictor.keras"],
+              "predictor": run.hashes["predictor.keras"], **run.refiner_input(),
               "box_labels": run.hashes.get("box_labels.npz"),
               "targets": list(cfg.shrink_targets), "search": _search_config(cfg).to_dict()}
 
@@ -414,7 +428,7 @@ def _shrink_step(run: _Run, fp: str, crop: Path, labels: Optional[Path], predict
         from .._train import save_classifier
         from ..shrink._baselines import run_shrink
 
-        train, val = _crop_splits(run, labels, predictor)
+        train, val = _crop_splits(run, labels, predictor, refiner)
         model = run.load_model(crop)
         records = []
         for target, out in zip(cfg.shrink_targets, outs):
@@ -437,8 +451,8 @@ def _shrink_step(run: _Run, fp: str, crop: Path, labels: Optional[Path], predict
     return outs
 
 
-def _shrink_only_step(run: _Run, fp: str, base: Path, crop: Path, predictor: Path
-                      ) -> dict[str, Path]:
+def _shrink_only_step(run: _Run, fp: str, base: Path, crop: Path, predictor: Path,
+                      refiner: Optional[Path]) -> dict[str, Path]:
     cfg = run.config
     methods = (["compound"] if cfg.shrink_only else []) + list(cfg.baselines)
     if not methods:
@@ -447,18 +461,20 @@ def _shrink_only_step(run: _Run, fp: str, base: Path, crop: Path, predictor: Pat
     outs = {m: run.dir / f"base_{m}.keras" for m in methods}
     work = run.dir / "work" / "shrink_only"
     inputs = {"data": fp, "base": run.hashes["base.keras"], "crop": run.hashes["crop.keras"],
-              "predictor": run.hashes["predictor.keras"], "methods": methods,
+              "predictor": run.hashes["predictor.keras"], **run.refiner_input(),
+              "methods": methods,
               "search": _search_config(cfg).to_dict()}
 
     def shrink() -> dict[str, Any]:
         from .._macs import count_macs
         from .._train import save_classifier
+        from ..crop import predictor_macs
         from ..shrink._baselines import run_shrink
 
         base_model = run.load_model(base)
-        # The same MACs as the crop pipeline (predictor + crop classifier): the ablation
-        # compares the two ways of spending them.
-        target = (count_macs(run.load_predictor(predictor)).macs
+        # The same MACs as the crop pipeline (predictor, refiner passes, crop classifier): the
+        # ablation compares the two ways of spending them.
+        target = (predictor_macs(run.locator(predictor, refiner))
                   + count_macs(run.load_model(crop)).macs) / count_macs(base_model).macs
         records = {}
         if target >= 1:
@@ -481,11 +497,18 @@ def _shrink_only_step(run: _Run, fp: str, base: Path, crop: Path, predictor: Pat
     return {m: p for m, p in outs.items() if m in result.get("methods", {})}
 
 
-def _cascade_step(run: _Run, fp: str, base: Path, stages: Sequence[Path], predictor: Path) -> Path:
+#: Bumped when what the cascade step writes changes (2: cascade.json's own 'dataset' field).
+CASCADE_STEP_FORMAT = 2
+
+
+def _cascade_step(run: _Run, fp: str, base: Path, stages: Sequence[Path], predictor: Path,
+                  refiner: Optional[Path]) -> Path:
     cfg = run.config
     out = run.dir / "cascade.json"
-    inputs = {"data": fp, "stages": [run.hashes[p.name] for p in stages],
-              "predictor": run.hashes["predictor.keras"], "base": run.hashes["base.keras"],
+    inputs = {"format": CASCADE_STEP_FORMAT, "data": fp,
+              "stages": [run.hashes[p.name] for p in stages],
+              "predictor": run.hashes["predictor.keras"], **run.refiner_input(),
+              "base": run.hashes["base.keras"],
               "calibration": cfg.calibration, "accuracy_drop_points": cfg.accuracy_drop_points,
               "macs_budget": cfg.macs_budget}
 
@@ -495,10 +518,12 @@ def _cascade_step(run: _Run, fp: str, base: Path, stages: Sequence[Path], predic
                                evaluate_cascade, save_cascade)
         from ..crop import CropConfig
 
-        spec = build_cascade(stages, predictor=predictor, crop=CropConfig(),
+        # With a refiner the cascade holds it (cascade.json version 2): stage crops at the
+        # refined boxes, its passes in every MAC figure, and the bundle carries it.
+        spec = build_cascade(stages, predictor=refiner or predictor, crop=CropConfig(),
                              class_names=run.dataset.class_names,
-                             names=[p.stem for p in stages])
-        pred = run.load_predictor(predictor)
+                             names=[p.stem for p in stages], dataset=run.data_record(fp))
+        pred = run.locator(predictor, refiner)
         models = [run.load_model(p) for p in stages]
         val = compute_stage_logits(spec, run.dataset.val, models=models, predictor=pred)
         test = compute_stage_logits(spec, run.test, models=models, predictor=pred)
@@ -510,18 +535,16 @@ def _cascade_step(run: _Run, fp: str, base: Path, stages: Sequence[Path], predic
             spec, result, _ = choose_exit_rule(spec, val, mode="budget", macs_budget=budget)
         ev = evaluate_cascade(spec, test, val=val)
         evaluation = ev.to_dict()
-        # cascade.json has no field for its data yet: the evaluation record carries it, so
-        # 'tfedge cascade calibrate/evaluate' can find the dataset the stages were trained on.
         spec = spec.with_evaluation({**{k: v for k, v in evaluation.items() if k != "curve"},
-                                     "split": "test" if run.dataset.test is not None else "val",
-                                     "dataset": run.data_record(fp)})
+                                     "split": "test" if run.dataset.test is not None else "val"})
         save_cascade(spec, out)
         return {"evaluation": evaluation, "calibration": result.to_dict(),
                 "criterion": spec.stages[-1].criterion,
                 "accumulate_weight": spec.stages[-1].accumulate_weight}
 
     run.step("cascade", inputs, [out], calibrate,
-             f"{len(stages)}-stage cascade calibrated on validation ({cfg.calibration} mode)")
+             f"{len(stages)}-stage cascade calibrated on validation ({cfg.calibration} mode)"
+             + (", refined boxes" if refiner else ""))
     return out
 
 
@@ -531,12 +554,13 @@ def _bundle_step(run: _Run, fp: str, cascade: Path, stages: Sequence[Path], pred
     folder, archive = run.dir / "bundle", run.dir / "bundle.zip"
     inputs = {"data": fp, "cascade": run.hashes["cascade.json"],
               "stages": [run.hashes[p.name] for p in stages],
-              "predictor": run.hashes["predictor.keras"],
+              "predictor": run.hashes["predictor.keras"], **run.refiner_input(),
               "tolerance_points": cfg.tolerance_points, "seed": cfg.seed}
 
     def convert() -> dict[str, Any]:
         from .._convert import ConversionCheckError
         from ..cascade import convert_cascade_bundle, load_cascade
+        from ..cascade._convert import threshold_split_of
 
         for old in (folder, archive):  # ours, from a run whose inputs have changed since
             if old.is_dir():
@@ -544,25 +568,29 @@ def _bundle_step(run: _Run, fp: str, cascade: Path, stages: Sequence[Path], pred
             elif old.exists():
                 old.unlink()
         test = run.test
+        spec = load_cascade(cascade)  # with the refiner, if the run trained one
         try:
             with quiet_tensorflow():
                 _, metrics = convert_cascade_bundle(
-                    load_cascade(cascade), run.dataset.train, test, folder, zip_path=archive,
+                    spec, run.dataset.train, test, folder, zip_path=archive,
                     calibration_size=min(CALIBRATION_IMAGES, len(run.dataset.train)),
                     check_size=min(CHECK_IMAGES, len(test)),
                     tolerance_points=cfg.tolerance_points, seed=cfg.seed,
                     extra_metrics={"dataset": run.data_record(fp), "compress_run": str(run.dir)},
-                    threshold_split=run.dataset.val)
+                    # What tfedge-convert cascade does: the thresholds solved again on the
+                    # int8 scores of the split they were calibrated on.
+                    threshold_split=threshold_split_of(spec, run.dataset))
         except ConversionCheckError as exc:
             raise TfedgeError(f"int8 conversion check failed: {exc} (raise tolerance_points, "
                               "or train longer: a sharper model quantises better)") from exc
         keys = ("top1", "float_top1", "top1_drop_points", "mean_macs", "float_mean_macs",
                 "exit_rates", "float_exit_rates", "agreement", "thresholds", "float_thresholds",
-                "check_images", "calibration_images")
+                "check_images", "calibration_images", "refiner")
         return {k: metrics.get(k) for k in keys}
 
     run.step("bundle", inputs, [archive], convert,
-             "int8 conversion of predictor and stages, checked against float")
+             "int8 conversion of predictor" + (", refiner" if run.refiner_input() else "")
+             + " and stages, checked against float")
     return archive
 
 
@@ -586,8 +614,9 @@ def _verify_step(run: _Run, archive: Path) -> dict[str, Any]:
                                       "input: delete the run's bundle.zip and run again")
                 checked.append(entry.file)
             manifest_version = getattr(bundle, "version", None)
+            has_refiner = getattr(bundle, "refiner", None) is not None
         return {"ok": True, "models": checked, "manifest_version": manifest_version,
-                "refiner_in_bundle": False}
+                "refiner_in_bundle": has_refiner}
 
     return run.step("verify", inputs, [], verify, "the bundle's hashes, tensor specs and a run "
                     "of every model (what 'tfedge-convert verify' checks)")
@@ -646,11 +675,11 @@ def run_compress(run_dir: Union[str, os.PathLike], data: Optional[DataSource] = 
     labels = _box_label_step(run, fp, base)
     predictor = _predictor_step(run, fp, labels)
     refiner = _refiner_step(run, fp, labels, predictor)
-    crop = _crop_step(run, fp, base, labels, predictor)
-    shrunk = _shrink_step(run, fp, crop, labels, predictor)
-    shrink_only = _shrink_only_step(run, fp, base, crop, predictor)
+    crop = _crop_step(run, fp, base, labels, predictor, refiner)
+    shrunk = _shrink_step(run, fp, crop, labels, predictor, refiner)
+    shrink_only = _shrink_only_step(run, fp, base, crop, predictor, refiner)
     stages = [*shrunk, crop]
-    cascade = _cascade_step(run, fp, base, stages, predictor)
+    cascade = _cascade_step(run, fp, base, stages, predictor, refiner)
     archive = _bundle_step(run, fp, cascade, stages, predictor)
     _verify_step(run, archive)
     paths = {"base": base, "predictor": predictor, "crop": crop, "cascade": cascade,

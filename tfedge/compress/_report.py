@@ -228,13 +228,22 @@ def write_report(report_dir: Path, *, run_record: Mapping[str, Any],
         "cropping are not included.",
         f"Bundle: <code>{html.escape(summary['bundle'])}</code>, manifest version "
         f"{measured['bundle']['manifest_version']}, verified: {bool(verify.get('ok'))}; it holds "
-        "the plain predictor (no refiner).",
+        + ("the predictor and its refiner (the stages crop at refined boxes)."
+           if measured["bundle"].get("refiner_in_bundle") else "the plain predictor (no refiner)."),
     ]
     if measured.get("refined"):
         r = measured["refined"]
-        notes.append(f"With the refiner (not in the bundle): crop top-1 {r['top1']:.4f} at "
-                     f"{r['macs'] / 1e6:.2f} M MACs, mean IoU "
-                     f"{(r['boxes'] or {}).get('miou', float('nan')):.3f}.")
+        plain = r.get("predictor_only") or {}
+
+        def miou(boxes):
+            return (boxes or {}).get("miou", float("nan"))
+
+        notes.append(f"Refiner ({r.get('passes', '?')} passes, in the crop row, the cascade and "
+                     f"the bundle): crop top-1 {r['top1']:.4f} at {r['macs'] / 1e6:.2f} M MACs, "
+                     f"box mean IoU {miou(r['boxes']):.3f}; the predictor alone: top-1 "
+                     f"{plain.get('top1', float('nan')):.4f} at "
+                     f"{plain.get('macs', float('nan')) / 1e6:.2f} M MACs, mean IoU "
+                     f"{miou(plain.get('boxes')):.3f}.")
     title = f"tfedge compress: {html.escape(run_record['data']['name'])}"
     body = [f"<h1>{title}</h1>",
             "<h2>What the numbers say</h2>",
