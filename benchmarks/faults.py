@@ -13,7 +13,9 @@ killed run resumes) and is killed with SIGKILL. Kills cycle through modes:
 own work mostly), ``in_write`` (the moment one of tfedge's atomic-write
 temporaries appears next to the artifacts, plus 0-20 ms) and a kind-specific
 one (``in_tf_temp``: while the converter's SavedModel export is in the temp
-dir; ``in_backup``: while TensorFlow writes the per-epoch backup). After
+dir; ``in_backup``: while TensorFlow writes the per-epoch backup;
+``after_epoch``: just after an epoch's backup is complete, and the next run
+is then left to finish once, to show it resumes from that epoch). After
 every kill:
 
 * ``half_written``: an artifact at its real path that exists but does not
@@ -38,8 +40,8 @@ every kill:
 Last line: one JSON object per kind with ``kills``, ``half_written``,
 ``stale_pairs``, ``left_behind``, ``child_failures``, ``resume_mismatches``
 (all must be 0), ``verified_after_kill`` (artifacts that existed and loaded),
-``kills_by_mode``, ``kills_during_write`` (a tfedge temporary existed at the
-kill) and the environment.
+``kills_by_mode``, ``kills_during_write`` (a temporary of the killed child's
+own atomic writes existed at the kill) and the environment.
 """
 
 from __future__ import annotations
@@ -287,9 +289,8 @@ def _backup_epoch(work: Path) -> Optional[int]:
 
 def _watchers(kind: str, work: Path) -> dict[str, Any]:
     """Kill modes other than 'anywhere': name -> whether the watched write is under way."""
-    def in_write() -> bool:  # one of tfedge's atomic-write temporaries exists
-        return any(p.name.startswith(".") for p in work.iterdir()) or any(
-            p.name.startswith(".") for p in (work / "m.keras.backup").glob(".*"))
+    def in_write() -> bool:  # one of tfedge's atomic-write temporaries of the artifacts exists
+        return any(p.name.startswith(".") for p in work.iterdir())
 
     def in_tf_temp() -> bool:  # the converter's SavedModel export folder exists
         return any(p.is_dir() for d in (work / "tmp").glob("tfedge-*") for p in d.iterdir())
@@ -297,7 +298,14 @@ def _watchers(kind: str, work: Path) -> dict[str, Any]:
     def in_backup() -> bool:  # TensorFlow is writing a checkpoint (ckpt-N_temp/)
         return any((work / "m.keras.backup").glob("*_temp*"))
 
-    extra = {"convert": {"in_tf_temp": in_tf_temp}, "train": {"in_backup": in_backup}}
+    def after_epoch() -> bool:  # an epoch's backup is complete: the next run must resume it
+        try:
+            return (_backup_epoch(work) or 0) >= 1
+        except ValueError:  # the state file read mid-write
+            return False
+
+    extra = {"convert": {"in_tf_temp": in_tf_temp},
+             "train": {"in_backup": in_backup, "after_epoch": after_epoch}}
     return {"in_write": in_write, **extra.get(kind, {})}
 
 
@@ -311,6 +319,16 @@ def _wait_for(condition, timeout: float) -> bool:
             pass
         time.sleep(POLL_S)
     return False
+
+
+def _count_resume(totals: dict[str, int], child: _Child, expected: int) -> None:
+    """If the child's first run finished, it must have resumed from the backup's epoch."""
+    done = [line for line in child.lines if line.startswith("done ")]
+    if done:
+        resumed = int(done[0].split("resumed=")[1])
+        totals["resumes_checked"] += 1
+        totals["resumed_runs"] += int(resumed > 0)
+        totals["resume_mismatches"] += int(resumed != expected)
 
 
 def run_kind(kind: str, kills: int, base: Path, rng: random.Random) -> dict[str, Any]:
@@ -334,6 +352,10 @@ def run_kind(kind: str, kills: int, base: Path, rng: random.Random) -> dict[str,
             raise RuntimeError(f"{kind} child never became ready")
         if iteration_s is None:  # measure one iteration, then kill the next ones
             iteration_s = child.wait_line("done", READY_TIMEOUT_S) or 1.0
+        if expected_resume:  # a backup of a finished epoch: let this run show it resumes
+            child.wait_line("done", READY_TIMEOUT_S)
+            _count_resume(totals, child, expected_resume)
+            expected_resume = None
         mode = modes[k % len(modes)]
         if mode == "anywhere":
             time.sleep(rng.uniform(0.0, 1.5 * iteration_s))
@@ -341,8 +363,9 @@ def run_kind(kind: str, kills: int, base: Path, rng: random.Random) -> dict[str,
             time.sleep(rng.uniform(0.0, WRITE_KILL_DELAY_S))
         else:
             watched_missed += 1
-        during_write = bool(_temporaries(work)) or bool(
-            list((work / "m.keras.backup").glob(".*")))
+        mine = f".pid{child.process.pid}."  # this child's, not those a killed one left
+        during_write = any(mine in name for name in _temporaries(work)) or any(
+            mine in p.name for p in (work / "m.keras.backup").glob(".*"))
         status = child.kill()
         if status is not None:
             totals["child_failures"] += 1
@@ -352,12 +375,7 @@ def run_kind(kind: str, kills: int, base: Path, rng: random.Random) -> dict[str,
         by_mode[mode] += 1
         totals["kills_during_write"] += int(during_write)
         if expected_resume is not None:
-            done = [line for line in child.lines if line.startswith("done ")]
-            if done:  # its first run finished: it must have resumed the backup it found
-                resumed = int(done[0].split("resumed=")[1])
-                totals["resumes_checked"] += 1
-                totals["resumed_runs"] += int(resumed > 0)
-                totals["resume_mismatches"] += int(resumed != expected_resume)
+            _count_resume(totals, child, expected_resume)
         found = _check(kind, work)
         for key, value in found.items():
             totals[key] += value
@@ -371,12 +389,7 @@ def run_kind(kind: str, kills: int, base: Path, rng: random.Random) -> dict[str,
     child.process.wait(timeout=READY_TIMEOUT_S)
     child.wait_line("<eof>", 10)
     if expected_resume is not None:
-        done = [line for line in child.lines if line.startswith("done ")]
-        if done:
-            resumed = int(done[0].split("resumed=")[1])
-            totals["resumes_checked"] += 1
-            totals["resumed_runs"] += int(resumed > 0)
-            totals["resume_mismatches"] += int(resumed != expected_resume)
+        _count_resume(totals, child, expected_resume)
     left = _temporaries(work)
     tmp_left = sorted(p.name for p in (work / "tmp").iterdir())
     final = _check(kind, work)
