@@ -38,7 +38,9 @@ refines, and :func:`tfedge.crop.load_predictor` on it returns a
 :class:`RefinedPredictor`, which every ``--predictor`` flag of the crop
 commands accepts. Cascades take it as their predictor (stage crops at the
 refined boxes) and bundles hold it as the manifest-v2 ``refiner`` entry
-(``docs/bundle.md``); the window arithmetic below is :mod:`tfedge.runtime.refine`'s.
+(``docs/bundle.md``). The window arithmetic (``boxes_to_window``,
+``boxes_from_window``, ``merge_refined``) is :mod:`tfedge.runtime.refine`'s, the
+device's own, imported here.
 """
 
 from __future__ import annotations
