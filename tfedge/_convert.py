@@ -31,7 +31,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-@private_tempdir("convert")
+
+@private_tempdir("convert")  # TensorFlow's SavedModel export and AutoGraph files: ours to clean
 def quantize_int8(model, representative: np.ndarray, *, io_dtype: str = "int8",
                   qat=None, qat_examples: Optional[tuple[np.ndarray, np.ndarray]] = None,
                   qat_unsupported: Optional[str] = None) -> tuple[bytes, dict[str, Any]]:
@@ -201,7 +202,7 @@ def _check_settings(io_dtype: str, calibration_size: Any, check_size: Any, batch
     return counts
 
 
-@private_tempdir("convert")  # TensorFlow's SavedModel export and AutoGraph files: ours to clean
+@private_tempdir("convert")
 def convert_classifier(
     model,
     calibration: Split,
