@@ -36,7 +36,10 @@ whose first stage is the base compound-shrunk to 25% against one whose first
 stage is a registry network of the same MACs trained from scratch
 (:func:`cascade_comparison`), both ending in the base, thresholds chosen on
 validation at equal expected-MAC budgets. Recorded:
-benchmarks/recorded/shrink-quick3-2026-12-04/.
+benchmarks/recorded/shrink-quick3-2026-12-04/ and shrink-quick4-2026-12-04/ (3 seeds).
+
+``--summarize-only`` (same flags and ``--output-dir`` as a run stopped between seeds): the
+last line from the seeds it finished, without training.
 """
 
 from __future__ import annotations
@@ -464,7 +467,7 @@ def main() -> None:
     parser.add_argument("--step-fraction", dest="step_macs_fraction", type=float, default=None,
                         help="override the MAC fraction one compound step saves")
     parser.add_argument("--importance", type=str, default=None,
-                        help="channel criterion of compound's width steps (default l1)")
+                        help="channel criterion of compound's width steps (default bn)")
     parser.add_argument("--score-steps", dest="score_steps", type=int, default=None,
                         help="override the distillation steps that score each compound candidate")
     parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
