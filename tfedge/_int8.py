@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional
 import numpy as np
 
 from ._errors import TfedgeError
+from ._io import private_tempdir
 from ._quiet import quiet_tensorflow
 
 __all__ = [
@@ -255,8 +256,10 @@ def _convert(model, batches: BatchFactory, io_dtype: str) -> bytes:
         # Keras' export prints "Saved artifact at ..." and a TensorSpec per captured variable on
         # stdout (where CLIs put their JSON), the converter its own lines from C++: all hidden
         # unless debugging (tfedge._quiet; replayed to stderr if the conversion fails).
-        with quiet_tensorflow(), contextlib.redirect_stdout(sys.stderr), \
-                warnings.catch_warnings():
+        # TensorFlow's SavedModel export and AutoGraph files go to a folder of ours, removed
+        # afterwards (and by the next run, after a kill): every caller of convert_to_int8.
+        with private_tempdir("convert"), quiet_tensorflow(), \
+                contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
             # Expected: the input's range comes from calibration, not from given statistics.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             data = converter.convert()
