@@ -361,3 +361,16 @@ def test_distractors_setting_reaches_the_batch_augmentation(monkeypatch):
     _, result = train_predictor(TINY, make_colour_split(16), config=PredictorTrainConfig(
         epochs=1, batch_size=8, distractors=True, bn_recalibration_batches=1))
     assert seen and all(seen) and np.isfinite(result.history[0]["loss"])
+
+
+def test_a_predictor_next_to_the_sidecar_of_another_save_is_refused(tmp_path):
+    # A kill between the model's rename and the sidecar's write leaves the new predictor
+    # beside the old sidecar (spec, resolution, refiner links): loading must refuse the pair.
+    path = tmp_path / "p.keras"
+    save_predictor(build_predictor(TINY), path)
+    assert read_predictor_sidecar(path)["spec"] == get_predictor_spec(TINY).to_dict()
+    old_sidecar = (tmp_path / "p.keras.json").read_bytes()
+    save_predictor(build_predictor("boxnet_heat_r32_w8"), path)
+    (tmp_path / "p.keras.json").write_bytes(old_sidecar)  # what the kill leaves
+    with pytest.raises(TfedgeError, match="was written for another version of"):
+        load_predictor(path)

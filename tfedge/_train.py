@@ -287,11 +287,17 @@ def save_classifier(model, path: Union[str, os.PathLike], metadata: Optional[dic
     meta = {"format": "tfedge-classifier", "version": 1, "model_name": model.name,
             "resolution": model_resolution(model), "num_classes": int(model.output_shape[-1])}
     meta.update(metadata or {})
+    return save_model_with_sidecar(model, path, meta)
+
+
+def save_model_with_sidecar(model, path: Union[str, os.PathLike], meta: dict[str, Any]) -> Path:
+    """Write ``model`` to ``path`` atomically, then ``meta`` beside it with the model's digest."""
+    path = Path(path)
     with atomic_path(path) as tmp:
         model.save(tmp)
         # The two files cannot be renamed at once: a kill between them leaves the new model
         # next to the old sidecar. Its digest of the model lets read_sidecar refuse that pair.
-        meta[_SIDECAR_DIGEST] = sha256_file(tmp)
+        meta = {**meta, _SIDECAR_DIGEST: sha256_file(tmp)}
     atomic_write_json(_sidecar(path), meta)
     return path
 

@@ -8,18 +8,12 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .._errors import TfedgeError
-from .._io import atomic_path, atomic_write_json
-from .._train import read_sidecar
+from .._train import read_sidecar, save_model_with_sidecar
 from ._boxnet import predictor_spec_of
 
 __all__ = ["PREDICTOR_FORMAT", "save_predictor", "load_predictor", "read_predictor_sidecar"]
 
 PREDICTOR_FORMAT = "tfedge-predictor"
-SIDECAR_SUFFIX = ".json"
-
-
-def _sidecar(path: Path) -> Path:
-    return path.with_suffix(path.suffix + SIDECAR_SUFFIX)
 
 
 def save_predictor(model: Any, path: Union[str, os.PathLike], metadata: Optional[dict] = None) -> Path:
@@ -28,8 +22,6 @@ def save_predictor(model: Any, path: Union[str, os.PathLike], metadata: Optional
     if path.suffix != ".keras":
         raise TfedgeError(f"predictor files must end in .keras, got {str(path)!r}")
     spec = predictor_spec_of(model)
-    with atomic_path(path) as tmp:
-        model.save(tmp)
     meta = {"format": PREDICTOR_FORMAT, "version": 1, "model_name": model.name,
             "spec": spec.to_dict(), "resolution": spec.resolution,
             "output": "box_params (cy, cx, h, w) in [0, 1]; box = (cy - h/2, cx - w/2, "
@@ -37,8 +29,7 @@ def save_predictor(model: Any, path: Union[str, os.PathLike], metadata: Optional
             "export": "convert tfedge.crop.predictor_export_model(model) to int8; decode its "
                       "outputs with tfedge.crop.geometry.decode_predictor_outputs"}
     meta.update(metadata or {})
-    atomic_write_json(_sidecar(path), meta)
-    return path
+    return save_model_with_sidecar(model, path, meta)
 
 
 def read_predictor_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
