@@ -177,7 +177,12 @@ def qat_int8(model, images: np.ndarray, labels: np.ndarray, calibration: np.ndar
 
 def _run_child(job: Path) -> None:
     package_root = str(Path(__file__).resolve().parent.parent)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+    # The child's TensorFlow temporaries (SavedModel export, AutoGraph files) go inside the
+    # job folder, which is removed with it (and lies in the caller's private temp folder).
+    child_tmp = job / "tmp"
+    child_tmp.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(child_tmp),
+           "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
            "PYTHONPATH": os.pathsep.join(filter(None, [package_root,
                                                        os.environ.get("PYTHONPATH")]))}
     cmd = [sys.executable, "-m", "tfedge.qat", str(job)]
