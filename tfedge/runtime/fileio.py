@@ -17,9 +17,9 @@ import re
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
-import threading
 from typing import Any, Iterator, Optional
 
 from .errors import TfedgeError
