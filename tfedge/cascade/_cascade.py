@@ -490,6 +490,21 @@ def build_cascade(models: Sequence[PathLike], *, predictor: Optional[PathLike] =
                        dataset=dict(dataset) if dataset else None)
 
 
+def load_refiner_of(spec: CascadeSpec, path: PathLike, *, fix: str) -> Any:
+    """The :class:`~tfedge.crop.RefinedPredictor` of refiner file ``path``, checked to refine
+    the cascade's own predictor file; ``fix`` ends either error message."""
+    from ..crop import RefinedPredictor, load_predictor
+
+    pair = load_predictor(Path(path))
+    if not isinstance(pair, RefinedPredictor):
+        raise _fail(f"{str(path)!r} is a plain predictor, not a refiner: {fix}")
+    first = Path(pair.predictor_path or "")
+    if first.resolve() != Path(spec.predictor_path()).resolve():
+        raise _fail(f"refiner {str(path)!r} refines {str(first)!r}, but the cascade's predictor "
+                    f"is {str(spec.predictor_path())!r}: {fix}")
+    return pair
+
+
 def load_locator(spec: CascadeSpec) -> Any:
     """What finds the box the stages crop: the predictor (Keras), or with a refiner the
     :class:`~tfedge.crop.RefinedPredictor` pair; None without a predictor.
@@ -498,20 +513,13 @@ def load_locator(spec: CascadeSpec) -> Any:
     """
     if spec.predictor is None:
         return None
-    from ..crop import RefinedPredictor, load_predictor
-
     if spec.refiner is None:
+        from ..crop import load_predictor
+
         return load_predictor(spec.predictor_path())
     path = spec.refiner_path()
-    pair = load_predictor(path)
-    if not isinstance(pair, RefinedPredictor):
-        raise _fail(f"the cascade's refiner {str(path)!r} is a plain predictor now: rebuild the "
-                    "cascade with 'tfedge cascade build --predictor REFINER.keras'")
-    first = Path(pair.predictor_path or "")
-    if first.resolve() != Path(spec.predictor_path()).resolve():
-        raise _fail(f"refiner {str(path)!r} refines {str(first)!r}, but the cascade's predictor "
-                    f"is {str(spec.predictor_path())!r}: rebuild the cascade with 'tfedge cascade "
-                    "build --predictor REFINER.keras'")
+    pair = load_refiner_of(spec, path, fix="rebuild the cascade with 'tfedge cascade build "
+                                           "--predictor REFINER.keras'")
     if pair.passes != spec.refiner.passes:
         raise _fail(f"refiner {str(path)!r} makes {pair.passes} passes, the cascade says "
                     f"{spec.refiner.passes}: rebuild the cascade")

@@ -224,23 +224,15 @@ def _refined_device_crops(split: Split, resolutions: Sequence[int], predictor: A
 
 
 def _load_refiner(path: Union[str, os.PathLike], spec: CascadeSpec) -> Any:
-    """The :class:`~tfedge.crop.RefinedPredictor` of refiner file ``path``, checked to refine
-    the cascade's own predictor file."""
-    from ..crop import RefinedPredictor, load_predictor
+    """The :class:`~tfedge.crop.RefinedPredictor` of refiner file ``path`` given to convert
+    a cascade, checked to refine the cascade's own predictor file."""
+    from ._cascade import load_refiner_of
 
     if spec.predictor is None:
         raise TfedgeError("a refiner refines the predictor's box, but the cascade has no "
                           "predictor: build the cascade with --predictor, or drop --refiner")
-    pair = load_predictor(Path(path))
-    if not isinstance(pair, RefinedPredictor):
-        raise TfedgeError(f"{str(path)!r} is a plain predictor, not a refiner: pass the file "
-                          "'tfedge predictor refine' wrote")
-    first = Path(pair.predictor_path or "")
-    if first.resolve() != Path(spec.predictor_path()).resolve():
-        raise TfedgeError(f"refiner {str(path)!r} refines {str(first)!r}, but the cascade's "
-                          f"predictor is {str(spec.predictor_path())!r}: train a refiner for "
-                          "the cascade's predictor ('tfedge predictor refine')")
-    return pair
+    return load_refiner_of(spec, path, fix="pass a refiner 'tfedge predictor refine' wrote for "
+                                           "the cascade's predictor")
 
 
 def _convert_refiner(pair: Any, cal: Split, predictor: Any, *, io_dtype: str, qat: Any,

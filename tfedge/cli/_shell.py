@@ -75,21 +75,6 @@ def _os_error_line(exc: OSError) -> Optional[str]:
     return f"{names}: {exc.strerror}"
 
 
-class _Parsed:
-    """``parser`` with its arguments already parsed (what the runtime's run_cli asks of it)."""
-
-    def __init__(self, parser: argparse.ArgumentParser, args: argparse.Namespace):
-        self._parser, self._args = parser, args
-        self.prog = parser.prog
-
-    def parse_args(self, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-        del argv
-        return self._args
-
-    def print_help(self, file=None) -> None:
-        self._parser.print_help(file)
-
-
 def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> int:
     """Parse ``argv`` and run the chosen command; user errors end as one line, status 2.
 
@@ -97,13 +82,15 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = Non
     lines of its Python loggers) is hidden for every command unless ``--debug``
     (:mod:`tfedge._quiet`).
     """
+    return _run_cli(parser, argv, translate=_disguised_user_error, prepare=_quiet_unless_debug)
+
+
+def _quiet_unless_debug(args: argparse.Namespace) -> None:
     from .._quiet import quiet_tensorflow_import, quiet_tensorflow_loggers, set_debug
 
-    args = parser.parse_args(argv)
     set_debug(bool(getattr(args, "debug", False)))
     quiet_tensorflow_loggers()
     quiet_tensorflow_import()
-    return _run_cli(_Parsed(parser, args), argv, translate=_disguised_user_error)
 
 
 def user_error_line(exc: BaseException) -> Optional[str]:

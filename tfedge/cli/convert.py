@@ -192,11 +192,13 @@ def cmd_cascade(args: argparse.Namespace) -> int:
           f"({metrics['check_images']} {args.check_split} images, agreement "
           f"{metrics['agreement']:.4f})")
     print("  exits: " + ", ".join(f"{r:.3f}" for r in metrics["exit_rates"]))
-    print("  thresholds: " + ", ".join("-" if t is None else f"{t:.6g}"
-                                       for t in metrics["thresholds"])
+    def listed(thresholds) -> str:
+        return ", ".join("-" if t is None else f"{t:.6g}" for t in thresholds)
+
+    print("  thresholds: " + listed(metrics["thresholds"])
           + (f" (solved again on the int8 scores of the {calibrated_on} split; float "
-             + ", ".join("-" if t is None else f"{t:.6g}" for t in metrics["float_thresholds"])
-             + ")" if metrics.get("threshold_source") == "int8" else " (the float ones)"))
+             f"{listed(metrics['float_thresholds'])})"
+             if metrics.get("threshold_source") == "int8" else " (the float ones)"))
     if has_refiner:
         r = metrics["refiner"]
         print(f"  refiner: int8 vs float box IoU {r['float_int8_mean_iou']:.4f}"

@@ -42,13 +42,17 @@ def _quiet_tensorflow() -> None:
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None, *,
-            translate: Optional[Callable[[BaseException], Optional[str]]] = None) -> int:
+            translate: Optional[Callable[[BaseException], Optional[str]]] = None,
+            prepare: Optional[Callable[[argparse.Namespace], None]] = None) -> int:
     """Parse ``argv``, run the chosen ``func``, and turn user errors into one line and status 2.
 
     ``translate(exc)``: for any other exception, a one-line message when it is
     really a user error in disguise (None: re-raise it).
+    ``prepare(args)``: called once the arguments are parsed, before the command runs.
     """
     args = parser.parse_args(argv)
+    if prepare is not None:
+        prepare(args)
     debug = getattr(args, "debug", False)
     if not debug:
         _quiet_tensorflow()
