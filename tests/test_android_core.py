@@ -147,6 +147,77 @@ def test_java_core_passes_its_junit_tests_against_the_vectors(tmp_path, capsys):
         print(f"\nandroid_demo/core JUnit: {run} tests run, all passed")
 
 
+def _perturb_golden_copy(dest: Path) -> dict[str, str]:
+    """Copy the golden vectors to ``dest`` and change one value in each of five places, each
+    beyond its tolerance; returns {JUnit test header: a phrase its failure must contain}."""
+    shutil.copytree(GOLDEN, dest)
+
+    def edit(name: str, change) -> None:
+        data = json.loads((dest / name).read_text())
+        change(data)
+        (dest / name).write_text(json.dumps(data))
+
+    expected: dict[str, str] = {}
+
+    def exit_stage(pipeline: dict[str, Any]) -> None:
+        # A frame whose exit stage another frame shares, so every stage is still seen exiting.
+        stages = [k["result"]["exit_stage"] for k in pipeline["cases"]]
+        i = next(i for i, s in enumerate(stages) if stages.count(s) > 1)
+        new = (stages[i] + 1) % len(pipeline["manifest"]["stages"])
+        pipeline["cases"][i]["result"]["exit_stage"] = new
+        expected["everyFrameMatchesThePythonRunner(org.tfedge.core.PipelineGoldenTest)"] = (
+            f"frame {i} ({pipeline['cases'][i]['source']}): exit stage expected:<{new}> "
+            f"but was:<{stages[i]}>")
+
+    def unit(vectors: dict[str, Any]) -> None:
+        i = next(i for i, c in enumerate(vectors["box"]) if c["box_format"] == "heatmap_cyxhw")
+        vectors["box"][i]["box"][0] += 1e-3
+        expected["boxesDecodeAsInPython(org.tfedge.core.UnitVectorsTest)"] = (
+            f"box case {i} (heatmap_cyxhw): box: arrays first differed at element [0]")
+        values = vectors["dequantize"][0]["values"]
+        values[0] += max(1e-3, abs(values[0]) * 1e-3)
+        expected["dequantizeLikeLitert(org.tfedge.core.UnitVectorsTest)"] = (
+            "arrays first differed at element [0]")
+        i, j, stage = next((i, j, s) for i, c in enumerate(vectors["decisions"])
+                           for j, s in enumerate(c["stages"])
+                           if s["threshold"] is not None and abs(s["score"] - s["threshold"]) > 1e-6)
+        stage["exits"] = not stage["exits"]
+        expected["decisionsAreTheSame(org.tfedge.core.UnitVectorsTest)"] = (
+            f"decision case {i} stage {j} ({stage['criterion']}): "
+            f"exits {str(not stage['exits']).lower()} with score")
+
+    def refusal(refusals: dict[str, Any]) -> None:
+        case = next(c for c in refusals["cases"] if c["name"] == "sha_mismatch")
+        case["phrase"] = None  # "Python accepts it": Java's refusal now disagrees
+        expected["theSameBundlesAreRefusedWithTheSamePhrase(org.tfedge.core.RefusalTest)"] = (
+            "sha_mismatch: Python accepts it, Java says: stage2.tflite: SHA-256 mismatch")
+
+    edit("pipeline.json", exit_stage)
+    edit("unit.json", unit)
+    edit("refusals.json", refusal)
+    return expected
+
+
+def test_java_core_fails_when_a_golden_value_is_perturbed(tmp_path):
+    """The JUnit tests can fail: an exit stage, a heat-map box coordinate, a dequantised value,
+    an exit decision and a refusal each changed in a copy of the vectors is each caught, by the
+    test that owns it, with a message naming the value (the committed vectors stay untouched)."""
+    _require_java()
+    expected = _perturb_golden_copy(tmp_path / "golden")
+    env = dict(os.environ, BUILD_DIR=str(tmp_path / "jvm"),
+               JAVA_OPTS=f"-Dtfedge.golden={tmp_path / 'golden'}")
+    proc = subprocess.run(["bash", str(CORE / "jvm-test.sh")], capture_output=True, text=True,
+                          env=env, timeout=300)
+    output = proc.stdout + proc.stderr
+    run, failures = _junit_counts(output)
+    # JUnitCore's report: "N) test(Class)" then the failure's text, up to the next header.
+    blocks = dict(re.findall(r"^\d+\) (\S+)\n(.*?)(?=^\d+\) |^FAILURES!!!)", output, re.M | re.S))
+    assert proc.returncode == 1 and run > 0 and failures == len(expected), output[-6000:]
+    assert set(blocks) == set(expected), output[-6000:]
+    for test, phrase in expected.items():
+        assert phrase in blocks[test], f"{test}: no {phrase!r} in:\n{blocks[test][:1500]}"
+
+
 def test_app_sources_parse():
     """Every app source at least parses (javac's parser, no types: the libraries are missing)."""
     _require_java()
