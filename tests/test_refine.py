@@ -377,3 +377,29 @@ def dataclasses_replace(obj, **changes):
     import dataclasses
 
     return dataclasses.replace(obj, **changes)
+
+
+def test_refinement_names_keep_their_old_import_path_as_the_same_objects():
+    # The pair's type, inference and files moved below the predictor modules (so imports
+    # flow one way); `from tfedge.crop._refine import X` must keep giving the one object,
+    # or isinstance checks and `except` clauses would split in two.
+    import tfedge.crop as crop
+    from tfedge.crop import _predictor_files, _predictor_inference, _refine, _refined_predictor
+
+    for name, home in (("RefinedPredictor", _refined_predictor),
+                       ("DEFAULT_REFINE_WINDOW", _refined_predictor),
+                       ("REFINER_ROLE", _refined_predictor),
+                       ("refine_boxes", _predictor_inference),
+                       ("predictor_macs", _predictor_inference),
+                       ("save_refiner", _predictor_files), ("load_refined", _predictor_files)):
+        assert getattr(_refine, name) is getattr(home, name), name
+    assert crop.RefinedPredictor is _refine.RefinedPredictor
+    assert crop.refine_boxes is _refine.refine_boxes
+
+
+def test_crop_modules_import_each_other_one_way_lazy_imports_included():
+    from test_architecture import import_cycles, import_graph, python_files
+
+    graph = import_graph(python_files("tfedge/crop"), include_lazy=True, within="tfedge.crop")
+    assert graph.get("tfedge.crop._boxnet"), "found no imports: is the scan looking at tfedge/crop?"
+    assert import_cycles(graph) == []

@@ -35,17 +35,17 @@ _LAZY = {
     "predict_boxes": "._predictor_inference",
     "load_predictor": "._predictor_files", "save_predictor": "._predictor_files",
     # refinement
-    "RefinedPredictor": "._refine", "RefinerTrainConfig": "._refine",
-    "RefinerTrainResult": "._refine", "DEFAULT_REFINER": "._refine",
-    "DEFAULT_REFINE_WINDOW": "._refine", "refine_boxes": "._refine",
-    "train_refiner": "._refine", "predictor_macs": "._refine",
+    "RefinedPredictor": "._refined_predictor", "DEFAULT_REFINE_WINDOW": "._refined_predictor",
+    "refine_boxes": "._predictor_inference", "predictor_macs": "._predictor_inference",
+    "RefinerTrainConfig": "._refine", "RefinerTrainResult": "._refine",
+    "DEFAULT_REFINER": "._refine", "train_refiner": "._refine",
     # labels
     "box_labels": "._gradcam", "cam_boxes": "._gradcam", "gradcam_boxes": "._gradcam",
     "gradcam_maps": "._gradcam",
     # crops for the classifier
-    "JitterConfig": "._classifier_crops", "CropTrainConfig": "._classifier_crops",
-    "make_crop_dataset": "._classifier_crops", "materialize_crops": "._classifier_crops",
-    "crop_dataset_fn": "._classifier_crops",
+    "JitterConfig": "._crop_datasets", "make_crop_dataset": "._crop_datasets",
+    "materialize_crops": "._crop_datasets", "crop_dataset_fn": "._crop_datasets",
+    "CropTrainConfig": "._classifier_crops",
     "train_crop_classifier": "._classifier_crops", "trained_crop_config": "._classifier_crops",
     # evaluation
     "CropEvalResult": "._evaluate", "evaluate_crop_pipeline": "._evaluate",

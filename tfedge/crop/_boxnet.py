@@ -56,7 +56,8 @@ background photos are never seen in training):
 
 Training lives in :mod:`tfedge.crop._predictor_training`, losses in
 :mod:`tfedge.crop._box_losses`, inference in :mod:`tfedge.crop._predictor_inference`
-and files in :mod:`tfedge.crop._predictor_files`.
+and files in :mod:`tfedge.crop._predictor_files`; the refined pair's type, which the
+helpers here unwrap, in :mod:`tfedge.crop._refined_predictor`.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 
 from .._errors import ModelConfigError, TfedgeError
+from ._refined_predictor import RefinedPredictor
 
 __all__ = [
     "PredictorSpec", "PREDICTOR_HEADS", "DEFAULT_PREDICTOR", "register_predictor",
@@ -197,8 +199,6 @@ def predictor_spec_of(model: Any) -> PredictorSpec:
     For a :class:`~tfedge.crop.RefinedPredictor`, the spec of its first stage
     (the model that sees the whole image).
     """
-    from ._refine import RefinedPredictor
-
     if isinstance(model, RefinedPredictor):
         model = model.predictor
     spec = _spec_from_name(str(getattr(model, "name", "")))
@@ -307,8 +307,6 @@ def predictor_export_model(model: Any) -> Any:
     ``(B, 4)`` output). Same layers and weights; named like ``model``.
     """
     import keras
-
-    from ._refine import RefinedPredictor
 
     if isinstance(model, RefinedPredictor):
         # Two models, each converted on its own (tfedge.cascade._convert: the refiner on its

@@ -23,8 +23,16 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._errors import DatasetError
+from .._image import upright_size
+from .._macs import count_macs
+from .._train import _check_labels, model_resolution
 from ..data._boxes import iou
+from ..data._pipeline import make_dataset
+from ..data._preview import save_preview
 from ..data._types import ImageSplit, Split
+from ._boxnet import predictor_spec_of
+from ._crop_datasets import make_crop_dataset
+from ._predictor_inference import predict_boxes, predictor_macs
 from .geometry import CropConfig, crop_windows, window_to_box
 
 __all__ = ["IOU_PERCENTILES", "IOU_THRESHOLDS", "LOW_IOU_PERCENTILE", "iou_summary",
@@ -135,14 +143,6 @@ def evaluate_crop_pipeline(predictor: Any, classifier: Any, split: Split, *,
 
     ``predicted_boxes`` skips running the predictor (boxes computed before).
     """
-    from .._macs import count_macs
-    from .._train import _check_labels, model_resolution
-    from ..data._pipeline import make_dataset
-    from ._boxnet import predictor_spec_of
-    from ._classifier_crops import make_crop_dataset
-    from ._predictor_inference import predict_boxes
-    from ._refine import predictor_macs
-
     _check_labels(classifier, split)
     res = model_resolution(classifier)
     spec = predictor_spec_of(predictor)
@@ -179,8 +179,6 @@ def save_box_preview(split: Split, predicted_boxes: np.ndarray, path: Union[str,
         predicted box. order: ``'first'`` images, or ``'worst'`` IoU first
         (the failures are what a person wants to see).
     """
-    from ..data._preview import save_preview
-
     pred = np.asarray(predicted_boxes, np.float32)
     if pred.shape != (len(split), 4):
         raise DatasetError(f"predicted boxes must be ({len(split)}, 4), got {pred.shape}")
@@ -198,8 +196,6 @@ def save_box_preview(split: Split, predicted_boxes: np.ndarray, path: Union[str,
         heights = np.full(n, split.image_size[0])
         widths = np.full(n, split.image_size[1])
     else:
-        from .._image import upright_size
-
         sub = split.subset(idx)
         sizes = np.array([upright_size(p) for p in sub.paths]).reshape(-1, 2)
         heights, widths = sizes[:, 0], sizes[:, 1]

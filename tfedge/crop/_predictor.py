@@ -7,8 +7,12 @@ What lived here now lives in modules named for what they hold:
 * :mod:`tfedge.crop._box_losses` -- box decoding and losses in TensorFlow;
 * :mod:`tfedge.crop._box_augment` -- batch augmentations that move the boxes too;
 * :mod:`tfedge.crop._predictor_training` -- training (on :func:`tfedge._train.run_training`);
-* :mod:`tfedge.crop._predictor_inference` -- :func:`predict_boxes`;
-* :mod:`tfedge.crop._predictor_files` -- save, load, sidecar.
+* :mod:`tfedge.crop._predictor_inference` -- :func:`predict_boxes` (and a refined
+  predictor's :func:`refine_boxes`, :func:`predictor_macs`);
+* :mod:`tfedge.crop._predictor_files` -- save, load, sidecar (a refiner's file too).
+
+The refined pair's type is :mod:`tfedge.crop._refined_predictor`'s, refiner training
+:mod:`tfedge.crop._refine`'s.
 
 New code should import from :mod:`tfedge.crop` (or those modules); this one re-exports
 them so existing imports keep working.

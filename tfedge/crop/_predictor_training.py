@@ -23,11 +23,19 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._errors import DatasetError, TfedgeError
-from .._train import STRATEGIES, _check_patience
-from ..data._pipeline import NO_AUGMENT, AugmentConfig
+from .._train import (STRATEGIES, EarlyStopping, TrainingTask, _check_patience, budget_record,
+                      default_backup_dir, make_strategy, recalibrate_batchnorm, run_training)
+from ..data._pipeline import BOX_KEY, LABEL_KEY, NO_AUGMENT, AugmentConfig, make_dataset
 from ..data._types import FileSplit, ImageSplit, Split
+# The module, not the function: augment_batch_tf is looked up when training runs, so a
+# patched one (a test's spy) is the one used.
+from . import _box_augment
+from ._box_losses import box_loss_tf, centre_loss_tf, decode_boxes_tf
 from ._boxnet import (CLASS_FEATURES, HEAT_LOGIT_NAME, HEAT_STRIDE, _cell_centres,
                       build_predictor, get_predictor_spec, predictor_spec_of)
+from ._evaluate import iou_summary
+from ._predictor_files import save_predictor
+from ._predictor_inference import predict_boxes
 
 __all__ = ["PredictorTrainConfig", "PredictorTrainResult", "train_predictor", "with_box_labels"]
 
@@ -187,15 +195,6 @@ def train_predictor(model: Any, train: Split, *,
     import keras
     import tensorflow as tf
 
-    from .._train import (EarlyStopping, TrainingTask, budget_record, default_backup_dir,
-                          make_strategy, recalibrate_batchnorm, run_training)
-    from ..data._pipeline import BOX_KEY, LABEL_KEY, make_dataset
-    from ._box_augment import augment_batch_tf
-    from ._box_losses import box_loss_tf, centre_loss_tf, decode_boxes_tf
-    from ._evaluate import iou_summary
-    from ._predictor_files import save_predictor
-    from ._predictor_inference import predict_boxes
-
     if not isinstance(train, (ImageSplit, FileSplit)):
         raise DatasetError("train_predictor needs a training split (an ImageSplit or FileSplit)")
     known = _known_count(train)
@@ -252,9 +251,9 @@ def train_predictor(model: Any, train: Split, *,
 
     def prepare(batch):
         images, targets = batch
-        images, boxes = augment_batch_tf(images, targets[BOX_KEY], extra.make_seeds(1)[:, 0],
-                                         photometric=photometric, dihedral=dihedral, mix=mix,
-                                         distractors=distractors)
+        images, boxes = _box_augment.augment_batch_tf(
+            images, targets[BOX_KEY], extra.make_seeds(1)[:, 0], photometric=photometric,
+            dihedral=dihedral, mix=mix, distractors=distractors)
         return images, (boxes, targets[LABEL_KEY])
 
     def loss_fn(targets, out):

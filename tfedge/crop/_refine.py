@@ -40,7 +40,16 @@ commands accepts. Cascades take it as their predictor (stage crops at the
 refined boxes) and bundles hold it as the manifest-v2 ``refiner`` entry
 (``docs/bundle.md``). The window arithmetic (``boxes_to_window``,
 ``boxes_from_window``, ``merge_refined``) is :mod:`tfedge.runtime.refine`'s, the
-device's own, imported here.
+device's own.
+
+This module trains refiners. What the lower layers of :mod:`tfedge.crop` need
+lives below it, so imports flow one way: the pair's type in
+:mod:`tfedge.crop._refined_predictor`, the windows in
+:mod:`tfedge.crop._crop_datasets` (:func:`window_crops`), inference and MACs
+in :mod:`tfedge.crop._predictor_inference` (:func:`refine_boxes`,
+:func:`predictor_macs`), files in :mod:`tfedge.crop._predictor_files`
+(:func:`save_refiner`, :func:`load_refined`). They are re-exported here for
+existing imports.
 """
 
 from __future__ import annotations
@@ -55,24 +64,28 @@ from typing import Any, Optional, Union
 import numpy as np
 
 from .._errors import DatasetError, TfedgeError
-from .._io import sha256_file
+from .._train import default_backup_dir
 from ..data._pipeline import AugmentConfig
-from ..data._types import FileSplit, ImageSplit, Split
+from ..data._types import ImageSplit, Split
 from ..runtime.refine import boxes_from_window, boxes_to_window, merge_refined
+from ._boxnet import build_predictor, get_predictor_spec
+from ._crop_datasets import JitterConfig, window_crops
+from ._evaluate import iou_summary
+from ._predictor_files import _check_pairing, load_refined, save_refiner
+from ._predictor_inference import predict_boxes, predictor_macs, refine_boxes
+from ._predictor_training import PredictorTrainConfig, train_predictor
+from ._refined_predictor import DEFAULT_REFINE_WINDOW, REFINER_ROLE, RefinedPredictor
 from .geometry import CropConfig
-from ._classifier_crops import JitterConfig
 
-__all__ = ["RefinedPredictor", "RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER",
-           "DEFAULT_REFINE_WINDOW", "REFINER_ROLE", "window_crops", "boxes_to_window",
-           "boxes_from_window", "merge_refined", "refine_boxes", "train_refiner", "predictor_macs"]
+__all__ = ["RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER", "train_refiner",
+           # re-exported from the lower modules that hold them now (see the docstring)
+           "RefinedPredictor", "DEFAULT_REFINE_WINDOW", "REFINER_ROLE", "window_crops",
+           "boxes_to_window", "boxes_from_window", "merge_refined", "refine_boxes",
+           "predictor_macs", "save_refiner", "load_refined"]
 
 log = logging.getLogger(__name__)
 
-REFINER_ROLE = "refiner"
 DEFAULT_REFINER = "boxnet_heat_r64_w6"
-#: The refiner's window: the box's longer side grown by 25% (x1.25), at least 10% of the
-#: image's short side, squared and slid inside the image.
-DEFAULT_REFINE_WINDOW = CropConfig(margin=0.25, square=True, min_size=0.1)
 
 
 def _refiner_augment() -> AugmentConfig:
@@ -81,9 +94,7 @@ def _refiner_augment() -> AugmentConfig:
     return AugmentConfig(random_resized_crop=False, flip=True)
 
 
-def _default_refiner_train() -> Any:
-    from ._predictor_training import PredictorTrainConfig
-
+def _default_refiner_train() -> PredictorTrainConfig:
     return PredictorTrainConfig(augment=_refiner_augment())
 
 
@@ -142,110 +153,6 @@ class RefinerTrainResult:
     interrupted: bool = False         # stopped by stop_after_epochs; the backup stays
 
 
-@dataclass(frozen=True)
-class RefinedPredictor:
-    """A predictor and the refiner that looks again at its boxes (see the module docstring)."""
-
-    predictor: Any
-    refiner: Any
-    window: CropConfig = DEFAULT_REFINE_WINDOW
-    passes: int = 2
-    predictor_path: Optional[str] = None  # the file the predictor was loaded from, if any
-
-    def __post_init__(self) -> None:
-        if isinstance(self.passes, bool) or not isinstance(self.passes, int) or self.passes < 1:
-            raise TfedgeError(f"passes must be a whole number >= 1, got {self.passes!r}")
-
-    @property
-    def name(self) -> str:
-        return f"{self.predictor.name}+{self.refiner.name}x{self.passes}"
-
-
-# --------------------------------------------------------------------------- window arithmetic
-# boxes_to_window, boxes_from_window and merge_refined are the device's own
-# (tfedge.runtime.refine, imported above): one implementation of the contract, so the boxes
-# the training side maps are the bits the runner computes.
-
-
-def window_crops(split: Split, boxes: Any, *, resolution: int, window: CropConfig,
-                 jitter: Optional[JitterConfig] = None, seed: int = 0,
-                 batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """The refiner's input for every image: ``(crops uint8 (N, r, r, 3), windows (N, 4))``.
-
-    Each crop is the window of ``boxes[i]`` (moved by ``jitter`` first, if
-    given) cut from the full image and resized to ``resolution``, exactly as
-    :func:`tfedge.crop.make_crop_dataset` cuts a classifier's crop;
-    ``windows`` are those windows as normalised image boxes.
-    """
-    import tensorflow as tf
-
-    from ..data._pipeline import _decoded_examples
-    from ._geometry_tf import crop_and_resize_with_window_tf
-    from ._classifier_crops import _check_boxes, _jitter_box_tf, to_uint8_pixels
-
-    if not isinstance(split, (ImageSplit, FileSplit)):
-        raise DatasetError(f"split is a {type(split).__name__}: pass an ImageSplit or a FileSplit")
-    source = _check_boxes(split, np.asarray(boxes, np.float32))
-    n = len(split)
-    indices = tf.data.Dataset.range(n)
-    examples = _decoded_examples(split, indices, boxes=source)
-    seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    examples = tf.data.Dataset.zip(examples, seeds)
-
-    def one(example, s):
-        image, _, box = example
-        if jitter is not None:
-            box = _jitter_box_tf(box, s, jitter)
-        out, win = crop_and_resize_with_window_tf(image, box, resolution, window)
-        shape = tf.shape(image)
-        size = tf.cast(tf.stack([shape[0], shape[1], shape[0], shape[1]]), tf.float32)
-        return tf.ensure_shape(out, [resolution, resolution, 3]), tf.cast(win, tf.float32) / size
-
-    ds = examples.map(tf.autograph.experimental.do_not_convert(one),
-                      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-    crops = np.empty((n, resolution, resolution, 3), np.uint8)
-    windows = np.empty((n, 4), np.float32)
-    at = 0
-    for batch, wins in ds:
-        arr = to_uint8_pixels(batch)
-        crops[at:at + len(arr)] = arr
-        windows[at:at + len(arr)] = np.asarray(wins)
-        at += len(arr)
-    return crops, windows
-
-
-# --------------------------------------------------------------------------- inference
-
-
-def refine_boxes(refiner: Any, split: Split, boxes: Any, *, window: CropConfig = DEFAULT_REFINE_WINDOW,
-                 passes: int = 1, batch_size: int = 256) -> np.ndarray:
-    """``passes`` looks of ``refiner`` (a Keras boxnet) around ``boxes``; returns the last boxes."""
-    from ._boxnet import predictor_spec_of
-    from ._predictor_inference import predict_boxes
-
-    res = predictor_spec_of(refiner).resolution
-    current = np.asarray(boxes, np.float32)
-    for _ in range(passes):
-        crops, windows = window_crops(split, current, resolution=res, window=window,
-                                      batch_size=batch_size)
-        inner = predict_boxes(refiner, ImageSplit(crops, np.zeros(len(crops), np.int32), None,
-                                                  tuple(split.class_names)),
-                              batch_size=batch_size)
-        current = merge_refined(current, boxes_from_window(inner, windows), windows)
-    return current
-
-
-def predictor_macs(predictor: Any) -> int:
-    """MACs of one prediction: a plain predictor's, or ``predictor + passes * refiner``."""
-    from .._macs import count_macs
-
-    if isinstance(predictor, RefinedPredictor):
-        return (count_macs(predictor.predictor).macs
-                + predictor.passes * count_macs(predictor.refiner).macs)
-    return count_macs(predictor).macs
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -277,11 +184,6 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
     jittered_copies) * r * r * 3`` bytes (about 1 GB for 20,000 images, four
     windows each, r = 64).
     """
-    from .._train import default_backup_dir
-    from ._evaluate import iou_summary
-    from ._predictor_inference import predict_boxes
-    from ._predictor_training import train_predictor
-
     if isinstance(predictor, RefinedPredictor):
         raise TfedgeError("predictor is already refined: pass its first-stage predictor")
     if train.boxes is None or np.isnan(np.asarray(train.boxes)).all():
@@ -296,8 +198,6 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
                               "sidecar names the predictor it refines")
         _check_pairing(output, Path(predictor_path))
     import keras
-
-    from ._boxnet import build_predictor, get_predictor_spec
 
     if getattr(config.train, "patience", None) is not None:
         raise TfedgeError("early stopping is not available for refiners (their score needs the "
@@ -369,85 +269,3 @@ def train_refiner(model: Any, train: Split, *, predictor: Any,
             "epochs_used": trained.epochs_run, "stop_reason": trained.stop_reason,
             "val": val_summary, "class_names": list(train.class_names), **(metadata or {})})
     return pair, RefinerTrainResult(output, train_seconds, len(windows_split), val_summary)
-
-
-# --------------------------------------------------------------------------- files
-
-
-def save_refiner(pair: RefinedPredictor, path: Union[str, os.PathLike],
-                 predictor_path: Union[str, os.PathLike], metadata: Optional[dict] = None) -> Path:
-    """Write ``pair.refiner`` like a predictor, its sidecar naming ``predictor_path``.
-
-    The path is stored relative to the refiner's folder when it can be, so
-    the two files move together.
-    """
-    from ._predictor_files import save_predictor
-
-    path = Path(path)
-    target = Path(predictor_path)
-    _check_pairing(path, target)
-    try:
-        stored = os.path.relpath(target.resolve(), path.resolve().parent)
-    except ValueError:  # another drive (Windows)
-        stored = str(target.resolve())
-    meta = {"role": REFINER_ROLE, "refines": stored, "refines_model": pair.predictor.name,
-            "refines_sha256": sha256_file(target), "window": pair.window.to_dict(),
-            "passes": pair.passes}
-    meta.update(metadata or {})
-    return save_predictor(pair.refiner, path, meta)
-
-
-def _check_pairing(refiner_path: Path, predictor_path: Path) -> None:
-    if not predictor_path.exists():
-        raise TfedgeError(f"predictor file {str(predictor_path)!r} does not exist: save the "
-                          "predictor before its refiner")
-    if refiner_path.resolve() == predictor_path.resolve():
-        raise TfedgeError(f"the refiner would overwrite its own predictor {str(predictor_path)!r}: "
-                          "write the refiner to another file")
-
-
-def _refines(path: Path, sidecar: dict[str, Any]) -> Optional[Path]:
-    """The predictor file a refiner's sidecar names (None if it is not a refiner's)."""
-    if sidecar.get("role") != REFINER_ROLE or not isinstance(sidecar.get("refines"), str):
-        return None
-    first = Path(sidecar["refines"])
-    return first if first.is_absolute() else (path.resolve().parent / first).resolve()
-
-
-def load_refined(path: Path, sidecar: dict[str, Any]) -> RefinedPredictor:
-    """The pair a refiner file describes (called by :func:`tfedge.crop.load_predictor`)."""
-    from ._boxnet import predictor_spec_of
-    from ._predictor_files import load_predictor, read_predictor_sidecar
-    from .._train import load_classifier
-
-    first = _refines(path, sidecar)
-    if first is None:
-        raise TfedgeError(f"{path}.json: a refiner's sidecar must name the predictor it refines "
-                          "('refines'): train it again with 'tfedge predictor refine'")
-    if not first.exists():
-        raise TfedgeError(f"refiner {str(path)!r} refines {str(first)!r}, which does not exist: "
-                          "put the predictor back there, or train the refiner again")
-    if read_predictor_sidecar(first).get("role") == REFINER_ROLE:
-        raise TfedgeError(f"refiner {str(path)!r} names a refiner ({first}) as its predictor: "
-                          "a refiner refines a plain predictor; train it again")
-    expected = sidecar.get("refines_sha256")
-    if expected and sha256_file(first) != expected:
-        raise TfedgeError(f"predictor {str(first)!r} changed after refiner {str(path)!r} was "
-                          "trained on its boxes: train the refiner again ('tfedge predictor "
-                          "refine')")
-    predictor = load_predictor(first)
-    expected = sidecar.get("refines_model")
-    if expected and predictor.name != expected:
-        raise TfedgeError(f"refiner {str(path)!r} was trained for predictor {expected!r}, but "
-                          f"{str(first)!r} holds {predictor.name!r}: train the refiner again")
-    refiner = load_classifier(path)
-    predictor_spec_of(refiner)
-    try:
-        window = CropConfig.from_dict(dict(sidecar["window"]))
-        passes = sidecar["passes"]
-        if isinstance(passes, bool) or not isinstance(passes, int):
-            raise TypeError(f"passes {passes!r} is not a whole number")
-        return RefinedPredictor(predictor, refiner, window, passes, str(first))
-    except (KeyError, TfedgeError, TypeError, ValueError) as exc:
-        raise TfedgeError(f"{path}.json: invalid or missing window or passes ({exc}): train the "
-                          "refiner again") from exc
