@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from .._errors import TfedgeError
+from ._calibration import calibration_arrays
 
 __all__ = ["LatencyMeter", "time_interleaved", "int8_model_bytes", "TIMING_ROUNDS",
            "TIMING_INVOKES", "WARMUP_INVOKES"]
@@ -63,9 +64,9 @@ def int8_model_bytes(model, split, count: int = 32, batch_size: int = 64) -> byt
     """``model`` converted to full int8, calibrated on the first ``count`` images of ``split``
     resized as evaluation resizes them."""
     from .._convert import convert_to_int8
-    from ._search import _resolution, calibration_arrays
+    from .._train import model_resolution
 
-    images, _ = calibration_arrays(split, count, _resolution(model), batch_size)
+    images, _ = calibration_arrays(split, count, model_resolution(model), batch_size)
     return convert_to_int8(model, images)
 
 

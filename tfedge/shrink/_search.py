@@ -56,7 +56,9 @@ import numpy as np
 
 from .._errors import TfedgeError
 from .._io import atomic_write_json
+from ._calibration import calibration_arrays, head
 from ._finetune import FinetuneConfig, finetune_with_distillation
+from ._latency import check_target_ms
 from ._resolution import allowed_sides, total_stride
 
 __all__ = [
@@ -384,8 +386,6 @@ class SearchConfig:
         t = self.landing_tolerance
         if t is not None and (not _is_number(t) or not 0 <= t < 1):
             raise TfedgeError(f"landing_tolerance must be between 0 and 1 or None, got {t!r}")
-        from ._latency import check_target_ms
-
         check_target_ms(self.target_ms)
 
     def target(self, base_macs: int) -> int:
@@ -472,28 +472,6 @@ def _resolution(model) -> int:
     from .._train import model_resolution
 
     return model_resolution(model)
-
-
-def head(split, count: Optional[int]):
-    """The first ``count`` examples of a split (all when None or when it is smaller)."""
-    if count is None or len(split) <= count:
-        return split
-    if hasattr(split, "take"):
-        return split.take(count)
-    return split.subset(range(count))
-
-
-def calibration_arrays(split, count: int, resolution: int, batch_size: int = 64):
-    """``(images, labels)``: the first ``count`` images resized as evaluation resizes them,
-    float32 raw pixels ``(N, R, R, 3)`` (what importance criteria run the model on)."""
-    from ..data._pipeline import make_dataset
-
-    images, labels = [], []
-    for x, y in make_dataset(head(split, count), resolution=resolution, batch_size=batch_size,
-                             training=False):
-        images.append(np.asarray(x, np.float32))
-        labels.append(np.asarray(y))
-    return np.concatenate(images), np.concatenate(labels).astype(np.int64)
 
 
 def architecture_of(model, dropped_blocks: Sequence[str] = ()) -> dict[str, Any]:

@@ -13,7 +13,6 @@ all zero leaves the outputs unchanged.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
