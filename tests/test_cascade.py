@@ -636,3 +636,44 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
         assert bundle.predictor.metrics["quantization"]["method"] == "ptq"
         assert "regresses boxes" in bundle.predictor.metrics["quantization"]["qat_skipped"]
         assert bundle.stages[0].input.scale == 1.0 and bundle.stages[0].input.zero_point == -128
+
+
+def test_the_library_reads_a_cascades_dataset_from_its_models_and_refuses_other_data(tmp_path):
+    import tfedge.cascade as tc
+    from tfedge._train import _sidecar
+    from tfedge.data import BenchmarkConfig, DataSource
+
+    small = DataSource("benchmark", benchmark={"train_size": 30, "val_size": 10,
+                                               "test_size": 10, "image_size": 32,
+                                               "object_size": (8, 16)})
+    models = [tmp_path / "s0.keras", tmp_path / "s1.keras"]
+    _sidecar(models[0]).write_text(json.dumps({"dataset": "mine"}))
+    _sidecar(models[1]).write_text(json.dumps({"dataset": "mine",
+                                               "compress": {"data": small.to_dict()}}))
+    # The first sidecar that says where its data is wins; its name comes with it.
+    record = tc.dataset_record_from_models(models)
+    assert record == {"name": "mine", "source": small.to_dict()}
+    assert "30/10/10 images at 32 px" in tc.describe_dataset_record(record)
+    # A name alone is recorded as such; the default benchmark's name gets its source back.
+    _sidecar(models[1]).write_text(json.dumps({"dataset": "mine"}))
+    assert tc.dataset_record_from_models(models) == {"name": "mine"}
+    default = f"fashion-on-photos-{BenchmarkConfig().key()}"
+    _sidecar(models[0]).write_text(json.dumps({"dataset": default}))
+    assert DataSource.from_dict(tc.dataset_record_from_models(models)["source"]).same_images(
+        DataSource("benchmark"))
+    assert tc.dataset_record_from_models([tmp_path / "none.keras"]) is None
+    with pytest.raises(TfedgeError, match="s0.keras was trained on dataset .* but the data "
+                                          "given is 'other'"):
+        tc.check_models_trained_on(models, "other", fix="pass its data")
+    # Other images are named in one line; the same ones (boxes aside) pass.
+    assert tc.dataset_mismatch(record, small) is None
+    assert tc.dataset_mismatch(record, DataSource("benchmark", benchmark={}, boxes="none",
+                                                  seed=0)) is not None
+    assert tc.dataset_mismatch(record, None, "mine") is None
+    assert "'other'" in tc.dataset_mismatch(record, None, "other")
+    assert tc.dataset_mismatch(None, small) is None
+    spec = _spec(tmp_path)
+    with pytest.raises(TfedgeError, match="records no dataset"):
+        tc.recorded_dataset(spec, "c.json")
+    with pytest.raises(TfedgeError, match="does not record where it is"):
+        tc.recorded_dataset(spec.with_dataset({"name": "mine"}), "c.json")

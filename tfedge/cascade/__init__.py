@@ -8,6 +8,8 @@ pieces:
   criterion, accumulation weight, threshold), the predictor and crop geometry,
   the calibration record. :func:`build_cascade`, :func:`load_cascade`,
   :func:`save_cascade`.
+* :func:`recorded_dataset`: the dataset ``cascade.json`` records (its stages'
+  training data), loaded again; :func:`dataset_mismatch` says how other data differ.
 * :func:`compute_stage_logits`: run every stage once on a split (on predicted
   crops when there is a predictor); everything after works on these logits.
 * :func:`calibrate_cascade` / :func:`calibrate_thresholds`: thresholds for an
@@ -47,6 +49,13 @@ _LAZY = {
     "PredictorConfig": "tfedge.cascade._cascade", "build_cascade": "tfedge.cascade._cascade",
     "RefinerConfig": "tfedge.cascade._cascade", "load_locator": "tfedge.cascade._cascade",
     "load_cascade": "tfedge.cascade._cascade", "save_cascade": "tfedge.cascade._cascade",
+    # the dataset a cascade records
+    "dataset_record": "tfedge.cascade._dataset",
+    "dataset_record_from_models": "tfedge.cascade._dataset",
+    "describe_dataset_record": "tfedge.cascade._dataset",
+    "recorded_dataset": "tfedge.cascade._dataset",
+    "dataset_mismatch": "tfedge.cascade._dataset",
+    "check_models_trained_on": "tfedge.cascade._dataset",
     # running models
     "SplitLogits": "tfedge.cascade._evaluate",
     "compute_stage_logits": "tfedge.cascade._evaluate",

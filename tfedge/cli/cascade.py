@@ -35,11 +35,15 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
+from ._data_flags import (_filled, cascade_dataset, dataset_from_args, given_data_flags,
+                          source_from_data_flags, unset_data_defaults)
 from ._shell import EXIT_OK, EXIT_USAGE
 from .._errors import TfedgeError
+from .._train import read_sidecar
+from ..cascade._dataset import (check_models_trained_on, dataset_record,
+                               dataset_record_from_models, describe_dataset_record)
 
-__all__ = ["register", "cmd_build", "cmd_calibrate", "cmd_evaluate", "cascade_dataset",
-           "unset_data_defaults", "DATA_IDENTITY_FLAGS"]
+__all__ = ["register", "cmd_build", "cmd_calibrate", "cmd_evaluate", "cascade_dataset"]
 
 log = logging.getLogger("tfedge.cascade")
 
@@ -50,162 +54,24 @@ def _print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=True))
 
 
-#: Data flags that say which images a command reads (not where caches live). Their parser
-#: defaults are None (:func:`unset_data_defaults`), so a command knows which ones were given.
-DATA_IDENTITY_FLAGS = ("data", "boxes", "image_size", "object_size", "train_size", "val_size",
-                       "test_size", "tint", "scenes", "data_seed")
-
-
-def unset_data_defaults(parser: argparse.ArgumentParser) -> None:
-    """Make the identity data flags of ``parser`` default to None (left out = not given)."""
-    parser.set_defaults(**{flag: None for flag in DATA_IDENTITY_FLAGS})
-
-
-def _given_data_flags(args: argparse.Namespace) -> list[str]:
-    return [f for f in DATA_IDENTITY_FLAGS if getattr(args, f, None) is not None]
-
-
-def _filled(args: argparse.Namespace) -> argparse.Namespace:
-    """A copy of ``args`` with every data flag left out at its usual default."""
-    from ..data import BenchmarkConfig
-
-    default = BenchmarkConfig()
-    usual = {"data": "benchmark", "boxes": None, "image_size": default.image_size,
-             "object_size": default.object_size, "train_size": default.train_size,
-             "val_size": default.val_size, "test_size": default.test_size,
-             "tint": default.tint, "scenes": default.scenes, "data_seed": default.seed}
-    out = argparse.Namespace(**vars(args))
-    for flag, value in usual.items():
-        if getattr(out, flag, None) is None:
-            setattr(out, flag, value)
-    return out
-
-
-def _flags_source(args: argparse.Namespace):
-    """The :class:`~tfedge.compress.DataSource` the (filled) data flags describe."""
-    import dataclasses
-
-    from ..compress import DataSource
-    from ._data_flags import benchmark_config_from_args
-
-    if args.data == "benchmark":
-        bench = dataclasses.asdict(benchmark_config_from_args(args))
-        seed = bench.pop("seed")
-        return DataSource("benchmark", benchmark=bench, seed=seed)
-    return DataSource(args.data, boxes=args.boxes or "none", seed=args.data_seed)
-
-
-def _where(args: argparse.Namespace) -> dict[str, Any]:
-    return {"cache_dir": getattr(args, "cache_dir", None),
-            "fashion_mnist_path": getattr(args, "fashion_mnist", None),
-            "allow_download": bool(getattr(args, "allow_download", False))}
-
-
-def dataset_record(dataset: Any, source: Any = None) -> dict[str, Any]:
-    """What ``cascade.json`` records of its data: the name, and the source when known."""
-    out: dict[str, Any] = {"name": dataset.name if hasattr(dataset, "name") else str(dataset)}
-    if source is not None:
-        out["source"] = source.to_dict()
-    return out
-
-
-def _describe(record: Any) -> str:
-    from ..compress import DataSource
-
-    if record.get("source"):
-        return f"{record['name']!r} ({DataSource.from_dict(record['source']).describe()})"
-    return repr(record["name"])
-
-
-def cascade_dataset(args: argparse.Namespace, spec: Any, path: Any):
-    """The dataset a command on cascade ``path`` reads: the one it records, unless data flags
-    are given; given flags must name the same images, else a one-line error naming both."""
-    from ..compress import DataSource
-    from ._data_flags import dataset_from_args
-
-    recorded = spec.dataset
-    given = _given_data_flags(args)
-    if not given:
-        if recorded is None:
-            log.warning("%s records no dataset (built by an older tfedge): using the data "
-                        "flags' defaults, the default benchmark; rebuild it, or pass --data",
-                        path)
-            return dataset_from_args(_filled(args))
-        if not recorded.get("source"):
-            raise TfedgeError(f"{path} was built from dataset {recorded['name']!r} but does not "
-                              "record where it is: pass its data flags (--data ...)")
-        source = DataSource.from_dict(recorded["source"])
-        log.info("data: %s (recorded in %s)", source.describe(), path)
-        dataset = source.load(**_where(args))
-        if dataset.name != recorded["name"]:
-            raise TfedgeError(f"{path} records dataset {recorded['name']!r}, but its source now "
-                              f"loads as {dataset.name!r}: pass the data flags of the dataset "
-                              "the stages were trained on")
-        return dataset
-    args = _filled(args)
-    wanted = _flags_source(args)
-    fix = (f"drop the data flags ({', '.join('--' + f.replace('_', '-') for f in given)}) to use "
-           "the recorded one, or rebuild the cascade with stages trained on that data")
-    if recorded is not None and recorded.get("source"):
-        if not DataSource.from_dict(recorded["source"]).same_images(wanted):
-            raise TfedgeError(f"{path} was trained on {_describe(recorded)}, but the data flags "
-                              f"give {wanted.describe()}: {fix}")
-    dataset = dataset_from_args(args)
-    if recorded is not None and dataset.name != recorded["name"]:
-        raise TfedgeError(f"{path} was trained on {_describe(recorded)}, but the data flags give "
-                          f"{dataset.name!r}: {fix}")
-    return dataset
-
-
 def _build_dataset(args: argparse.Namespace, models: list[str], predictor: Any
                    ) -> tuple[Optional[dict[str, Any]], Any]:
     """``build``'s dataset record and, when the data flags were given, the dataset itself.
 
-    From the flags when given; else from the stages' (and predictor's) sidecars: a compress
-    run's data source, a 'tfedge train' dataset description, or just the dataset's name.
+    From the flags when given (the stages must have been trained on it); else from the
+    stages' (and predictor's) sidecars (:func:`~tfedge.cascade.dataset_record_from_models`).
     """
-    from .._train import read_sidecar
-    from ..compress import DataSource
-
-    sidecars = [(str(p), read_sidecar(p)) for p in [*models, *([predictor] if predictor else [])]]
-    names = {side.get("dataset") for _, side in sidecars if side.get("dataset")}
-    if _given_data_flags(args):
-        from ._data_flags import dataset_from_args
-
-        args = _filled(args)
-        dataset = dataset_from_args(args)
-        for file, side in sidecars:
-            trained_on = side.get("dataset")
-            if trained_on and trained_on != dataset.name:
-                raise TfedgeError(f"{file} was trained on dataset {trained_on!r}, but the data "
-                                  f"flags give {dataset.name!r}: pass the data flags of the "
-                                  "dataset the stages were trained on (or none)")
-        return dataset_record(dataset, _flags_source(args)), dataset
+    if given_data_flags(args):
+        dataset = dataset_from_args(_filled(args))
+        check_models_trained_on([*models, *([predictor] if predictor else [])], dataset.name,
+                                fix="pass the data flags of the dataset the stages were "
+                                    "trained on (or none)")
+        return dataset_record(dataset, source_from_data_flags(args)), dataset
+    names = {read_sidecar(p).get("dataset") for p in models} - {None}
     if len(names) > 1:
         log.warning("the models were trained on different datasets (%s): the cascade records "
                     "the first stage's", ", ".join(sorted(names)))
-    for file, side in sidecars:
-        name = side.get("dataset")
-        source = None
-        compress = side.get("compress") or {}
-        info = side.get("dataset_info") or {}
-        if compress.get("data"):
-            source = DataSource.from_dict(compress["data"])
-        elif info.get("kind") == "benchmark" and isinstance(info.get("config"), dict):
-            bench = dict(info["config"])
-            seed = int(bench.pop("seed", 0))
-            source = DataSource("benchmark", benchmark=bench, seed=seed)
-        if name and source is not None:
-            return {"name": name, "source": source.to_dict()}, None
-    first = sidecars[0][1].get("dataset") if sidecars else None
-    if not first:
-        return None, None
-    from ..data import BenchmarkConfig
-
-    if first == f"fashion-on-photos-{BenchmarkConfig().key()}":  # the default benchmark
-        return {"name": first, "source": _flags_source(_filled(argparse.Namespace())).to_dict()
-                }, None
-    return {"name": first}, None
+    return dataset_record_from_models(models, predictor), None
 
 
 def _crop_from_args(args: argparse.Namespace):
@@ -253,8 +119,6 @@ def cmd_build(args: argparse.Namespace) -> int:
         raise TfedgeError(f"--accumulate-weight must be >= 0, got {args.accumulate_weight}")
     crop = _crop_from_args(args)
     class_names = None
-    from .._train import read_sidecar
-
     record, dataset = _build_dataset(args, args.models, args.predictor)
     if not read_sidecar(args.models[0]).get("class_names"):
         if dataset is None:
@@ -281,7 +145,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print("dataset: not recorded (the models' sidecars do not name one): pass the data "
               "flags to calibrate, evaluate and convert")
     else:
-        print(f"dataset: {_describe(record)}")
+        print(f"dataset: {describe_dataset_record(record)}")
     print(f"wrote {output} (not calibrated yet: run 'tfedge cascade calibrate --cascade {output}')")
     _print_json({"cascade": str(output), "calibrated": False,
                  "stages": [{"name": s.name, "resolution": s.resolution, "macs": s.macs,

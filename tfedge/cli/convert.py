@@ -157,7 +157,7 @@ def cmd_cascade(args: argparse.Namespace) -> int:
         raise TfedgeError(f"{args.cascade} has no thresholds yet: run 'tfedge cascade calibrate "
                           f"--cascade {args.cascade}' first")
     from tfedge.cascade._convert import threshold_split_of
-    from tfedge.cli.cascade import cascade_dataset
+    from tfedge.cli._data_flags import cascade_dataset
 
     dataset = cascade_dataset(args, spec, args.cascade)
     check = dataset.split(args.check_split)
@@ -493,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the int8 scores of the split they were calibrated on")
     _add_conversion_flags(p, "drop of the int8 cascade's top-1 below the float cascade's")
     p.set_defaults(func=cmd_cascade)
-    from tfedge.cli.cascade import unset_data_defaults
+    from tfedge.cli._data_flags import unset_data_defaults
 
     unset_data_defaults(p)  # the data cascade.json records, unless flags are given
 
