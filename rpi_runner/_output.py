@@ -174,7 +174,9 @@ def human_summary(summary: Mapping[str, Any]) -> list[str]:
         f"latency p50 {ms('latency_ms_p50')} ms  p90 {ms('latency_ms_p90')} ms  "
         f"(inference p50 {ms('infer_ms_p50')} ms, preprocess p50 {ms('preprocess_ms_p50')} ms, "
         f"decode p50 {ms('decode_ms_p50')} ms)",
-        "exits per stage: " + ", ".join(f"stage {i + 1}: {c}"
+        # Stages as each frame's line names them, "k/n" (k from 1); the JSON's exit_histogram
+        # and exit_stage count from 0, like the bundle's stage list.
+        "exits per stage: " + ", ".join(f"stage {i + 1}/{len(summary['exit_histogram'])}: {c}"
                                         for i, c in enumerate(summary["exit_histogram"])),
         "time per frame: " + ", ".join(f"{k} {split[k]:.3f} ms "
                                        f"({summary['time_split'][k] * 100:.0f}%)"

@@ -26,7 +26,8 @@ import pytest
 from PIL import Image
 
 from rpi_runner._golden import decode_array
-from rpi_runner._output import FpsWindow, percentile, scale_window, summarize
+from rpi_runner._output import (FpsWindow, human_line, human_summary, percentile, scale_window,
+                                summarize)
 from rpi_runner._pipeline import EdgePipeline, agreement, decode_box, evaluate_bundle
 from tfedge.runtime.preprocess import (draft_request, needed_short_side, prepare_input,
                                        quantize_pixels, resize_window)
@@ -608,6 +609,10 @@ def test_summary_and_fps_window():
     assert s["time_split_ms"] == {"decode": 1.0, "preprocess": 0.25, "inference": 0.5,
                                   "other": 1.25}
     assert sum(s["time_split"].values()) == pytest.approx(1.0)
+    # The human lines name a stage as the frame lines do: "k/n", the JSON's index + 1.
+    assert "exits per stage: stage 1/2: 2, stage 2/2: 1" in human_summary(s)
+    frame = {**records[1], "source": "a.png", "label": "cat", "score": 0.9}
+    assert "stage 2/2" in human_line(frame, num_stages=2)
     assert percentile([], 50) is None
     window = FpsWindow(size=3)
     for t in (0.0, 1.0, 1.5, 2.0):
