@@ -395,11 +395,3 @@ def test_refinement_names_keep_their_old_import_path_as_the_same_objects():
         assert getattr(_refine, name) is getattr(home, name), name
     assert crop.RefinedPredictor is _refine.RefinedPredictor
     assert crop.refine_boxes is _refine.refine_boxes
-
-
-def test_crop_modules_import_each_other_one_way_lazy_imports_included():
-    from test_architecture import import_cycles, import_graph, python_files
-
-    graph = import_graph(python_files("tfedge/crop"), include_lazy=True, within="tfedge.crop")
-    assert graph.get("tfedge.crop._boxnet"), "found no imports: is the scan looking at tfedge/crop?"
-    assert import_cycles(graph) == []

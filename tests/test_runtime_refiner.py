@@ -324,8 +324,9 @@ def test_numpy_window_geometry_matches_the_training_sides_tensorflow():
 
 @needs_tensorflow
 def test_training_windows_are_the_devices_windows_and_crops():
-    """tfedge.crop._refine.window_crops (tf.data) cuts what the device feeds the refiner."""
-    from tfedge.crop._refine import DEFAULT_REFINE_WINDOW, window_crops
+    """tfedge.crop._crop_datasets.window_crops (tf.data) cuts what the device feeds the refiner."""
+    from tfedge.crop._crop_datasets import window_crops
+    from tfedge.crop._refined_predictor import DEFAULT_REFINE_WINDOW
     from tfedge.data._types import ImageSplit
     from tfedge.runtime.interpreter import TensorSpec
 

@@ -242,13 +242,14 @@ def _convert_refiner(pair: Any, cal: Split, predictor: Any, *, io_dtype: str, qa
     Pass 1 sees windows around the *int8* predictor's boxes; pass ``k + 1``
     windows around the boxes after pass ``k`` (the float refiner's, on the
     windows cut the way the training side cuts them,
-    :func:`tfedge.crop._refine.window_crops`). Returns the bytes, the
+    :func:`tfedge.crop._crop_datasets.window_crops`). Returns the bytes, the
     quantisation record and the number of calibration windows.
     """
     from .._convert import quantize_int8
     from ..crop import predict_boxes, predictor_export_model, predictor_spec_of
-    from ..crop._refine import boxes_from_window, merge_refined, window_crops
+    from ..crop._crop_datasets import window_crops
     from ..data._types import ImageSplit
+    from ..runtime.refine import boxes_from_window, merge_refined
 
     from ._int8 import device_boxes
 

@@ -135,8 +135,9 @@ def cmd_predictor_refine(args: argparse.Namespace) -> int:
     from ._data_flags import dataset_from_args
     from ..crop._boxnet import get_predictor_spec
     from ..crop._predictor_files import load_predictor
-    from ..crop._refine import (DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinedPredictor,
-                          RefinerTrainConfig, predictor_macs, train_refiner)
+    from ..crop._predictor_inference import predictor_macs
+    from ..crop._refine import DEFAULT_REFINER, RefinerTrainConfig, train_refiner
+    from ..crop._refined_predictor import DEFAULT_REFINE_WINDOW, RefinedPredictor
 
     output = _check_output(args.output)
     if Path(args.predictor).resolve() == output.resolve():
@@ -178,7 +179,8 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
     from .._train import TrainConfig
     from ._data_flags import dataset_from_args
     from ..crop._evaluate import evaluate_crop_pipeline
-    from ..crop._classifier_crops import CropTrainConfig, JitterConfig, train_crop_classifier
+    from ..crop._classifier_crops import CropTrainConfig, train_crop_classifier
+    from ..crop._crop_datasets import JitterConfig
     from ..crop._predictor_files import load_predictor
 
     output = _check_output(args.output)
@@ -265,9 +267,11 @@ def register(subparsers: Any) -> None:
     from ._data_flags import add_data_flags
     from .._train import TrainConfig, parse_epochs
     from ..crop._boxnet import DEFAULT_PREDICTOR
-    from ..crop._classifier_crops import CropTrainConfig, JitterConfig
+    from ..crop._classifier_crops import CropTrainConfig
+    from ..crop._crop_datasets import JitterConfig
     from ..crop._gradcam import DEFAULT_CAM_THRESHOLD
-    from ..crop._refine import DEFAULT_REFINE_WINDOW, DEFAULT_REFINER, RefinerTrainConfig
+    from ..crop._refine import DEFAULT_REFINER, RefinerTrainConfig
+    from ..crop._refined_predictor import DEFAULT_REFINE_WINDOW
 
     refiner, crops, jitter, train = (RefinerTrainConfig(), CropTrainConfig(), JitterConfig(),
                                      TrainConfig())

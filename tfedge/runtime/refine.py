@@ -10,7 +10,7 @@ box inside that window. Per pass, for a frame of ``height`` x ``width``:
    scales; margin 0.25 and min_size 0.1 by default), in whole pixels, by
    :func:`tfedge.runtime.geometry.crop_window_with`, the same function (and
    float32 operations) the training side runs with TensorFlow ops when it
-   cuts the refiner's windows (``tfedge.crop._refine.window_crops``);
+   cuts the refiner's windows (``tfedge.crop._crop_datasets.window_crops``);
 2. **look** -- that window resized to the refiner's resolution and quantised
    like any model input; the refiner's outputs decode to a box *in window
    coordinates* exactly as the predictor's do (``box_format``);
@@ -24,7 +24,7 @@ box inside that window. Per pass, for a frame of ``height`` x ``width``:
 After the last pass the box becomes the stages' crop window as usual. Every
 step is float32 in a fixed order, so numpy, TensorFlow and the Java core
 agree bit for bit (``tests/test_runtime_refiner.py``, the golden vectors).
-The training side's Keras refiner (``tfedge.crop._refine``) cuts its windows
+The training side's Keras refiner (``tfedge.crop._refine``, ``._crop_datasets``) cuts its windows
 with TensorFlow ops and maps boxes with the same formulas; the tests check
 that both give the same bits.
 """
