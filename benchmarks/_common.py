@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout without installing
     sys.path.insert(0, str(REPO))
 
-from tfedge._errors import TfedgeError  # noqa: E402 - needs the path set above
+from tfedge import TfedgeError  # noqa: E402 - needs the path set above
 
 
 class BenchmarkError(TfedgeError):
@@ -49,7 +49,8 @@ def run_main(main: Callable[[], Any]) -> NoReturn:
     ``$TFEDGE_DEBUG=1`` shows the traceback. A bug keeps its traceback. Every
     script ends with ``if __name__ == "__main__": run_main(main)``.
     """
-    from tfedge.cli._shell import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, user_error_line
+    from tfedge.cli import user_error_line
+    from tfedge.runtime.commandline import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
     prog = Path(sys.argv[0]).name or "benchmark"
     try:
@@ -111,7 +112,7 @@ def environment() -> dict[str, Any]:
 
 def trained_seed(model: str | os.PathLike) -> int | None:
     """The training seed a ``.keras`` model's sidecar records (None if it records none)."""
-    from tfedge._train import read_sidecar
+    from tfedge import read_sidecar
 
     seed = (read_sidecar(model).get("train_config") or {}).get("seed")
     return int(seed) if isinstance(seed, int) else None
@@ -124,7 +125,7 @@ def reusable_sidecar(model: str | os.PathLike, *, dataset: str, epochs: int,
     A leftover of a run with other flags would otherwise enter the figures
     silently, while the JSON line names this run's budget.
     """
-    from tfedge._train import read_sidecar
+    from tfedge import read_sidecar
 
     meta = read_sidecar(model)
     config = meta.get("train_config") or {}

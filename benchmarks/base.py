@@ -30,7 +30,7 @@ QUICK = dict(train_size=4000, val_size=500, test_size=1000, epochs=5)
 def run(quick: bool, model: str, epochs: int | None, output_dir: Path, reuse: bool = False) -> dict:
     from tfedge import count_macs
     from tfedge.data import BenchmarkConfig, load_dataset
-    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier,
+    from tfedge import (TrainConfig, evaluate_classifier, load_classifier,
                                train_classifier)
 
     sizes = QUICK if quick else FULL

@@ -109,7 +109,7 @@ def _convert(spec: Any, data: Any, bundle_dir: Path, sizes: dict, *,
     thresholds are solved again on the int8 scores of the split they were
     calibrated on); a failed check returns its figures with ``passed`` False.
     """
-    from tfedge._convert import ConversionCheckError
+    from tfedge import ConversionCheckError
     from tfedge.cascade import convert_cascade_bundle
 
     try:
@@ -140,7 +140,7 @@ def _conversion_record(conversion: dict) -> dict:
 def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_name: str,
              data: Any, out: Path, reuse: bool, int8_thresholds: bool = True) -> dict:
     from tfedge import count_macs
-    from tfedge._train import TrainConfig, evaluate_classifier, load_classifier, train_classifier
+    from tfedge import TrainConfig, evaluate_classifier, load_classifier, train_classifier
     from tfedge.bundle import load_bundle
     from tfedge.cascade import (build_cascade, choose_exit_rule, compute_stage_logits,
                                 evaluate_bundle, evaluate_cascade, load_cascade, plot_tradeoff,

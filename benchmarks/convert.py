@@ -52,7 +52,7 @@ def _row(name: str, metrics: dict, nbytes: int, macs: int | None) -> dict:
 
 def _qat_columns(model, pool, check, sizes: dict) -> dict:
     """QAT int8 top-1 of ``model``: fine-tuned on ``QAT_IMAGES`` of ``pool``, same check images."""
-    from tfedge._convert import convert_classifier
+    from tfedge import convert_classifier
     from tfedge.qat import QatConfig
 
     _, metrics = convert_classifier(model, pool, check, calibration_size=sizes["calibration"],
@@ -64,10 +64,9 @@ def _qat_columns(model, pool, check, sizes: dict) -> dict:
 
 
 def run(base: Path | None, cascade: Path | None, quick: bool, qat: bool = False) -> dict:
-    from tfedge import count_macs, load_classifier
-    from tfedge._convert import convert_classifier
+    from tfedge import convert_classifier, count_macs, load_classifier
     from tfedge.cascade import load_cascade
-    from tfedge.crop._pipeline import materialize_crops
+    from tfedge.crop import materialize_crops
     from tfedge.data import BenchmarkConfig, load_dataset
 
     sizes = QUICK if quick else FULL

@@ -80,15 +80,15 @@ def run(quick: bool, epochs: int | None, output_dir: Path, base_model_path: Path
     import dataclasses
 
     from tfedge import count_macs
-    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier, read_sidecar,
+    from tfedge import (TrainConfig, evaluate_classifier, load_classifier, read_sidecar,
                                train_classifier)
     from tfedge.crop import (CropConfig, CropTrainConfig, JitterConfig, PredictorTrainConfig,
                              RefinedPredictor, RefinerTrainConfig, evaluate_crop_pipeline,
                              gradcam_maps, iou_summary, load_predictor, predict_boxes,
                              predictor_macs, save_box_preview, train_crop_classifier,
                              train_predictor, train_refiner, with_box_labels)
-    from tfedge.crop._evaluate import iou_by_background
-    from tfedge.crop._gradcam import cam_boxes
+    from tfedge.crop import iou_by_background
+    from tfedge.crop import cam_boxes
     from tfedge.data import BenchmarkConfig, benchmark_backgrounds, iou, load_dataset
 
     start = time.perf_counter()

@@ -256,8 +256,7 @@ def _check(kind: str, work: Path) -> dict[str, int]:
             except Exception:  # noqa: BLE001 - any failure to load is a half-written file
                 found["half_written"] += 1
         if model.exists() and sidecar.exists():
-            from tfedge._errors import TfedgeError
-            from tfedge._train import read_sidecar
+            from tfedge import TfedgeError, read_sidecar
 
             recorded = json.loads(sidecar.read_text()).get("keras_sha256")
             if recorded is not None and recorded != _sha256(model):

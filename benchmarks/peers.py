@@ -70,7 +70,7 @@ _POINTS = 100.0
 
 def _budget(path: Path) -> dict[str, Any]:
     """What the sidecar says about the training budget a model used."""
-    from tfedge._train import read_sidecar
+    from tfedge import read_sidecar
 
     meta = read_sidecar(path)
     cap = (meta.get("train_config") or {}).get("epochs")
@@ -84,14 +84,14 @@ def _budget(path: Path) -> dict[str, Any]:
 
 
 def _train_config(sizes: dict, seed: int):
-    from tfedge._train import TrainConfig
+    from tfedge import TrainConfig
 
     return TrainConfig(epochs=sizes["epochs"], patience=sizes["patience"], seed=seed)
 
 
 def _train_full_image(name: str, res: int, path: Path, data: Any, sizes: dict, seed: int,
                       reuse: bool) -> Path:
-    from tfedge._train import train_classifier
+    from tfedge import train_classifier
 
     if reuse and path.exists():
         reusable_sidecar(path, dataset=data.name, epochs=sizes["epochs"],
@@ -143,8 +143,7 @@ def _resized(images: np.ndarray, res: int) -> np.ndarray:
 
 def _int8_classifier(path: Path, data: Any) -> tuple[bytes, float]:
     """The classifier's int8 bytes (calibrated on training images) and its int8 test top-1."""
-    from tfedge._int8 import convert_to_int8
-    from tfedge._train import load_classifier, model_resolution
+    from tfedge import convert_to_int8, load_classifier, model_resolution
     from tfedge.runtime.interpreter import TfliteModel
 
     model = load_classifier(path)
@@ -244,8 +243,7 @@ def plot_rows(rows: list[dict], path: Path, title: str) -> None:
 
 def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
         peers: list[tuple[str, int]], out: Path, reuse: bool, quick: bool) -> dict:
-    from tfedge import count_macs
-    from tfedge._train import evaluate_classifier, load_classifier
+    from tfedge import count_macs, evaluate_classifier, load_classifier
     from tfedge.data import BenchmarkConfig, load_dataset
     from tfedge.runtime.bundle import load_bundle
 

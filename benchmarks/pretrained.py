@@ -98,7 +98,7 @@ def _latency_ms(tflite, image: np.ndarray, runs: int) -> dict[str, float]:
 
 
 def _variant(name: str, photos, names, args) -> tuple[dict, object, np.ndarray]:
-    from tfedge._convert import convert_to_int8
+    from tfedge import convert_to_int8
     from tfedge.cli.pretrained import top_k
     from tfedge.litert import TfliteModel
     from tfedge.pretrained import load_pretrained
@@ -157,9 +157,9 @@ def _gradcam_png(model, images: np.ndarray, photos, names, path: Path, layer: st
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from tfedge.crop._gradcam import cam_boxes, gradcam_maps
+    from tfedge.crop import cam_boxes, gradcam_maps
     from tfedge.crop.geometry import resize_bilinear
-    from tfedge.data._types import ImageSplit
+    from tfedge.data import ImageSplit
 
     logits = model.predict(images.astype(np.float32), verbose=0)
     top1 = np.argmax(logits, -1).astype(np.int32)
@@ -217,7 +217,7 @@ def _agreement(model, reference_top1: np.ndarray, images: np.ndarray,
 
 
 def _by_resolution(model, ratio: float, full_macs: int):
-    from tfedge._macs import count_macs
+    from tfedge import count_macs
     from tfedge.shrink import set_resolution
 
     res = int(model.input_shape[1])
@@ -230,7 +230,7 @@ def _by_resolution(model, ratio: float, full_macs: int):
 
 
 def _by_depth(model, ratio: float, full_macs: int, calibration: np.ndarray):
-    from tfedge._macs import count_macs
+    from tfedge import count_macs
     from tfedge.shrink import block_importance, drop_blocks, find_blocks
 
     from tfedge.crop.geometry import resize_bilinear
@@ -251,7 +251,7 @@ def _by_depth(model, ratio: float, full_macs: int, calibration: np.ndarray):
 
 
 def _by_width(model, ratio: float, full_macs: int):
-    from tfedge._macs import count_macs
+    from tfedge import count_macs
     from tfedge.shrink import shrink_width
 
     keep = 1.0
@@ -270,7 +270,7 @@ def _shrink_study(model, photos, args) -> list[dict]:
     pretrained weights and is scored by its agreement with the full model on
     the photos and random crops of them.
     """
-    from tfedge._macs import count_macs
+    from tfedge import count_macs
     from tfedge.pretrained.photos import augmented_crops, load_photos
 
     res = int(model.input_shape[1])
@@ -332,7 +332,7 @@ def _shrink_study(model, photos, args) -> list[dict]:
 
 def _cascade_study(photos, args) -> dict:
     """Lite0 at a low resolution, then Lite2 at 260 px; threshold on agreement with Lite2."""
-    from tfedge._macs import count_macs
+    from tfedge import count_macs
     from tfedge.pretrained import load_pretrained
     from tfedge.pretrained.photos import augmented_crops, load_photos
     from tfedge.shrink import set_resolution
@@ -408,10 +408,10 @@ def _agreement_top5(logits: np.ndarray, ref1: np.ndarray, ref5: np.ndarray) -> d
 
 
 def _logits_at(model, images: np.ndarray) -> np.ndarray:
-    from tfedge.pretrained.pseudo_labels import _resized
+    from tfedge.pretrained.pseudo_labels import resized_photos
 
     res = int(model.input_shape[1])
-    return model.predict(_resized(images, res).astype(np.float32), verbose=0, batch_size=16)
+    return model.predict(resized_photos(images, res).astype(np.float32), verbose=0, batch_size=16)
 
 
 def _freeze_batchnorm(model) -> int:
@@ -445,12 +445,12 @@ def _finetune_study(names, args) -> dict:
     import dataclasses
     import json
 
-    from tfedge._macs import count_macs
+    from tfedge import count_macs
     from tfedge.pretrained import load_pretrained
     from tfedge.pretrained.photos import augmented_crops, load_photos
     from tfedge.pretrained.pseudo_labels import LABELS_ARE, pseudo_labelled_split
     from tfedge.shrink import SearchConfig, set_resolution
-    from tfedge.shrink._baselines import run_shrink
+    from tfedge.shrink import run_shrink
 
     train_photos, test_photos = _photo_sets(args)
     base = load_pretrained("efficientnet_lite0")
@@ -535,7 +535,7 @@ def _int8_cascade_study(names, args) -> dict:
     import json
     import subprocess
 
-    from tfedge._train import save_classifier
+    from tfedge import save_classifier
     from tfedge.cascade import (build_cascade, calibrate_cascade, compute_stage_logits,
                                 convert_cascade_bundle, save_cascade)
     from tfedge.pretrained import load_pretrained
@@ -741,7 +741,7 @@ if __name__ == "__main__":
     try:
         main()
     except Exception as exc:  # noqa: BLE001 - a user-fixable error is one line
-        from tfedge._errors import TfedgeError
+        from tfedge import TfedgeError
 
         if not isinstance(exc, TfedgeError):
             raise

@@ -871,8 +871,8 @@ def fuzz_child(target: str, seconds: int, corpus: Path, artifacts: Path) -> None
     import atheris
 
     with atheris.instrument_imports(include=["tfedge"]):
-        from tfedge._errors import DatasetError
-        from tfedge.data import _folders
+        from tfedge import DatasetError
+        from tfedge.data import _folders  # internal: fuzzes the parsers themselves
         from tfedge.runtime import bundle as bundle_module
         from tfedge.runtime.errors import BundleError
     scratch = Path(tempfile.mkdtemp(prefix="tfedge-fuzz-"))

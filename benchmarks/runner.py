@@ -123,10 +123,9 @@ def _proxy_cascade(data, output: Path) -> Path:
     import keras
 
     from rpi_runner import EdgePipeline
-    from tfedge import count_macs, create_model
-    from tfedge._convert import convert_to_int8
+    from tfedge import convert_to_int8, count_macs, create_model
     from tfedge.bundle import PredictorEntry, StageEntry, write_bundle
-    from tfedge.crop._predictor import DEFAULT_PREDICTOR, build_predictor, get_predictor_spec
+    from tfedge.crop import DEFAULT_PREDICTOR, build_predictor, get_predictor_spec
     from tfedge.crop.geometry import CropConfig, crop_and_resize, resize_bilinear
     from tfedge.litert import TfliteModel
 

@@ -56,7 +56,7 @@ import numpy as np
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
                      spread)
 
-from tfedge.shrink._latency import TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
+from tfedge.shrink import TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
 
 log = logging.getLogger("benchmarks.shrink")
 
@@ -100,7 +100,7 @@ def _stage(what: str, start: float) -> None:
 def _crop_splits(data, resolution: int, predictor_path: Path | None):
     """(train, val, test) crops at ``resolution``, and the predictor's MACs (0: true boxes)."""
     from tfedge.crop import JitterConfig
-    from tfedge.crop._pipeline import materialize_crops
+    from tfedge.crop import materialize_crops
 
     if predictor_path is None:
         boxes = {"train": data.train.boxes, "val": data.val.boxes, "test": data.test.boxes}
@@ -120,10 +120,9 @@ def _crop_splits(data, resolution: int, predictor_path: Path | None):
 
 
 def _int8(model, images: np.ndarray) -> bytes:
-    from tfedge._convert import convert_to_int8
-    from tfedge._train import model_resolution
+    from tfedge import convert_to_int8, model_resolution
     from tfedge.data import ImageSplit
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data import make_dataset
 
     res = model_resolution(model)
     split = ImageSplit(images, np.zeros(len(images), np.int32), None, ("x",))
@@ -181,12 +180,12 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         overrides: dict[str, Any] | None = None, reuse_bases: bool = False,
         summarize_only: bool = False) -> dict[str, Any]:
     from tfedge import count_macs
-    from tfedge._io import atomic_write_json
-    from tfedge._train import (TrainConfig, evaluate_classifier, load_classifier, save_classifier,
+    from tfedge.runtime.fileio import atomic_write_json
+    from tfedge import (TrainConfig, evaluate_classifier, load_classifier, save_classifier,
                                train_classifier)
     from tfedge.data import BenchmarkConfig, load_dataset
-    from tfedge.shrink._baselines import run_shrink
-    from tfedge.shrink._search import SearchConfig
+    from tfedge.shrink import run_shrink
+    from tfedge.shrink import SearchConfig
 
     start = time.perf_counter()
     s = {**(QUICK if quick else FULL), **(overrides or {})}
@@ -386,7 +385,7 @@ def cascade_comparison(quick: bool, output_dir: Path, seed: int = 0,
     validation in budget mode at each of ``CASCADE_BUDGETS`` x the base's MACs (the same
     exit rule for both), top-1 and expected MACs on test.
     """
-    from tfedge._train import TrainConfig, train_classifier
+    from tfedge import TrainConfig, train_classifier
     from tfedge.cascade import (build_cascade, calibrate_cascade, compute_stage_logits,
                                 evaluate_cascade)
     from tfedge.data import BenchmarkConfig, load_dataset

@@ -7,6 +7,10 @@
   outside, only what a device has: numpy, Pillow, LiteRT, OpenCV, picamera2).
 * The library never imports the command line (the ``tfedge.cli`` package and
   its ``converters.cli`` alias): commands are an outer shell over the library.
+* The project's own tools (``benchmarks/``, ``converters/``) use tfedge's public
+  API only: no module or name starting with ``_``. What they need, a user's
+  script needs too. (A fuzzer aims at parsers themselves: such a line says
+  ``# internal: why``.)
 * No import cycles in ``tfedge`` or ``rpi_runner``, lazy imports (inside functions)
   counted: a cycle hidden in a function is still two modules that need each other.
 
@@ -158,6 +162,39 @@ def test_the_cli_rule_recognises_cli_modules():
     assert is_cli_module("tfedge.cli") and is_cli_module("tfedge.cli.crop")
     assert is_cli_module("converters.cli") and not is_cli_module("tfedge.client")
     assert not is_cli_module("tfedge.runtime.commandline") and not is_cli_module("tfedge.client")
+
+
+def private_tfedge_imports(*folders: str) -> list[str]:
+    """Imports of a private tfedge module or name (``tfedge._train``, ``from tfedge.x import _y``)."""
+    bad = []
+    for path in python_files(*folders):
+        if "recorded" in path.parts:  # frozen copies of the scripts that made a record
+            continue
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, ast.Import):
+                pairs = [(a.name, None) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                pairs = [(node.module, a.name) for a in node.names]
+            else:
+                continue
+            if "# internal:" in lines[node.lineno - 1]:
+                continue
+            for module, name in pairs:
+                if _top(module) != "tfedge":
+                    continue
+                parts = module.split(".") + ([name] if name else [])
+                if any(part.startswith("_") for part in parts):
+                    bad.append(f"{path.relative_to(REPO)}:{node.lineno} "
+                               f"{module}{'.' + name if name else ''}")
+    return bad
+
+
+def test_benchmarks_and_converters_use_the_public_api_only():
+    assert python_files("benchmarks"), "found no benchmark scripts"
+    bad = private_tfedge_imports("benchmarks", "converters")
+    assert bad == [], "private tfedge imports (export the name instead):\n" + "\n".join(bad)
 
 
 #: Import paths from before tfedge.runtime existed -> the runtime module they now are.

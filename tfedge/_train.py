@@ -322,6 +322,9 @@ def load_classifier(path: Union[str, os.PathLike]):
 
 
 def read_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
+    """The metadata saved beside model file ``path`` (``{}`` when there is none): class
+    names, resolution, training budget, dataset. Refuses a sidecar written for another
+    version of the model file."""
     side = _sidecar(Path(path))
     if not side.exists():
         return {}

@@ -35,10 +35,10 @@ import sys
 from typing import Optional, Sequence
 
 from ._data_flags import add_data_flags, benchmark_config_from_args, dataset_from_args
-from ._shell import add_common_flags, run_cli
+from ._shell import add_common_flags, run_cli, user_error_line
 
 __all__ = ["main", "build_parser", "add_data_flags", "benchmark_config_from_args",
-           "dataset_from_args"]
+           "dataset_from_args", "run_cli", "add_common_flags", "user_error_line"]
 
 
 def build_parser() -> argparse.ArgumentParser:

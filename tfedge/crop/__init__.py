@@ -49,7 +49,7 @@ _LAZY = {
     "train_crop_classifier": "._classifier_crops", "trained_crop_config": "._classifier_crops",
     # evaluation
     "CropEvalResult": "._evaluate", "evaluate_crop_pipeline": "._evaluate",
-    "iou_summary": "._evaluate", "save_box_preview": "._evaluate",
+    "iou_summary": "._evaluate", "iou_by_background": "._evaluate", "save_box_preview": "._evaluate",
 }
 
 __all__ = ["CropConfig", "crop_and_resize", "crop_window", "crop_windows", "decode_boxes",

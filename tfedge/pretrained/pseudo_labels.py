@@ -29,7 +29,7 @@ import numpy as np
 
 from tfedge._errors import DatasetError, TfedgeError
 
-__all__ = ["LABELS_ARE", "model_top1", "pseudo_labelled_split", "split_photos",
+__all__ = ["LABELS_ARE", "model_top1", "pseudo_labelled_split", "split_photos", "resized_photos",
            "model_labelled_dataset", "DEFAULT_CALIBRATION_CROPS", "DEFAULT_CHECK_CROPS"]
 
 #: What a split labelled here measures; put it next to every figure computed on one.
@@ -41,7 +41,9 @@ _CHECK_SEED_OFFSET = 1
 _PREDICT_BATCH = 16
 
 
-def _resized(images: np.ndarray, resolution: int) -> np.ndarray:
+def resized_photos(images: np.ndarray, resolution: int) -> np.ndarray:
+    """uint8 ``(N, H, W, 3)`` photos resized bilinearly (Pillow) to ``resolution`` square, as
+    the pseudo-labels were computed (unchanged when already that size)."""
     if images.shape[1] == resolution and images.shape[2] == resolution:
         return images
     from PIL import Image
@@ -57,7 +59,7 @@ def model_top1(model: Any, images: np.ndarray, *, batch_size: int = _PREDICT_BAT
         raise TfedgeError(f"images must be a non-empty (N, H, W, 3) array, got shape "
                           f"{images.shape}")
     resolution = int(model.input_shape[1])
-    logits = model.predict(_resized(images, resolution).astype(np.float32), verbose=0,
+    logits = model.predict(resized_photos(images, resolution).astype(np.float32), verbose=0,
                            batch_size=batch_size)
     return np.argmax(logits, axis=-1).astype(np.int32)
 

@@ -16,20 +16,17 @@ from ._importance import (IMPORTANCES, block_importance, make_importance, round_
 from ._depth import Block, drop_blocks, find_blocks
 from ._resolution import allowed_sides, set_resolution, total_stride
 
+from ._search import SearchConfig, SearchResult, compound_search
+from ._finetune import FinetuneConfig, finetune_with_distillation
+from ._latency import TIMING_INVOKES, TIMING_ROUNDS, LatencyMeter, time_interleaved
+from ._baselines import BASELINES, METHODS, run_shrink, shrink_to_target
+
 __all__ = [
     "ChannelGroup", "ChannelMember", "ShrinkError", "find_channel_groups", "prune_channels",
     "IMPORTANCES", "make_importance", "round_keep", "shrink_width", "block_importance",
     "Block", "find_blocks", "drop_blocks", "set_resolution", "total_stride", "allowed_sides",
+    # the search, its fine-tune, the baselines in the same harness, and int8 timing
+    "SearchConfig", "SearchResult", "compound_search", "finetune_with_distillation",
+    "FinetuneConfig", "BASELINES", "METHODS", "shrink_to_target", "run_shrink",
+    "LatencyMeter", "time_interleaved", "TIMING_ROUNDS", "TIMING_INVOKES",
 ]
-
-# --- search and baselines (B2) ---
-try:
-    from ._search import SearchConfig, SearchResult, compound_search
-    from ._finetune import FinetuneConfig, finetune_with_distillation
-    from ._latency import LatencyMeter
-    from ._baselines import BASELINES, shrink_to_target
-except ImportError:  # B2's modules not written yet: the surgery above still works
-    pass
-else:
-    __all__ += ["SearchConfig", "SearchResult", "compound_search", "finetune_with_distillation",
-                "FinetuneConfig", "BASELINES", "shrink_to_target", "LatencyMeter"]
