@@ -166,15 +166,14 @@ def _run_int8(split: Split, *, stages: Sequence[Any], resolutions: Sequence[int]
     return _evaluate_models(split, entries, list(stages), pred_entry, predictor, refiner)
 
 
-def evaluate_bundle(bundle: Any, split: Split, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                    num_threads: int = 1) -> tuple[SplitLogits, CascadeOutcome]:
+def evaluate_bundle(bundle: Any, split: Split, *, num_threads: int = 1
+                    ) -> tuple[SplitLogits, CascadeOutcome]:
     """Run a loaded bundle's (:func:`tfedge.load_bundle`) int8 cascade on ``split``.
 
     The training side's form of :func:`tfedge.runtime.evaluate.evaluate_bundle`
-    (the same route, the same numbers): per-stage logits and a
-    :class:`CascadeOutcome`. ``batch_size`` is unused (kept for callers).
+    (the same route, the same numbers), in the training side's types: per-stage
+    logits and a :class:`CascadeOutcome`.
     """
-    del batch_size
     from ..runtime.evaluate import evaluate_bundle as evaluate_on_runtime
 
     return _outcome(evaluate_on_runtime(bundle, split, num_threads=num_threads),
