@@ -677,3 +677,26 @@ def test_the_library_reads_a_cascades_dataset_from_its_models_and_refuses_other_
         tc.recorded_dataset(spec, "c.json")
     with pytest.raises(TfedgeError, match="does not record where it is"):
         tc.recorded_dataset(spec.with_dataset({"name": "mine"}), "c.json")
+
+
+def test_build_warns_when_the_predictor_was_trained_on_other_data(tmp_path, caplog):
+    import argparse
+
+    from tfedge._train import _sidecar
+    from tfedge.cli.cascade import _build_dataset, register
+
+    stage, predictor = tmp_path / "s0.keras", tmp_path / "p.keras"
+    _sidecar(stage).write_text(json.dumps({"dataset": "x"}))
+    _sidecar(predictor).write_text(json.dumps({"dataset": "z"}))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["cascade", "build", str(stage), "--output", "c.json"])
+    with caplog.at_level("WARNING", logger="tfedge.cascade"):
+        record, dataset = _build_dataset(args, [str(stage)], str(predictor))
+    assert record == {"name": "x"} and dataset is None
+    assert "different datasets (x, z)" in caplog.text
+    _sidecar(predictor).write_text("{not json")  # read before any data flag is acted on
+    args = parser.parse_args(["cascade", "build", str(stage), "--output", "c.json",
+                              "--train-size", "10"])
+    with pytest.raises(TfedgeError, match="not valid JSON"):
+        _build_dataset(args, [str(stage)], str(predictor))

@@ -61,13 +61,15 @@ def _build_dataset(args: argparse.Namespace, models: list[str], predictor: Any
     From the flags when given (the stages must have been trained on it); else from the
     stages' (and predictor's) sidecars (:func:`~tfedge.cascade.dataset_record_from_models`).
     """
+    files = [*models, *([predictor] if predictor else [])]
+    # Read every sidecar first: a broken one stops before any (slow) data generation.
+    names = {read_sidecar(p).get("dataset") for p in files} - {None, ""}
     if given_data_flags(args):
         dataset = dataset_from_args(_filled(args))
-        check_models_trained_on([*models, *([predictor] if predictor else [])], dataset.name,
+        check_models_trained_on(files, dataset.name,
                                 fix="pass the data flags of the dataset the stages were "
                                     "trained on (or none)")
         return dataset_record(dataset, source_from_data_flags(args)), dataset
-    names = {read_sidecar(p).get("dataset") for p in models} - {None}
     if len(names) > 1:
         log.warning("the models were trained on different datasets (%s): the cascade records "
                     "the first stage's", ", ".join(sorted(names)))
