@@ -507,9 +507,9 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
     from tfedge._train import save_classifier
     from tfedge.bundle import load_bundle
     from tfedge.cli.cascade import register as add_cascade_commands
-    from tfedge.crop._predictor import build_predictor, save_predictor
+    from tfedge.crop import build_predictor, save_predictor
     from tfedge.data import load_dataset
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     data_dir = tmp_path / "data"
     _folder_dataset(data_dir)

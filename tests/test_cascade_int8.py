@@ -200,8 +200,8 @@ def test_conversion_calibrates_stages_on_int8_crops_and_thresholds_on_int8_score
     from tfedge.bundle import load_bundle
     from tfedge.cascade._calibrate import calibrate_thresholds as calibrate
     from tfedge.cascade._convert import convert_cascade_bundle, evaluate_bundle
-    from tfedge.crop._predictor import build_predictor, save_predictor
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.crop import build_predictor, save_predictor
+    from tfedge.data._tfdata import make_dataset
     from tfedge.runtime.interpreter import TfliteModel
 
     train, val, test = (make_colour_split(n, size=32, seed=s) for n, s in ((64, 0), (40, 1),

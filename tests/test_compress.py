@@ -22,7 +22,7 @@ from tfedge import TfedgeError
 from tfedge.compress import CompressConfig, DataSource, find_voc_boxes, preset
 from tfedge.compress._cache import StepCache, canonical_key
 from tfedge.compress._measure import grid_indices, reach_fractions
-from tfedge.compress._pipeline import RUN_FILE, check_same_data, read_run
+from tfedge.compress._steps import RUN_FILE, check_same_data, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -234,7 +234,7 @@ def test_geometry_does_not_import_tensorflow():
 
 
 def test_crop_dataset_matches_numpy_crops(colour_split):
-    from tfedge.crop._pipeline import make_crop_dataset
+    from tfedge.crop import make_crop_dataset
 
     split = colour_split.take(10)
     config = CropConfig(margin=0.25)
@@ -249,7 +249,7 @@ def test_crop_dataset_matches_numpy_crops(colour_split):
 
 
 def test_jitter_is_fresh_every_pass_and_reproducible(colour_split):
-    from tfedge.crop._pipeline import JitterConfig, make_crop_dataset
+    from tfedge.crop import JitterConfig, make_crop_dataset
 
     split = colour_split.take(8)
     jitter = JitterConfig(shift=0.2, scale=0.2)
@@ -265,7 +265,7 @@ def test_jitter_is_fresh_every_pass_and_reproducible(colour_split):
 
 
 def test_jitter_from_errors_recovers_the_spread():
-    from tfedge.crop._pipeline import JitterConfig
+    from tfedge.crop import JitterConfig
 
     rng = np.random.default_rng(8)
     n = 20000
@@ -282,7 +282,7 @@ def test_jitter_from_errors_recovers_the_spread():
 
 
 def test_materialize_crops_repeats_labels(colour_split):
-    from tfedge.crop._pipeline import JitterConfig, materialize_crops
+    from tfedge.crop import JitterConfig, materialize_crops
 
     split = colour_split.take(6)
     pool = materialize_crops(split, resolution=16, jitter=JitterConfig(), copies=3)
@@ -294,7 +294,7 @@ def test_materialize_crops_repeats_labels(colour_split):
 
 
 def test_jitter_config_rejects_bad_values():
-    from tfedge.crop._pipeline import JitterConfig
+    from tfedge.crop import JitterConfig
 
     with pytest.raises(TfedgeError, match="shift"):
         JitterConfig(shift=-0.1)
@@ -303,7 +303,7 @@ def test_jitter_config_rejects_bad_values():
 
 
 def test_shuffled_crop_datasets_cut_each_image_at_its_own_box():
-    from tfedge.crop._pipeline import crop_dataset_fn, make_crop_dataset
+    from tfedge.crop import crop_dataset_fn, make_crop_dataset
     from tfedge.data import ImageSplit
 
     n, size, side = 40, 32, 8
@@ -328,7 +328,7 @@ def test_shuffled_crop_datasets_cut_each_image_at_its_own_box():
 def test_crop_flags_override_only_what_they_name(tmp_path):
     from tfedge._train import save_classifier
     from tfedge.cli.crop import crop_with_overrides
-    from tfedge.crop._pipeline import trained_crop_config
+    from tfedge.crop import trained_crop_config
     from tfedge.models import create_model
 
     trained = CropConfig(margin=0.4, min_size=0.5, scales=(0.5, 1.0))
@@ -346,7 +346,7 @@ def test_crop_flags_override_only_what_they_name(tmp_path):
 
 
 def test_crop_dataset_fn_for_a_training_loop(colour_split):
-    from tfedge.crop._pipeline import JitterConfig, crop_dataset_fn
+    from tfedge.crop import JitterConfig, crop_dataset_fn
 
     fn = crop_dataset_fn(CropConfig(), JitterConfig())
     train = fn(colour_split.take(10), resolution=16, batch_size=4, seed=1, training=True)

@@ -187,7 +187,7 @@ def _turned_jpeg(path: Path, orientation: int = 6) -> Path:
 
 
 def test_boxes_of_exif_turned_images_turn_with_the_decoded_image(tmp_path):
-    from tfedge.data._pipeline import read_file_image
+    from tfedge.data._tfdata import read_file_image
 
     root = tmp_path / "data"
     _turned_jpeg(root / "cat" / "stored.jpg")
@@ -215,7 +215,7 @@ def test_boxes_of_exif_turned_images_turn_with_the_decoded_image(tmp_path):
 def test_training_decodes_like_the_runner_and_names_unreadable_files(tmp_path):
     from rpi_runner._sources import decode_image
     from tfedge.cli._shell import _unreadable_image_line
-    from tfedge.data._pipeline import make_dataset, read_file_image
+    from tfedge.data._tfdata import make_dataset, read_file_image
 
     root = tmp_path / "data"
     palette = Image.fromarray(np.uint8([[[255, 0, 0], [0, 0, 255]]] * 4)).convert(
@@ -237,7 +237,7 @@ def test_training_decodes_like_the_runner_and_names_unreadable_files(tmp_path):
     line = _unreadable_image_line(exc.value)
     assert line is not None and line.startswith("unreadable training image: ")
     assert str(cut) in line and "truncated" in line and "\n" not in line
-    from tfedge.data._pipeline import unreadable_images
+    from tfedge.data._tfdata import unreadable_images
 
     seen = []
     bad = unreadable_images(split, workers=2, progress=lambda done, total: seen.append(done))

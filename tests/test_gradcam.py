@@ -114,8 +114,8 @@ def test_trained_teacher_cam_boxes_find_the_object_and_train_a_predictor():
     from tfedge._train import TrainConfig, train_classifier
     from tfedge.crop._evaluate import iou_summary
     from tfedge.crop._gradcam import gradcam_boxes
-    from tfedge.crop._predictor import (PredictorTrainConfig, predict_boxes, train_predictor,
-                                        with_box_labels)
+    from tfedge.crop import (PredictorTrainConfig, predict_boxes, train_predictor,
+                             with_box_labels)
 
     train = make_colour_split(384, size=64, seed=1)
     val = make_colour_split(64, size=64, seed=2)

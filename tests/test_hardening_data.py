@@ -155,7 +155,7 @@ def test_a_dataset_root_that_is_a_symlink_loop_or_dangling_says_so(tmp_path):
 
 
 def test_reading_a_fifo_or_a_loop_as_an_image_is_an_error_not_a_hang(tmp_path):
-    from tfedge.data._pipeline import read_file_image, unreadable_images
+    from tfedge.data._tfdata import read_file_image, unreadable_images
 
     root = _images(tmp_path / "d")
     expected = _odd_entries(root)

@@ -145,7 +145,7 @@ def _collect(dataset, with_boxes: bool = True) -> tuple[np.ndarray, np.ndarray, 
 
 
 def test_importing_data_modules_does_not_import_tensorflow():
-    code = ("import sys; import tfedge.data._pipeline, tfedge.data._folders, tfedge.data._boxes; "
+    code = ("import sys; import tfedge.data._tfdata, tfedge.data._folders, tfedge.data._boxes; "
             "sys.exit(1 if 'tensorflow' in sys.modules else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[1],
                             capture_output=True, text=True)
@@ -155,7 +155,7 @@ def test_importing_data_modules_does_not_import_tensorflow():
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("with_boxes", [True, False])
 def test_image_split_shapes_and_dtypes(training, with_boxes):
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     images, boxes = _rect_images(10, 24, 32)
     split = ImageSplit(images, np.arange(10, dtype=np.int32), boxes, tuple("abcdefghij"))
@@ -177,7 +177,7 @@ def test_image_split_shapes_and_dtypes(training, with_boxes):
 
 
 def test_drop_remainder_and_repeat():
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     images, boxes = _rect_images(10, 16, 16)
     split = ImageSplit(images, np.zeros(10, np.int32), boxes, ("a",))
@@ -189,7 +189,7 @@ def test_drop_remainder_and_repeat():
 
 
 def test_file_split_decodes_png_and_jpeg(tmp_path):
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     images, boxes = _rect_images(3, 20, 28)
     png = _write_images(tmp_path, images, "PNG")
@@ -212,7 +212,7 @@ def test_file_split_decodes_png_and_jpeg(tmp_path):
 def test_evaluation_is_the_plain_resize():
     import tensorflow as tf
 
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     images, boxes = _rect_images(5, 30, 40)
     split = ImageSplit(images, np.arange(5, dtype=np.int32), boxes, tuple("abcde"))
@@ -237,7 +237,7 @@ def _assert_boxes_match_bright_pixels(x: np.ndarray, boxes: np.ndarray, resoluti
 
 @pytest.mark.parametrize("kind", ["image", "file"])
 def test_augmented_boxes_follow_the_object(tmp_path, kind):
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     resolution = 40
     images, boxes = _rect_images(16, 24, 32, seed=1)
@@ -259,7 +259,7 @@ def test_augmented_boxes_follow_the_object(tmp_path, kind):
 
 
 def test_flip_only_mirrors_image_and_box():
-    from tfedge.data._pipeline import AugmentConfig, make_dataset
+    from tfedge.data._tfdata import AugmentConfig, make_dataset
 
     images, boxes = _rect_images(8, 16, 16, seed=2)
     split = ImageSplit(images, np.arange(8, dtype=np.int32), boxes, tuple("abcdefgh"))
@@ -280,7 +280,7 @@ def test_flip_only_mirrors_image_and_box():
 def test_crop_keeps_min_box_visible():
     import tensorflow as tf
 
-    from tfedge.data._pipeline import AugmentConfig, _sample_crop_window
+    from tfedge.data._tfdata import AugmentConfig, _sample_crop_window
 
     config = AugmentConfig(min_box_visible=0.8)
     box = np.float32([0.1, 0.6, 0.3, 0.95])
@@ -304,7 +304,7 @@ def test_crop_keeps_min_box_visible():
 def test_tf_box_twins_match_numpy():
     import tensorflow as tf
 
-    from tfedge.data._pipeline import _tf_flip_box_lr, _tf_transform_boxes_for_crop
+    from tfedge.data._tfdata import _tf_flip_box_lr, _tf_transform_boxes_for_crop
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -316,7 +316,7 @@ def test_tf_box_twins_match_numpy():
 
 
 def test_unknown_boxes_stay_nan(tmp_path):
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     images, boxes = _rect_images(8, 24, 24, seed=4)
     boxes[[1, 4, 6]] = NAN
@@ -330,7 +330,7 @@ def test_unknown_boxes_stay_nan(tmp_path):
 
 
 def test_same_seed_same_batches_new_seed_new_batches():
-    from tfedge.data._pipeline import make_dataset
+    from tfedge.data._tfdata import make_dataset
 
     images, boxes = _rect_images(12, 24, 24, seed=5)
     split = ImageSplit(images, np.arange(12, dtype=np.int32), boxes, tuple("abcdefghijkl"))
@@ -350,7 +350,7 @@ def test_same_seed_same_batches_new_seed_new_batches():
 
 
 def test_make_dataset_rejects_bad_arguments():
-    from tfedge.data._pipeline import AugmentConfig, make_dataset
+    from tfedge.data._tfdata import AugmentConfig, make_dataset
 
     images, boxes = _rect_images(2, 8, 8)
     split = ImageSplit(images, np.zeros(2, np.int32), boxes, ("a",))
@@ -375,7 +375,7 @@ def test_make_dataset_rejects_bad_arguments():
     ({"min_box_visible": 1.5}, "min_box_visible"),
 ])
 def test_augment_config_validates(kwargs, match):
-    from tfedge.data._pipeline import AugmentConfig
+    from tfedge.data._tfdata import AugmentConfig
 
     with pytest.raises(DatasetError, match=match):
         AugmentConfig(**kwargs)

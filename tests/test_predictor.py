@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from tfedge._errors import DatasetError, ModelConfigError, TfedgeError
-from tfedge.crop._predictor import (DEFAULT_PREDICTOR, PredictorSpec, PredictorTrainConfig,
-                                    build_predictor, decode_boxes, get_predictor_spec,
-                                    list_predictors, load_predictor, predict_boxes,
-                                    predictor_spec_of, read_predictor_sidecar, save_predictor,
-                                    train_predictor, with_box_labels)
+from tfedge.crop import (DEFAULT_PREDICTOR, PredictorSpec, PredictorTrainConfig, build_predictor,
+                         decode_boxes, get_predictor_spec, list_predictors, load_predictor,
+                         predict_boxes, predictor_spec_of, save_predictor, train_predictor,
+                         with_box_labels)
+from tfedge.crop._predictor_files import read_predictor_sidecar
 
 TINY = "boxnet_heat_r32_w4"
 TINY_REG = "boxnet_reg_r32_w4"
@@ -90,7 +90,7 @@ def test_decode_boxes():
 @pytest.mark.parametrize("name", [TINY, TINY_REG])
 def test_export_model_decodes_to_the_same_boxes(name):
     from tfedge.crop.geometry import decode_predictor_outputs
-    from tfedge.crop._predictor import predictor_export_model
+    from tfedge.crop import predictor_export_model
 
     model = build_predictor(name)
     exported = predictor_export_model(model)
@@ -115,7 +115,7 @@ def test_decode_outputs_rejects_bad_forms():
 
 
 def test_decode_numpy_and_tf_agree():
-    from tfedge.crop._predictor import decode_boxes_tf
+    from tfedge.crop._box_losses import decode_boxes_tf
 
     params = np.random.default_rng(1).uniform(-0.2, 1.2, (500, 4)).astype(np.float32)
     np.testing.assert_allclose(decode_boxes_tf(params).numpy(), decode_boxes(params), atol=1e-7)
@@ -124,7 +124,7 @@ def test_decode_numpy_and_tf_agree():
 def test_box_loss_is_zero_at_the_truth_and_grows_with_error():
     import tensorflow as tf
 
-    from tfedge.crop._predictor import box_loss_tf
+    from tfedge.crop._box_losses import box_loss_tf
 
     truth = tf.constant([[0.2, 0.2, 0.6, 0.6]] * 3)
     pred = tf.constant([[0.2, 0.2, 0.6, 0.6], [0.25, 0.25, 0.65, 0.65], [0.7, 0.7, 0.9, 0.9]])
@@ -240,7 +240,7 @@ def test_int8_tflite_keeps_box_precision():
         epochs=3, batch_size=16, learning_rate=1e-2, photometric=False,
         bn_recalibration_batches=2))
     images = split.images.astype(np.float32)
-    from tfedge.crop._predictor import predictor_export_model
+    from tfedge.crop import predictor_export_model
     from tfedge.crop.geometry import decode_predictor_outputs
 
     data = convert_to_int8(predictor_export_model(model), images[:48])
@@ -306,7 +306,7 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
 def test_crop_pool_without_true_boxes_uses_the_predictors_alone(colour_split):
     import dataclasses
 
-    from tfedge.crop._pipeline import CropTrainConfig, crop_pool
+    from tfedge.crop._classifier_crops import CropTrainConfig, crop_pool
 
     no_boxes = dataclasses.replace(colour_split.take(6), boxes=None)
     predictor = build_predictor(TINY)
@@ -322,7 +322,7 @@ def test_crop_pool_without_true_boxes_uses_the_predictors_alone(colour_split):
 def test_crop_classifier_and_pipeline_evaluation(colour_split, tmp_path):
     from tfedge._train import TrainConfig
     from tfedge.crop._evaluate import evaluate_crop_pipeline, save_box_preview
-    from tfedge.crop._pipeline import CropTrainConfig, train_crop_classifier
+    from tfedge.crop import CropTrainConfig, train_crop_classifier
     from tfedge.crop.geometry import CropConfig
 
     predictor = build_predictor(TINY)

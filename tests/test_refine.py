@@ -10,9 +10,9 @@ import pytest
 from conftest import make_colour_split
 from tfedge._errors import DatasetError, TfedgeError
 from tfedge.crop import CropConfig, crop_and_resize, crop_windows
-from tfedge.crop._predictor import (PredictorTrainConfig, build_predictor, load_predictor,
-                                    predict_boxes, predictor_export_model, predictor_spec_of,
-                                    save_predictor, train_predictor)
+from tfedge.crop import (PredictorTrainConfig, build_predictor, load_predictor, predict_boxes,
+                         predictor_export_model, predictor_spec_of, save_predictor,
+                         train_predictor)
 from tfedge.crop._refine import (DEFAULT_REFINE_WINDOW, RefinedPredictor, RefinerTrainConfig,
                                  boxes_from_window, boxes_to_window, merge_refined,
                                  predictor_macs, refine_boxes, train_refiner, window_crops)

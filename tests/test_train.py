@@ -41,7 +41,7 @@ def test_train_writes_model_and_sidecar_that_load_back(tmp_path, colour_split):
 
 def test_augment_none_trains_on_whole_unflipped_images(monkeypatch, colour_split):
     import tfedge._train as train_module
-    from tfedge.data._pipeline import NO_AUGMENT, AugmentConfig
+    from tfedge.data._tfdata import NO_AUGMENT, AugmentConfig
 
     seen = []
     real = train_module.make_dataset

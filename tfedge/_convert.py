@@ -156,7 +156,7 @@ def _subset(split: Split, count: int, seed: int) -> Split:
 
 def _split_batches(split: Split, resolution: int, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Batches of (raw float pixels, labels) preprocessed exactly as for evaluation."""
-    from .data._pipeline import make_dataset
+    from .data._tfdata import make_dataset
 
     for images, labels in make_dataset(split, resolution=resolution, batch_size=batch_size,
                                        training=False):
@@ -222,7 +222,7 @@ def convert_classifier(
     ``calibration_size`` random images of ``calibration`` (the training
     split), the check ``check_size`` random images of ``check`` (the
     validation split), both resized exactly as evaluation does
-    (:func:`tfedge.data._pipeline.make_dataset` with ``training=False``).
+    (:func:`tfedge.data._tfdata.make_dataset` with ``training=False``).
 
     With ``qat`` (a :class:`tfedge.qat.QatConfig`), the model is fine-tuned
     with fake quantisation on ``qat.images`` other images of ``calibration``

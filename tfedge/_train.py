@@ -53,7 +53,7 @@ import numpy as np
 from ._errors import ModelConfigError, TfedgeError
 from ._image import first_line
 from ._io import atomic_path, atomic_write_json, private_tempdir, sha256_file
-from .data._pipeline import NO_AUGMENT, AugmentConfig, make_dataset
+from .data._tfdata import NO_AUGMENT, AugmentConfig, make_dataset
 from .data._types import Split
 
 __all__ = [

@@ -66,7 +66,7 @@ _POINTS = 100.0
 
 
 def _whole_images(split: Split, resolution: int, batch_size: int) -> list[np.ndarray]:
-    from ..data._pipeline import make_dataset
+    from ..data._tfdata import make_dataset
 
     return [np.asarray(images, np.float32) for images, _ in
             make_dataset(split, resolution=resolution, batch_size=batch_size, training=False)]

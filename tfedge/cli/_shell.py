@@ -114,7 +114,7 @@ def _disguised_user_error(exc: BaseException) -> Optional[str]:
 
 def _unreadable_image_line(exc: BaseException) -> Optional[str]:
     """The one-line message of an unreadable training image that tf.data wrapped, if it is one."""
-    from ..data._pipeline import UNREADABLE_IMAGE
+    from ..data._tfdata import UNREADABLE_IMAGE
 
     for line in str(exc).splitlines():
         at = line.find(UNREADABLE_IMAGE)

@@ -105,7 +105,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _verify_images(dataset, skipped: int = 0) -> list[tuple[str, str]]:
     """Decode every image as training will; log each one that fails, then both counts."""
-    from ..data._pipeline import unreadable_images
+    from ..data._tfdata import unreadable_images
 
     bad = []
     for key in ("train", "val", "test"):

@@ -26,7 +26,7 @@ import numpy as np
 
 from .._errors import DatasetError, TfedgeError
 from .._train import TrainConfig, read_sidecar, train_classifier
-from ..data._pipeline import AugmentConfig
+from ..data._tfdata import AugmentConfig
 from ..data._types import ImageSplit, Split
 from ._crop_datasets import (FLIP_PROBABILITY, MAX_LOG_SCALE, MAX_SHIFT, JitterConfig,
                              crop_dataset_fn, make_crop_dataset, materialize_crops,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .._errors import DatasetError, TfedgeError
-from ..data._pipeline import _decoded_examples
+from ..data._tfdata import _decoded_examples
 from ..data._types import FileSplit, ImageSplit, Split
 from ._geometry_tf import crop_and_resize_tf, crop_and_resize_with_window_tf
 from .geometry import CropConfig

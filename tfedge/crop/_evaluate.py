@@ -27,7 +27,7 @@ from .._image import upright_size
 from .._macs import count_macs
 from .._train import _check_labels, model_resolution
 from ..data._boxes import iou
-from ..data._pipeline import make_dataset
+from ..data._tfdata import make_dataset
 from ..data._preview import save_preview
 from ..data._types import ImageSplit, Split
 from ._boxnet import predictor_spec_of

@@ -70,7 +70,7 @@ def gradcam_maps(model: Any, split: Split, *, layer: Optional[str] = None,
     import tensorflow as tf
 
     from .._train import model_resolution
-    from ..data._pipeline import make_dataset
+    from ..data._tfdata import make_dataset
 
     num_outputs = int(model.output_shape[-1])
     if use_labels and split.num_classes > num_outputs:

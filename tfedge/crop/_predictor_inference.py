@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._macs import count_macs
-from ..data._pipeline import make_dataset
+from ..data._tfdata import make_dataset
 from ..data._types import ImageSplit, Split
 from ..runtime.refine import boxes_from_window, merge_refined
 from ._boxnet import predictor_spec_of

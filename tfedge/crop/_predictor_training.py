@@ -25,7 +25,7 @@ import numpy as np
 from .._errors import DatasetError, TfedgeError
 from .._train import (STRATEGIES, EarlyStopping, TrainingTask, _check_patience, budget_record,
                       default_backup_dir, make_strategy, recalibrate_batchnorm, run_training)
-from ..data._pipeline import BOX_KEY, LABEL_KEY, NO_AUGMENT, AugmentConfig, make_dataset
+from ..data._tfdata import BOX_KEY, LABEL_KEY, NO_AUGMENT, AugmentConfig, make_dataset
 from ..data._types import FileSplit, ImageSplit, Split
 # The module, not the function: augment_batch_tf is looked up when training runs, so a
 # patched one (a test's spy) is the one used.

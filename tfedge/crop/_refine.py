@@ -65,7 +65,7 @@ import numpy as np
 
 from .._errors import DatasetError, TfedgeError
 from .._train import default_backup_dir
-from ..data._pipeline import AugmentConfig
+from ..data._tfdata import AugmentConfig
 from ..data._types import ImageSplit, Split
 from ..runtime.refine import boxes_from_window, boxes_to_window, merge_refined
 from ._boxnet import build_predictor, get_predictor_spec

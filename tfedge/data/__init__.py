@@ -11,7 +11,7 @@ from ._boxes import box_area, clip_boxes, flip_boxes_lr, iou, transform_boxes_fo
 from ._fashion import FASHION_MNIST_CLASS_NAMES, FashionMNIST, load_fashion_mnist
 from ._folders import load_class_folders, load_image_dataset
 from ._load import BENCHMARK_NAME, Dataset, load_dataset
-from ._pipeline import AugmentConfig, make_dataset
+from ._tfdata import AugmentConfig, make_dataset
 from ._preview import save_preview
 from ._source import DataSource, find_voc_boxes
 from ._types import FileSplit, ImageSplit

@@ -24,7 +24,7 @@ TILE_PADDING = 2
 def _load_rgb(split: Union[ImageSplit, FileSplit], index: int) -> np.ndarray:
     if isinstance(split, ImageSplit):
         return np.asarray(split.images[index])
-    from ._pipeline import read_file_image
+    from ._tfdata import read_file_image
 
     return read_file_image(split.paths[index])  # as training and the device see it
 

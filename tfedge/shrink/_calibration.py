@@ -20,7 +20,7 @@ def head(split, count: Optional[int]):
 def calibration_arrays(split, count: int, resolution: int, batch_size: int = 64):
     """``(images, labels)``: the first ``count`` images resized as evaluation resizes them,
     float32 raw pixels ``(N, R, R, 3)`` (what importance criteria run the model on)."""
-    from ..data._pipeline import make_dataset
+    from ..data._tfdata import make_dataset
 
     images, labels = [], []
     for x, y in make_dataset(head(split, count), resolution=resolution, batch_size=batch_size,
