@@ -4,7 +4,6 @@ and the predictor and refiner trained on it."""
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 import pytest
@@ -132,18 +131,21 @@ def test_a_backup_of_another_run_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("12", {"epochs": 12, "patience": None}),
-    ("auto", {"epochs": AUTO_EPOCHS_CAP, "patience": AUTO_PATIENCE}),
-    ("AUTO:30", {"epochs": 30, "patience": AUTO_PATIENCE}),
-    ("auto:30:3", {"epochs": 30, "patience": 3}),
+    ("12", {"epochs": 12, "patience": None, "min_epochs": 0}),
+    ("auto", {"epochs": AUTO_EPOCHS_CAP, "patience": AUTO_PATIENCE, "min_epochs": 0}),
+    ("AUTO:30", {"epochs": 30, "patience": AUTO_PATIENCE, "min_epochs": 0}),
+    ("auto:30:3", {"epochs": 30, "patience": 3, "min_epochs": 0}),
+    ("auto:30:3:12", {"epochs": 30, "patience": 3, "min_epochs": 12}),
 ])
 def test_parse_epochs(text, expected):
     assert parse_epochs(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "ten", "auto:x", "auto:5:0", "0", "3:2", "auto:1:2:3"])
+@pytest.mark.parametrize("text", ["", "ten", "auto:x", "auto:5:0", "0", "3:2", "auto:1:2:3",
+                                  "auto:10:2:11", "auto:10:2:-1", "auto:1:2:0:4"])
 def test_parse_epochs_rejects_bad_values_with_the_fix(text):
-    with pytest.raises(argparse.ArgumentTypeError, match="invalid epochs .*'auto'|must be >= 1"):
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid epochs .*'auto'|must be >= 1|"
+                                                         "between 0 and the cap"):
         parse_epochs(text)
 
 
@@ -152,6 +154,38 @@ def test_bad_patience_is_rejected():
         TrainConfig(patience=0)
     with pytest.raises(TfedgeError, match="min_delta must be >= 0"):
         TrainConfig(patience=2, min_delta=-1)
+    with pytest.raises(TfedgeError, match="min_epochs=3 only applies with early stopping"):
+        TrainConfig(min_epochs=3)
+    with pytest.raises(TfedgeError, match=r"min_epochs \(20\) is above the epoch cap \(10\)"):
+        TrainConfig(epochs=10, patience=2, min_epochs=20)
+    with pytest.raises(TfedgeError, match="min_epochs must be a whole number >= 0"):
+        TrainConfig(patience=2, min_epochs=-1)
+
+
+def test_no_early_stop_before_min_epochs():
+    # SCORES stall after epoch 2: patience 2 alone stops at 4; min_epochs 6 lets the late
+    # gain at epoch 6 in, then the stall after it stops the run at 8 (the cap).
+    task = _tiny_task()
+    loop = run_training(task, epochs=8, early_stopping=EarlyStopping(
+        _scripted(task, SCORES, {}), patience=2, min_epochs=6))
+    assert loop.epochs_run == 8 and loop.best_epoch == 6
+    task = _tiny_task()
+    loop = run_training(task, epochs=8, early_stopping=EarlyStopping(
+        _scripted(task, [0.1, 0.5, 0.4, 0.4, 0.4, 0.4, 0.4, 0.4], {}), patience=2, min_epochs=5))
+    assert loop.stop_reason == "patience" and loop.epochs_run == 5 and loop.best_epoch == 2
+
+
+def test_a_default_min_epochs_leaves_config_records_as_they_were():
+    # Backups, sidecars and cached compress steps written before min_epochs existed match.
+    from tfedge.crop import PredictorTrainConfig
+
+    assert "min_epochs" not in TrainConfig().to_dict()
+    assert "min_epochs" not in PredictorTrainConfig().to_dict()
+    # --epochs auto:CAP:PATIENCE:MIN reaches both configs the commands build.
+    assert TrainConfig(**parse_epochs("auto:9:2:4")).to_dict()["min_epochs"] == 4
+    assert PredictorTrainConfig(**parse_epochs("auto:9:2:4")).to_dict()["min_epochs"] == 4
+    with pytest.raises(TfedgeError, match="only applies with early stopping"):
+        PredictorTrainConfig(min_epochs=2)
 
 
 def test_classifier_early_stopping_is_recorded_in_the_sidecar(tmp_path, colour_split):
@@ -267,12 +301,12 @@ def test_crop_cli_accepts_epochs_auto():
 
     parser = build_parser()
     args = parser.parse_args(["predictor", "train", "--output", "p.keras", "--epochs", "auto"])
-    assert args.epochs == {"epochs": AUTO_EPOCHS_CAP, "patience": AUTO_PATIENCE}
+    assert args.epochs == {"epochs": AUTO_EPOCHS_CAP, "patience": AUTO_PATIENCE, "min_epochs": 0}
     args = parser.parse_args(["predictor", "train", "--output", "p.keras"])
-    assert args.epochs == {"epochs": 12, "patience": None}
+    assert args.epochs == {"epochs": 12, "patience": None, "min_epochs": 0}
     args = parser.parse_args(["crop", "train", "--model", "m", "--output", "c.keras",
-                              "--epochs", "auto:20:3"])
-    assert args.epochs == {"epochs": 20, "patience": 3}
+                              "--epochs", "auto:20:3:8"])
+    assert args.epochs == {"epochs": 20, "patience": 3, "min_epochs": 8}
     with pytest.raises(SystemExit):
         parser.parse_args(["crop", "train", "--model", "m", "--output", "c.keras",
                            "--epochs", "often"])

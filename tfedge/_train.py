@@ -21,7 +21,8 @@ everywhere:
 * Optional early stopping (``TrainConfig.patience``, ``--epochs auto``):
   stop when the validation score has not improved for ``patience`` epochs,
   keep the best epoch's weights (backed up too, so a resumed run ends the
-  same), ``epochs`` being the cap. The learning-rate schedule still spans
+  same), ``epochs`` being the cap, never before epoch ``min_epochs`` (slow
+  starters). The learning-rate schedule still spans
   the cap, so a run stopped early ends at a higher rate than a fixed run of
   that length would. The sidecar records ``epochs_used``, ``best_epoch``,
   ``best_val_score`` and ``stop_reason``.
@@ -96,14 +97,17 @@ class TrainConfig:
     bn_recalibration_batches: int = DEFAULT_BN_RECALIBRATION_BATCHES
     # Early stopping: None trains exactly ``epochs`` epochs; N stops when validation
     # top-1 has not improved (by more than ``min_delta``) for N epochs, restores the best
-    # epoch's weights, and makes ``epochs`` the cap (``--epochs auto``).
+    # epoch's weights, and makes ``epochs`` the cap (``--epochs auto``). ``min_epochs``:
+    # early stopping never stops before this epoch (slow starters, e.g. MobileNetV2 from
+    # scratch, sit at chance for 10+ epochs before they learn).
     patience: Optional[int] = None
     min_delta: float = 0.0
+    min_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
             raise TfedgeError(f"epochs must be >= 1, got {self.epochs}")
-        _check_patience(self.patience, self.min_delta)
+        _check_patience(self.patience, self.min_delta, self.min_epochs, self.epochs)
         if self.batch_size < 1:
             raise TfedgeError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.optimizer not in OPTIMIZERS:
@@ -125,8 +129,7 @@ class TrainConfig:
             raise TfedgeError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        return d
+        return without_default_min_epochs(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -160,22 +163,42 @@ AUTO_EPOCHS_CAP = 50
 AUTO_PATIENCE = 5
 
 
-def _check_patience(patience: Optional[int], min_delta: float) -> None:
+def _check_patience(patience: Optional[int], min_delta: float, min_epochs: int = 0,
+                    epochs: Optional[int] = None) -> None:
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
                                  or patience < 1):
         raise TfedgeError(f"patience must be a whole number >= 1 (or None: a fixed number of "
                           f"epochs), got {patience!r}")
     if not min_delta >= 0:
         raise TfedgeError(f"min_delta must be >= 0, got {min_delta!r}")
+    if isinstance(min_epochs, bool) or not isinstance(min_epochs, int) or min_epochs < 0:
+        raise TfedgeError(f"min_epochs must be a whole number >= 0, got {min_epochs!r}")
+    if min_epochs and patience is None:
+        raise TfedgeError(f"min_epochs={min_epochs} only applies with early stopping: set a "
+                          "patience too (e.g. --epochs auto:CAP:PATIENCE:MIN)")
+    if epochs is not None and min_epochs > epochs:
+        raise TfedgeError(f"min_epochs ({min_epochs}) is above the epoch cap ({epochs}): lower "
+                          "it or raise the cap")
+
+
+def without_default_min_epochs(config: dict[str, Any]) -> dict[str, Any]:
+    """A config record without ``min_epochs`` when it is 0 (the default): records, backups
+    and cached steps written before the field existed keep matching."""
+    if config.get("min_epochs") == 0:
+        config = {k: v for k, v in config.items() if k != "min_epochs"}
+    return config
 
 
 def parse_epochs(text: Union[str, int]) -> dict[str, Any]:
-    """An ``--epochs`` value as config fields: ``{'epochs': N, 'patience': P or None}``.
+    """An ``--epochs`` value as config fields: ``{'epochs': N, 'patience': P or None,
+    'min_epochs': M}``.
 
     ``'12'``: exactly 12 epochs. ``'auto'``: early stopping on validation
     accuracy, patience :data:`AUTO_PATIENCE`, at most :data:`AUTO_EPOCHS_CAP`
-    epochs; ``'auto:CAP'`` and ``'auto:CAP:PATIENCE'`` set those. Usable as an
-    argparse ``type=`` (a bad value raises ``argparse.ArgumentTypeError``).
+    epochs; ``'auto:CAP'``, ``'auto:CAP:PATIENCE'`` and
+    ``'auto:CAP:PATIENCE:MIN'`` set those (``MIN``: never stop before that
+    epoch). Usable as an argparse ``type=`` (a bad value raises
+    ``argparse.ArgumentTypeError``).
     """
     import argparse
 
@@ -185,21 +208,24 @@ def parse_epochs(text: Union[str, int]) -> dict[str, Any]:
         if parts[0] != "auto":
             if len(parts) != 1:
                 raise ValueError
-            epochs, patience = int(value), None
-        elif len(parts) > 3:
+            epochs, patience, min_epochs = int(value), None, 0
+        elif len(parts) > 4:
             raise ValueError
         else:
             epochs = int(parts[1]) if len(parts) > 1 else AUTO_EPOCHS_CAP
             patience = int(parts[2]) if len(parts) > 2 else AUTO_PATIENCE
+            min_epochs = int(parts[3]) if len(parts) > 3 else 0
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid epochs {text!r}: give a whole number (e.g. 12), or 'auto' (stop when "
             f"validation accuracy stalls for {AUTO_PATIENCE} epochs, at most "
-            f"{AUTO_EPOCHS_CAP}), 'auto:CAP' or 'auto:CAP:PATIENCE'") from None
-    if epochs < 1 or (patience is not None and patience < 1):
+            f"{AUTO_EPOCHS_CAP}), 'auto:CAP', 'auto:CAP:PATIENCE' or "
+            "'auto:CAP:PATIENCE:MIN'") from None
+    if epochs < 1 or (patience is not None and patience < 1) or not 0 <= min_epochs <= epochs:
         raise argparse.ArgumentTypeError(
-            f"invalid epochs {text!r}: the number of epochs and the patience must be >= 1")
-    return {"epochs": epochs, "patience": patience}
+            f"invalid epochs {text!r}: the number of epochs and the patience must be >= 1, "
+            "the minimum between 0 and the cap")
+    return {"epochs": epochs, "patience": patience, "min_epochs": min_epochs}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -613,13 +639,15 @@ class EarlyStopping:
 
     An improvement is a score above the best by more than ``min_delta``; the
     best epoch's weights are restored when training ends. ``monitor_name``
-    is the score's key in the history (e.g. ``'val_top1'``).
+    is the score's key in the history (e.g. ``'val_top1'``). No stop before
+    epoch ``min_epochs``.
     """
 
     monitor: Callable[[], float]
     patience: int
     min_delta: float = 0.0
     monitor_name: str = "val_score"
+    min_epochs: int = 0  # never stop before this epoch
 
 
 @dataclass(frozen=True)
@@ -785,7 +813,8 @@ def run_training(task: TrainingTask, *, epochs: int, strategy: Any = None,
                 best_weights = [np.asarray(w) for w in model.get_weights()]
                 if manager is not None and chief:
                     _write_best_weights(write_dir, epoch + 1, best_weights)
-            elif epoch + 1 - int(best_epoch_var.numpy()) >= early_stopping.patience:
+            elif (epoch + 1 - int(best_epoch_var.numpy()) >= early_stopping.patience
+                  and epoch + 1 >= early_stopping.min_epochs):
                 stopped_var.assign(True)
                 stop_reason = STOP_PATIENCE
         history.append(record)
@@ -987,7 +1016,8 @@ def train_classifier(
     early = None
     if config.patience is not None:
         early = EarlyStopping(lambda: evaluate_classifier(evaluated_copy(), val).top1,
-                              config.patience, config.min_delta, "val_top1")
+                              config.patience, config.min_delta, "val_top1",
+                              min_epochs=config.min_epochs)
     with strategy.scope():
         task = TrainingTask(student, optimizer, dataset_fn, loss_fn, steps_per_epoch,
                             global_batch, prepare_fn=prepare, metrics_fn=metrics_fn)

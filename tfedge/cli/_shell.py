@@ -129,4 +129,5 @@ def epochs_help() -> str:
 
     return (f"a number of epochs, or 'auto': stop when the validation score has not improved "
             f"for {AUTO_PATIENCE} epochs (at most {AUTO_EPOCHS_CAP}) and keep the best epoch's "
-            "weights; 'auto:CAP' or 'auto:CAP:PATIENCE' set those")
+            "weights; 'auto:CAP', 'auto:CAP:PATIENCE' or 'auto:CAP:PATIENCE:MIN' set those (MIN: "
+            "never stop before that epoch, for slow starters)")

@@ -24,7 +24,8 @@ import numpy as np
 
 from .._errors import DatasetError, TfedgeError
 from .._train import (STRATEGIES, EarlyStopping, TrainingTask, _check_patience, budget_record,
-                      default_backup_dir, make_strategy, recalibrate_batchnorm, run_training)
+                      default_backup_dir, make_strategy, recalibrate_batchnorm, run_training,
+                      without_default_min_epochs)
 from ..data._tfdata import BOX_KEY, LABEL_KEY, NO_AUGMENT, AugmentConfig, make_dataset
 from ..data._types import FileSplit, ImageSplit, Split
 # The module, not the function: augment_batch_tf is looked up when training runs, so a
@@ -114,6 +115,7 @@ class PredictorTrainConfig:
     # N stops after N epochs without improvement and keeps the best epoch's weights.
     patience: Optional[int] = None
     min_delta: float = 0.0
+    min_epochs: int = 0  # early stopping never stops before this epoch
     strategy: str = "default"
 
     def __post_init__(self) -> None:
@@ -128,13 +130,13 @@ class PredictorTrainConfig:
                               f"{self.l1_weight}, giou_weight={self.giou_weight}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise TfedgeError(f"steps_per_epoch must be >= 1, got {self.steps_per_epoch}")
-        _check_patience(self.patience, self.min_delta)
+        _check_patience(self.patience, self.min_delta, self.min_epochs, self.epochs)
         if self.strategy not in STRATEGIES:
             raise TfedgeError(
                 f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return without_default_min_epochs(dataclasses.asdict(self))
 
 
 @dataclass(frozen=True)
@@ -290,7 +292,8 @@ def train_predictor(model: Any, train: Split, *,
 
     early = None
     if config.patience is not None:
-        early = EarlyStopping(validation_miou, config.patience, config.min_delta, "val_miou")
+        early = EarlyStopping(validation_miou, config.patience, config.min_delta, "val_miou",
+                              min_epochs=config.min_epochs)
     task = TrainingTask(net, optimizer, dataset_fn, loss_fn, steps, config.batch_size,
                         forward=lambda images: train_net(images, training=True),
                         prepare_fn=prepare, variables=variables, state=state, name="predictor")
