@@ -5,7 +5,8 @@ from tfedge.crop import evaluate_crop_pipeline, load_predictor, trained_crop_con
 from tfedge.data import BenchmarkConfig, load_dataset
 out = "runs/benchmarks/peers_conv1"
 data = load_dataset("benchmark", benchmark=BenchmarkConfig(train_size=4000, val_size=500, test_size=1000))
-pred = load_predictor(f"{out}/predictor_seed0.keras")
+import sys
+pred = load_predictor(f"{out}/" + sys.argv[1])
 rows = {}
 boxes = None
 for stage in ("resnet10_025_r64", "resnet10_050_r64"):
