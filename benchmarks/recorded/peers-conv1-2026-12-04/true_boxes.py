@@ -1,11 +1,12 @@
-import json, logging
+"""Test top-1 of the converged crop stages at the boxes of a predictor (or refiner) file in
+runs/benchmarks/peers_conv1, and at the true boxes: python true_boxes.py predictor_seed0.keras"""
+import json, logging, sys
 logging.basicConfig(level=logging.WARNING)
 import tfedge
 from tfedge.crop import evaluate_crop_pipeline, load_predictor, trained_crop_config
 from tfedge.data import BenchmarkConfig, load_dataset
 out = "runs/benchmarks/peers_conv1"
 data = load_dataset("benchmark", benchmark=BenchmarkConfig(train_size=4000, val_size=500, test_size=1000))
-import sys
 pred = load_predictor(f"{out}/" + sys.argv[1])
 rows = {}
 boxes = None
