@@ -145,6 +145,11 @@ def cmd_classifier(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- cascade
 
 
+def _thresholds_text(thresholds) -> str:
+    """``0.812, -``: each stage's threshold, ``-`` for the last stage's none."""
+    return ", ".join("-" if t is None else f"{t:.6g}" for t in thresholds)
+
+
 def cmd_cascade(args: argparse.Namespace) -> int:
     from tfedge._convert import ConversionCheckError
     from tfedge.cascade._cascade import load_cascade
@@ -192,12 +197,9 @@ def cmd_cascade(args: argparse.Namespace) -> int:
           f"({metrics['check_images']} {args.check_split} images, agreement "
           f"{metrics['agreement']:.4f})")
     print("  exits: " + ", ".join(f"{r:.3f}" for r in metrics["exit_rates"]))
-    def listed(thresholds) -> str:
-        return ", ".join("-" if t is None else f"{t:.6g}" for t in thresholds)
-
-    print("  thresholds: " + listed(metrics["thresholds"])
+    print("  thresholds: " + _thresholds_text(metrics["thresholds"])
           + (f" (solved again on the int8 scores of the {calibrated_on} split; float "
-             f"{listed(metrics['float_thresholds'])})"
+             f"{_thresholds_text(metrics['float_thresholds'])})"
              if metrics.get("threshold_source") == "int8" else " (the float ones)"))
     if has_refiner:
         r = metrics["refiner"]
