@@ -31,7 +31,11 @@ Per seed, at one training budget (the same epochs for every classifier):
 
 ``--weak-predictor`` trains the predictor for a quarter of the epochs (rounded
 up): the weaker-predictor case where int8 boxes, crops and scores drift
-furthest from the float pipeline's.
+furthest from the float pipeline's. ``--refiner`` adds a refiner
+(``tfedge.crop.DEFAULT_REFINER``, ``REFINER_EPOCHS``) after the predictor: the
+stages train, calibrate and convert on refined crops (files named
+``*_refined_*``), the refiner's passes count in every MAC figure and ride in
+the bundle (manifest version 2).
 
 Last line: JSON with ``base_top1``, ``base_macs``, ``cascade_top1``,
 ``cascade_expected_macs`` (predictor included), ``exit_fractions``,
@@ -44,6 +48,7 @@ environment. With several seeds, the headline figures are means and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -80,6 +85,9 @@ INT8_TOLERANCE_POINTS = 1.0
 CALIBRATION_IMAGES = 500
 #: --weak-predictor: the predictor gets this many times fewer epochs (issue #18 item 17).
 WEAK_PREDICTOR_DIVISOR = 4
+#: --refiner: epochs of the refiner (``boxnet_heat_r64_w6``, two passes), as ``tfedge
+#: predictor refine --epochs 16`` in recorded/peers-conv1-2026-12-04 (val mIoU 0.50 -> 0.69).
+REFINER_EPOCHS = 16
 CURVE_POINTS = 25
 _POINTS = 100.0
 
@@ -137,8 +145,44 @@ def _conversion_record(conversion: dict) -> dict:
     return record
 
 
+def stage_path(out: Path, name: str, res: int, seed: int, refined: bool) -> Path:
+    """Where a stage trained on (refined) crops lives: the two kinds never mix under --reuse."""
+    return out / f"stage_{name}_r{res}{'_refined' if refined else ''}_seed{seed}.keras"
+
+
+def train_or_reuse_refiner(seed: int, epochs: int, predictor: Any, pred_path: Path, data: Any,
+                           out: Path, reuse: bool) -> Path:
+    """``refiner_seed{seed}.keras`` for the predictor at ``pred_path`` (trained, or reused)."""
+    from tfedge import read_sidecar
+    from tfedge.crop import DEFAULT_REFINER, RefinerTrainConfig, train_refiner
+
+    path = out / f"refiner_seed{seed}.keras"
+    if reuse and path.exists():
+        meta = read_sidecar(path)
+        train = (meta.get("train_config") or {}).get("train") or {}
+        found = (meta.get("dataset"), train.get("epochs"), train.get("seed"), meta.get("refines"))
+        wanted = (data.name, epochs, seed, pred_path.name)
+        if found != wanted:
+            raise BenchmarkError(f"{path} cannot be reused: its dataset, epochs, seed and "
+                                 f"predictor are {found}, not {wanted}; drop --reuse or use "
+                                 "another --output-dir")
+        return path
+    log.info("== seed %d: refiner %s for %s, %d epochs", seed, DEFAULT_REFINER, pred_path.name,
+             epochs)
+    default = RefinerTrainConfig()
+    config = dataclasses.replace(default, train=dataclasses.replace(default.train, epochs=epochs,
+                                                                    seed=seed))
+    train_refiner(DEFAULT_REFINER, data.train, predictor=predictor, val=data.val, config=config,
+                  output=path, predictor_path=pred_path, metadata={"dataset": data.name})
+    return path
+
+
 def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_name: str,
-             data: Any, out: Path, reuse: bool, int8_thresholds: bool = True) -> dict:
+             data: Any, out: Path, reuse: bool, int8_thresholds: bool = True,
+             refiner_epochs: int | None = None) -> dict:
+    """One seed of the benchmark; ``refiner_epochs``: with a refiner of that many epochs
+    (stages trained and calibrated on refined crops, its passes in every MAC figure and in
+    the bundle)."""
     from tfedge import count_macs
     from tfedge import TrainConfig, evaluate_classifier, load_classifier, train_classifier
     from tfedge.bundle import load_bundle
@@ -181,10 +225,15 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
                                        config=PredictorTrainConfig(
                                            epochs=sizes["predictor_epochs"], seed=seed),
                                        output=pred_path, metadata={"dataset": data.name})
+    locator_path = pred_path
+    if refiner_epochs is not None:
+        locator_path = train_or_reuse_refiner(seed, refiner_epochs, predictor, pred_path, data,
+                                              out, reuse)
+        predictor = load_predictor(locator_path)
     crop = CropConfig()
     stage_paths = []
     for name, res in stages:
-        path = out / f"stage_{name}_r{res}_seed{seed}.keras"
+        path = stage_path(out, name, res, seed, refined=refiner_epochs is not None)
         if reuse and path.exists():
             reusable_sidecar(path, dataset=data.name, epochs=epochs, seed=seed)
         else:
@@ -197,10 +246,11 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
         stage_paths.append(path)
     train_seconds = time.perf_counter() - t0
 
-    spec = build_cascade(stage_paths, predictor=pred_path, crop=crop,
+    spec = build_cascade(stage_paths, predictor=locator_path, crop=crop,
                          class_names=data.class_names,
                          names=[f"{name}_r{res}" for name, res in stages])
-    cascade_path = out / f"cascade_seed{seed}.json"
+    kind = "cascade_refined" if refiner_epochs is not None else "cascade"
+    cascade_path = out / f"{kind}_seed{seed}.json"
     val = compute_stage_logits(spec, data.val, predictor=predictor)
     test = compute_stage_logits(spec, data.test, predictor=predictor)
     budget = BUDGET_FRACTION * base_macs
@@ -219,7 +269,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
     ev = evaluate_cascade(spec, test, val=val, curve_points=CURVE_POINTS)
     spec = spec.with_evaluation({k: v for k, v in ev.to_dict().items() if k != "curve"})
     save_cascade(spec, cascade_path)
-    plot = out / f"cascade_curve_seed{seed}.png"
+    plot = out / f"{kind}_curve_seed{seed}.png"
     plot_tradeoff(ev, plot, base=(base_macs, base_top1, f"base {BASE_MODEL} @{BASE_RESOLUTION}"),
                   title=f"cascade vs base, test split (seed {seed})")
     modes = {}
@@ -234,7 +284,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
                        "thresholds": list(s.thresholds)}
     modes["accuracy"]["target"] = acc_result.target_accuracy
 
-    bundle_dir = out / "bundles" / f"cascade_seed{seed}"
+    bundle_dir = out / "bundles" / f"{kind}_seed{seed}"
     conversion = _convert(load_cascade(cascade_path), data, bundle_dir, sizes,
                           int8_thresholds=int8_thresholds)
     int8_top1 = int8_macs = None
@@ -246,6 +296,7 @@ def run_seed(seed: int, sizes: dict, stages: list[tuple[str, int]], predictor_na
         int8_top1 = conversion.get("top1")
     return {
         "seed": seed, "base_top1": base_top1, "base_macs": base_macs,
+        "refiner": None if refiner_epochs is None else str(locator_path),
         "cascade_top1": ev.top1, "cascade_expected_macs": ev.expected_macs,
         "exit_fractions": list(ev.exit_fractions), "exit_top1": list(ev.exit_top1),
         "predictor_macs": ev.predictor_macs,
@@ -326,6 +377,12 @@ def main() -> None:
     for split in ("train", "val", "test"):
         parser.add_argument(f"--{split}-size", dest=f"{split}_size", type=int, default=None,
                             help=f"override the {split} split's size")
+    parser.add_argument("--refiner", action="store_true",
+                        help=f"add a refiner ({REFINER_EPOCHS} epochs; --refiner-epochs): stages "
+                             "trained and calibrated on refined crops, its passes counted and "
+                             "bundled")
+    parser.add_argument("--refiner-epochs", dest="refiner_epochs", type=int, default=None,
+                        help=f"the refiner's epochs (default {REFINER_EPOCHS}; implies --refiner)")
     parser.add_argument("--float-thresholds", dest="float_thresholds", action="store_true",
                         help="keep the float thresholds in the int8 bundle (no recalibration on "
                              "int8 scores; the behaviour before issue #18 item 17)")
@@ -354,13 +411,15 @@ def main() -> None:
     data = load_dataset("benchmark", benchmark=BenchmarkConfig(
         image_size=BASE_RESOLUTION, train_size=sizes["train_size"], val_size=sizes["val_size"],
         test_size=sizes["test_size"], seed=0))
+    refiner_epochs = args.refiner_epochs or (REFINER_EPOCHS if args.refiner else None)
     rows = [run_seed(seed, sizes, stages, args.predictor, data, out, args.reuse,
-                     int8_thresholds=not args.float_thresholds) for seed in seeds]
+                     int8_thresholds=not args.float_thresholds, refiner_epochs=refiner_epochs)
+            for seed in seeds]
     result = {"benchmark": "cascade", "quick": args.quick, "base_model": BASE_MODEL,
               "base_resolution": BASE_RESOLUTION, "stage_models": args.stages,
               "predictor": args.predictor, "epochs": sizes["epochs"],
               "predictor_epochs": sizes["predictor_epochs"], "seeds": list(seeds),
-              "weak_predictor": args.weak_predictor,
+              "weak_predictor": args.weak_predictor, "refiner_epochs": refiner_epochs,
               "int8_thresholds": "float" if args.float_thresholds else "int8",
               "budget_fraction": BUDGET_FRACTION,
               "accuracy_tolerance_points": ACCURACY_TOLERANCE_POINTS,

@@ -12,8 +12,10 @@ restored, at most ``epochs``). Per seed:
 2. the cascade of ``benchmarks/cascade.py`` (its predictor and stages
    trained here with early stopping, then :func:`cascade.run_seed` with
    ``reuse``: calibration on validation, test figures, the int8 bundle);
-3. the crop pipeline: the cascade's predictor and its last stage alone
-   (no refiner, no exit: ``benchmarks/crop.py`` has the refined variant);
+3. the crop pipeline: the cascade's predictor and its last stage alone (no
+   exit). ``--refiner``: a refiner (``cascade.REFINER_EPOCHS`` epochs) looks
+   again at the predictor's boxes, the stages train and calibrate on the
+   refined crops, and its passes count in MACs and int8 ms;
 4. the peers: registry models at widths and resolutions (``--peers``), each
    on full images resized to its resolution.
 
@@ -109,8 +111,9 @@ def _train_full_image(name: str, res: int, path: Path, data: Any, sizes: dict, s
 
 
 def _train_cascade_parts(seed: int, sizes: dict, stages: list[tuple[str, int]], data: Any,
-                         out: Path, reuse: bool) -> None:
-    """Predictor and stages with early stopping, where cascade.run_seed(reuse=True) looks."""
+                         out: Path, reuse: bool, refiner_epochs: int | None) -> None:
+    """Predictor (refiner) and stages with early stopping, where cascade.run_seed(reuse=True)
+    looks; with a refiner the stages train on refined crops."""
     from tfedge.crop import (CropConfig, CropTrainConfig, PredictorTrainConfig, load_predictor,
                              train_predictor, train_crop_classifier)
 
@@ -125,15 +128,19 @@ def _train_cascade_parts(seed: int, sizes: dict, stages: list[tuple[str, int]], 
             config=PredictorTrainConfig(epochs=sizes["predictor_epochs"],
                                         patience=sizes["predictor_patience"], seed=seed),
             output=pred_path, metadata={"dataset": data.name})
+    locator = predictor
+    if refiner_epochs is not None:
+        locator = load_predictor(cascade_benchmark.train_or_reuse_refiner(
+            seed, refiner_epochs, predictor, pred_path, data, out, reuse))
     for name, res in stages:
-        path = out / f"stage_{name}_r{res}_seed{seed}.keras"
+        path = cascade_benchmark.stage_path(out, name, res, seed, refiner_epochs is not None)
         if reuse and path.exists():
             continue
-        log.info("== seed %d: stage %s at %d px on crops, at most %d epochs", seed, name, res,
-                 sizes["epochs"])
+        log.info("== seed %d: stage %s at %d px on %scrops, at most %d epochs", seed, name, res,
+                 "refined " if refiner_epochs is not None else "", sizes["epochs"])
         train_crop_classifier(name, data.train,
                               crop_config=CropTrainConfig(resolution=res, crop=CropConfig()),
-                              config=_train_config(sizes, seed), predictor=predictor,
+                              config=_train_config(sizes, seed), predictor=locator,
                               output=path, metadata={"dataset": data.name}, val=data.val)
 
 
@@ -246,7 +253,8 @@ def plot_rows(rows: list[dict], path: Path, title: str) -> None:
 
 
 def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
-        peers: list[tuple[str, int]], out: Path, reuse: bool, quick: bool) -> dict:
+        peers: list[tuple[str, int]], out: Path, reuse: bool, quick: bool,
+        refiner_epochs: int | None = None) -> dict:
     from tfedge import count_macs, evaluate_classifier, load_classifier
     from tfedge.data import BenchmarkConfig, load_dataset
     from tfedge.runtime.bundle import load_bundle
@@ -272,11 +280,12 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
             entry["paths"].append(path)
             log.info("seed %d: %s test top-1 %.4f, %s", seed, label, entry["top1"][-1],
                      entry["budget"][-1])
-        _train_cascade_parts(seed, sizes, stages, data, out, reuse)
-        row = cascade_benchmark.run_seed(seed, sizes, stages, PREDICTOR, data, out, reuse=True)
+        _train_cascade_parts(seed, sizes, stages, data, out, reuse, refiner_epochs)
+        row = cascade_benchmark.run_seed(seed, sizes, stages, PREDICTOR, data, out, reuse=True,
+                                         refiner_epochs=refiner_epochs)
         row["budgets"] = {"predictor": _budget(out / f"predictor_seed{seed}.keras"),
-                          **{f"{n}_r{r}": _budget(out / f"stage_{n}_r{r}_seed{seed}.keras")
-                             for n, r in stages}}
+                          **{f"{n}_r{r}": _budget(cascade_benchmark.stage_path(
+                              out, n, r, seed, refiner_epochs is not None)) for n, r in stages}}
         cascade_rows.append(row)
 
     # Int8: every model of the first seed, timed interleaved in this one process.
@@ -288,11 +297,20 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
         tflite, top1 = _int8_classifier(scores[label]["paths"][0], data)
         timing_inputs[label] = (tflite, _resized(data.test.images[:64], res))
         int8_top1[label], sizes_bytes[label] = top1, len(tflite)
-    bundle_dir = out / "bundles" / f"cascade_seed{first}"
+    if not cascade_rows[0]["conversion_passed"]:
+        raise BenchmarkError(f"seed {first}'s int8 cascade bundle failed its check, nothing to "
+                             f"time: {cascade_rows[0]['int8_conversion']}")
+    bundle_dir = Path(cascade_rows[0]["bundle"])
     with load_bundle(bundle_dir) as bundle:
-        pred = bundle.predictor
+        pred, refiner = bundle.predictor, bundle.refiner
         timing_inputs["predictor"] = (bundle.read_model(pred),
                                       _resized(data.test.images[:64], pred.resolution))
+        sizes_bytes["predictor"] = len(bundle.read_model(pred))
+        if refiner is not None:
+            # Timed on whole images at its input size: the window's pixels cost the same.
+            timing_inputs["refiner"] = (bundle.read_model(refiner),
+                                        _resized(data.test.images[:64], refiner.resolution))
+            sizes_bytes["predictor"] += len(bundle.read_model(refiner))
         stage_names = []
         for k, stage in enumerate(bundle.stages):
             key = f"stage{k} {stage.name}"
@@ -300,7 +318,6 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
             timing_inputs[key] = (bundle.read_model(stage),
                                   _resized(data.test.images[:64], stage.resolution))
             sizes_bytes[key] = len(bundle.read_model(stage))
-        sizes_bytes["predictor"] = len(bundle.read_model(pred))
         cascade_bytes = bundle.total_model_bytes()
     log.info("== timing %d int8 models interleaved, %d x %d invocations each",
              len(timing_inputs), TIMING_ROUNDS, TIMING_PER_ROUND)
@@ -315,17 +332,22 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
                          resolution=res, model=name))
     c0 = cascade_rows[0]
     last = c0["stages"][-1]
-    crop_ms = timing["predictor"]["ms_p50"] + timing[stage_names[-1]]["ms_p50"]
-    rows.append(_row(f"crop: {PREDICTOR} + {last['name']}", "crop",
+    # Finding the box: the predictor, then each of the refiner's passes.
+    locator_ms = timing["predictor"]["ms_p50"] + (
+        refiner.passes * timing["refiner"]["ms_p50"] if refiner is not None else 0.0)
+    locator_name = PREDICTOR + (f" + refiner x{refiner.passes}" if refiner is not None else "")
+    crop_ms = locator_ms + timing[stage_names[-1]]["ms_p50"]
+    rows.append(_row(f"crop: {locator_name} + {last['name']}", "crop",
                      [r["stages"][-1]["top1"] for r in cascade_rows], last["alone_macs"],
                      [r["budgets"][f"{stages[-1][0]}_r{stages[-1][1]}"] for r in cascade_rows],
                      int8_ms=crop_ms, int8_bytes=sizes_bytes["predictor"]
                      + sizes_bytes[stage_names[-1]], predictor_epochs=[
                          r["budgets"]["predictor"]["epochs_used"] for r in cascade_rows]))
-    cascade_ms = cascade_expected_ms(timing["predictor"]["ms_p50"],
+    cascade_ms = cascade_expected_ms(locator_ms,
                                      [timing[k]["ms_p50"] for k in stage_names],
                                      c0["exit_fractions"])
-    rows.append(_row("cascade: " + " -> ".join(s["name"] for s in c0["stages"]), "cascade",
+    rows.append(_row(f"cascade: {locator_name}, " + " -> ".join(s["name"] for s in c0["stages"]),
+                     "cascade",
                      [r["cascade_top1"] for r in cascade_rows],
                      spread([r["cascade_expected_macs"] for r in cascade_rows])["mean"],
                      [b for r in cascade_rows for k, b in r["budgets"].items()
@@ -359,7 +381,7 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
             "checks": checks, "timing": timing, "timed_seed": first,
             "epochs_cap": sizes["epochs"], "patience": sizes["patience"],
             "predictor_epochs_cap": sizes["predictor_epochs"],
-            "predictor_patience": sizes["predictor_patience"],
+            "predictor_patience": sizes["predictor_patience"], "refiner_epochs": refiner_epochs,
             "cascade_per_seed": [{k: r[k] for k in ("seed", "cascade_top1",
                                                     "cascade_expected_macs", "exit_fractions",
                                                     "int8_cascade_top1", "calibration_mode",
@@ -398,6 +420,10 @@ def main() -> None:
                         help="default runs/benchmarks/peers[_quick]")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse models already in --output-dir (same data, cap and seed)")
+    parser.add_argument("--refiner", action="store_true",
+                        help=f"the crop pipeline and cascade with a refiner "
+                             f"({cascade_benchmark.REFINER_EPOCHS} epochs): stages trained and "
+                             "calibrated on refined crops, its passes in MACs and int8 ms")
     args = parser.parse_args()
     setup_logging()
     start = time.perf_counter()
@@ -411,7 +437,8 @@ def main() -> None:
     stages = _parse_models(args.stages, "--stages")
     out = args.output_dir or REPO / "runs" / "benchmarks" / ("peers_quick" if args.quick
                                                              else "peers")
-    result = run(sizes, seeds, stages, peers, out, args.reuse, args.quick)
+    refiner_epochs = cascade_benchmark.REFINER_EPOCHS if args.refiner else None
+    result = run(sizes, seeds, stages, peers, out, args.reuse, args.quick, refiner_epochs)
     result.update(environment(), wall_seconds=time.perf_counter() - start, sizes=sizes)
     print_result(result)
 
