@@ -13,9 +13,11 @@ from tfedge.crop import CropConfig, crop_and_resize, crop_windows
 from tfedge.crop import (PredictorTrainConfig, build_predictor, load_predictor, predict_boxes,
                          predictor_export_model, predictor_spec_of, save_predictor,
                          train_predictor)
-from tfedge.crop._refine import (DEFAULT_REFINE_WINDOW, RefinedPredictor, RefinerTrainConfig,
-                                 boxes_from_window, boxes_to_window, merge_refined,
-                                 predictor_macs, refine_boxes, train_refiner, window_crops)
+from tfedge.crop import (DEFAULT_REFINE_WINDOW, RefinedPredictor, RefinerTrainConfig,
+                         predictor_macs, refine_boxes, train_refiner)
+from tfedge.crop._crop_datasets import window_crops
+from tfedge.crop._predictor_files import save_refiner
+from tfedge.runtime.refine import boxes_from_window, boxes_to_window, merge_refined
 
 TINY = "boxnet_heat_r32_w4"
 
@@ -160,8 +162,6 @@ def test_refiner_files_fail_clearly(trained, tmp_path):
     # Predictor and refiner in different folders: the sidecar's relative path finds it.
     (tmp_path / "sub").mkdir()
     elsewhere = tmp_path / "sub" / "r.keras"
-    from tfedge.crop._refine import save_refiner
-
     save_refiner(pair, elsewhere, folder / "pred.keras")
     loaded = load_predictor(elsewhere)
     assert isinstance(loaded, RefinedPredictor)
@@ -277,7 +277,6 @@ def test_cascade_bundle_holds_the_int8_refiner_calibrated_on_its_own_windows(tmp
     from tfedge.cascade._cascade import CascadeSpec, PredictorConfig, StageConfig
     from tfedge.cascade._convert import _refined_device_crops, convert_cascade_bundle
     from tfedge.cascade._int8 import device_boxes
-    from tfedge.crop._refine import save_refiner
     from tfedge.runtime.bundle import load_bundle
     from tfedge.runtime.evaluate import evaluate_bundle
     from tfedge.runtime.interpreter import TfliteModel
@@ -353,8 +352,6 @@ def test_cascade_bundle_holds_the_int8_refiner_calibrated_on_its_own_windows(tmp
 def test_conversion_refuses_a_refiner_of_another_predictor(tmp_path):
     from tfedge.cascade._cascade import CascadeSpec, PredictorConfig, StageConfig
     from tfedge.cascade._convert import _load_refiner
-    from tfedge.crop._refine import save_refiner
-
     for name in ("a.keras", "b.keras"):
         save_predictor(build_predictor(TINY), tmp_path / name)
     pair = RefinedPredictor(load_predictor(tmp_path / "a.keras"), build_predictor(TINY))
@@ -379,10 +376,10 @@ def dataclasses_replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
 
 
-def test_refinement_names_keep_their_old_import_path_as_the_same_objects():
-    # The pair's type, inference and files moved below the predictor modules (so imports
-    # flow one way); `from tfedge.crop._refine import X` must keep giving the one object,
-    # or isinstance checks and `except` clauses would split in two.
+def test_refinement_names_are_one_object_wherever_they_are_read():
+    # The pair's type, inference and files live below the predictor modules (so imports
+    # flow one way); the refiner's trainer and the public package must hand out those very
+    # objects, or isinstance checks and `except` clauses would split in two.
     import tfedge.crop as crop
     from tfedge.crop import _predictor_files, _predictor_inference, _refine, _refined_predictor
 
@@ -390,8 +387,8 @@ def test_refinement_names_keep_their_old_import_path_as_the_same_objects():
                        ("DEFAULT_REFINE_WINDOW", _refined_predictor),
                        ("REFINER_ROLE", _refined_predictor),
                        ("refine_boxes", _predictor_inference),
-                       ("predictor_macs", _predictor_inference),
-                       ("save_refiner", _predictor_files), ("load_refined", _predictor_files)):
+                       ("save_refiner", _predictor_files)):
         assert getattr(_refine, name) is getattr(home, name), name
-    assert crop.RefinedPredictor is _refine.RefinedPredictor
-    assert crop.refine_boxes is _refine.refine_boxes
+    assert crop.RefinedPredictor is _refined_predictor.RefinedPredictor
+    assert crop.refine_boxes is _predictor_inference.refine_boxes
+    assert crop.predictor_macs is _predictor_inference.predictor_macs

@@ -48,8 +48,8 @@ lives below it, so imports flow one way: the pair's type in
 :mod:`tfedge.crop._crop_datasets` (:func:`window_crops`), inference and MACs
 in :mod:`tfedge.crop._predictor_inference` (:func:`refine_boxes`,
 :func:`predictor_macs`), files in :mod:`tfedge.crop._predictor_files`
-(:func:`save_refiner`, :func:`load_refined`). They are re-exported here for
-existing imports.
+(:func:`save_refiner`, :func:`load_refined`); import them from there, or from
+:mod:`tfedge.crop`.
 """
 
 from __future__ import annotations
@@ -67,21 +67,17 @@ from .._errors import DatasetError, TfedgeError
 from .._train import default_backup_dir
 from ..data._tfdata import AugmentConfig
 from ..data._types import ImageSplit, Split
-from ..runtime.refine import boxes_from_window, boxes_to_window, merge_refined
+from ..runtime.refine import boxes_to_window
 from ._boxnet import build_predictor, get_predictor_spec
 from ._crop_datasets import JitterConfig, window_crops
 from ._evaluate import iou_summary
-from ._predictor_files import _check_pairing, load_refined, save_refiner
-from ._predictor_inference import predict_boxes, predictor_macs, refine_boxes
+from ._predictor_files import _check_pairing, save_refiner
+from ._predictor_inference import predict_boxes, refine_boxes
 from ._predictor_training import PredictorTrainConfig, train_predictor
 from ._refined_predictor import DEFAULT_REFINE_WINDOW, REFINER_ROLE, RefinedPredictor
 from .geometry import CropConfig
 
-__all__ = ["RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER", "train_refiner",
-           # re-exported from the lower modules that hold them now (see the docstring)
-           "RefinedPredictor", "DEFAULT_REFINE_WINDOW", "REFINER_ROLE", "window_crops",
-           "boxes_to_window", "boxes_from_window", "merge_refined", "refine_boxes",
-           "predictor_macs", "save_refiner", "load_refined"]
+__all__ = ["RefinerTrainConfig", "RefinerTrainResult", "DEFAULT_REFINER", "train_refiner"]
 
 log = logging.getLogger(__name__)
 
