@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 from .._errors import DatasetError
+from ..runtime.geometry import WHOLE_IMAGE
 from ._types import FileSplit, ImageSplit
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,7 +56,6 @@ MAX_CROP_ATTEMPTS = 100
 GATHER_CHUNK = 256
 """Examples an :class:`ImageSplit` copies out of its (memory-mapped) arrays per Python call."""
 FLIP_PROBABILITY = 0.5
-_WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -276,7 +276,7 @@ def _sample_crop_window(shape: "tf.Tensor", box: "tf.Tensor", seed: "tf.Tensor",
     import tensorflow as tf
 
     known = tf.logical_not(tf.reduce_any(tf.math.is_nan(box)))
-    target = tf.where(known, box, tf.constant(_WHOLE_IMAGE, tf.float32))
+    target = tf.where(known, box, tf.constant(WHOLE_IMAGE, tf.float32))
     covered = tf.where(known, tf.constant(config.min_box_visible, tf.float32), 0.0)
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         shape, target[tf.newaxis, tf.newaxis, :], seed=seed, min_object_covered=covered,

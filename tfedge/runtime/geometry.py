@@ -52,6 +52,7 @@ from .errors import TfedgeError
 
 __all__ = [
     "CropConfig",
+    "WHOLE_IMAGE",
     "ArrayOps",
     "NUMPY_OPS",
     "crop_window",
@@ -72,7 +73,8 @@ DEFAULT_MARGIN = 0.15
 DEFAULT_MIN_SIZE = 0.2
 """Smallest crop side, as a fraction of the image's short side."""
 MAX_MARGIN = 4.0
-_WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)
+WHOLE_IMAGE = (0.0, 0.0, 1.0, 1.0)
+"""The box ``(y0, x0, y1, x1)`` of the whole image: what an image without a known box stands for."""
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ def crop_window_with(ops: ArrayOps, boxes: Any, height: Any, width: Any,
     h_img = ops.asarray(height)
     w_img = ops.asarray(width)
     unknown = ops.any_last(ops.isnan(boxes))
-    whole = ops.asarray(_WHOLE_IMAGE)
+    whole = ops.asarray(WHOLE_IMAGE)
     boxes = ops.where(unknown[..., None], whole, boxes)
     ymin, xmin, ymax, xmax = ops.unstack_last(boxes)
     # 1. box in pixels: centre and sides (a collapsed or inverted box has side 0).
