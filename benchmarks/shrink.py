@@ -220,7 +220,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                 load_classifier(output_dir / f"shrink_{tag}_models" / f"{key}.keras"), images)
         _stage(f"summarizing {len(per_seed)} finished seed(s) {list(seeds)}", start)
     for seed in seeds if not summarize_only else ():
-        config = TrainConfig(epochs=s["epochs"], seed=seed)
+        config = TrainConfig(epochs=s["epochs"], patience=s.get("patience"), seed=seed)
         base_path = output_dir / f"shrink_{tag}_base_seed{seed}.keras"
         if reuse_bases and base_path.exists():
             base = load_classifier(base_path)
@@ -342,6 +342,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "predictor_macs": None if crops is None else crops[3],
         "rows": rows, "targets": list(targets), "overrides": overrides or None,
         "reused_bases": reuse_bases, "seeds": list(seeds), "epochs": s["epochs"],
+        "patience": s.get("patience"),
         "finetune_epochs": s["finetune_epochs"], "width_step": s["width_step"],
         "round_to": s["round_to"], "object_size": list(s["object_size"]),
         "score": s.get("score", "bn"), "importance": s.get("importance", "l1"),
@@ -457,7 +458,12 @@ def main() -> None:
                         help="how compound shrinking scores candidate steps (default bn)")
     parser.add_argument("--sizes", type=int, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
                         help="override the split sizes (a smoke run; figures not comparable)")
-    parser.add_argument("--epochs", type=int, default=None, help="override the base's epochs")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the bases' epochs (the cap, with --patience)")
+    parser.add_argument("--patience", type=int, default=None,
+                        help="train the bases to convergence: stop after this many epochs "
+                             "without a better validation top-1, best weights restored "
+                             "(default: fixed epochs)")
     parser.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=None,
                         help="override the fine-tune epochs")
     parser.add_argument("--reuse-bases", dest="reuse_bases", action="store_true",
@@ -499,6 +505,8 @@ def main() -> None:
         overrides.update(zip(("train_size", "val_size", "test_size"), args.sizes))
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.patience is not None:
+        overrides["patience"] = args.patience
     if args.finetune_epochs is not None:
         overrides["finetune_epochs"] = args.finetune_epochs
     if args.score is not None:
