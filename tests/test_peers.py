@@ -55,3 +55,28 @@ def test_budget_reads_the_sidecar_and_calls_only_an_early_stop_converged(tmp_pat
     budget = peers._budget(model)
     assert budget == {"epochs_used": used, "cap": 8, "best_epoch": used - 2,
                       "stop_reason": reason, "converged": converged}
+
+
+def test_refined_stages_and_a_foreign_refiner_never_enter_a_reused_run(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import cascade
+
+    assert (cascade.stage_path(tmp_path, "resnet10_025", 64, 0, refined=True)
+            != cascade.stage_path(tmp_path, "resnet10_025", 64, 0, refined=False))
+    (tmp_path / "refiner_seed0.keras").write_bytes(b"stand-in")
+    sidecar = {"dataset": "d", "refines": "predictor_seed0.keras",
+               "train_config": {"train": {"epochs": 16, "seed": 0}}}
+    (tmp_path / "refiner_seed0.keras.json").write_text(json.dumps(sidecar))
+    data = SimpleNamespace(name="d")
+    pred = tmp_path / "predictor_seed0.keras"
+    assert cascade.train_or_reuse_refiner(0, 16, None, pred, data, tmp_path, reuse=True) == (
+        tmp_path / "refiner_seed0.keras")
+    # Another epoch count, dataset, training seed or predictor: refused, not silently reused.
+    for changed in ({"dataset": "other"}, {"refines": "predictor_seed1.keras"},
+                    {"train_config": {"train": {"epochs": 8, "seed": 0}}},
+                    {"train_config": {"train": {"epochs": 16, "seed": 1}}}):
+        (tmp_path / "refiner_seed0.keras.json").write_text(json.dumps({**sidecar, **changed}))
+        with pytest.raises(peers.BenchmarkError, match="cannot be reused"):
+            cascade.train_or_reuse_refiner(0, 16, None, pred, data, tmp_path, reuse=True)
