@@ -89,6 +89,8 @@ QUICK = dict(model="resnet10_025", resolution=64, train_size=4000, val_size=500,
 #: objects reached 38% on validation.
 IMAGE_SIZE = 128
 CALIBRATION_IMAGES = 64
+_METHOD_COLOURS = {"compound": "tab:red", "uniform": "tab:blue", "resolution": "tab:olive",
+                   "l1": "tab:pink", "bn": "tab:green", "hrank": "tab:purple"}
 # Timing: tfedge.shrink._latency.time_interleaved (the runtime's interpreter, one thread,
 # models interleaved), TIMING_ROUNDS x TIMING_INVOKES invocations per model.
 
@@ -149,10 +151,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
                            and r.get(x_key) is not None), key=lambda r: r[x_key])
             if not rows:
                 continue
+            # One colour per method (twelve lines outrun the default cycle), the marker and
+            # line style for the inputs; compound drawn heavier.
             ax.plot([r[x_key] / scale for r in rows], [100 * r["top1"] for r in rows],
                     marker="o" if inputs == "full" else "s",
-                    linestyle="-" if method == "compound" else "--",
-                    label=f"{method} ({inputs})")
+                    linestyle="--" if inputs == "full" else "-",
+                    linewidth=2.4 if method == "compound" else 1.2,
+                    color=_METHOD_COLOURS.get(method, "gray"), label=f"{method} ({inputs})")
             spreads = [r.get("top1_spread") for r in rows]
             if all(spreads):
                 ax.vlines([r[x_key] / scale for r in rows], [100 * sp["min"] for sp in spreads],
