@@ -208,6 +208,19 @@ def test_classifier_early_stopping_is_recorded_in_the_sidecar(tmp_path, colour_s
     assert result.val.top1 == pytest.approx(scores[best - 1])
 
 
+def test_a_classifier_at_chance_gets_a_warning_naming_the_fix():
+    from tfedge._train import above_chance, chance_warning
+
+    assert not above_chance(0.106, 10) and not above_chance(0.14, 10) and above_chance(0.16, 10)
+    assert not above_chance(0.52, 2) and above_chance(0.56, 2) and above_chance(0.002, 1000)
+    assert chance_warning(0.539, 10, "patience") is None
+    cut = chance_warning(0.106, 10, "patience")
+    assert "0.106" in cut and "0.100 for 10 classes" in cut and "--epochs auto:CAP:PATIENCE:MIN" in cut
+    short = chance_warning(0.11, 10, "epochs")
+    assert "train longer" in short and "MIN" not in short
+    assert chance_warning(0.0, 1, "epochs") is None  # one class: no chance level to speak of
+
+
 def test_classifier_history_without_early_stopping_is_unchanged(colour_split):
     _, result = train_classifier("resnet10_025", colour_split, resolution=32,
                                  config=TrainConfig(epochs=1, batch_size=16, augment=None,

@@ -57,6 +57,18 @@ def test_budget_reads_the_sidecar_and_calls_only_an_early_stop_converged(tmp_pat
                       "stop_reason": reason, "converged": converged}
 
 
+@pytest.mark.parametrize("score, learned", [(0.106, False), (0.57, True)])
+def test_a_classifier_stopped_at_chance_is_not_called_converged(tmp_path, score, learned):
+    import json
+
+    model = tmp_path / "m.keras"
+    (tmp_path / "m.keras.json").write_text(json.dumps({
+        "train_config": {"epochs": 40, "patience": 4}, "epochs_used": 5, "best_epoch": 1,
+        "stop_reason": "patience", "best_val_score": score, "num_classes": 10}))
+    budget = peers._budget(model)
+    assert budget["above_chance"] is learned and budget["converged"] is learned
+
+
 def test_refined_stages_and_a_foreign_refiner_never_enter_a_reused_run(tmp_path):
     import json
     from types import SimpleNamespace

@@ -25,7 +25,10 @@ everywhere:
   starters). The learning-rate schedule still spans
   the cap, so a run stopped early ends at a higher rate than a fixed run of
   that length would. The sidecar records ``epochs_used``, ``best_epoch``,
-  ``best_val_score`` and ``stop_reason``.
+  ``best_val_score`` and ``stop_reason``. A classifier still at chance on
+  validation when training ends gets a warning naming the fix
+  (:func:`chance_warning`): early stopping alone cannot tell a plateau from a
+  model that never started.
 * Optional knowledge distillation: ``loss = (1 - alpha) * CE(labels) +
   alpha * T^2 * KL(teacher_T || student_T)``; the teacher sees the same
   augmented images, resized to its own resolution.
@@ -62,7 +65,7 @@ __all__ = [
     "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
     "make_strategy", "STRATEGIES", "with_model_classes",
     "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
-    "AUTO_EPOCHS_CAP", "AUTO_PATIENCE",
+    "AUTO_EPOCHS_CAP", "AUTO_PATIENCE", "above_chance", "chance_warning",
 ]
 
 log = logging.getLogger(__name__)
@@ -161,6 +164,36 @@ class TrainResult:
 AUTO_EPOCHS_CAP = 50
 #: ... stopping when validation accuracy has not improved for this many.
 AUTO_PATIENCE = 5
+
+
+def chance_ceiling(num_classes: int) -> float:
+    """The top-1 below which a classifier has not started learning.
+
+    1.5x chance (``1 / classes``), but never more than a tenth of the way from chance to
+    perfect, so two classes need 0.55, not 0.75 (a slow starter cut by early stopping
+    scored 0.106 on 10 classes; the ceiling there is 0.15).
+    """
+    chance = 1.0 / max(int(num_classes), 1)
+    return min(1.5 * chance, chance + 0.1 * (1.0 - chance))
+
+
+def above_chance(top1: float, num_classes: int) -> bool:
+    """Whether ``top1`` is clearly above guessing (:func:`chance_ceiling`)."""
+    return top1 >= chance_ceiling(num_classes)
+
+
+def chance_warning(top1: float, num_classes: int, stop_reason: str) -> Optional[str]:
+    """What to tell a user whose trained classifier is still at chance, or None if it is not."""
+    if num_classes < 2 or above_chance(top1, num_classes):
+        return None
+    said = (f"validation top-1 {top1:.3f} is at chance level ({1 / num_classes:.3f} for "
+            f"{num_classes} classes): the model has not started learning")
+    if stop_reason == "patience":
+        return (f"{said}, and early stopping ended it; give slow starters a minimum number of "
+                "epochs (--epochs auto:CAP:PATIENCE:MIN, TrainConfig.min_epochs) or check the "
+                "labels and learning rate")
+    return (f"{said}; train longer (--epochs, or --epochs auto), or check the labels and "
+            "learning rate")
 
 
 def _check_patience(patience: Optional[int], min_delta: float, min_epochs: int = 0,
@@ -1032,6 +1065,9 @@ def train_classifier(
     val_result = evaluate_classifier(final, val) if val is not None and len(val) else None
     if val_result is not None:
         log.info("validation top-1 %.4f (%d images)", val_result.top1, val_result.count)
+        warning = chance_warning(val_result.top1, len(train.class_names), loop.stop_reason)
+        if warning:
+            log.warning("%s", warning)
 
     if output is not None and chief:
         meta = {"class_names": list(train.class_names), "train_config": config.to_dict(),
