@@ -35,8 +35,11 @@ Last line: JSON with ``base_top1``, ``base_macs``, ``rows`` (``method``,
 whose first stage is the base compound-shrunk to 25% against one whose first
 stage is a registry network of the same MACs trained from scratch
 (:func:`cascade_comparison`), both ending in the base, thresholds chosen on
-validation at equal expected-MAC budgets. Recorded:
-benchmarks/recorded/shrink-quick3-2026-12-04/ and shrink-quick4-2026-12-04/ (3 seeds).
+validation at equal expected-MAC budgets; the same ``--sizes``/``--epochs``/``--patience``
+as the run. ``--shrunk-stage`` and ``--registry-stage`` choose the two first stages; a
+registry stage file already in the folder (a converged peer linked in) is not retrained.
+Recorded: benchmarks/recorded/shrink-quick3-2026-12-04/ and shrink-quick4-2026-12-04/ (3
+seeds).
 
 ``--summarize-only`` (same flags and ``--output-dir`` as a run stopped between seeds): the
 last line from the seeds it finished, without training.
@@ -379,7 +382,8 @@ CASCADE_BUDGETS = (0.5, 0.75)
 def cascade_comparison(quick: bool, output_dir: Path, seed: int = 0,
                        shrunk_stage: str = "compound_full_0.25",
                        registry_stage: str = "resnet10_025@32",
-                       wait_seconds: float = 0.0) -> dict[str, Any]:
+                       wait_seconds: float = 0.0,
+                       overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """A cascade of shrunk stages against one of a registry stage, at equal expected MACs.
 
     Both are two-stage cascades on whole images ending in the same base (a run of this
@@ -389,7 +393,11 @@ def cascade_comparison(quick: bool, output_dir: Path, seed: int = 0,
     stage the cascade benchmark hand-picks). Built with ``tfedge.cascade.build_cascade``
     from the ``.keras`` files (sidecars carry the class names), thresholds chosen on
     validation in budget mode at each of ``CASCADE_BUDGETS`` x the base's MACs (the same
-    exit rule for both), top-1 and expected MACs on test.
+    exit rule for both), top-1 and expected MACs on test. ``overrides``: the run's data
+    sizes and epoch budget (``--sizes``, ``--epochs``, ``--patience``), so the cascades see
+    the run's images and a registry stage trained here gets the base's budget. A registry
+    stage already in ``output_dir`` (e.g. a converged peer of ``benchmarks/peers.py``,
+    linked in) is used as it is.
     """
     from tfedge import TrainConfig, train_classifier
     from tfedge.cascade import (build_cascade, calibrate_cascade, compute_stage_logits,
@@ -397,7 +405,7 @@ def cascade_comparison(quick: bool, output_dir: Path, seed: int = 0,
     from tfedge.data import BenchmarkConfig, load_dataset
 
     start = time.perf_counter()
-    s = QUICK if quick else FULL
+    s = {**(QUICK if quick else FULL), **(overrides or {})}
     tag = "quick" if quick else "full"
     data = load_dataset("benchmark", benchmark=BenchmarkConfig(
         image_size=IMAGE_SIZE, object_size=tuple(s["object_size"]), train_size=s["train_size"],
@@ -408,10 +416,14 @@ def cascade_comparison(quick: bool, output_dir: Path, seed: int = 0,
         raise SystemExit(f"{base_path} does not exist: run benchmarks/shrink.py "
                          f"{'--quick ' if quick else ''}first (it saves the base and rows)")
     name, _, res = registry_stage.partition("@")
+    if not name or not res.isdigit():
+        raise SystemExit(f"--registry-stage {registry_stage!r}: give NAME@RESOLUTION, "
+                         "e.g. resnet10_025@128")
     registry_path = output_dir / f"shrink_{tag}_registry_{name}_r{res}_seed{seed}.keras"
     if not registry_path.exists():
         train_classifier(name, data.train, val=data.val,
-                         config=TrainConfig(epochs=s["epochs"], seed=seed),
+                         config=TrainConfig(epochs=s["epochs"], patience=s.get("patience"),
+                                            seed=seed),
                          resolution=int(res), output=registry_path,
                          metadata={"dataset": data.name})
     _stage(f"cascade: registry stage {registry_stage} ready", start)
@@ -490,22 +502,44 @@ def main() -> None:
     parser.add_argument("--cascade-only", dest="cascade_only", action="store_true",
                         help="only compare a cascade of shrunk stages with a registry-stage "
                              "cascade, on the base and rows an earlier run saved in --output-dir")
+    parser.add_argument("--shrunk-stage", dest="shrunk_stage", default="compound_full_0.25",
+                        help="with --cascade-only: the saved row whose model is the first "
+                             "stage (METHOD_INPUTS_TARGET; default %(default)s)")
+    parser.add_argument("--registry-stage", dest="registry_stage", default="resnet10_025@32",
+                        help="with --cascade-only: the registry network NAME@RESOLUTION it is "
+                             "compared with, trained here with the base's epochs unless "
+                             "shrink_<tag>_registry_NAME_rRES_seedS.keras is in --output-dir "
+                             "(default %(default)s)")
     parser.add_argument("--output-dir", dest="output_dir", type=Path,
                         default=REPO / "runs" / "benchmarks" / "shrink")
     args = parser.parse_args()
     setup_logging()
     start = time.perf_counter()
+    overrides = _overrides(args)
     if args.cascade_only:
         result = {"benchmark": "shrink-cascade", "quick": args.quick,
                   "cascade": cascade_comparison(args.quick, args.output_dir,
                                                 (args.seeds or [0])[0],
-                                                wait_seconds=args.wait_minutes * 60.0),
+                                                shrunk_stage=args.shrunk_stage,
+                                                registry_stage=args.registry_stage,
+                                                wait_seconds=args.wait_minutes * 60.0,
+                                                overrides=overrides),
                   **environment()}
         result["wall_seconds"] = time.perf_counter() - start
         print_result(result)
         return
     s = QUICK if args.quick else FULL
-    overrides = {}
+    crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
+    result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
+                 tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
+                 overrides, reuse_bases=args.reuse_bases, summarize_only=args.summarize_only)
+    result["wall_seconds"] = time.perf_counter() - start
+    print_result(result)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings the flags change (the rest come from QUICK or FULL)."""
+    overrides: dict[str, Any] = {}
     if args.sizes:
         overrides.update(zip(("train_size", "val_size", "test_size"), args.sizes))
     if args.epochs is not None:
@@ -522,12 +556,7 @@ def main() -> None:
         overrides["importance"] = args.importance
     if args.score_steps is not None:
         overrides["score_finetune_steps"] = args.score_steps
-    crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
-    result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
-                 tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
-                 overrides, reuse_bases=args.reuse_bases, summarize_only=args.summarize_only)
-    result["wall_seconds"] = time.perf_counter() - start
-    print_result(result)
+    return overrides
 
 
 if __name__ == "__main__":
