@@ -1,0 +1,61 @@
+"""benchmarks/shrink.py's cascade comparison: the run's data and budget, and its two first stages."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import TINY_CLASSES, make_colour_split
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+
+import shrink as shrink_benchmark  # noqa: E402
+
+
+def _save(path: Path, name: str, resolution: int) -> None:
+    from tfedge import create_model, save_classifier
+
+    model = create_model(name, num_classes=len(TINY_CLASSES), resolution=resolution)
+    save_classifier(model, path, {"class_names": list(TINY_CLASSES)})
+
+
+def test_cascade_comparison_sees_the_runs_data_and_keeps_a_linked_registry_stage(
+        tmp_path, monkeypatch):
+    import tfedge
+    import tfedge.data
+
+    split = make_colour_split(48)
+    seen = {}
+
+    def load_dataset(kind, benchmark):
+        seen["config"] = benchmark
+        return SimpleNamespace(name="colours", train=split, val=split, test=split)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a registry stage already in the folder must not be trained again")
+
+    monkeypatch.setattr(tfedge.data, "load_dataset", load_dataset)
+    monkeypatch.setattr(tfedge, "train_classifier", no_training)
+    _save(tmp_path / "shrink_quick_base_seed0.keras", "resnet10_050", 64)
+    _save(tmp_path / "shrink_quick_models" / "compound_full_0.25.keras", "resnet10_025", 32)
+    _save(tmp_path / "shrink_quick_registry_resnet10_025_r64_seed0.keras", "resnet10_025", 64)
+
+    out = shrink_benchmark.cascade_comparison(
+        True, tmp_path, registry_stage="resnet10_025@64",
+        overrides={"train_size": 48, "val_size": 16, "test_size": 16})
+    config = seen["config"]
+    assert (config.train_size, config.val_size, config.test_size) == (48, 16, 16)
+    assert set(out["cascades"]) == {"shrunk", "registry"}
+    for entry in out["cascades"].values():
+        assert [b["budget"] for b in entry["budgets"]] == list(shrink_benchmark.CASCADE_BUDGETS)
+        assert len(entry["stage_test_top1"]) == 2
+        for budget in entry["budgets"]:
+            assert 0.0 <= budget["top1"] <= 1.0 and sum(budget["exit_fractions"]) == pytest.approx(1)
+    shrunk, registry = (out["cascades"][k]["stage_macs"] for k in ("shrunk", "registry"))
+    assert shrunk[-1] == registry[-1] and shrunk[0] < registry[0]  # same base, stages as saved
+
+    with pytest.raises(SystemExit, match="NAME@RESOLUTION"):
+        shrink_benchmark.cascade_comparison(True, tmp_path, registry_stage="resnet10_025")
