@@ -374,3 +374,37 @@ def test_a_predictor_next_to_the_sidecar_of_another_save_is_refused(tmp_path):
     (tmp_path / "p.keras.json").write_bytes(old_sidecar)  # what the kill leaves
     with pytest.raises(TfedgeError, match="was written for another version of"):
         load_predictor(path)
+
+
+def test_int8_export_runs_as_one_delegate_partition_with_the_same_outputs():
+    """Static-shape upsampling and reshapes at export: nothing between XNNPACK partitions,
+    and the int8 maps bit-identical to those of the model's own layers called as built."""
+    from collections import Counter
+
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfedge._convert import convert_to_int8
+    from tfedge.crop import predictor_export_model
+    from tfedge.crop._boxnet import HEAT_LOGIT_NAME, HEAT_SIZE_NAME
+
+    model = build_predictor(TINY)
+    images = np.random.default_rng(3).uniform(0, 255, (40, 32, 32, 3)).astype(np.float32)
+    as_built = keras.Model(model.input, [model.get_layer(HEAT_LOGIT_NAME).output,
+                                         model.get_layer(HEAT_SIZE_NAME).output])
+    outputs, ops = {}, {}
+    for key, export in (("as_built", as_built), ("export", predictor_export_model(model))):
+        interpreter = Interpreter(model_content=convert_to_int8(export, images[:32]))
+        interpreter.allocate_tensors()
+        ops[key] = Counter(op["op_name"] for op in interpreter._get_ops_details())
+        inp = interpreter.get_input_details()[0]
+        outputs[key] = []
+        for image in images[32:]:
+            interpreter.set_tensor(inp["index"], (image[None] - 128).astype(np.int8))
+            interpreter.invoke()
+            outputs[key].append(sorted((o["shape"].tolist(), interpreter.get_tensor(o["index"])
+                                        .tolist()) for o in interpreter.get_output_details()))
+    assert outputs["export"] == outputs["as_built"]
+    assert ops["as_built"]["TILE"] > 0  # what the static shapes remove (Keras 3's UpSampling2D)
+    assert not {"TILE", "SHAPE", "STRIDED_SLICE", "PACK", "EXPAND_DIMS"} & set(ops["export"])
+    assert ops["export"]["DELEGATE"] == 1
