@@ -164,7 +164,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
             spreads = [r.get("top1_spread") for r in rows]
             if all(spreads):
                 ax.vlines([r[x_key] / scale for r in rows], [100 * sp["min"] for sp in spreads],
-                          [100 * sp["max"] for sp in spreads], alpha=0.4)
+                          [100 * sp["max"] for sp in spreads], alpha=0.4,
+                          color=_METHOD_COLOURS.get(method, "gray"))
         base_x = result["base_macs"] / 1e6 if x_key == "macs" else result.get("base_int8_ms")
         if base_x is not None:
             ax.scatter([base_x], [100 * result["base_top1"]], marker="*", s=120, color="black",
