@@ -85,8 +85,7 @@ def _budget(path: Path) -> dict[str, Any]:
     # a box predictor's score is an IoU, with no chance level.
     score = meta.get("best_val_score")
     classes = meta.get("num_classes")
-    learned = (None if score is None or not classes
-               else bool(above_chance(score, classes)))
+    learned = None if score is None or not classes else above_chance(score, classes)
     # Converged: early stopping ended it before the cap (a patience stop on the cap's last
     # epoch is the budget running out as much as a plateau), having learned.
     budget = {"epochs_used": used, "cap": cap, "best_epoch": meta.get("best_epoch"),

@@ -54,7 +54,7 @@ background photos are never seen in training):
   exports the heat maps instead and the device decodes them in float
   (:func:`tfedge.crop.geometry.decode_predictor_outputs`): r96 w11 int8 0.704.
   The export calls the upsampling and reshapes with static shapes (one XNNPACK
-  partition instead of three, same int8 outputs, ~5% faster).
+  partition instead of three, same int8 outputs, 6-8% faster).
 * where the int8 time goes (r96 w8, one thread, cumulative by layer): the stem
   (3x3/2, 3 -> 8 channels at 48 x 48) is 30% of it for 22% of the MACs and the
   stride-4 stage another 20%: small channel counts at high resolution run far
@@ -338,8 +338,9 @@ def _static_shape_call(layer: Any, *args: Any, **kwargs: Any) -> Any:
     TFLite is SHAPE / STRIDED_SLICE / PACK / TILE ops XNNPACK does not take: the int8
     predictor ran as three delegate partitions with reference kernels between them. The
     same arithmetic as concatenations and reshapes of known shape is one partition, with
-    bit-identical int8 outputs and ~5% less time (``boxnet_heat_r96_w8``: 0.072 -> 0.069 ms,
-    one thread, interleaved; its refiner ``r64_w6`` 0.033 -> 0.031 ms).
+    bit-identical int8 outputs and 6-8% less time (peers-conv3 seed 0, one thread,
+    interleaved: ``boxnet_heat_r96_w8`` 0.0725 -> 0.0680 ms, its refiner ``r64_w6``
+    0.0331 -> 0.0305 ms).
     """
     import keras
     from keras import ops
