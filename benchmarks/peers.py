@@ -6,7 +6,10 @@
 Issue #19. Every classifier gets the same recipe (``TrainConfig`` defaults)
 trained to convergence: early stopping on validation top-1 (``--epochs
 auto`` style: ``patience`` epochs without improvement, best weights
-restored, at most ``epochs``). Per seed:
+restored, at most ``epochs``), except that ``--peer-recipe`` may give a peer
+family its own optimiser and early stopping (MobileNetV2 from scratch barely
+moves under the default AdamW here; a family's own recipe only makes the
+peer stronger, never the cascade). Per seed:
 
 1. the base: ``resnet10_050`` on full 128-px images;
 2. the cascade of ``benchmarks/cascade.py`` (its predictor and stages
@@ -73,6 +76,51 @@ TARGET_MACS_FRACTION = 0.50
 _POINTS = 100.0
 
 
+#: What ``--peer-recipe`` may set for a peer family: its optimiser and its early stopping,
+#: never the data, the epoch cap or the seed (those stay the run's, for every row).
+RECIPE_FIELDS = {"optimizer": str, "learning_rate": float, "weight_decay": float,
+                 "label_smoothing": float, "patience": int, "min_epochs": int}
+#: Compared when a peer is reused, with or without a recipe: a file trained with another
+#: optimiser is another recipe. Early stopping is compared only where a recipe sets it.
+OPTIMISER_FIELDS = ("optimizer", "learning_rate", "weight_decay", "label_smoothing")
+
+
+def parse_recipes(texts: list[str]) -> dict[str, dict[str, Any]]:
+    """``--peer-recipe PREFIX:KEY=VALUE,...`` (repeatable) -> ``{prefix: {field: value}}``.
+
+    A peer whose registry name starts with ``PREFIX`` trains with those
+    :class:`tfedge.TrainConfig` fields (:data:`RECIPE_FIELDS`).
+    """
+    recipes: dict[str, dict[str, Any]] = {}
+    example = "(e.g. mobilenetv2:optimizer=sgd,learning_rate=0.05,weight_decay=4e-5)"
+    for text in texts:
+        prefix, sep, body = text.partition(":")
+        if not sep or not prefix.strip() or not body.strip():
+            raise BenchmarkError(f"--peer-recipe {text!r} is not PREFIX:KEY=VALUE,... {example}")
+        recipe: dict[str, Any] = {}
+        for item in body.split(","):
+            key, eq, value = (part.strip() for part in item.partition("="))
+            if key not in RECIPE_FIELDS or not eq:
+                raise BenchmarkError(f"--peer-recipe {text!r}: {item.strip()!r} is not KEY=VALUE "
+                                     f"with KEY one of {', '.join(RECIPE_FIELDS)} {example}")
+            try:
+                recipe[key] = RECIPE_FIELDS[key](value)
+            except ValueError:
+                raise BenchmarkError(f"--peer-recipe {text!r}: {key} must be a "
+                                     f"{RECIPE_FIELDS[key].__name__}, got {value!r}") from None
+        if prefix.strip() in recipes:
+            raise BenchmarkError(f"--peer-recipe names {prefix.strip()!r} twice: give one "
+                                 "recipe per family")
+        recipes[prefix.strip()] = recipe
+    return recipes
+
+
+def recipe_for(name: str, recipes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The recipe of the longest prefix of ``name`` that has one (None: the common recipe)."""
+    matches = [prefix for prefix in recipes if name.startswith(prefix)]
+    return recipes[max(matches, key=len)] if matches else None
+
+
 def _budget(path: Path) -> dict[str, Any]:
     """What the sidecar says about the training budget a model used."""
     from tfedge import above_chance, read_sidecar
@@ -97,24 +145,49 @@ def _budget(path: Path) -> dict[str, Any]:
     return budget
 
 
-def _train_config(sizes: dict, seed: int):
+def _train_config(sizes: dict, seed: int, recipe: dict[str, Any] | None = None):
     from tfedge import TrainConfig
 
-    return TrainConfig(epochs=sizes["epochs"], patience=sizes["patience"],
-                       min_epochs=sizes["min_epochs"], seed=seed)
+    settings = {"patience": sizes["patience"], "min_epochs": sizes["min_epochs"],
+                **(recipe or {})}
+    try:
+        return TrainConfig(epochs=sizes["epochs"], seed=seed, **settings)
+    except ValueError as exc:
+        if not recipe:
+            raise
+        raise BenchmarkError(f"--peer-recipe {recipe}: {exc}") from None
+
+
+def check_recipe(path: Path, config: Any, recipe: dict[str, Any] | None) -> None:
+    """Refuse to reuse a model trained with another optimiser (or early stopping) than this run
+    gives it: its row would carry figures of a recipe the JSON line does not name."""
+    from tfedge import read_sidecar
+
+    found = read_sidecar(path).get("train_config") or {}
+    wanted = config.to_dict()
+    keys = [*OPTIMISER_FIELDS, *(k for k in ("patience", "min_epochs") if recipe and k in recipe)]
+    default = {"min_epochs": 0}  # a min_epochs of 0 is left out of config records
+    differ = [f"{k} {found.get(k, default.get(k))!r} (not {wanted.get(k, default.get(k))!r})"
+              for k in keys if found.get(k, default.get(k)) != wanted.get(k, default.get(k))]
+    if differ:
+        raise BenchmarkError(f"{path} cannot be reused: its {', '.join(differ)}; drop --reuse, "
+                             "use another --output-dir, or give the --peer-recipe it was "
+                             "trained with")
 
 
 def _train_full_image(name: str, res: int, path: Path, data: Any, sizes: dict, seed: int,
-                      reuse: bool) -> Path:
+                      reuse: bool, recipe: dict[str, Any] | None = None) -> Path:
     from tfedge import train_classifier
 
+    config = _train_config(sizes, seed, recipe)
     if reuse and path.exists():
         reusable_sidecar(path, dataset=data.name, epochs=sizes["epochs"],
                          seed=seed)
+        check_recipe(path, config, recipe)
         return path
-    log.info("== seed %d: %s at %d px, at most %d epochs (patience %d)", seed, name, res,
-             sizes["epochs"], sizes["patience"])
-    train_classifier(name, data.train, val=data.val, config=_train_config(sizes, seed),
+    log.info("== seed %d: %s at %d px, at most %d epochs (patience %d)%s", seed, name, res,
+             sizes["epochs"], config.patience, f", recipe {recipe}" if recipe else "")
+    train_classifier(name, data.train, val=data.val, config=config,
                      output=path, resolution=res, metadata={"dataset": data.name})
     return path
 
@@ -263,7 +336,8 @@ def plot_rows(rows: list[dict], path: Path, title: str) -> None:
 
 def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
         peers: list[tuple[str, int]], out: Path, reuse: bool, quick: bool,
-        refiner_epochs: int | None = None) -> dict:
+        refiner_epochs: int | None = None,
+        recipes: dict[str, dict[str, Any]] | None = None) -> dict:
     from tfedge import count_macs, evaluate_classifier, load_classifier
     from tfedge.data import BenchmarkConfig, load_dataset
     from tfedge.runtime.bundle import load_bundle
@@ -280,10 +354,12 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
         for label, kind, name, res in classifiers:
             path = out / (f"base_{name}_seed{seed}.keras" if kind == "base"
                           else f"peer_{name}_r{res}_seed{seed}.keras")
-            _train_full_image(name, res, path, data, sizes, seed, reuse)
+            recipe = recipe_for(name, recipes or {}) if kind == "peer" else None
+            _train_full_image(name, res, path, data, sizes, seed, reuse, recipe)
             model = load_classifier(path)
             entry = scores.setdefault(label, {"top1": [], "budget": [], "paths": [],
-                                              "macs": count_macs(model).macs})
+                                              "macs": count_macs(model).macs,
+                                              "recipe": recipe})
             entry["top1"].append(evaluate_classifier(model, data.test).top1)
             entry["budget"].append(_budget(path))
             entry["paths"].append(path)
@@ -338,7 +414,8 @@ def run(sizes: dict, seeds: tuple[int, ...], stages: list[tuple[str, int]],
         rows.append(_row(label, kind, e["top1"], e["macs"], e["budget"],
                          int8_ms=timing[label]["ms_p50"], int8_ms_p90=timing[label]["ms_p90"],
                          int8_bytes=sizes_bytes[label], int8_top1_seed0=int8_top1[label],
-                         resolution=res, model=name))
+                         resolution=res, model=name,
+                         **({"recipe": e["recipe"]} if e["recipe"] else {})))
     c0 = cascade_rows[0]
     last = c0["stages"][-1]
     # Finding the box: the predictor, then each of the refiner's passes.
@@ -415,6 +492,11 @@ def main() -> None:
     parser.add_argument("--peers", type=str, default=None,
                         help=f"NAME@RESOLUTION,... (default full: {FULL_PEERS}; quick: "
                              f"{QUICK_PEERS})")
+    parser.add_argument("--peer-recipe", dest="peer_recipe", action="append", default=[],
+                        metavar="PREFIX:KEY=VALUE,...",
+                        help="peers whose name starts with PREFIX train with these TrainConfig "
+                             f"fields ({', '.join(RECIPE_FIELDS)}); repeatable. E.g. "
+                             "mobilenetv2:optimizer=sgd,learning_rate=0.05,weight_decay=4e-5")
     parser.add_argument("--stages", type=str, default=DEFAULT_STAGES)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--epochs", type=int, default=None, help="the epoch cap of classifiers")
@@ -443,12 +525,21 @@ def main() -> None:
             sizes[key] = getattr(args, key)
     seeds = tuple(args.seeds) if args.seeds else (QUICK_SEEDS if args.quick else FULL_SEEDS)
     peers = _parse_models(args.peers or (QUICK_PEERS if args.quick else FULL_PEERS), "--peers")
+    recipes = parse_recipes(args.peer_recipe)
+    for recipe in recipes.values():
+        _train_config(sizes, 0, recipe)  # a bad value stops here, not after hours of training
+    unused = [prefix for prefix in recipes if not any(n.startswith(prefix) for n, _ in peers)]
+    if unused:
+        raise BenchmarkError(f"--peer-recipe {', '.join(unused)}: no peer's name starts with "
+                             f"that (peers: {', '.join(n for n, _ in peers)})")
     stages = _parse_models(args.stages, "--stages")
     out = args.output_dir or REPO / "runs" / "benchmarks" / ("peers_quick" if args.quick
                                                              else "peers")
     refiner_epochs = cascade_benchmark.REFINER_EPOCHS if args.refiner else None
-    result = run(sizes, seeds, stages, peers, out, args.reuse, args.quick, refiner_epochs)
-    result.update(environment(), wall_seconds=time.perf_counter() - start, sizes=sizes)
+    result = run(sizes, seeds, stages, peers, out, args.reuse, args.quick, refiner_epochs,
+                 recipes)
+    result.update(environment(), wall_seconds=time.perf_counter() - start, sizes=sizes,
+                  peer_recipes=recipes)
     print_result(result)
 
 

@@ -92,3 +92,58 @@ def test_refined_stages_and_a_foreign_refiner_never_enter_a_reused_run(tmp_path)
         (tmp_path / "refiner_seed0.keras.json").write_text(json.dumps({**sidecar, **changed}))
         with pytest.raises(peers.BenchmarkError, match="cannot be reused"):
             cascade.train_or_reuse_refiner(0, 16, None, pred, data, tmp_path, reuse=True)
+
+
+def test_peer_recipes_parse_and_go_to_the_longest_matching_family():
+    recipes = peers.parse_recipes([
+        "mobilenetv2:optimizer=sgd,learning_rate=0.05,weight_decay=4e-5,min_epochs=25",
+        "mobilenetv2_035:learning_rate=0.1"])
+    assert recipes["mobilenetv2"] == {"optimizer": "sgd", "learning_rate": 0.05,
+                                      "weight_decay": 4e-5, "min_epochs": 25}
+    assert peers.recipe_for("mobilenetv2_050", recipes)["optimizer"] == "sgd"
+    assert peers.recipe_for("mobilenetv2_035", recipes) == {"learning_rate": 0.1}
+    assert peers.recipe_for("resnet18_025", recipes) is None
+    config = peers._train_config(dict(epochs=40, patience=4, min_epochs=15), 2,
+                                 recipes["mobilenetv2"])
+    assert (config.optimizer, config.learning_rate, config.weight_decay) == ("sgd", 0.05, 4e-5)
+    # The run's cap, seed and (unless the recipe sets them) early stopping stay.
+    assert (config.epochs, config.seed, config.patience, config.min_epochs) == (40, 2, 4, 25)
+
+
+@pytest.mark.parametrize("text, match", [
+    ("mobilenetv2", "not PREFIX:KEY=VALUE"),
+    ("mobilenetv2:epochs=80", "KEY one of optimizer"),       # the cap is the run's
+    ("mobilenetv2:seed=3", "KEY one of optimizer"),
+    ("mobilenetv2:learning_rate=fast", "learning_rate must be a float"),
+    ("mobilenetv2:optimizer", "not KEY=VALUE"),
+])
+def test_a_bad_peer_recipe_names_the_problem(text, match):
+    with pytest.raises(peers.BenchmarkError, match=match):
+        peers.parse_recipes([text])
+    with pytest.raises(peers.BenchmarkError, match="twice"):
+        peers.parse_recipes(["mobilenetv2:learning_rate=0.1", "mobilenetv2:weight_decay=0"])
+
+
+def test_a_bad_recipe_value_is_refused_before_training():
+    with pytest.raises(peers.BenchmarkError, match="unknown optimizer 'rmsprop'"):
+        peers._train_config(dict(epochs=40, patience=4, min_epochs=0), 0,
+                            {"optimizer": "rmsprop"})
+
+
+def test_a_peer_trained_with_another_recipe_is_not_reused(tmp_path):
+    import json
+
+    sizes = dict(epochs=40, patience=4, min_epochs=0)
+    model = tmp_path / "peer.keras"
+    sgd = {"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 4e-5, "min_epochs": 25}
+    trained = peers._train_config(sizes, 0, sgd).to_dict()
+    (tmp_path / "peer.keras.json").write_text(json.dumps({"train_config": trained}))
+    peers.check_recipe(model, peers._train_config(sizes, 0, sgd), sgd)  # the same: reused
+    # Without the recipe (the common AdamW), or with another learning rate or minimum: refused.
+    for recipe in (None, {**sgd, "learning_rate": 0.1}, {**sgd, "min_epochs": 10}):
+        with pytest.raises(peers.BenchmarkError, match="cannot be reused.*--peer-recipe"):
+            peers.check_recipe(model, peers._train_config(sizes, 0, recipe), recipe)
+    # A peer of the common recipe trained before recipes existed is still reused.
+    plain = peers._train_config(sizes, 0).to_dict()
+    (tmp_path / "peer.keras.json").write_text(json.dumps({"train_config": plain}))
+    peers.check_recipe(model, peers._train_config(sizes, 0), None)
