@@ -319,12 +319,16 @@ def plot_rows(rows: list[dict], path: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     colours = {"base": "black", "peer": "tab:blue", "crop": "tab:orange", "cascade": "tab:red"}
-    for r in rows:
+    span_ms = max(r["int8_ms"] for r in rows) - min(r["int8_ms"] for r in rows) or 1.0
+    for i, r in enumerate(rows):
         err = [[r["top1_mean"] - r["top1_min"]], [r["top1_max"] - r["top1_mean"]]]
         ax.errorbar([r["int8_ms"]], [r["top1_mean"]], yerr=err, fmt="o",
                     color=colours.get(r["kind"], "gray"), capsize=3)
+        # A label level with an earlier one just to its left or right goes below it.
+        level = sum(1 for q in rows[:i] if abs(q["top1_mean"] - r["top1_mean"]) < 0.012
+                    and abs(q["int8_ms"] - r["int8_ms"]) < 0.3 * span_ms)
         ax.annotate(r["name"], (r["int8_ms"], r["top1_mean"]), fontsize=7,
-                    xytext=(4, 3), textcoords="offset points")
+                    xytext=(4, 3 - 10 * level), textcoords="offset points")
     ax.set_xlabel("int8 inference ms per frame (1 thread, interleaved, this machine)")
     ax.set_ylabel("test top-1 (mean, min-max over seeds)")
     ax.set_title(title, fontsize=9)
