@@ -120,6 +120,9 @@ def test_peer_recipes_parse_and_go_to_the_longest_matching_family():
 def test_a_bad_peer_recipe_names_the_problem(text, match):
     with pytest.raises(peers.BenchmarkError, match=match):
         peers.parse_recipes([text])
+
+
+def test_a_family_gets_one_recipe():
     with pytest.raises(peers.BenchmarkError, match="twice"):
         peers.parse_recipes(["mobilenetv2:learning_rate=0.1", "mobilenetv2:weight_decay=0"])
 
