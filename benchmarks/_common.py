@@ -14,7 +14,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Any, Callable, Mapping, NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -119,23 +119,27 @@ def trained_seed(model: str | os.PathLike) -> int | None:
 
 
 def reusable_sidecar(model: str | os.PathLike, *, dataset: str, epochs: int,
-                     seed: int | None = None) -> dict[str, Any]:
-    """The sidecar of a model that ``--reuse`` may take: same data, epochs (and seed).
+                     seed: int | None = None, settings: Mapping[str, Any] | None = None,
+                     fix: str = "match its budget") -> dict[str, Any]:
+    """The sidecar of a model that ``--reuse`` may take: same data, epochs (and seed, and
+    ``settings``: more ``train_config`` fields that must match; a ``min_epochs`` left out
+    of a record is 0).
 
     A leftover of a run with other flags would otherwise enter the figures
-    silently, while the JSON line names this run's budget.
+    silently, while the JSON line names this run's budget. ``fix`` ends the
+    error's advice.
     """
     from tfedge import read_sidecar
 
     meta = read_sidecar(model)
-    config = meta.get("train_config") or {}
-    found = {"dataset": meta.get("dataset"), "epochs": config.get("epochs"),
-             "seed": config.get("seed")}
-    wanted = {"dataset": dataset, "epochs": epochs, **({"seed": seed} if seed is not None else {})}
-    differ = [f"{k} {found[k]!r} (not {v!r})" for k, v in wanted.items() if found[k] != v]
+    config = {"min_epochs": 0, **(meta.get("train_config") or {})}
+    found = {**config, "dataset": meta.get("dataset")}
+    wanted = {"dataset": dataset, "epochs": epochs, **({"seed": seed} if seed is not None else {}),
+              **(settings or {})}
+    differ = [f"{k} {found.get(k)!r} (not {v!r})" for k, v in wanted.items() if found.get(k) != v]
     if differ:
         raise BenchmarkError(f"{model} cannot be reused: its {', '.join(differ)}; drop --reuse, "
-                         "use another --output-dir, or match its budget")
+                             f"use another --output-dir, or {fix}")
     return meta
 
 

@@ -158,21 +158,15 @@ def _train_config(sizes: dict, seed: int, recipe: dict[str, Any] | None = None):
         raise BenchmarkError(f"--peer-recipe {recipe}: {exc}") from None
 
 
-def check_recipe(path: Path, config: Any, recipe: dict[str, Any] | None) -> None:
-    """Refuse to reuse a model trained with another optimiser (or early stopping) than this run
-    gives it: its row would carry figures of a recipe the JSON line does not name."""
-    from tfedge import read_sidecar
-
-    found = read_sidecar(path).get("train_config") or {}
-    wanted = config.to_dict()
+def check_reusable(path: Path, dataset: str, config: Any, recipe: dict[str, Any] | None) -> None:
+    """Refuse to reuse a model of other data, cap or seed, or trained with another optimiser
+    (or early stopping, where ``recipe`` sets it) than ``config``: its row would carry figures
+    of a recipe the JSON line does not name."""
+    wanted = {"min_epochs": 0, **config.to_dict()}  # a min_epochs of 0 is left out of records
     keys = [*OPTIMISER_FIELDS, *(k for k in ("patience", "min_epochs") if recipe and k in recipe)]
-    default = {"min_epochs": 0}  # a min_epochs of 0 is left out of config records
-    differ = [f"{k} {found.get(k, default.get(k))!r} (not {wanted.get(k, default.get(k))!r})"
-              for k in keys if found.get(k, default.get(k)) != wanted.get(k, default.get(k))]
-    if differ:
-        raise BenchmarkError(f"{path} cannot be reused: its {', '.join(differ)}; drop --reuse, "
-                             "use another --output-dir, or give the --peer-recipe it was "
-                             "trained with")
+    reusable_sidecar(path, dataset=dataset, epochs=config.epochs, seed=config.seed,
+                     settings={k: wanted[k] for k in keys},
+                     fix="give the --peer-recipe it was trained with")
 
 
 def _train_full_image(name: str, res: int, path: Path, data: Any, sizes: dict, seed: int,
@@ -181,9 +175,7 @@ def _train_full_image(name: str, res: int, path: Path, data: Any, sizes: dict, s
 
     config = _train_config(sizes, seed, recipe)
     if reuse and path.exists():
-        reusable_sidecar(path, dataset=data.name, epochs=sizes["epochs"],
-                         seed=seed)
-        check_recipe(path, config, recipe)
+        check_reusable(path, data.name, config, recipe)
         return path
     log.info("== seed %d: %s at %d px, at most %d epochs (patience %d)%s", seed, name, res,
              sizes["epochs"], config.patience, f", recipe {recipe}" if recipe else "")

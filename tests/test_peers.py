@@ -140,13 +140,15 @@ def test_a_peer_trained_with_another_recipe_is_not_reused(tmp_path):
     model = tmp_path / "peer.keras"
     sgd = {"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 4e-5, "min_epochs": 25}
     trained = peers._train_config(sizes, 0, sgd).to_dict()
-    (tmp_path / "peer.keras.json").write_text(json.dumps({"train_config": trained}))
-    peers.check_recipe(model, peers._train_config(sizes, 0, sgd), sgd)  # the same: reused
+    (tmp_path / "peer.keras.json").write_text(json.dumps({"dataset": "d",
+                                                          "train_config": trained}))
+    peers.check_reusable(model, "d", peers._train_config(sizes, 0, sgd), sgd)  # the same: reused
     # Without the recipe (the common AdamW), or with another learning rate or minimum: refused.
     for recipe in (None, {**sgd, "learning_rate": 0.1}, {**sgd, "min_epochs": 10}):
         with pytest.raises(peers.BenchmarkError, match="cannot be reused.*--peer-recipe"):
-            peers.check_recipe(model, peers._train_config(sizes, 0, recipe), recipe)
+            peers.check_reusable(model, "d", peers._train_config(sizes, 0, recipe), recipe)
     # A peer of the common recipe trained before recipes existed is still reused.
     plain = peers._train_config(sizes, 0).to_dict()
-    (tmp_path / "peer.keras.json").write_text(json.dumps({"train_config": plain}))
-    peers.check_recipe(model, peers._train_config(sizes, 0), None)
+    (tmp_path / "peer.keras.json").write_text(json.dumps({"dataset": "d",
+                                                          "train_config": plain}))
+    peers.check_reusable(model, "d", peers._train_config(sizes, 0), None)
