@@ -219,6 +219,21 @@ def test_a_classifier_at_chance_gets_a_warning_naming_the_fix():
     short = chance_warning(0.11, 10, "epochs")
     assert "train longer" in short and "MIN" not in short
     assert chance_warning(0.0, 1, "epochs") is None  # one class: no chance level to speak of
+    # A depthwise model under AdamW is pointed at the SGD recipe that made MobileNetV2 learn;
+    # other models, or SGD already, are not.
+    sgd = "--optimizer sgd --learning-rate 0.05 --weight-decay 4e-5"
+    assert sgd in chance_warning(0.1, 10, "patience", optimizer="adamw", depthwise=True)
+    assert sgd not in chance_warning(0.1, 10, "patience", optimizer="adamw", depthwise=False)
+    assert sgd not in chance_warning(0.1, 10, "patience", optimizer="sgd", depthwise=True)
+    assert chance_warning(0.5, 10, "patience", optimizer="adamw", depthwise=True) is None
+
+
+def test_depthwise_models_are_recognised_for_the_chance_warning():
+    from tfedge._train import _has_depthwise
+    from tfedge.models import create_model
+
+    assert _has_depthwise(create_model("mobilenetv2_035", resolution=32, num_classes=3))
+    assert not _has_depthwise(create_model("resnet10_025", resolution=32, num_classes=3))
 
 
 def test_classifier_history_without_early_stopping_is_unchanged(colour_split):

@@ -182,18 +182,39 @@ def above_chance(top1: float, num_classes: int) -> bool:
     return top1 >= chance_ceiling(num_classes)
 
 
-def chance_warning(top1: float, num_classes: int, stop_reason: str) -> Optional[str]:
-    """What to tell a user whose trained classifier is still at chance, or None if it is not."""
+def chance_warning(top1: float, num_classes: int, stop_reason: str, *,
+                   optimizer: Optional[str] = None, depthwise: bool = False) -> Optional[str]:
+    """What to tell a user whose trained classifier is still at chance, or None if it is not.
+
+    ``depthwise``: the model has depthwise convolutions (MobileNet-like); trained from
+    scratch under AdamW (``optimizer``) such a model stayed at chance on the built-in
+    benchmark where SGD with momentum learned, so the warning names that recipe.
+    """
     if num_classes < 2 or above_chance(top1, num_classes):
         return None
     said = (f"validation top-1 {top1:.3f} is at chance level ({1 / num_classes:.3f} for "
             f"{num_classes} classes): the model has not started learning")
     if stop_reason == "patience":
-        return (f"{said}, and early stopping ended it; give slow starters a minimum number of "
+        said = (f"{said}, and early stopping ended it; give slow starters a minimum number of "
                 "epochs (--epochs auto:CAP:PATIENCE:MIN, TrainConfig.min_epochs) or check the "
                 "labels and learning rate")
-    return (f"{said}; train longer (--epochs, or --epochs auto), or check the labels and "
-            "learning rate")
+    else:
+        said = (f"{said}; train longer (--epochs, or --epochs auto), or check the labels and "
+                "learning rate")
+    if depthwise and optimizer == "adamw":
+        said += ("; depthwise (MobileNet-like) models from scratch may not start under AdamW: "
+                 "try --optimizer sgd --learning-rate 0.05 --weight-decay 4e-5 (on the built-in "
+                 "benchmark MobileNetV2 learned with it, where under AdamW, at learning rate "
+                 "0.002 or 0.0005, it stayed at chance for 8 epochs)")
+    return said
+
+
+def _has_depthwise(model) -> bool:
+    """Whether ``model`` (or a model nested in it) has a DepthwiseConv2D layer."""
+    for layer in getattr(model, "layers", ()):
+        if type(layer).__name__ == "DepthwiseConv2D" or _has_depthwise(layer):
+            return True
+    return False
 
 
 def _check_patience(patience: Optional[int], min_delta: float, min_epochs: int = 0,
@@ -1065,7 +1086,8 @@ def train_classifier(
     val_result = evaluate_classifier(final, val) if val is not None and len(val) else None
     if val_result is not None:
         log.info("validation top-1 %.4f (%d images)", val_result.top1, val_result.count)
-        warning = chance_warning(val_result.top1, len(train.class_names), loop.stop_reason)
+        warning = chance_warning(val_result.top1, len(train.class_names), loop.stop_reason,
+                                 optimizer=config.optimizer, depthwise=_has_depthwise(final))
         if warning:
             log.warning("%s", warning)
 
