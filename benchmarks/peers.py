@@ -7,9 +7,10 @@ Issue #19. Every classifier gets the same recipe (``TrainConfig`` defaults)
 trained to convergence: early stopping on validation top-1 (``--epochs
 auto`` style: ``patience`` epochs without improvement, best weights
 restored, at most ``epochs``), except that ``--peer-recipe`` may give a peer
-family its own optimiser and early stopping (MobileNetV2 from scratch barely
-moves under the default AdamW here; a family's own recipe only makes the
-peer stronger, never the cascade). Per seed:
+family its own optimiser and early stopping, and MobileNetV2 peers train
+with SGD unless it says otherwise (:data:`DEFAULT_PEER_RECIPES`: from scratch
+they stay at chance under the default AdamW here; a family's own recipe only
+makes the peer stronger, never the cascade). Per seed:
 
 1. the base: ``resnet10_050`` on full 128-px images;
 2. the cascade of ``benchmarks/cascade.py`` (its predictor and stages
@@ -53,7 +54,7 @@ log = logging.getLogger("benchmarks.peers")
 
 FULL_PEERS = ("mobilenetv2_035@96,mobilenetv2_035@128,mobilenetv2_050@96,mobilenetv2_050@128,"
               "mobilenetv2_075@96,mobilenetv2_075@128,resnet10_025@96,resnet10_025@128,"
-              "resnet10_050@96")
+              "resnet10_050@96,resnet18_025@128")
 QUICK_PEERS = "mobilenetv2_035@96,resnet10_025@128"
 #: ``epochs`` is the cap, ``patience`` the early stop (classifiers); the predictor has its own.
 #: ``min_epochs``: no early stop before that epoch. MobileNetV2 from scratch sits at chance
@@ -83,6 +84,11 @@ RECIPE_FIELDS = {"optimizer": str, "learning_rate": float, "weight_decay": float
 #: Compared when a peer is reused, with or without a recipe: a file trained with another
 #: optimiser is another recipe. Early stopping is compared only where a recipe sets it.
 OPTIMISER_FIELDS = ("optimizer", "learning_rate", "weight_decay", "label_smoothing")
+#: Recipes every run gives a family unless ``--peer-recipe`` names that family: MobileNetV2
+#: from scratch stays at chance under the common AdamW here (at learning rate 0.002 and
+#: 0.0005) and learns with SGD (recorded/peers-conv3-2026-12-04). Early stopping stays the
+#: run's. ``--peer-recipe mobilenetv2:optimizer=adamw`` trains it with the common recipe.
+DEFAULT_PEER_RECIPES = ("mobilenetv2:optimizer=sgd,learning_rate=0.05,weight_decay=4e-5",)
 
 
 def parse_recipes(texts: list[str]) -> dict[str, dict[str, Any]]:
@@ -113,6 +119,21 @@ def parse_recipes(texts: list[str]) -> dict[str, dict[str, Any]]:
                                  "recipe per family")
         recipes[prefix.strip()] = recipe
     return recipes
+
+
+def peer_recipes(texts: list[str], peers: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
+    """The recipes of a run: ``--peer-recipe`` texts, plus :data:`DEFAULT_PEER_RECIPES` for
+    families the texts do not name and some peer belongs to. A given prefix that no peer's
+    name starts with is refused (a typo would otherwise train the common recipe silently)."""
+    given = parse_recipes(texts)
+    unused = [prefix for prefix in given if not any(n.startswith(prefix) for n, _ in peers)]
+    if unused:
+        raise BenchmarkError(f"--peer-recipe {', '.join(unused)}: no peer's name starts with "
+                             f"that (peers: {', '.join(n for n, _ in peers)})")
+    defaults = parse_recipes(list(DEFAULT_PEER_RECIPES))
+    defaults = {prefix: recipe for prefix, recipe in defaults.items()
+                if prefix not in given and any(n.startswith(prefix) for n, _ in peers)}
+    return {**defaults, **given}
 
 
 def recipe_for(name: str, recipes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
@@ -491,8 +512,9 @@ def main() -> None:
     parser.add_argument("--peer-recipe", dest="peer_recipe", action="append", default=[],
                         metavar="PREFIX:KEY=VALUE,...",
                         help="peers whose name starts with PREFIX train with these TrainConfig "
-                             f"fields ({', '.join(RECIPE_FIELDS)}); repeatable. E.g. "
-                             "mobilenetv2:optimizer=sgd,learning_rate=0.05,weight_decay=4e-5")
+                             f"fields ({', '.join(RECIPE_FIELDS)}); repeatable. Default: "
+                             f"{'; '.join(DEFAULT_PEER_RECIPES)} (replaced for a family this "
+                             "flag names)")
     parser.add_argument("--stages", type=str, default=DEFAULT_STAGES)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--epochs", type=int, default=None, help="the epoch cap of classifiers")
@@ -521,13 +543,9 @@ def main() -> None:
             sizes[key] = getattr(args, key)
     seeds = tuple(args.seeds) if args.seeds else (QUICK_SEEDS if args.quick else FULL_SEEDS)
     peers = _parse_models(args.peers or (QUICK_PEERS if args.quick else FULL_PEERS), "--peers")
-    recipes = parse_recipes(args.peer_recipe)
+    recipes = peer_recipes(args.peer_recipe, peers)
     for recipe in recipes.values():
         _train_config(sizes, 0, recipe)  # a bad value stops here, not after hours of training
-    unused = [prefix for prefix in recipes if not any(n.startswith(prefix) for n, _ in peers)]
-    if unused:
-        raise BenchmarkError(f"--peer-recipe {', '.join(unused)}: no peer's name starts with "
-                             f"that (peers: {', '.join(n for n, _ in peers)})")
     stages = _parse_models(args.stages, "--stages")
     out = args.output_dir or REPO / "runs" / "benchmarks" / ("peers_quick" if args.quick
                                                              else "peers")

@@ -127,6 +127,25 @@ def test_a_family_gets_one_recipe():
         peers.parse_recipes(["mobilenetv2:learning_rate=0.1", "mobilenetv2:weight_decay=0"])
 
 
+def test_mobilenetv2_peers_get_the_sgd_recipe_unless_a_flag_names_their_family():
+    mnv2, resnet = ("mobilenetv2_035", 128), ("resnet18_025", 128)
+    sgd = peers.peer_recipes([], [mnv2, resnet])
+    assert sgd == {"mobilenetv2": {"optimizer": "sgd", "learning_rate": 0.05,
+                                   "weight_decay": 4e-5}}
+    assert peers.recipe_for("resnet18_025", sgd) is None
+    # No MobileNetV2 among the peers: no recipe in the run (nor in its JSON line).
+    assert peers.peer_recipes([], [resnet]) == {}
+    # A flag for the family replaces the default; one for a narrower prefix sits beside it.
+    assert peers.peer_recipes(["mobilenetv2:optimizer=adamw"], [mnv2]) == {
+        "mobilenetv2": {"optimizer": "adamw"}}
+    both = peers.peer_recipes(["mobilenetv2_035:learning_rate=0.1"],
+                              [mnv2, ("mobilenetv2_050", 96)])
+    assert peers.recipe_for("mobilenetv2_035", both) == {"learning_rate": 0.1}
+    assert peers.recipe_for("mobilenetv2_050", both)["optimizer"] == "sgd"
+    with pytest.raises(peers.BenchmarkError, match="no peer's name starts with that"):
+        peers.peer_recipes(["mobilenetv3:optimizer=sgd"], [mnv2, resnet])
+
+
 def test_a_bad_recipe_value_is_refused_before_training():
     with pytest.raises(peers.BenchmarkError, match="unknown optimizer 'rmsprop'"):
         peers._train_config(dict(epochs=40, patience=4, min_epochs=0), 0,
