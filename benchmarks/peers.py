@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -324,30 +325,65 @@ def _row(name: str, kind: str, top1s: list[float], macs: int, budgets: list[dict
             "converged": all(b["converged"] for b in budgets), **extra}
 
 
+PLOT_DPI = 120
+#: Characters per line of a point's label (the cascade's name runs to 80).
+LABEL_WIDTH = 44
+#: Where a point's label may go, in points from the point (dx, dy, alignment), tried in
+#: order: right of it, then below, above, further out, then to its left.
+LABEL_OFFSETS = ((4, 3, "left"), (4, -10, "left"), (4, 12, "left"), (4, -20, "left"),
+                 (4, 22, "left"), (-4, 3, "right"), (-4, -10, "right"), (-4, 12, "right"),
+                 (4, -30, "left"), (4, 32, "left"))
+
+
+def place_labels(ax, renderer, points: list[tuple[float, float, str]], fontsize: float = 7):
+    """Annotate each ``(x, y, text)`` at the first of :data:`LABEL_OFFSETS` whose box lies
+    inside the axes and overlaps no label placed before it and no other point (the last
+    offset if every one fails). Returns the labels' boxes in display coordinates."""
+    marker = 4.0  # half a marker's side, in display pixels at the figure's dpi
+    disc = [ax.transData.transform((x, y)) for x, y, _ in points]
+    placed = []
+    for i, (x, y, text) in enumerate(points):
+        for dx, dy, align in LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                                fontsize=fontsize, ha=align)
+            box = label.get_window_extent(renderer)
+            hits_point = any(j != i and box.x0 - marker <= px <= box.x1 + marker
+                             and box.y0 - marker <= py <= box.y1 + marker
+                             for j, (px, py) in enumerate(disc))
+            inside = (ax.bbox.x0 <= box.x0 and box.x1 <= ax.bbox.x1
+                      and ax.bbox.y0 <= box.y0 and box.y1 <= ax.bbox.y1)
+            if inside and not hits_point and not any(box.overlaps(b) for b in placed):
+                break
+            if (dx, dy, align) != LABEL_OFFSETS[-1]:
+                label.remove()
+        placed.append(box)
+    return placed
+
+
 def plot_rows(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    # Drawn at the dpi it is saved at, so the label boxes measured below are the file's.
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=PLOT_DPI)
     colours = {"base": "black", "peer": "tab:blue", "crop": "tab:orange", "cascade": "tab:red"}
-    span_ms = max(r["int8_ms"] for r in rows) - min(r["int8_ms"] for r in rows) or 1.0
-    for i, r in enumerate(rows):
+    for r in rows:
         err = [[r["top1_mean"] - r["top1_min"]], [r["top1_max"] - r["top1_mean"]]]
         ax.errorbar([r["int8_ms"]], [r["top1_mean"]], yerr=err, fmt="o",
                     color=colours.get(r["kind"], "gray"), capsize=3)
-        # A label level with an earlier one just to its left or right goes below it.
-        level = sum(1 for q in rows[:i] if abs(q["top1_mean"] - r["top1_mean"]) < 0.012
-                    and abs(q["int8_ms"] - r["int8_ms"]) < 0.3 * span_ms)
-        ax.annotate(r["name"], (r["int8_ms"], r["top1_mean"]), fontsize=7,
-                    xytext=(4, 3 - 10 * level), textcoords="offset points")
     ax.set_xlabel("int8 inference ms per frame (1 thread, interleaved, this machine)")
     ax.set_ylabel("test top-1 (mean, min-max over seeds)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    # Labels last, where the axes' limits and position are final: their boxes are then the
+    # ones the file shows.
+    place_labels(ax, fig.canvas.get_renderer(),
+                 [(r["int8_ms"], r["top1_mean"], textwrap.fill(r["name"], LABEL_WIDTH))
+                  for r in rows])
+    fig.savefig(path, dpi=PLOT_DPI)
     plt.close(fig)
 
 
