@@ -48,6 +48,7 @@ import numpy as np
 
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, BenchmarkError, environment, print_result,
                      reusable_sidecar, run_main, setup_logging, spread)
+from tfedge._train import FAMILY_RECIPES
 from cascade import BASE_MODEL, BASE_RESOLUTION, DEFAULT_STAGES, PREDICTOR, _parse_stages
 import cascade as cascade_benchmark
 
@@ -85,11 +86,12 @@ RECIPE_FIELDS = {"optimizer": str, "learning_rate": float, "weight_decay": float
 #: Compared when a peer is reused, with or without a recipe: a file trained with another
 #: optimiser is another recipe. Early stopping is compared only where a recipe sets it.
 OPTIMISER_FIELDS = ("optimizer", "learning_rate", "weight_decay", "label_smoothing")
-#: Recipes every run gives a family unless ``--peer-recipe`` names that family: MobileNetV2
-#: from scratch stays at chance under the common AdamW here (at learning rate 0.002 and
-#: 0.0005) and learns with SGD (recorded/peers-conv3-2026-12-04). Early stopping stays the
-#: run's. ``--peer-recipe mobilenetv2:optimizer=adamw`` trains it with the common recipe.
-DEFAULT_PEER_RECIPES = ("mobilenetv2:optimizer=sgd,learning_rate=0.05,weight_decay=4e-5",)
+#: Recipes every run gives a family unless ``--peer-recipe`` names that family: the
+#: library's :data:`tfedge.FAMILY_RECIPES <tfedge._train.FAMILY_RECIPES>` (MobileNetV2 from
+#: scratch stays at chance under the common AdamW here and learns with SGD). Early stopping
+#: stays the run's. ``--peer-recipe mobilenetv2:optimizer=adamw`` trains it with the common
+#: recipe.
+DEFAULT_PEER_RECIPES = {family: dict(recipe) for family, recipe in FAMILY_RECIPES.items()}
 
 
 def parse_recipes(texts: list[str]) -> dict[str, dict[str, Any]]:
@@ -131,8 +133,7 @@ def peer_recipes(texts: list[str], peers: list[tuple[str, int]]) -> dict[str, di
     if unused:
         raise BenchmarkError(f"--peer-recipe {', '.join(unused)}: no peer's name starts with "
                              f"that (peers: {', '.join(n for n, _ in peers)})")
-    defaults = parse_recipes(list(DEFAULT_PEER_RECIPES))
-    defaults = {prefix: recipe for prefix, recipe in defaults.items()
+    defaults = {prefix: dict(recipe) for prefix, recipe in DEFAULT_PEER_RECIPES.items()
                 if prefix not in given and any(n.startswith(prefix) for n, _ in peers)}
     return {**defaults, **given}
 
@@ -549,8 +550,10 @@ def main() -> None:
                         metavar="PREFIX:KEY=VALUE,...",
                         help="peers whose name starts with PREFIX train with these TrainConfig "
                              f"fields ({', '.join(RECIPE_FIELDS)}); repeatable. Default: "
-                             f"{'; '.join(DEFAULT_PEER_RECIPES)} (replaced for a family this "
-                             "flag names)")
+                             + "; ".join(f"{family}:" + ",".join(f"{k}={v:g}" if isinstance(
+                                 v, float) else f"{k}={v}" for k, v in recipe.items())
+                                 for family, recipe in DEFAULT_PEER_RECIPES.items())
+                             + " (replaced for a family this flag names)")
     parser.add_argument("--stages", type=str, default=DEFAULT_STAGES)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--epochs", type=int, default=None, help="the epoch cap of classifiers")

@@ -50,7 +50,7 @@ _LAZY = {
     "save_classifier": "tfedge._train", "run_training": "tfedge._train",
     "TrainingTask": "tfedge._train", "parse_epochs": "tfedge._train",
     "read_sidecar": "tfedge._train", "model_resolution": "tfedge._train",
-    "above_chance": "tfedge._train",
+    "above_chance": "tfedge._train", "scratch_recipe": "tfedge._train",
     # the Keras graph every tool walks
     "ModelGraph": "tfedge.graph", "flatten_model": "tfedge.graph",
     # deployment

@@ -240,22 +240,31 @@ def _base_step(run: _Run, fp: str) -> Path:
         run.step("base", inputs, [], given, f"given classifier {path.name}")
         run.hashes["base.keras"] = inputs["model_sha256"]
         return path
+    from .._train import scratch_recipe
+
     out = run.dir / "base.keras"
+    # A family that does not start under the default optimiser gets its own recipe (recorded
+    # only where one applies, so the cache of a default-recipe base stays valid).
+    recipe = scratch_recipe(cfg.model)
     inputs = {"data": fp, "model": cfg.model, "resolution": cfg.resolution, "epochs": cfg.epochs,
-              "batch_size": cfg.batch_size, "seed": cfg.seed}
+              "batch_size": cfg.batch_size, "seed": cfg.seed, **({"recipe": recipe} if recipe
+                                                                 else {})}
 
     def train() -> dict[str, Any]:
         from .._train import TrainConfig, train_classifier
 
         _, result = train_classifier(
             cfg.model, run.dataset.train, val=run.dataset.val,
-            config=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed),
+            config=TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, seed=cfg.seed,
+                               **recipe),
             output=out, resolution=cfg.resolution, metadata=run.meta("base", inputs))
         return {"val_top1": result.val.top1 if result.val else None,
                 "train_seconds": result.train_seconds}
 
+    how = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}"
+                  for k, v in recipe.items())
     run.step("base", inputs, [out], train, f"train {cfg.model} at {cfg.resolution} px, "
-             f"{cfg.epochs} epochs", scratch=[_backup(out)])
+             f"{cfg.epochs} epochs{how}", scratch=[_backup(out)])
     return out
 
 
