@@ -48,7 +48,7 @@ import numpy as np
 
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, BenchmarkError, environment, print_result,
                      reusable_sidecar, run_main, setup_logging, spread)
-from tfedge._train import FAMILY_RECIPES
+from tfedge import FAMILY_RECIPES
 from cascade import BASE_MODEL, BASE_RESOLUTION, DEFAULT_STAGES, PREDICTOR, _parse_stages
 import cascade as cascade_benchmark
 
@@ -87,10 +87,9 @@ RECIPE_FIELDS = {"optimizer": str, "learning_rate": float, "weight_decay": float
 #: optimiser is another recipe. Early stopping is compared only where a recipe sets it.
 OPTIMISER_FIELDS = ("optimizer", "learning_rate", "weight_decay", "label_smoothing")
 #: Recipes every run gives a family unless ``--peer-recipe`` names that family: the
-#: library's :data:`tfedge.FAMILY_RECIPES <tfedge._train.FAMILY_RECIPES>` (MobileNetV2 from
-#: scratch stays at chance under the common AdamW here and learns with SGD). Early stopping
-#: stays the run's. ``--peer-recipe mobilenetv2:optimizer=adamw`` trains it with the common
-#: recipe.
+#: library's :data:`tfedge.FAMILY_RECIPES` (MobileNetV2 from scratch stays at chance under
+#: the common AdamW here and learns with SGD). Early stopping stays the run's.
+#: ``--peer-recipe mobilenetv2:optimizer=adamw`` trains it with the common recipe.
 DEFAULT_PEER_RECIPES = {family: dict(recipe) for family, recipe in FAMILY_RECIPES.items()}
 
 

@@ -51,6 +51,7 @@ _LAZY = {
     "TrainingTask": "tfedge._train", "parse_epochs": "tfedge._train",
     "read_sidecar": "tfedge._train", "model_resolution": "tfedge._train",
     "above_chance": "tfedge._train", "scratch_recipe": "tfedge._train",
+    "FAMILY_RECIPES": "tfedge._train",
     # the Keras graph every tool walks
     "ModelGraph": "tfedge.graph", "flatten_model": "tfedge.graph",
     # deployment
