@@ -221,7 +221,7 @@ def test_a_classifier_at_chance_gets_a_warning_naming_the_fix():
     assert chance_warning(0.0, 1, "epochs") is None  # one class: no chance level to speak of
     # A depthwise model under AdamW is pointed at the SGD recipe that made MobileNetV2 learn;
     # other models, or SGD already, are not.
-    sgd = "--optimizer sgd --learning-rate 0.05 --weight-decay 4e-5"
+    sgd = "--optimizer sgd --learning-rate 0.05 --weight-decay 4e-05"
     assert sgd in chance_warning(0.1, 10, "patience", optimizer="adamw", depthwise=True)
     assert sgd not in chance_warning(0.1, 10, "patience", optimizer="adamw", depthwise=False)
     assert sgd not in chance_warning(0.1, 10, "patience", optimizer="sgd", depthwise=True)

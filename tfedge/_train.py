@@ -220,10 +220,13 @@ def chance_warning(top1: float, num_classes: int, stop_reason: str, *,
         said = (f"{said}; train longer (--epochs, or --epochs auto), or check the labels and "
                 "learning rate")
     if depthwise and optimizer == "adamw":
+        flags = " ".join(f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float)
+                         else f"--{key.replace('_', '-')} {value}"
+                         for key, value in FAMILY_RECIPES["mobilenetv2"].items())
         said += ("; depthwise (MobileNet-like) models from scratch may not start under AdamW: "
-                 "try --optimizer sgd --learning-rate 0.05 --weight-decay 4e-5 (on the built-in "
-                 "benchmark MobileNetV2 learned with it, where under AdamW, at learning rate "
-                 "0.002 or 0.0005, it stayed at chance for 8 epochs)")
+                 f"try {flags} (on the built-in benchmark MobileNetV2 learned with it, where "
+                 "under AdamW, at learning rate 0.002 or 0.0005, it stayed at chance for 8 "
+                 "epochs)")
     return said
 
 
