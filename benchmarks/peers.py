@@ -8,7 +8,7 @@ trained to convergence: early stopping on validation top-1 (``--epochs
 auto`` style: ``patience`` epochs without improvement, best weights
 restored, at most ``epochs``), except that ``--peer-recipe`` may give a peer
 family its own optimiser and early stopping, and MobileNetV2 peers train
-with SGD unless it says otherwise (:data:`DEFAULT_PEER_RECIPES`: from scratch
+with SGD unless it says otherwise (``tfedge.FAMILY_RECIPES``: from scratch
 they stay at chance under the default AdamW here; a family's own recipe only
 makes the peer stronger, never the cascade). Per seed:
 
@@ -86,11 +86,6 @@ RECIPE_FIELDS = {"optimizer": str, "learning_rate": float, "weight_decay": float
 #: Compared when a peer is reused, with or without a recipe: a file trained with another
 #: optimiser is another recipe. Early stopping is compared only where a recipe sets it.
 OPTIMISER_FIELDS = ("optimizer", "learning_rate", "weight_decay", "label_smoothing")
-#: Recipes every run gives a family unless ``--peer-recipe`` names that family: the
-#: library's :data:`tfedge.FAMILY_RECIPES` (MobileNetV2 from scratch stays at chance under
-#: the common AdamW here and learns with SGD). Early stopping stays the run's.
-#: ``--peer-recipe mobilenetv2:optimizer=adamw`` trains it with the common recipe.
-DEFAULT_PEER_RECIPES = {family: dict(recipe) for family, recipe in FAMILY_RECIPES.items()}
 
 
 def parse_recipes(texts: list[str]) -> dict[str, dict[str, Any]]:
@@ -124,15 +119,18 @@ def parse_recipes(texts: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def peer_recipes(texts: list[str], peers: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
-    """The recipes of a run: ``--peer-recipe`` texts, plus :data:`DEFAULT_PEER_RECIPES` for
-    families the texts do not name and some peer belongs to. A given prefix that no peer's
-    name starts with is refused (a typo would otherwise train the common recipe silently)."""
+    """The recipes of a run: ``--peer-recipe`` texts, plus the library's ``FAMILY_RECIPES``
+    (MobileNetV2 from scratch stays at chance under the common AdamW here and learns with
+    SGD) for families the texts do not name and some peer belongs to; early stopping stays
+    the run's, and ``--peer-recipe mobilenetv2:optimizer=adamw`` restores the common recipe.
+    A given prefix that no peer's name starts with is refused (a typo would otherwise train
+    the common recipe silently)."""
     given = parse_recipes(texts)
     unused = [prefix for prefix in given if not any(n.startswith(prefix) for n, _ in peers)]
     if unused:
         raise BenchmarkError(f"--peer-recipe {', '.join(unused)}: no peer's name starts with "
                              f"that (peers: {', '.join(n for n, _ in peers)})")
-    defaults = {prefix: dict(recipe) for prefix, recipe in DEFAULT_PEER_RECIPES.items()
+    defaults = {prefix: dict(recipe) for prefix, recipe in FAMILY_RECIPES.items()
                 if prefix not in given and any(n.startswith(prefix) for n, _ in peers)}
     return {**defaults, **given}
 
@@ -551,7 +549,7 @@ def main() -> None:
                              f"fields ({', '.join(RECIPE_FIELDS)}); repeatable. Default: "
                              + "; ".join(f"{family}:" + ",".join(f"{k}={v:g}" if isinstance(
                                  v, float) else f"{k}={v}" for k, v in recipe.items())
-                                 for family, recipe in DEFAULT_PEER_RECIPES.items())
+                                 for family, recipe in FAMILY_RECIPES.items())
                              + " (replaced for a family this flag names)")
     parser.add_argument("--stages", type=str, default=DEFAULT_STAGES)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
