@@ -228,6 +228,73 @@ def test_train_on_the_benchmark_keeps_an_encoded_names_resolution(monkeypatch):
         assert seen[model] == expected, model                    # None: the model's own
 
 
+@pytest.mark.parametrize("model, flags, expected", [
+    # A MobileNetV2 from scratch gets its family's SGD recipe (it stays at chance under AdamW).
+    ("mobilenetv2_035", [], {"optimizer": "sgd", "learning_rate": 0.05, "weight_decay": 4e-5}),
+    # A flag the user sets wins over the recipe; the rest of the recipe stays.
+    ("mobilenetv2_050", ["--learning-rate", "0.01"],
+     {"optimizer": "sgd", "learning_rate": 0.01, "weight_decay": 4e-5}),
+    # Another optimiser declines the recipe whole: its learning rate is not AdamW's.
+    ("mobilenetv2_050", ["--optimizer", "adamw"],
+     {"optimizer": "adamw", "learning_rate": 0.002, "weight_decay": 5e-4}),
+    # Other families, and a saved model being fine-tuned, keep the defaults.
+    ("resnet10_025", [], {"optimizer": "adamw", "learning_rate": 0.002, "weight_decay": 5e-4}),
+    ("mobilenetv2_050.keras", [],
+     {"optimizer": "adamw", "learning_rate": 0.002, "weight_decay": 5e-4}),
+    ("resnet10_025", ["--optimizer", "sgd", "--weight-decay", "0"],
+     {"optimizer": "sgd", "learning_rate": 0.002, "weight_decay": 0.0}),
+])
+def test_train_picks_the_family_recipe_unless_told_otherwise(model, flags, expected, caplog):
+    import tfedge.cli as cli
+    from tfedge._train import TrainConfig
+    from tfedge.cli import core
+
+    default = TrainConfig()
+    assert (default.optimizer, default.learning_rate, default.weight_decay) == (
+        "adamw", 0.002, 5e-4), "the expectations above assume these defaults"
+    args = cli.build_parser().parse_args(["train", "--model", model, "--output", "m.keras",
+                                          *flags])
+    with caplog.at_level("INFO", logger="tfedge"):
+        config = core._train_config_from_args(args)
+    got = {"optimizer": config.optimizer, "learning_rate": config.learning_rate,
+           "weight_decay": config.weight_decay}
+    assert got == expected
+    said = "family's recipe" in caplog.text
+    assert said == (model.startswith("mobilenetv2") and not model.endswith(".keras")
+                    and "adamw" not in flags), caplog.text
+
+
+def test_crop_train_gives_a_mobilenetv2_its_family_recipe(monkeypatch):
+    import tfedge.cli as cli
+    from tfedge.cli import _data_flags
+    from tfedge.crop import _classifier_crops
+
+    seen = {}
+
+    def capture(model, train, *, config, **kwargs):
+        seen[model] = config
+        raise SystemExit(0)
+
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(train=None, val=None, name="stand-in")
+    monkeypatch.setattr(_data_flags, "dataset_from_args", lambda args: data)
+    monkeypatch.setattr(_classifier_crops, "train_crop_classifier", capture)
+    parser = cli.build_parser()
+    for model, flags in (("mobilenetv2_035", []), ("resnet10_025", []),
+                         ("mobilenetv2_035", ["--learning-rate", "0.01"])):
+        args = parser.parse_args(["crop", "train", "--model", model, "--output", "c.keras",
+                                  *flags])
+        with pytest.raises(SystemExit):
+            args.func(args)
+        config = seen.pop(model)
+        if model.startswith("mobilenetv2"):
+            assert config.optimizer == "sgd" and config.weight_decay == 4e-5
+            assert config.learning_rate == (0.01 if flags else 0.05)
+        else:
+            assert (config.optimizer, config.learning_rate) == ("adamw", 0.002)
+
+
 def test_data_verify_images_lists_unreadable_files(tmp_path):
     from PIL import Image
 

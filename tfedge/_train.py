@@ -50,7 +50,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -66,7 +66,7 @@ __all__ = [
     "make_strategy", "STRATEGIES", "with_model_classes",
     "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
     "AUTO_EPOCHS_CAP", "AUTO_PATIENCE", "above_chance", "chance_warning", "FAMILY_RECIPES",
-    "scratch_recipe",
+    "scratch_recipe", "recipe_with_choices",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,22 @@ def scratch_recipe(model: str) -> dict[str, Any]:
         if str(model).startswith(family):
             return dict(recipe)
     return {}
+
+
+def recipe_with_choices(model: str, chosen: Mapping[str, Any]) -> dict[str, Any]:
+    """The optimiser fields to train ``model`` with: ``chosen`` (what the user set; None
+    values count as unset) over the family's :func:`scratch_recipe`.
+
+    The recipe applies to a registry name trained from scratch, not to a ``.keras`` file
+    being fine-tuned, and not at all once the user picked another optimiser (the recipe's
+    learning rate belongs to its own optimiser). The result holds only fields that were
+    chosen or come from the recipe; the rest keep the :class:`TrainConfig` defaults.
+    """
+    chosen = {key: value for key, value in chosen.items() if value is not None}
+    recipe = {} if str(model).endswith(".keras") else scratch_recipe(model)
+    if not recipe or chosen.get("optimizer", recipe.get("optimizer")) != recipe.get("optimizer"):
+        return chosen
+    return {**recipe, **chosen}
 
 
 def chance_ceiling(num_classes: int) -> float:

@@ -28,7 +28,8 @@ from ..runtime.commandline import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT
 from ..runtime.commandline import run_cli as _run_cli
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
-           "check_input_file", "check_output_file", "epochs_help", "run_cli", "user_error_line"]
+           "check_input_file", "check_output_file", "epochs_help", "optimizer_fields", "run_cli",
+           "user_error_line"]
 
 
 def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] = None) -> Path:
@@ -121,6 +122,26 @@ def _unreadable_image_line(exc: BaseException) -> Optional[str]:
         if at >= 0:
             return line[at:].removeprefix("tfedge: ")
     return None
+
+
+def optimizer_fields(model: str, *, opt_out: str = "", **chosen) -> dict:
+    """The optimiser fields of a training command: the flags the user set (None: unset) over
+    the family recipe of a registry model trained from scratch
+    (:func:`tfedge._train.recipe_with_choices`), saying on the log what the recipe chose
+    and, with ``opt_out``, the flag that declines it."""
+    import logging
+
+    from .._train import recipe_with_choices
+
+    fields = recipe_with_choices(model, chosen)
+    from_recipe = {key: value for key, value in fields.items() if chosen.get(key) is None}
+    if from_recipe:
+        logging.getLogger("tfedge").info(
+            "training %s from scratch with its family's recipe: %s (tfedge.FAMILY_RECIPES%s)",
+            model, ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                             for key, value in from_recipe.items()),
+            f"; {opt_out} for the default" if opt_out else "")
+    return fields
 
 
 def epochs_help() -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 from .._errors import TfedgeError
 from ._data_flags import dataset_from_args
-from ._shell import EXIT_FAILURE, EXIT_OK, check_input_file, check_output_file
+from ._shell import (EXIT_FAILURE, EXIT_OK, check_input_file, check_output_file,
+                     optimizer_fields)
 
 log = logging.getLogger("tfedge")
 
@@ -126,8 +127,10 @@ def _train_config_from_args(args: argparse.Namespace):
     from .._train import TrainConfig
     from ..data import AugmentConfig
 
-    return TrainConfig(**args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                       learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+    optimizer = optimizer_fields(args.model, optimizer=args.optimizer,
+                                 learning_rate=args.learning_rate, weight_decay=args.weight_decay,
+                                 opt_out="--optimizer adamw")
+    return TrainConfig(**args.epochs, batch_size=args.batch_size, **optimizer,
                        label_smoothing=args.label_smoothing, seed=args.seed,
                        augment=AugmentConfig() if args.augment else None,
                        distill_alpha=args.distill_alpha,
@@ -185,7 +188,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``models``, ``macs``, ``data``, ``train`` and ``evaluate`` to ``tfedge``'s sub-parsers."""
-    from .._train import OPTIMIZERS, STRATEGIES, TrainConfig, parse_epochs
+    from .._train import FAMILY_RECIPES, OPTIMIZERS, STRATEGIES, TrainConfig, parse_epochs
     from ._data_flags import add_data_flags
     from ._shell import epochs_help
 
@@ -231,12 +234,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--teacher", type=str, default=None, help="a .keras classifier to distil from")
     p.add_argument("--epochs", type=parse_epochs, default=str(default.epochs), help=epochs_help())
     p.add_argument("--batch-size", dest="batch_size", type=int, default=default.batch_size)
-    p.add_argument("--optimizer", type=str, default=default.optimizer,
-                   choices=list(OPTIMIZERS))
-    p.add_argument("--learning-rate", dest="learning_rate", type=float,
-                   default=default.learning_rate)
-    p.add_argument("--weight-decay", dest="weight_decay", type=float,
-                   default=default.weight_decay)
+    # None: the default, or the family's recipe for a registry model trained from scratch.
+    mobilenet = FAMILY_RECIPES["mobilenetv2"]
+    p.add_argument("--optimizer", type=str, default=None, choices=list(OPTIMIZERS),
+                   help=f"default: {default.optimizer}; {mobilenet['optimizer']} for MobileNetV2 "
+                        "from scratch (tfedge.FAMILY_RECIPES)")
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=None,
+                   help=f"default: {default.learning_rate:g} ({mobilenet['learning_rate']:g} "
+                        "for MobileNetV2 from scratch)")
+    p.add_argument("--weight-decay", dest="weight_decay", type=float, default=None,
+                   help=f"default: {default.weight_decay:g} ({mobilenet['weight_decay']:g} "
+                        "for MobileNetV2 from scratch)")
     p.add_argument("--label-smoothing", dest="label_smoothing", type=float,
                    default=default.label_smoothing)
     p.add_argument("--no-augment", dest="augment", action="store_false",

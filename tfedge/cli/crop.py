@@ -25,7 +25,8 @@ import logging
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ._shell import EXIT_OK, check_input_file, check_output_file, epochs_help
+from ._shell import (EXIT_OK, check_input_file, check_output_file, epochs_help,
+                     optimizer_fields)
 from .._errors import TfedgeError
 
 __all__ = ["register"]
@@ -189,8 +190,8 @@ def cmd_crop_train(args: argparse.Namespace) -> int:
     crop_config = CropTrainConfig(resolution=args.resolution, crop=_crop_config(args),
                                   jitter=jitter, copies=args.copies,
                                   predicted_copies=args.predicted_copies if args.predictor else 0)
-    config = TrainConfig(**args.epochs, batch_size=args.batch_size,
-                         learning_rate=args.learning_rate, seed=args.seed)
+    config = TrainConfig(**args.epochs, batch_size=args.batch_size, seed=args.seed,
+                         **optimizer_fields(args.model, learning_rate=args.learning_rate))
     predictor = (load_predictor(check_input_file(args.predictor, "--predictor"))
                  if args.predictor else None)
     dataset = dataset_from_args(args)
@@ -361,8 +362,9 @@ def register(subparsers: Any) -> None:
                    help="crop at the exact true boxes")
     p.add_argument("--epochs", type=parse_epochs, default=str(train.epochs), help=epochs_help())
     p.add_argument("--batch-size", dest="batch_size", type=int, default=train.batch_size)
-    p.add_argument("--learning-rate", dest="learning_rate", type=float,
-                   default=train.learning_rate)
+    p.add_argument("--learning-rate", dest="learning_rate", type=float, default=None,
+                   help=f"default: {train.learning_rate:g}, or the family recipe's for a "
+                        "registry model trained from scratch (tfedge.FAMILY_RECIPES)")
     p.add_argument("--seed", type=int, default=train.seed)
     _add_crop_flags(p, "the library default")
     add_data_flags(p)
