@@ -265,6 +265,8 @@ def test_train_picks_the_family_recipe_unless_told_otherwise(model, flags, expec
 
 
 def test_crop_train_gives_a_mobilenetv2_its_family_recipe(monkeypatch):
+    from types import SimpleNamespace
+
     import tfedge.cli as cli
     from tfedge.cli import _data_flags
     from tfedge.crop import _classifier_crops
@@ -274,8 +276,6 @@ def test_crop_train_gives_a_mobilenetv2_its_family_recipe(monkeypatch):
     def capture(model, train, *, config, **kwargs):
         seen[model] = config
         raise SystemExit(0)
-
-    from types import SimpleNamespace
 
     data = SimpleNamespace(train=None, val=None, name="stand-in")
     monkeypatch.setattr(_data_flags, "dataset_from_args", lambda args: data)
