@@ -66,7 +66,7 @@ __all__ = [
     "make_strategy", "STRATEGIES", "with_model_classes",
     "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
     "AUTO_EPOCHS_CAP", "AUTO_PATIENCE", "above_chance", "chance_warning", "FAMILY_RECIPES",
-    "scratch_recipe", "recipe_with_choices",
+    "scratch_recipe", "recipe_with_choices", "describe_fields",
 ]
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,12 @@ def scratch_recipe(model: str) -> dict[str, Any]:
         if str(model).startswith(family):
             return dict(recipe)
     return {}
+
+
+def describe_fields(fields: Mapping[str, Any]) -> str:
+    """``"optimizer sgd, learning_rate 0.05"``: config fields as a log reads them."""
+    return ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                     for key, value in fields.items())
 
 
 def recipe_with_choices(model: str, chosen: Mapping[str, Any]) -> dict[str, Any]:

@@ -131,15 +131,14 @@ def optimizer_fields(model: str, *, opt_out: str = "", **chosen) -> dict:
     and, with ``opt_out``, the flag that declines it."""
     import logging
 
-    from .._train import recipe_with_choices
+    from .._train import describe_fields, recipe_with_choices
 
     fields = recipe_with_choices(model, chosen)
     from_recipe = {key: value for key, value in fields.items() if chosen.get(key) is None}
     if from_recipe:
         logging.getLogger("tfedge").info(
             "training %s from scratch with its family's recipe: %s (tfedge.FAMILY_RECIPES%s)",
-            model, ", ".join(f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
-                             for key, value in from_recipe.items()),
+            model, describe_fields(from_recipe),
             f"; {opt_out} for the default" if opt_out else "")
     return fields
 

@@ -240,7 +240,7 @@ def _base_step(run: _Run, fp: str) -> Path:
         run.step("base", inputs, [], given, f"given classifier {path.name}")
         run.hashes["base.keras"] = inputs["model_sha256"]
         return path
-    from .._train import scratch_recipe
+    from .._train import describe_fields, scratch_recipe
 
     out = run.dir / "base.keras"
     # A family that does not start under the default optimiser gets its own recipe (recorded
@@ -261,8 +261,7 @@ def _base_step(run: _Run, fp: str) -> Path:
         return {"val_top1": result.val.top1 if result.val else None,
                 "train_seconds": result.train_seconds}
 
-    how = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}"
-                  for k, v in recipe.items())
+    how = f", {describe_fields(recipe)}" if recipe else ""
     run.step("base", inputs, [out], train, f"train {cfg.model} at {cfg.resolution} px, "
              f"{cfg.epochs} epochs{how}", scratch=[_backup(out)])
     return out

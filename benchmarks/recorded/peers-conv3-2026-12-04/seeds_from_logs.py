@@ -55,7 +55,8 @@ def main(paths: list[str]) -> None:
                                "stop_reason": budget["stop_reason"], "train_seconds": None,
                                "source": "peers_seed0_mobilenetv2_sweep.json"}
     ref = json.loads((HERE / "peers_3seeds_mobilenetv2_035.json").read_text())
-    by_kind = {r["kind"]: r for r in ref["rows"] if r["kind"] in ("crop", "cascade")}
+    by_kind = {r["kind"]: r for r in ref["rows"] if r["kind"] in ("base", "crop", "cascade")}
+    swept_ms = {r["kind"]: r["int8_ms"] for r in sweep["rows"] if r["kind"] in ("crop", "cascade")}
     ref_seeds = list(ref["seeds"])
     crop = dict(zip(ref_seeds, by_kind["crop"]["top1_per_seed"]))
     cascade = dict(zip(ref_seeds, by_kind["cascade"]["top1_per_seed"]))
@@ -72,8 +73,11 @@ def main(paths: list[str]) -> None:
                "train_minutes": [None if seeds[s]["train_seconds"] is None
                                  else round(seeds[s]["train_seconds"] / 60, 1) for s in order],
                "source": [seeds[s].get("source", "log") for s in order]}
+        row["minus_base_points"] = round(100 * (row["top1_mean"] - by_kind["base"]["top1_mean"]), 1)
         if peer in swept:
             row["int8_ms"] = swept[peer]["int8_ms"]
+            # time of the crop pipeline / cascade over the peer's, all timed in the sweep's run
+            row["int8_ratio"] = {k: round(ms / row["int8_ms"], 3) for k, ms in swept_ms.items()}
         if all(s in crop for s in order):
             row["crop_minus_peer_points"] = [round(100 * (crop[s] - seeds[s]["test_top1"]), 1)
                                              for s in order]
@@ -84,9 +88,14 @@ def main(paths: list[str]) -> None:
               f" per seed {' / '.join(f'{t:.3f}' for t in top1)}, epochs {row['epochs']}"
               f" (best {row['best_epoch']}), {row['macs'] / 1e6:.1f} M MACs"
               + (f", int8 {row['int8_ms']:.3f} ms" if "int8_ms" in row else ""))
+        print(f"  minus the base's mean: {row['minus_base_points']:+.1f} points")
         if "crop_minus_peer_points" in row:
-            print(f"  crop pipeline minus peer, per seed: {row['crop_minus_peer_points']};"
-                  f" cascade minus peer: {row['cascade_minus_peer_points']}")
+            print(f"  crop pipeline minus peer, per seed: {row['crop_minus_peer_points']}"
+                  f" (means {100 * (by_kind['crop']['top1_mean'] - row['top1_mean']):+.1f});"
+                  f" cascade minus peer: {row['cascade_minus_peer_points']}"
+                  f" (means {100 * (by_kind['cascade']['top1_mean'] - row['top1_mean']):+.1f})")
+        if "int8_ratio" in row:
+            print(f"  int8 time over the peer's, the sweep's run: {row['int8_ratio']}")
     print(json.dumps({"peers": rows, "seeds": ref_seeds,
                       "crop_per_seed": [crop[s] for s in ref_seeds],
                       "cascade_per_seed": [cascade[s] for s in ref_seeds]}, sort_keys=True))
