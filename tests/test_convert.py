@@ -196,6 +196,12 @@ def test_check_tolerance():
     message = check_tolerance(0.735, 0.712, 1.0)
     assert message == ("int8 top-1 0.712 is 2.3 points below float 0.735 (tolerance 1): use more "
                        "calibration images (--calibration-size), or raise --tolerance")
+    # One image of 45 is 2.2 points: more calibration images cannot fix that, say what can.
+    message = check_tolerance(0.444, 0.422, 1.0, count=45)
+    assert message == ("int8 top-1 0.422 is 2.2 points below float 0.444 (tolerance 1): the check "
+                       "had only 45 images (one image is 2.2 points): check on more images, or "
+                       "raise --tolerance to 2.2")
+    assert "--calibration-size" in check_tolerance(0.735, 0.712, 1.0, count=1000)
 
 
 def _split(n: int, seed: int) -> ImageSplit:

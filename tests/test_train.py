@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from tfedge import TfedgeError
-from tfedge._train import (TrainConfig, accuracy_from_logits, evaluate_classifier, load_classifier,
-                           read_sidecar, recalibrate_batchnorm, train_classifier)
+from tfedge._train import (TrainConfig, accuracy_from_logits, ends_in_softmax, evaluate_classifier,
+                           load_classifier, read_sidecar, recalibrate_batchnorm, train_classifier,
+                           with_logits)
 
 from conftest import make_colour_split
 
@@ -213,6 +214,46 @@ def test_load_classifier_errors_name_the_fix(tmp_path):
     (tmp_path / "m.h5").write_bytes(b"")
     with pytest.raises(TfedgeError, match="not a .keras model file"):
         load_classifier(tmp_path / "m.h5")
+
+
+def _softmax(logits):
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_softmax_classifiers_are_used_by_their_logits(tmp_path, colour_split):
+    """keras.applications classifiers end in a softmax. tfedge's losses, distillation, exit
+    rule and bundles apply softmax themselves: on probabilities they trained a squashed loss
+    (and conversion refused the model only at the very end)."""
+    import keras
+
+    app = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=3,
+                                         alpha=0.35)
+    path = tmp_path / "app.keras"
+    app.save(path)
+    x = colour_split.images[:4].astype("float32")
+    loaded = load_classifier(path)
+    assert ends_in_softmax(app) and not ends_in_softmax(loaded)
+    np.testing.assert_allclose(_softmax(np.asarray(loaded(x))), np.asarray(app(x)), atol=1e-6)
+
+    inputs = keras.Input((32, 32, 3))
+    logits = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(inputs))
+    for head in (keras.layers.Softmax(), keras.layers.Activation("softmax")):
+        model = keras.Model(inputs, head(logits))
+        stripped = with_logits(model)
+        assert ends_in_softmax(model), "the given model is never changed"
+        assert stripped.output_shape == (None, 3) and not ends_in_softmax(stripped)
+        np.testing.assert_allclose(_softmax(np.asarray(stripped(x))), np.asarray(model(x)),
+                                   atol=1e-6)
+    assert with_logits(loaded) is loaded  # logits already: the same model
+
+    # Training an in-memory softmax model trains (and writes) its logits.
+    out = tmp_path / "trained.keras"
+    train_classifier(app, colour_split.take(32), output=out,
+                     config=TrainConfig(epochs=1, steps_per_epoch=1, batch_size=16, augment=None,
+                                        bn_recalibration_batches=1))
+    assert ends_in_softmax(app)
+    assert not ends_in_softmax(keras.models.load_model(out, compile=False))
 
 
 def test_corrupt_sidecar_is_reported(tmp_path):

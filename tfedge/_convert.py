@@ -169,19 +169,6 @@ def _positive(value: Any, name: str) -> int:
     return int(value)
 
 
-def _ends_in_softmax(model) -> bool:
-    """Whether the model's output is a softmax (probabilities) rather than logits."""
-    import keras
-
-    last = model.layers[-1] if getattr(model, "layers", None) else None
-    if last is None:
-        return False
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    activation = getattr(last, "activation", None)
-    return getattr(activation, "__name__", "") == "softmax"
-
-
 def _load_model(model):
     if isinstance(model, (str, os.PathLike)):
         from ._train import load_classifier
@@ -278,7 +265,8 @@ def convert_classifier(
     })
     log.info("float top-1 %.4f, int8 top-1 %.4f, agreement %.4f (%d images)",
              metrics["float_top1"], metrics["int8_top1"], metrics["agreement"], metrics["count"])
-    problem = check_tolerance(metrics["float_top1"], metrics["int8_top1"], tolerance_points)
+    problem = check_tolerance(metrics["float_top1"], metrics["int8_top1"], tolerance_points,
+                              count=metrics["count"])
     if problem:
         raise ConversionCheckError(problem, metrics)
     return data, metrics
@@ -305,7 +293,7 @@ def convert_classifier_bundle(
     metrics. Nothing is written when the accuracy check fails.
     """
     from ._macs import count_macs
-    from ._train import read_sidecar
+    from ._train import ends_in_softmax, read_sidecar
     from .bundle import StageEntry, write_bundle
     from .litert import TfliteModel
 
@@ -321,7 +309,7 @@ def convert_classifier_bundle(
                               f"the dataset has {list(check.class_names)[:5]}...: convert with "
                               "the dataset the model was trained on")
     labels = [str(label) for label in labels]
-    if _ends_in_softmax(keras_model):
+    if ends_in_softmax(keras_model):
         raise ModelConfigError(f"model {keras_model.name!r} ends in a softmax: bundles hold "
                                "logits (the cascade applies softmax itself); remove the final "
                                "softmax (e.g. Dense(n) with no activation) and convert again")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import re
 import sys
 import warnings
@@ -75,15 +76,26 @@ class ConversionCheckError(TfedgeError):
 # --------------------------------------------------------------------------- pure helpers
 
 
-def check_tolerance(float_top1: float, int8_top1: float, tolerance_points: float) -> Optional[str]:
-    """The failure message if int8 top-1 is more than ``tolerance_points`` below float, else None."""
+def check_tolerance(float_top1: float, int8_top1: float, tolerance_points: float, *,
+                    count: Optional[int] = None, subject: str = "int8 top-1",
+                    reference: str = "float") -> Optional[str]:
+    """The failure message if int8 top-1 is more than ``tolerance_points`` below float, else None.
+
+    ``count``: the images the two were measured on. When one image is worth more than
+    the tolerance, the message says so: more calibration images cannot fix a drop of a
+    single image, a larger check or a looser tolerance can.
+    """
     drop = (float_top1 - int8_top1) * _POINTS_PER_UNIT
     # A tiny epsilon keeps a drop of exactly the tolerance (up to float error) a pass.
     if drop <= tolerance_points + 1e-9:
         return None
-    return (f"int8 top-1 {int8_top1:.3f} is {drop:.1f} points below float {float_top1:.3f} "
-            f"(tolerance {tolerance_points:g}): use more calibration images "
-            "(--calibration-size), or raise --tolerance")
+    fix = "use more calibration images (--calibration-size), or raise --tolerance"
+    if count and _POINTS_PER_UNIT / count > tolerance_points:
+        fix = (f"the check had only {count} images (one image is "
+               f"{_POINTS_PER_UNIT / count:.1f} points): check on more images, or raise "
+               f"--tolerance to {math.ceil(drop * 10 - 1e-6) / 10:g}")
+    return (f"{subject} {int8_top1:.3f} is {drop:.1f} points below {reference} "
+            f"{float_top1:.3f} (tolerance {tolerance_points:g}): {fix}")
 
 
 def _pin_input_range(batch: np.ndarray) -> np.ndarray:

@@ -63,6 +63,7 @@ from .data._types import Split
 __all__ = [
     "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
     "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
+    "ends_in_softmax", "with_logits",
     "make_strategy", "STRATEGIES", "with_model_classes",
     "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
     "AUTO_EPOCHS_CAP", "AUTO_PATIENCE", "above_chance", "chance_warning", "FAMILY_RECIPES",
@@ -437,11 +438,49 @@ def load_classifier(path: Union[str, os.PathLike]):
         raise TfedgeError(f"{str(path)!r} is not a .keras model file: save Keras models "
                           "with model.save('name.keras')")
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a bad file
         raise TfedgeError(f"cannot load {str(path)!r} as a Keras model ({exc.__class__.__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''}): re-save it with "
                           "Keras 3 model.save") from exc
+    return with_logits(model, str(path))
+
+
+def ends_in_softmax(model) -> bool:
+    """Whether the model's output is a softmax (probabilities) rather than logits."""
+    import keras
+
+    last = model.layers[-1] if getattr(model, "layers", None) else None
+    if last is None:
+        return False
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def with_logits(model, where: str = ""):
+    """``model`` itself, or, when it ends in a softmax (``keras.applications`` classifiers
+    do), a copy whose output is the logits before it.
+
+    tfedge's losses, distillation, exit rule and bundles all apply softmax themselves:
+    on probabilities they would train a squashed loss and confidences without a word.
+    ``where`` names the model in the log line. The given model is never changed.
+    """
+    import keras
+
+    if not ends_in_softmax(model):
+        return model
+    last = model.layers[-1]
+    if isinstance(last, keras.layers.Softmax) or isinstance(last, keras.layers.Activation):
+        logits = keras.Model(model.inputs, last.input, name=model.name)
+    else:  # Dense(..., activation="softmax"): the same layer without its activation
+        logits = keras.models.clone_model(model)
+        logits.set_weights(model.get_weights())
+        logits.layers[-1].activation = keras.activations.get("linear")
+    log.info("%s ends in a softmax (layer %r): tfedge uses the logits before it (its losses, "
+             "exit rule and bundles apply softmax themselves)", where or model.name, last.name)
+    return logits
 
 
 def read_sidecar(path: Union[str, os.PathLike]) -> dict[str, Any]:
@@ -665,6 +704,7 @@ def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
     from .models import build_model, get_spec
 
     if isinstance(model_or_name, keras.Model):
+        model_or_name = with_logits(model_or_name)
         if synchronized_bn:
             copy = keras.models.clone_model(model_or_name)
             copy.set_weights(model_or_name.get_weights())

@@ -398,9 +398,9 @@ def convert_cascade_bundle(
     calibrated on its own windows, and every crop (calibration, both checks)
     is cut at refined boxes; the figures' MACs include its passes.
     """
-    from .._convert import (ConversionCheckError, _check_settings, _ends_in_softmax, _subset,
-                            check_tolerance, quantize_int8)
-    from .._train import load_classifier
+    from .._convert import (ConversionCheckError, _check_settings, _subset, check_tolerance,
+                            quantize_int8)
+    from .._train import ends_in_softmax, load_classifier
     from ..runtime.bundle import PredictorEntry, StageEntry, write_bundle
     from ..runtime.interpreter import TfliteModel
 
@@ -419,7 +419,7 @@ def convert_cascade_bundle(
     models = [load_classifier(spec.stage_path(k)) for k in range(spec.num_stages)]
     for k, model in enumerate(models):
         _check_model(model, k, spec)  # a stage retrained since 'cascade build': stop before work
-        if _ends_in_softmax(model):
+        if ends_in_softmax(model):
             raise TfedgeError(f"stage {k} model {model.name!r} ends in a softmax: bundles hold "
                               "logits (the cascade applies softmax itself); remove the final "
                               "softmax and rebuild the cascade")
@@ -558,12 +558,10 @@ def convert_cascade_bundle(
     log.info("float cascade top-1 %.4f at %.0f MACs; int8 cascade top-1 %.4f at %.0f MACs "
              "(agreement %.4f)", float_out.top1, float_out.expected_macs, int8_out.top1,
              int8_out.expected_macs, agreement)
-    if check_tolerance(float_out.top1, int8_out.top1, tolerance_points):
-        raise ConversionCheckError(
-            f"int8 cascade top-1 {int8_out.top1:.3f} is {metrics['top1_drop_points']:.1f} points "
-            f"below the float cascade's {float_out.top1:.3f} (tolerance {tolerance_points:g}): "
-            "use more calibration images (--calibration-size), or raise --tolerance",
-            {**metrics, "stages": stage_metrics})
+    problem = check_tolerance(float_out.top1, int8_out.top1, tolerance_points, count=len(chk),
+                              subject="int8 cascade top-1", reference="the float cascade's")
+    if problem:
+        raise ConversionCheckError(problem, {**metrics, "stages": stage_metrics})
 
     entries = []
     for k, (stage, data) in enumerate(zip(spec.stages, stage_bytes)):

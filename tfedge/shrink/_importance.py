@@ -272,7 +272,9 @@ class TaylorImportance(_ActivationCriterion):
     def accumulate(self, features, refs, calibration, model, graph):
         import tensorflow as tf
 
-        from_logits = not _ends_in_softmax(model)
+        from .._train import ends_in_softmax
+
+        from_logits = not ends_in_softmax(model)
         totals = {r: np.zeros(graph.shape(r)[-1]) for r in refs}
         for images, labels in _batches(calibration):
             with tf.GradientTape() as tape:
@@ -292,12 +294,6 @@ class TaylorImportance(_ActivationCriterion):
 def _model_input(model: Any) -> Any:
     """The input tensor(s) in the structure the model was built with (no Keras warning)."""
     return model.inputs[0] if len(model.inputs) == 1 else model.inputs
-
-
-def _ends_in_softmax(model: Any) -> bool:
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    return type(last).__name__ == "Softmax" or getattr(act, "__name__", "") == "softmax"
 
 
 IMPORTANCES: dict[str, type] = {
