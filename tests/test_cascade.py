@@ -555,6 +555,16 @@ def test_build_calibrate_evaluate_convert_end_to_end(tmp_path, capsys):
     assert cli("cascade", "calibrate", "--cascade", str(cascade), "--mode", "budget",
                "--macs-budget", str(spec.predictor_macs + spec.stage_macs[0]
                                     + 0.5 * spec.stage_macs[1])) == 0  # the recorded data
+    # A ratio is of the last stage's MACs (as tfedge compress --macs-budget is of the base's);
+    # a number that is neither a ratio nor a plausible count stops with one line.
+    ratio = tmp_path / "ratio.json"
+    assert cli("cascade", "calibrate", "--cascade", str(cascade), "--mode", "budget",
+               "--macs-budget", "0.9", "--output", str(ratio)) == 0
+    assert load_cascade(ratio).calibration["macs_budget"] == pytest.approx(0.9 * spec.stage_macs[-1])
+    capsys.readouterr()
+    assert cli("cascade", "calibrate", "--cascade", str(cascade), "--mode", "budget",
+               "--macs-budget", "50", "--output", str(ratio)) == 2
+    assert "write a ratio as 0.5 (not 50)" in capsys.readouterr().err
     spec = load_cascade(cascade)
     assert spec.calibrated and spec.calibration["split"] == "val"
     assert spec.calibration["exact"] and spec.calibration["val_expected_macs"] <= \

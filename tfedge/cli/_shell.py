@@ -18,7 +18,9 @@ the first second, not after training, and a FIFO never blocks a reader.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -28,8 +30,8 @@ from ..runtime.commandline import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT
 from ..runtime.commandline import run_cli as _run_cli
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
-           "check_input_file", "check_output_file", "epochs_help", "optimizer_fields", "run_cli",
-           "user_error_line"]
+           "check_input_file", "check_output_file", "epochs_help", "optimizer_fields",
+           "parse_macs", "run_cli", "user_error_line"]
 
 
 def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] = None) -> Path:
@@ -151,3 +153,30 @@ def epochs_help() -> str:
             f"for {AUTO_PATIENCE} epochs (at most {AUTO_EPOCHS_CAP}) and keep the best epoch's "
             "weights; 'auto:CAP', 'auto:CAP:PATIENCE' or 'auto:CAP:PATIENCE:MIN' set those (MIN: "
             "never stop before that epoch, for slow starters)")
+
+
+_MAC_AMOUNT = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)\s*$", re.IGNORECASE)
+_MAC_SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
+#: Below this an absolute count is surely a mistyped ratio (50 for 0.5): no CNN has so few MACs.
+MIN_ABSOLUTE_MACS = 1000
+
+
+def parse_macs(text: str, flag: str, of: str) -> float:
+    """A MAC amount given on the command line: a ratio of ``of`` up to 1 (``0.5``) or a MAC
+    count (``20000000``, ``20M``, ``2e7``, ``500k``, ``1.5G``).
+
+    Returns the ratio (``<= 1``) or the count (``>= MIN_ABSOLUTE_MACS``); the caller
+    multiplies a ratio by its reference. ``flag`` and ``of`` (e.g. ``"the base's MACs"``)
+    name both in the errors, which also refuse the ambiguous middle (``50`` meant as 0.5).
+    """
+    match = _MAC_AMOUNT.match(str(text))
+    if not match:
+        raise TfedgeError(f"{flag} {text!r} is not a number: give a ratio of {of} (e.g. 0.5) "
+                          "or a MAC count (e.g. 20M)")
+    value = float(match.group(1)) * _MAC_SUFFIXES[match.group(2).lower()]
+    if not math.isfinite(value) or value <= 0:
+        raise TfedgeError(f"{flag} {text!r} must be above 0: e.g. 0.5 or 20M")
+    if 1 < value < MIN_ABSOLUTE_MACS:
+        raise TfedgeError(f"{flag} {text} is neither a ratio of {of} up to 1 nor a plausible "
+                          "MAC count: write a ratio as 0.5 (not 50), a count as 20M")
+    return value

@@ -5,7 +5,7 @@ Usage:
         [--criterion max_softmax|margin|entropy[,...]] [--accumulate-weight W]
         [--crop-margin 0.15] [--crop-min-size 0.2] [--crop-no-square] [--crop-scales ...]
   tfedge cascade calibrate --cascade cascade.json [--mode accuracy --target last|best|0.85
-        [--target-offset POINTS] | --mode budget --macs-budget 25e6] [--split val]
+        [--target-offset POINTS] | --mode budget --macs-budget 0.5|25M] [--split val]
   tfedge cascade evaluate --cascade cascade.json [--split test] [--plot curve.png]
 
 ``build`` writes an uncalibrated ``cascade.json`` (stages cheapest first,
@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from ._data_flags import (_filled, cascade_dataset, dataset_from_args, given_data_flags,
                           source_from_data_flags, unset_data_defaults)
-from ._shell import EXIT_OK, EXIT_USAGE
+from ._shell import EXIT_OK, EXIT_USAGE, parse_macs
 from .._errors import TfedgeError
 from .._train import read_sidecar
 from ..cascade._dataset import (check_models_trained_on, dataset_record,
@@ -167,6 +167,19 @@ def _split(args: argparse.Namespace, spec: Any, name: str):
     return dataset, split
 
 
+def _macs_budget(text: str, spec) -> float:
+    """``--macs-budget`` in MACs: a ratio (up to 1) of the last stage's MACs, as ``tfedge compress
+    --macs-budget`` takes a ratio of the base's, or a count (``25M``)."""
+    amount = parse_macs(text, "--macs-budget", "the last stage's MACs")
+    if amount > 1:
+        return amount
+    last = spec.stages[-1]
+    budget = amount * last.macs
+    log.info("MAC budget: %g x the last stage's (%s) %.2f MMACs = %.2f MMACs per image, "
+             "predictor included", amount, last.name, last.macs / _MEGA, budget / _MEGA)
+    return budget
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from ..cascade._cascade import load_cascade, save_cascade
     from ..cascade._evaluate import calibrate_cascade, choose_exit_rule, compute_stage_logits
@@ -177,9 +190,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise TfedgeError(f"--output must end in .json, got {str(output)!r}")
     if args.mode == "budget" and args.macs_budget is None:
         raise TfedgeError("--mode budget needs --macs-budget (expected MACs per image, predictor "
-                          "included), e.g. --macs-budget 25e6")
+                          "included): a ratio of the last stage's MACs (e.g. 0.5) or a count "
+                          "(e.g. 25M)")
     if args.mode == "accuracy" and args.macs_budget is not None:
         raise TfedgeError("--macs-budget applies to --mode budget: drop it, or add --mode budget")
+    macs_budget = None if args.macs_budget is None else _macs_budget(args.macs_budget, spec)
     if args.split == "test":
         log.warning("calibrating on the test split: its figures are then no longer held out; "
                     "report them from another split")
@@ -190,7 +205,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.search_rules:
         spec, result, rows = choose_exit_rule(spec, val, mode=args.mode, target=target,
                                               target_offset_points=args.target_offset,
-                                              macs_budget=args.macs_budget, split_name=args.split)
+                                              macs_budget=macs_budget, split_name=args.split)
         for row in rows:
             print(f"  {row['criterion']:<11s} weight {row['accumulate_weight']:<4g} {args.split} "
                   f"top-1 {row['val_top1']:.4f} at {row['val_expected_macs'] / _MEGA:.2f} MMACs"
@@ -200,7 +215,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     else:
         spec, result = calibrate_cascade(spec, val, mode=args.mode, target=target,
                                          target_offset_points=args.target_offset,
-                                         macs_budget=args.macs_budget, split_name=args.split)
+                                         macs_budget=macs_budget, split_name=args.split)
     save_cascade(spec, output)
     print(f"{args.split}: top-1 {result.val_top1:.4f} at {result.val_expected_macs / _MEGA:.2f} "
           f"expected MMACs; exits {', '.join(f'{f:.3f}' for f in result.val_exit_fractions)} "
@@ -264,11 +279,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     cascade = subparsers.add_parser(
         "cascade", help="build, calibrate and evaluate an early-exit cascade",
-        description=__doc__.split("\n\n")[0] + " Run 'tfedge cascade COMMAND --help'.")
+        description=__doc__.split("\n\n")[0].replace("``", "") + " Run 'tfedge cascade COMMAND --help'.")
     sub = cascade.add_subparsers(title="cascade commands", metavar="COMMAND")
     cascade.set_defaults(func=lambda args: (cascade.print_help(sys.stderr), EXIT_USAGE)[1])
 
-    p = sub.add_parser("build", help="write an uncalibrated cascade.json from ..cascade.keras stages",
+    p = sub.add_parser("build", help="write an uncalibrated cascade.json from .keras stages",
                        description="Describe a cascade: classifiers cheapest first, an optional "
                                    "foreground predictor and crop geometry, one exit criterion "
                                    "per stage.")
@@ -317,8 +332,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                         "validation, default) or 'best' (the best single stage)")
     p.add_argument("--target-offset", dest="target_offset", type=float, default=0.0,
                    help="points added to --target (e.g. -0.5 to trade half a point for MACs)")
-    p.add_argument("--macs-budget", dest="macs_budget", type=float, default=None,
-                   help="expected MACs per image allowed, predictor included (budget mode)")
+    p.add_argument("--macs-budget", dest="macs_budget", type=str, default=None,
+                   help="budget mode: expected MACs per image allowed, predictor included: a "
+                        "ratio of the last stage's MACs (0.5) or a count (25M, 2.5e7)")
     p.add_argument("--split", type=str, default="val", choices=["train", "val", "test"],
                    help="the split thresholds are chosen on (default val)")
     p.add_argument("--search-rules", dest="search_rules", action="store_true",

@@ -20,39 +20,25 @@ import argparse
 import hashlib
 import json
 import logging
-import math
-import re
 from pathlib import Path
 from typing import Any
 
 from .._errors import TfedgeError
+from ._shell import parse_macs
 
 __all__ = ["register", "parse_target", "cmd_shrink"]
 
 log = logging.getLogger("tfedge.shrink")
 
-_SUFFIXES = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
-_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmg]?)\s*$", re.IGNORECASE)
 _HASH_CHUNK = 1 << 20
-#: Below this an absolute target is surely a mistyped ratio (50 for 0.5): no CNN has so few MACs.
-MIN_ABSOLUTE_MACS = 1000
 
 
 def parse_target(text: str) -> float:
     """``--target-macs``: a ratio below 1 (``0.5``) or absolute MACs (``20000000``, ``20M``, ``1.5G``)."""
-    match = _NUMBER.match(str(text))
-    if not match:
-        raise TfedgeError(f"--target-macs {text!r} is not a number: give a ratio of the base's "
-                          "MACs below 1 (e.g. 0.5) or a MAC count (e.g. 20M)")
-    value = float(match.group(1)) * _SUFFIXES[match.group(2).lower()]
-    if not math.isfinite(value) or value <= 0:
-        raise TfedgeError(f"--target-macs {text!r} must be above 0: e.g. 0.5 or 20M")
+    value = parse_macs(text, "--target-macs", "the base's MACs")
     if value == 1:
         raise TfedgeError("--target-macs 1 keeps the whole base: give a ratio below 1 "
                           "(e.g. 0.5) or a MAC count below the base's")
-    if 1 < value < MIN_ABSOLUTE_MACS:
-        raise TfedgeError(f"--target-macs {text} is neither a ratio below 1 nor a plausible MAC "
-                          f"count: write a ratio as 0.5 (not 50), a count as 20M")
     return value
 
 
@@ -138,6 +124,13 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     save_classifier(result.model, output, meta)
     log.info("wrote %s: %.2f MMACs (%.1f%% of the base), val top-1 %.4f", output,
              result.macs / 1e6, 100.0 * result.macs / base_macs, result.val_top1 or float("nan"))
+    if not result.reached:  # said here too: a resumed search does not repeat its warning
+        got, wanted = ((f"{result.int8_ms:.3f} int8 ms", f"{result.target_ms:.3f} ms")
+                       if result.target_ms is not None else
+                       (f"{result.macs / 1e6:.2f} MMACs", f"{result.target_macs / 1e6:.2f} MMACs"))
+        log.warning("%s is above the target: %s against %s (nothing could shrink further; "
+                    "lower --min-resolution or --round-to, or allow more --dimensions)",
+                    output, got, wanted)
     summary: dict[str, Any] = {
         "model": str(output), "method": args.method, "macs": result.macs, "base_macs": base_macs,
         "macs_ratio": result.macs / base_macs, "target_macs": result.target_macs,
