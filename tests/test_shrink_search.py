@@ -302,6 +302,29 @@ def test_each_baseline_lands_on_its_target(method, tiny):
     assert out.shape == (1, 3)
 
 
+def test_bn_baseline_ranks_equal_scales_evenly_across_groups():
+    from tfedge.shrink._baselines import _global_ranks
+
+    # Distinct scales: network slimming's global order.
+    ranks = _global_ranks({"a": np.array([0.1, 0.5]), "b": np.array([0.3])})
+    assert ranks["a"].tolist() == [0, 2] and ranks["b"].tolist() == [1]
+    # Equal scales: the last channels of every group go first, in proportion to group size.
+    ranks = _global_ranks({"a": np.ones(4), "b": np.ones(2)})
+    assert ranks["a"].tolist() == [5, 3, 2, 0] and ranks["b"].tolist() == [4, 1]
+
+
+def test_bn_baseline_lands_on_its_target_when_every_scale_is_equal():
+    """An untrained model's BatchNorm scales are all 1: a threshold on the value alone cut
+    every channel at once (EfficientNetB0 asked for 50% of its MACs got 3%)."""
+    from tfedge.models import build_model, get_spec
+    from tfedge.shrink._baselines import BASELINES
+
+    model = build_model(get_spec(TINY_MODEL, num_classes=3, resolution=TINY_RESOLUTION))
+    target = _macs(model) // 2
+    macs = _macs(BASELINES["bn"](model, target, None, round_to=4))
+    assert 0.8 * target <= macs <= target
+
+
 def test_shrink_to_target_fine_tunes_a_baseline_with_distillation(tiny):
     from tfedge.shrink._baselines import run_shrink, shrink_to_target
 

@@ -117,6 +117,25 @@ def _raw_gammas(model, groups) -> dict[str, np.ndarray]:
     return out
 
 
+def _global_ranks(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each channel's rank (0: the first to go) in one ordering of every group's channels: by
+    score, equal scores by their position in their group, last first.
+
+    Equal |gamma| are common (an untrained model's are all 1): a threshold on the value
+    alone removed every tied channel at once (EfficientNetB0 asked for 50% of its MACs got
+    3%). Ranked this way, ties shrink every group by the same fraction, like a width
+    multiplier, and distinct scores keep network slimming's order.
+    """
+    names = list(scores)
+    values = np.concatenate([np.asarray(scores[n], np.float64) for n in names])
+    position = np.concatenate([-(np.arange(len(scores[n])) + 0.5) / len(scores[n]) for n in names])
+    order = np.lexsort((position, values))  # the last key is the primary one
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    bounds = np.cumsum([len(scores[n]) for n in names])[:-1]
+    return dict(zip(names, np.split(rank, bounds)))
+
+
 def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
                protect: Sequence[str] = (), mode: str = "coupled"):
     """Network slimming: channels whose |gamma| is under one global threshold go."""
@@ -127,6 +146,7 @@ def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
         raise api.ShrinkError(f"model {model.name!r} has no BatchNorm in its prunable channel "
                               "groups: the bn baseline needs BatchNorm scales")
     pooled = np.sort(np.concatenate(list(scores.values())))
+    ranks = _global_ranks(scores)
     importance = fixed_scores(scores)
     sizes = {g.name: int(g.size) for g in groups if g.name in scores}
     built: dict[Any, tuple[Any, int]] = {}
@@ -145,9 +165,7 @@ def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
         if keep >= 1.0:
             return {name: 1.0 for name in scores}
         cut = int(np.floor((1.0 - keep) * len(pooled)))
-        threshold = float(pooled[min(cut, len(pooled) - 1)])
-        return {name: max(MIN_KEEP_RATIO, float(np.mean(s > threshold)))
-                for name, s in scores.items()}
+        return {name: max(MIN_KEEP_RATIO, float(np.mean(r > cut))) for name, r in ranks.items()}
 
     def cost(keep: float) -> int:
         return build(ratios_at(keep))[1]
