@@ -400,7 +400,7 @@ def convert_cascade_bundle(
     """
     from .._convert import (ConversionCheckError, _check_settings, _subset, check_tolerance,
                             quantize_int8)
-    from .._train import ends_in_softmax, load_classifier
+    from .._train import load_classifier
     from ..runtime.bundle import PredictorEntry, StageEntry, write_bundle
     from ..runtime.interpreter import TfliteModel
 
@@ -419,10 +419,6 @@ def convert_cascade_bundle(
     models = [load_classifier(spec.stage_path(k)) for k in range(spec.num_stages)]
     for k, model in enumerate(models):
         _check_model(model, k, spec)  # a stage retrained since 'cascade build': stop before work
-        if ends_in_softmax(model):
-            raise TfedgeError(f"stage {k} model {model.name!r} ends in a softmax: bundles hold "
-                              "logits (the cascade applies softmax itself); remove the final "
-                              "softmax and rebuild the cascade")
     predictor = None
     if spec.predictor is not None:
         from ..crop import load_predictor, predictor_spec_of
