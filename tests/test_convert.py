@@ -250,6 +250,19 @@ def test_bundle_refuses_softmax_outputs(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_bundle_of_other_classes_names_the_folder_the_sidecar_records(tmp_path, trained):
+    from tfedge._convert import convert_classifier_bundle
+    from tfedge._train import save_classifier
+
+    path = save_classifier(trained, tmp_path / "m.keras", {
+        "class_names": ["x", "y", "z"],
+        "dataset_info": {"kind": "folders", "path": "/data/shapes"}})
+    with pytest.raises(TfedgeError, match=r"trained on classes \['x', 'y', 'z'\].*its sidecar "
+                                          r"names the folder '/data/shapes': --data /data/shapes"):
+        convert_classifier_bundle(path, _split(10, 6), _split(10, 7), tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
 # --------------------------------------------------------------------------- bundle + real model
 
 

@@ -297,17 +297,21 @@ def convert_classifier_bundle(
     from .bundle import StageEntry, write_bundle
     from .litert import TfliteModel
 
-    sidecar_names = None
+    sidecar: dict[str, Any] = {}
     if isinstance(model, (str, os.PathLike)):
-        sidecar_names = read_sidecar(model).get("class_names")
+        sidecar = read_sidecar(model)
+    sidecar_names = sidecar.get("class_names")
     keras_model = _load_model(model)
     outputs = int(keras_model.output_shape[-1])
     if labels is None:
         labels = sidecar_names if sidecar_names else list(check.class_names)
         if sidecar_names and tuple(sidecar_names) != tuple(check.class_names):
+            info = sidecar.get("dataset_info") or {}
+            where = (f" (its sidecar names the folder {info['path']!r}: --data {info['path']})"
+                     if info.get("kind") == "folders" and info.get("path") else "")
             raise TfedgeError(f"the model was trained on classes {list(sidecar_names)[:5]}... but "
                               f"the dataset has {list(check.class_names)[:5]}...: convert with "
-                              "the dataset the model was trained on")
+                              f"the dataset the model was trained on{where}")
     labels = [str(label) for label in labels]
     if ends_in_softmax(keras_model):
         raise ModelConfigError(f"model {keras_model.name!r} ends in a softmax: bundles hold "

@@ -114,9 +114,11 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     else:
         result = run_shrink(base, args.method, target, train, val, config=config,
                             output_dir=output.parent, name=output.stem)
-    # Keep what the base's sidecar says about its inputs (a crop classifier stays one).
-    inherited = {k: base_meta[k] for k in ("crop", "input", "dataset_info") if k in base_meta}
+    # Keep what the base's sidecar says about its inputs (a crop classifier stays one); the
+    # data is this run's (its fine-tune trained on it), so conversion can name it.
+    inherited = {k: base_meta[k] for k in ("crop", "input") if k in base_meta}
     meta = {**inherited, "class_names": list(train.class_names), "dataset": dataset.name,
+            "dataset_info": dataset.info,
             "shrink": result.record(),
             "base_model": {"path": str(base_path.resolve()), "sha256": _sha256(base_path),
                            "macs": base_macs},
