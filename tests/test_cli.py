@@ -339,3 +339,22 @@ def test_debug_flag_shows_tensorflow_chatter_and_its_absence_hides_it(monkeypatc
     assert main([]) == 2
     assert not _quiet.debug_enabled()
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("text, value", [("0.5", 0.5), ("1", 1.0), ("25M", 25e6), ("2.5e7", 2.5e7),
+                                         ("1000", 1000.0)])
+def test_mac_amounts_are_ratios_up_to_1_or_counts(text, value):
+    from tfedge.cli._shell import parse_macs
+
+    assert parse_macs(text, "--macs-budget", "the last stage's MACs") == value
+
+
+@pytest.mark.parametrize("text, fragment", [("50", "not 50"), ("1.5", "neither a ratio"),
+                                            ("0", "above 0"), ("half", "not a number")])
+def test_mac_amounts_refuse_typos_naming_the_flag(text, fragment):
+    from tfedge import TfedgeError
+    from tfedge.cli._shell import parse_macs
+
+    with pytest.raises(TfedgeError, match="--macs-budget") as exc:
+        parse_macs(text, "--macs-budget", "the last stage's MACs")
+    assert fragment in str(exc.value)
