@@ -298,6 +298,19 @@ def test_report_is_self_contained_with_every_image_embedded(tmp_path):
         assert all(isinstance(r[k], (int, float)) for k in ("top1", "macs", "int8_ms"))
     assert any("under-trained" in line for line in summary["reading"])
     assert "crop+shrink+cascade" in page and "0.6800" in page
+    assert "on the held-out split" in page
+
+
+def test_report_says_when_its_figures_are_not_held_out(tmp_path):
+    """A folder without a test split is measured on val, where early stopping and the
+    thresholds were chosen: the report must not call that held out."""
+    from tfedge.compress._report import write_report
+
+    measured = {**_fake_measured(tmp_path), "split": "val"}
+    write_report(tmp_path / "report", run_record=_run_record(tmp_path), measured=measured)
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "held-out split" not in page
+    assert "on the val split, which is not held out" in page and "test/ class folders" in page
 
 
 @pytest.mark.skipif(not (shutil.which("chromium") or shutil.which("chromium-browser")),

@@ -82,36 +82,43 @@ def draw_grid(path: Path, images: Sequence[np.ndarray], *, labels: np.ndarray,
         ax.set_title(f"{'OK' if ok else 'WRONG'}: {class_names[int(predictions[i])]}\n"
                      f"(true {class_names[int(labels[i])]}, exit {int(exits[i])})",
                      fontsize=9, color="black" if ok else _COLOURS["predicted"])
-    legend = [Line2D([0], [0], color=_COLOURS["true"], lw=2, label="true box"),
-              Line2D([0], [0], color=_COLOURS["predicted"], lw=2, label="predicted box (int8)"),
+    legend = [Line2D([0], [0], color=_COLOURS["predicted"], lw=2, label="predicted box (int8)"),
               Line2D([0], [0], color=_COLOURS["window"], lw=1.5, ls="--",
                      label="crop window the classifier sees")]
-    fig.legend(handles=legend, loc="lower center", ncol=3, frameon=False, fontsize=9)
+    if true_boxes is not None and not np.isnan(true_boxes[:n]).all():  # else none is drawn
+        legend.insert(0, Line2D([0], [0], color=_COLOURS["true"], lw=2, label="true box"))
+    fig.legend(handles=legend, loc="lower center", ncol=len(legend), frameon=False, fontsize=9)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     _save(fig, path)
 
 
 def _tradeoff_plot(path: Path, rows: Sequence[Mapping[str, Any]],
-                   curve: Sequence[Mapping[str, Any]]) -> None:
+                   curve: Sequence[Mapping[str, Any]], split: str = "test") -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     if curve:
         ax.plot([p["expected_macs"] / 1e6 for p in curve], [p["top1"] for p in curve], "-",
-                color="#999999", lw=1, label="cascade, other thresholds (test)")
+                color="#999999", lw=1, label=f"cascade, other thresholds ({split})")
+    # Rows at the same point (a cascade that exits at its first stage every time) get one
+    # label, not two drawn over each other.
+    labels: dict[tuple[float, float], list[str]] = {}
     for r in rows:
         ax.scatter(r["macs"] / 1e6, r["top1"], s=45, zorder=3)
-        ax.annotate(r["method"], (r["macs"] / 1e6, r["top1"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        labels.setdefault((r["macs"] / 1e6, r["top1"]), []).append(r["method"])
+    for point, names in labels.items():
+        ax.annotate(" = ".join(names), point, textcoords="offset points", xytext=(5, 4),
+                    fontsize=8, annotation_clip=False)
+    ax.margins(x=0.12, y=0.08)  # room for the labels of the outermost points
     ax.set_xlabel("MACs per image (millions; cascade: expected)")
-    ax.set_ylabel("top-1 on the test split")
+    ax.set_ylabel(f"top-1 on the {split} split")
     ax.grid(alpha=0.3)
     if curve:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     ax.set_title("accuracy versus compute")
     _save(fig, path)
 
 
-def _exits_plot(path: Path, cascade: Mapping[str, Any]) -> None:
+def _exits_plot(path: Path, cascade: Mapping[str, Any], split: str = "test") -> None:
     plt = _pyplot()
     names = [s["name"] for s in cascade["stages"]]
     x = np.arange(len(names))
@@ -119,7 +126,7 @@ def _exits_plot(path: Path, cascade: Mapping[str, Any]) -> None:
     ax.bar(x - 0.18, cascade["float_exit_fractions"], 0.36, label="float")
     ax.bar(x + 0.18, cascade["int8_exit_fractions"], 0.36, label="int8 bundle")
     ax.set_xticks(x, [f"stage {k}\n{n}" for k, n in enumerate(names)], fontsize=8)
-    ax.set_ylabel("share of test images leaving here")
+    ax.set_ylabel(f"share of {split} images leaving here")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("where images exit the cascade")
@@ -206,8 +213,9 @@ def write_report(report_dir: Path, *, run_record: Mapping[str, Any],
     cascade = measured["cascade"]
     tradeoff, exits, grid = (report_dir / "accuracy_vs_macs.png", report_dir / "exits.png",
                              report_dir / measured["grid"])
-    _tradeoff_plot(tradeoff, rows, cascade.get("curve", []))
-    _exits_plot(exits, cascade)
+    split = measured.get("split", "test")
+    _tradeoff_plot(tradeoff, rows, cascade.get("curve", []), split)
+    _exits_plot(exits, cascade, split)
     summary = {"format": SUMMARY_FORMAT, "version": 1, "ablation": rows,
                "data": run_record["data"], "settings": run_record["settings"],
                "measured": {k: v for k, v in measured.items() if k != "rows"},
@@ -220,9 +228,13 @@ def write_report(report_dir: Path, *, run_record: Mapping[str, Any],
     base_macs = next(r["macs"] for r in rows if r["method"] == "base")
     verify = run_record["steps"].get("verify", {})
     notes = [
-        "Top-1: float Keras models on the held-out split; the cascade also as the int8 bundle "
-        "run by the device runtime. MACs include the foreground predictor; the cascade's are "
-        "the expected MACs per image.",
+        ("Top-1: float Keras models on the held-out split; " if split == "test" else
+         f"Top-1: float Keras models on the {html.escape(split)} split, which is not held out: "
+         "this data has no test split, and early stopping and the cascade's thresholds were "
+         "chosen on it (give the folder train/, val/ and test/ class folders for held-out "
+         "figures); ")
+        + "the cascade also as the int8 bundle run by the device runtime. MACs include the "
+        "foreground predictor; the cascade's are the expected MACs per image.",
         f"int8 ms: {html.escape(measured['timing'])}; a pipeline sums its models' medians "
         "(the cascade weights each stage by the share of frames reaching it); decoding and "
         "cropping are not included.",
