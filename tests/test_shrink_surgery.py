@@ -317,6 +317,39 @@ def test_zero_mask_removal_keras_applications(name):
     _check_zero_mask_removal(model)
 
 
+@pytest.mark.parametrize("name", ["resnet10_025", "mobilenetv2_035", *APPLICATIONS])
+def test_width_macs_from_channel_counts_match_the_built_model(name):
+    """The width search counts MACs of channel counts without building models; it must
+    agree exactly with the counter on the model shrink_width builds."""
+    from tfedge.shrink._width_macs import width_macs_function
+
+    model = APPLICATIONS[name]() if name in APPLICATIONS else _registry(name)
+    rng = np.random.default_rng(0)
+    for mode in ("coupled", "inner"):
+        groups = [g for g in find_channel_groups(model, mode=mode) if g.prunable]
+        macs = width_macs_function(model, groups)
+        assert macs is not None, (name, mode)
+        assert macs({}) == count_macs(model).macs
+        ratios = {g.name: float(rng.uniform(0.05, 1.0)) for g in groups}
+        shrunk = shrink_width(model, ratios, importance="l1", round_to=8, mode=mode)
+        counts = {g.name: round_keep(g.size, ratios[g.name], 8) for g in groups}
+        assert macs(counts) == count_macs(shrunk).macs, (name, mode)
+
+
+def test_width_search_builds_every_try_when_the_arithmetic_disagrees(monkeypatch):
+    import tfedge.shrink._width_macs as width_macs
+    from tfedge.shrink._search import width_within
+
+    model = _registry("resnet10_025")
+    scores = {g.name: np.arange(g.size, 0, -1.0) for g in find_channel_groups(model)
+              if g.prunable}
+    target = count_macs(model).macs // 2
+    _, right, _ = width_within(model, target, scores, round_to=8)
+    monkeypatch.setattr(width_macs, "width_macs_function", lambda m, g: lambda counts: 1)
+    shrunk, macs, _ = width_within(model, target, scores, round_to=8)
+    assert macs == right == count_macs(shrunk).macs <= target
+
+
 # --------------------------------------------------------------------------- importance
 
 def test_each_importance_scores_every_channel():

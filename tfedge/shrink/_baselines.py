@@ -34,7 +34,8 @@ from ._finetune import finetune_with_distillation
 from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, _evaluate, _macs,
                       _resolution, _shrink_api, architecture_of, bisect_largest,
                       bisect_largest_int, calibration_arrays, compound_search, fill_counts,
-                      fixed_scores, head, resolve_target, width_within)
+                      _search_by_arithmetic, fixed_scores, head, resolve_target,
+                      width_within)
 
 __all__ = ["BASELINES", "METHODS", "shrink_to_target", "run_shrink", "MIN_KEEP_RATIO"]
 
@@ -167,17 +168,23 @@ def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
         cut = int(np.floor((1.0 - keep) * len(pooled)))
         return {name: max(MIN_KEEP_RATIO, float(np.mean(r > cut))) for name, r in ranks.items()}
 
-    def cost(keep: float) -> int:
-        return build(ratios_at(keep))[1]
+    def search(cost):
+        if cost(ratios_at(0.0)) > target:
+            return None
+        keep = bisect_largest(lambda k: cost(ratios_at(k)), target, 0.0, 1.0)
+        # The budget the threshold's jumps left, filled notch by notch as for the other methods.
+        counts = {n: api.round_keep(sizes[n], r, round_to) for n, r in ratios_at(keep).items()}
+        filled = fill_counts(sizes, counts, round_to,
+                             lambda c: cost({n: min(1.0, c[n] / sizes[n]) for n in c}) <= target)
+        return keep, filled, {n: min(1.0, filled[n] / sizes[n]) for n in filled}
 
-    if cost(0.0) > target:
-        raise _cannot_reach("bn", cost(0.0), target)
-    keep = bisect_largest(cost, target, 0.0, 1.0)
-    # The budget the threshold's jumps left, filled notch by notch as for the other methods.
+    found = _search_by_arithmetic(model, [g for g in groups if g.name in scores], sizes,
+                                  round_to, search, build)
+    if found is None:
+        raise _cannot_reach("bn", build(ratios_at(0.0))[1], target)
+    keep, filled, final = found
     counts = {n: api.round_keep(sizes[n], r, round_to) for n, r in ratios_at(keep).items()}
-    filled = fill_counts(sizes, counts, round_to,
-                         lambda c: build({n: min(1.0, c[n] / sizes[n]) for n in c})[1] <= target)
-    shrunk, _ = build({n: min(1.0, filled[n] / sizes[n]) for n in filled})
+    shrunk, _ = build(final)
     cut = int(np.floor((1.0 - keep) * len(pooled)))
     return shrunk, {"channels_kept": round(float(keep), 6),
                     "gamma_threshold": float(pooled[min(cut, len(pooled) - 1)]),

@@ -505,7 +505,9 @@ def width_within(model, target: int, scores: Mapping[str, np.ndarray], *, round_
     (bisection), then the budget left filled group by group (:func:`fill_counts`).
 
     scores: per-group channel scores (which channels stay). Returns ``(model, macs,
-    detail)``, or None when even ``lo`` exceeds the target.
+    detail)``, or None when even ``lo`` exceeds the target. The MACs of the counts tried
+    are computed from the channel counts (:func:`width_macs_function`); only the model
+    returned is built (and its MACs counted, which must agree, else every try is built).
     """
     api = _shrink_api()
     importance = fixed_scores(scores)
@@ -522,18 +524,52 @@ def width_within(model, target: int, scores: Mapping[str, np.ndarray], *, round_
             built[key] = (shrunk, _macs(shrunk))
         return built[key]
 
-    if build(float(lo))[1] > target:
-        return None
-    ratio = bisect_largest(lambda r: build(float(r))[1], target, float(lo), float(hi))
-    counts = {n: api.round_keep(size, ratio, round_to) for n, size in sizes.items()}
-
     def ratios(c: Mapping[str, int]) -> dict[str, float]:
         return {n: min(1.0, c[n] / sizes[n]) for n in c}
 
-    filled = fill_counts(sizes, counts, round_to, lambda c: build(ratios(c))[1] <= target)
-    grown = sum(filled[n] != counts[n] for n in counts)
-    shrunk, macs = build(ratios(filled)) if grown else build(float(ratio))
+    def search(cost: Callable[[Any], int]):
+        if cost(float(lo)) > target:
+            return None
+        ratio = bisect_largest(lambda r: cost(float(r)), target, float(lo), float(hi))
+        counts = {n: api.round_keep(size, ratio, round_to) for n, size in sizes.items()}
+        filled = fill_counts(sizes, counts, round_to, lambda c: cost(ratios(c)) <= target)
+        grown = sum(filled[n] != counts[n] for n in counts)
+        return ratio, grown, (ratios(filled) if grown else float(ratio))
+
+    found = _search_by_arithmetic(model, groups, sizes, round_to, search, build)
+    if found is None:
+        return None
+    ratio, grown, keep = found
+    shrunk, macs = build(keep)
     return shrunk, macs, {"keep_ratio": round(float(ratio), 6), "groups_grown": grown}
+
+
+def _search_by_arithmetic(model, groups, sizes: Mapping[str, int], round_to: int,
+                          search: Callable[[Callable[[Any], int]], Any],
+                          build: Callable[[Any], tuple[Any, int]]):
+    """Run ``search(cost)`` with ``cost(keep)`` (a common keep ratio, or ratios by group name)
+    computed from channel counts, check the keep it chose by building that one model, and
+    search again building every try when the two disagree (or no arithmetic applies)."""
+    api = _shrink_api()
+    from ._width_macs import width_macs_function
+
+    estimate = width_macs_function(model, groups)
+
+    def counted(keep) -> int:
+        if isinstance(keep, float):
+            return estimate({n: api.round_keep(size, keep, round_to) for n, size in sizes.items()})
+        return estimate({n: api.round_keep(sizes[n], r, round_to) for n, r in keep.items()})
+
+    def built(keep) -> int:
+        return build(keep)[1]
+
+    if estimate is not None:
+        found = search(counted)
+        if found is not None and built(found[-1]) == counted(found[-1]):
+            return found
+        log.debug("channel-count MACs disagree with the built model for %s: building every "
+                  "try", model.name)
+    return search(built)
 
 
 # --------------------------------------------------------------------------- candidate steps
