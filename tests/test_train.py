@@ -256,6 +256,19 @@ def test_softmax_classifiers_are_used_by_their_logits(tmp_path, colour_split):
     assert not ends_in_softmax(keras.models.load_model(out, compile=False))
 
 
+def test_a_given_classifier_whose_outputs_are_not_the_classes_is_refused(tmp_path, colour_split):
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(inputs)))
+    path = tmp_path / "five.keras"
+    model.save(path)
+    for given in (model, str(path)):
+        with pytest.raises(TfedgeError, match="has 5 outputs but the data has 3 classes: give it "
+                                              "a head of 3"):
+            train_classifier(given, colour_split.take(16), config=TrainConfig(epochs=1, **QUICK))
+
+
 def test_corrupt_sidecar_is_reported(tmp_path):
     (tmp_path / "m.keras").write_bytes(b"")
     (tmp_path / "m.keras.json").write_text("{oops")

@@ -63,7 +63,7 @@ from .data._types import Split
 __all__ = [
     "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
     "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
-    "ends_in_softmax", "with_logits",
+    "ends_in_softmax", "with_logits", "check_outputs",
     "make_strategy", "STRATEGIES", "with_model_classes",
     "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
     "AUTO_EPOCHS_CAP", "AUTO_PATIENCE", "above_chance", "chance_warning", "FAMILY_RECIPES",
@@ -446,6 +446,17 @@ def load_classifier(path: Union[str, os.PathLike]):
     return with_logits(model, str(path))
 
 
+def check_outputs(model, num_classes: int, where: str = "") -> None:
+    """Stop when a given classifier's outputs are not the data's classes: trained as it is,
+    the extra outputs were never a label and conversion refused the model at the end."""
+    outputs = int(model.output_shape[-1])
+    if outputs != int(num_classes):
+        raise ModelConfigError(
+            f"{where or model.name} has {outputs} outputs but the data has {num_classes} "
+            f"classes: give it a head of {num_classes} (e.g. keras.applications models take "
+            f"classes={num_classes}), or train a registry model (--model resnet10_050)")
+
+
 def ends_in_softmax(model) -> bool:
     """Whether the model's output is a softmax (probabilities) rather than logits."""
     import keras
@@ -705,13 +716,16 @@ def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
 
     if isinstance(model_or_name, keras.Model):
         model_or_name = with_logits(model_or_name)
+        check_outputs(model_or_name, num_classes)
         if synchronized_bn:
             copy = keras.models.clone_model(model_or_name)
             copy.set_weights(model_or_name.get_weights())
             return copy
         return model_or_name
     if isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".keras"):
-        return load_classifier(model_or_name)
+        model = load_classifier(model_or_name)
+        check_outputs(model, num_classes, str(model_or_name))
+        return model
     overrides = {"num_classes": num_classes}
     if resolution is not None:
         overrides["resolution"] = resolution

@@ -92,8 +92,8 @@ def cmd_shrink(args: argparse.Namespace) -> int:
         raise TfedgeError("--output is the base model itself: write the shrunk model elsewhere")
 
     from .._macs import count_macs
-    from .._train import (evaluate_classifier, load_classifier, read_sidecar, save_classifier,
-                         with_model_classes)
+    from .._train import (check_outputs, evaluate_classifier, load_classifier, read_sidecar,
+                         save_classifier, with_model_classes)
     from ..shrink._baselines import run_shrink
 
     base = load_classifier(base_path)
@@ -106,6 +106,7 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     train = with_model_classes(dataset.train, class_names)
     val = with_model_classes(dataset.val, class_names)
+    check_outputs(base, train.num_classes, str(base_path))
     if target is None:  # an int8 latency target: compound shrinking measures every step
         from ..shrink._search import compound_search
 

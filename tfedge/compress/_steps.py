@@ -228,13 +228,15 @@ def _base_step(run: _Run, fp: str) -> Path:
         inputs = {"data": fp, "model_file": str(path), "model_sha256": tree_sha256(path)}
 
         def given() -> dict[str, Any]:
-            from .._train import read_sidecar
+            from .._train import check_outputs, load_classifier, read_sidecar
 
             names = read_sidecar(path).get("class_names")
             if names is not None and tuple(names) != tuple(run.dataset.class_names):
                 raise TfedgeError(f"{path} was trained on classes {list(names)[:4]}..., the data "
                                   f"has {list(run.dataset.class_names)[:4]}...: give a base "
                                   "trained on this dataset's classes")
+            # Before the box steps: a wrong head would otherwise stop the run at the crop step.
+            check_outputs(load_classifier(path), len(run.dataset.class_names), str(path))
             return {"given": str(path)}
 
         run.step("base", inputs, [], given, f"given classifier {path.name}")
