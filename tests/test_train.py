@@ -11,7 +11,7 @@ import pytest
 from tfedge import TfedgeError
 from tfedge._train import (TrainConfig, accuracy_from_logits, ends_in_softmax, evaluate_classifier,
                            load_classifier, read_sidecar, recalibrate_batchnorm, train_classifier,
-                           with_logits)
+                           with_logits, with_new_head)
 
 from conftest import make_colour_split
 
@@ -192,7 +192,7 @@ def test_dataset_with_more_classes_than_model_outputs_is_rejected(colour_split):
     from tfedge.models import create_model
 
     model = create_model(TINY_MODEL, resolution=32, num_classes=2)
-    with pytest.raises(TfedgeError, match="build the model with num_classes=3"):
+    with pytest.raises(TfedgeError, match="has 2 outputs but the data has 3 classes"):
         train_classifier(model, colour_split, config=TrainConfig(epochs=1, **QUICK))
 
 
@@ -264,9 +264,33 @@ def test_a_given_classifier_whose_outputs_are_not_the_classes_is_refused(tmp_pat
     path = tmp_path / "five.keras"
     model.save(path)
     for given in (model, str(path)):
-        with pytest.raises(TfedgeError, match="has 5 outputs but the data has 3 classes: give it "
-                                              "a head of 3"):
+        with pytest.raises(TfedgeError, match="has 5 outputs but the data has 3 classes: train "
+                                              "it with a new head"):
             train_classifier(given, colour_split.take(16), config=TrainConfig(epochs=1, **QUICK))
+
+
+def test_new_head_replaces_the_final_dense_layer_and_keeps_the_body(tmp_path, colour_split):
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="body")(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1000, name="head")(features),
+                        name="tiny_c1000")
+    replaced = with_new_head(model, 3)
+    assert replaced.output_shape == (None, 3) and replaced.name == "tiny_c3"
+    assert replaced.get_layer("head") is not model.get_layer("head")
+    np.testing.assert_array_equal(replaced.get_layer("body").get_weights()[0],
+                                  model.get_layer("body").get_weights()[0])
+    out = tmp_path / "t.keras"
+    trained, _ = train_classifier(model, colour_split.take(16), new_head=True, output=out,
+                                  config=TrainConfig(epochs=1, **QUICK))
+    assert trained.output_shape == (None, 3) and read_sidecar(out)["num_classes"] == 3
+    with pytest.raises(TfedgeError, match="registry model .* is built for the data's classes"):
+        train_classifier(TINY_MODEL, colour_split.take(16), new_head=True, resolution=32,
+                         config=TrainConfig(epochs=1, **QUICK))
+    pooled = keras.Model(inputs, features)
+    with pytest.raises(TfedgeError, match="ends in GlobalAveragePooling2D"):
+        with_new_head(pooled, 3)
 
 
 def test_corrupt_sidecar_is_reported(tmp_path):

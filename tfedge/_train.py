@@ -45,6 +45,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -63,7 +64,7 @@ from .data._types import Split
 __all__ = [
     "TrainConfig", "TrainResult", "EvalResult", "train_classifier", "evaluate_classifier",
     "predict_logits", "recalibrate_batchnorm", "load_classifier", "save_classifier",
-    "ends_in_softmax", "with_logits", "check_outputs",
+    "ends_in_softmax", "with_logits", "check_outputs", "with_new_head",
     "make_strategy", "STRATEGIES", "with_model_classes",
     "TrainingTask", "EarlyStopping", "LoopResult", "run_training", "parse_epochs",
     "AUTO_EPOCHS_CAP", "AUTO_PATIENCE", "above_chance", "chance_warning", "FAMILY_RECIPES",
@@ -453,8 +454,28 @@ def check_outputs(model, num_classes: int, where: str = "") -> None:
     if outputs != int(num_classes):
         raise ModelConfigError(
             f"{where or model.name} has {outputs} outputs but the data has {num_classes} "
-            f"classes: give it a head of {num_classes} (e.g. keras.applications models take "
-            f"classes={num_classes}), or train a registry model (--model resnet10_050)")
+            f"classes: train it with a new head (tfedge train --new-head), give it a head of "
+            f"{num_classes} (keras.applications models take classes={num_classes}), or train "
+            "a registry model (--model resnet10_050)")
+
+
+def with_new_head(model, num_classes: int, where: str = ""):
+    """``model`` with its final Dense layer replaced by a new one of ``num_classes`` logits
+    (the same name, fresh weights); everything before it is kept, weights included."""
+    import keras
+
+    last = model.layers[-1]
+    if not isinstance(last, keras.layers.Dense):
+        raise ModelConfigError(f"a new head replaces the final Dense layer, but "
+                               f"{where or model.name} ends in {type(last).__name__} "
+                               f"{last.name!r}: end it in Dense(classes)")
+    head = keras.layers.Dense(int(num_classes), name=last.name)
+    # A registry name ends in its class count (..._c1000): say the new one.
+    name = re.sub(r"_c\d+$", f"_c{int(num_classes)}", model.name)
+    replaced = keras.Model(model.inputs, head(last.input), name=name)
+    log.info("%s: head %r (%d outputs) replaced by a new Dense layer of %d classes",
+             where or model.name, last.name, int(last.units), int(num_classes))
+    return replaced
 
 
 def ends_in_softmax(model) -> bool:
@@ -708,7 +729,7 @@ def _make_optimizer(config: TrainConfig, steps_per_epoch: int):
 
 
 def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
-                   synchronized_bn: bool):
+                   synchronized_bn: bool, new_head: bool = False):
     """Build (or copy) the student inside the current strategy scope."""
     import keras
 
@@ -716,6 +737,8 @@ def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
 
     if isinstance(model_or_name, keras.Model):
         model_or_name = with_logits(model_or_name)
+        if new_head:
+            model_or_name = with_new_head(model_or_name, num_classes)
         check_outputs(model_or_name, num_classes)
         if synchronized_bn:
             copy = keras.models.clone_model(model_or_name)
@@ -724,8 +747,13 @@ def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
         return model_or_name
     if isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".keras"):
         model = load_classifier(model_or_name)
+        if new_head:
+            model = with_new_head(model, num_classes, str(model_or_name))
         check_outputs(model, num_classes, str(model_or_name))
         return model
+    if new_head:
+        raise TfedgeError("a new head replaces the head of a given .keras classifier; a "
+                          f"registry model ({model_or_name!r}) is built for the data's classes")
     overrides = {"num_classes": num_classes}
     if resolution is not None:
         overrides["resolution"] = resolution
@@ -1062,6 +1090,7 @@ def train_classifier(
     resolution: Optional[int] = None,
     metadata: Optional[dict] = None,
     stop_after_epochs: Optional[int] = None,
+    new_head: bool = False,
 ):
     """Train a classifier on ``train``; return ``(model, TrainResult)``.
 
@@ -1077,6 +1106,8 @@ def train_classifier(
         run started again with the same arguments resumes from the last one.
     stop_after_epochs: stop (keeping the backup) after this many epochs of this
         call, as if killed; used to test resuming.
+    new_head: replace a given model's final Dense layer by a new one for this data's
+        classes (transfer learning, e.g. from ``tfedge import``), seeded like the rest.
     """
     import keras
     import tensorflow as tf
@@ -1101,7 +1132,8 @@ def train_classifier(
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         student = _resolve_model(model, train.num_classes, resolution,
-                                 synchronized_bn=config.strategy == "multi-worker")
+                                 synchronized_bn=config.strategy == "multi-worker",
+                                 new_head=new_head)
         _check_labels(student, train)
         res = model_resolution(student)
         if resolution is not None and resolution != res:

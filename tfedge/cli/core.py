@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     dataset = dataset_from_args(args)
     model, result = train_classifier(
         args.model, dataset.train, val=dataset.val, config=config, teacher=args.teacher,
-        output=output, resolution=args.resolution,
+        output=output, resolution=args.resolution, new_head=args.new_head,
         metadata={"dataset": dataset.name, "dataset_info": dataset.info})
     report = count_macs(model)
     summary = {"model": model.name, "output": str(output), "epochs": result.epochs_run,
@@ -231,6 +231,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resolution", type=int, default=None,
                    help="input side in pixels (default: the dataset's image size for the "
                         "benchmark, else the variant's)")
+    p.add_argument("--new-head", dest="new_head", action="store_true",
+                   help="replace the .keras model's final Dense layer by a new one for this "
+                        "data's classes (transfer learning, e.g. from 'tfedge import')")
     p.add_argument("--teacher", type=str, default=None, help="a .keras classifier to distil from")
     p.add_argument("--epochs", type=parse_epochs, default=str(default.epochs), help=epochs_help())
     p.add_argument("--batch-size", dest="batch_size", type=int, default=default.batch_size)
