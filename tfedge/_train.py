@@ -472,10 +472,16 @@ def with_new_head(model, num_classes: int, where: str = ""):
     head = keras.layers.Dense(int(num_classes), name=last.name)
     # A registry name ends in its class count (..._c1000): say the new one.
     name = re.sub(r"_c\d+$", f"_c{int(num_classes)}", model.name)
-    replaced = keras.Model(model.inputs, head(last.input), name=name)
+    replaced = keras.Model(_inputs_of(model), head(last.input), name=name)
     log.info("%s: head %r (%d outputs) replaced by a new Dense layer of %d classes",
              where or model.name, last.name, int(last.units), int(num_classes))
     return replaced
+
+
+def _inputs_of(model):
+    """The model's input tensor(s) in the structure it is called with (one tensor, not a list
+    of one: Keras warns on every call otherwise)."""
+    return model.inputs[0] if len(model.inputs) == 1 else model.inputs
 
 
 def ends_in_softmax(model) -> bool:
@@ -505,7 +511,7 @@ def with_logits(model, where: str = ""):
         return model
     last = model.layers[-1]
     if isinstance(last, keras.layers.Softmax) or isinstance(last, keras.layers.Activation):
-        logits = keras.Model(model.inputs, last.input, name=model.name)
+        logits = keras.Model(_inputs_of(model), last.input, name=model.name)
     else:  # Dense(..., activation="softmax"): the same layer without its activation
         logits = keras.models.clone_model(model)
         logits.set_weights(model.get_weights())
