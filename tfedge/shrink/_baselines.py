@@ -168,27 +168,28 @@ def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
         cut = int(np.floor((1.0 - keep) * len(pooled)))
         return {name: max(MIN_KEEP_RATIO, float(np.mean(r > cut))) for name, r in ranks.items()}
 
+    def ratios(c: Mapping[str, int]) -> dict[str, float]:
+        return {n: min(1.0, c[n] / sizes[n]) for n in c}
+
     def search(cost):
         if cost(ratios_at(0.0)) > target:
             return None
         keep = bisect_largest(lambda k: cost(ratios_at(k)), target, 0.0, 1.0)
         # The budget the threshold's jumps left, filled notch by notch as for the other methods.
         counts = {n: api.round_keep(sizes[n], r, round_to) for n, r in ratios_at(keep).items()}
-        filled = fill_counts(sizes, counts, round_to,
-                             lambda c: cost({n: min(1.0, c[n] / sizes[n]) for n in c}) <= target)
-        return keep, filled, {n: min(1.0, filled[n] / sizes[n]) for n in filled}
+        filled = fill_counts(sizes, counts, round_to, lambda c: cost(ratios(c)) <= target)
+        return keep, sum(filled[n] != counts[n] for n in counts), ratios(filled)
 
     found = _search_by_arithmetic(model, [g for g in groups if g.name in scores], sizes,
                                   round_to, search, build)
     if found is None:
         raise _cannot_reach("bn", build(ratios_at(0.0))[1], target)
-    keep, filled, final = found
-    counts = {n: api.round_keep(sizes[n], r, round_to) for n, r in ratios_at(keep).items()}
+    keep, grown, final = found
     shrunk, _ = build(final)
     cut = int(np.floor((1.0 - keep) * len(pooled)))
     return shrunk, {"channels_kept": round(float(keep), 6),
                     "gamma_threshold": float(pooled[min(cut, len(pooled) - 1)]),
-                    "groups_grown": sum(filled[n] != counts[n] for n in counts)}
+                    "groups_grown": grown}
 
 
 def _resolution_only(model, target: int, calibration=None, *, round_to: int = 8,
