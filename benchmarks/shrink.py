@@ -267,6 +267,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                       round_to=s["round_to"], score=s.get("score", "bn"),
                                       score_finetune_steps=s.get("score_finetune_steps", 20),
                                       importance=s.get("importance", "l1"),
+                                      width_allocation=s.get("width_allocation", "uniform"),
                                       step_macs_fraction=s.get("step_macs_fraction"),
                                       resolution_multiple=s.get("resolution_multiple", 1),
                                       width_step=s["width_step"], val_size=s["search_val_size"],
@@ -355,6 +356,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "finetune_epochs": s["finetune_epochs"], "width_step": s["width_step"],
         "round_to": s["round_to"], "object_size": list(s["object_size"]),
         "score": s.get("score", "bn"), "importance": s.get("importance", "l1"),
+        "width_allocation": s.get("width_allocation", "uniform"),
         "search": {k: s.get(k) for k in ("score_finetune_steps", "step_macs_fraction",
                                          "resolution_multiple", "search_val_size")},
         "budget_note": ("compound's short scoring fine-tunes on its accepted steps are taken off "
@@ -491,6 +493,10 @@ def main() -> None:
                         help="override the MAC fraction one compound step saves")
     parser.add_argument("--importance", type=str, default=None,
                         help="channel criterion of compound's width steps (default bn)")
+    parser.add_argument("--width-allocation", dest="width_allocation", default=None,
+                        choices=["uniform", "global"],
+                        help="how compound's width steps share a cut between layers (default "
+                             "uniform; global: network slimming's one BatchNorm-scale threshold)")
     parser.add_argument("--score-steps", dest="score_steps", type=int, default=None,
                         help="override the distillation steps that score each compound candidate")
     parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
@@ -555,6 +561,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["step_macs_fraction"] = args.step_macs_fraction
     if args.importance is not None:
         overrides["importance"] = args.importance
+    if args.width_allocation is not None:
+        overrides["width_allocation"] = args.width_allocation
     if args.score_steps is not None:
         overrides["score_finetune_steps"] = args.score_steps
     return overrides

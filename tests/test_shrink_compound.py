@@ -73,10 +73,18 @@ def test_choose_step_works_on_milliseconds_as_the_cost():
     (dict(step_macs_fraction=1.0), "step_macs_fraction"), (dict(step_macs_fraction=0), "step_macs_fraction"),
     (dict(resolution_multiple=-1), "resolution_multiple"), (dict(landing_tolerance=1.0), "landing_tolerance"),
     (dict(target_ms=0), "target_ms"), (dict(target_ms=float("inf")), "target_ms"),
-    (dict(target_ms="1"), "target_ms")])
+    (dict(target_ms="1"), "target_ms"), (dict(width_allocation="diagonal"), "width_allocation"),
+    (dict(width_allocation="global", importance="l1"), "importance 'bn'")])
 def test_bad_new_search_settings_are_refused_with_the_bad_value(kwargs, message):
     with pytest.raises(TfedgeError, match=message):
         SearchConfig(**kwargs)
+
+
+def test_width_allocation_is_in_the_fingerprint_only_when_it_is_not_the_default():
+    """Search logs written before the option existed fingerprint a config without it: they
+    must stay resumable, and a global search must not resume a uniform one's log."""
+    assert "width_allocation" not in SearchConfig().to_dict()
+    assert SearchConfig(width_allocation="global").to_dict()["width_allocation"] == "global"
 
 
 # --------------------------------------------------------------------------- on a tiny model
@@ -142,6 +150,45 @@ def test_sized_steps_aligned_sides_landing_and_a_charged_finetune(tiny):
     assert final["dimension"] == "finetune" and 0 < used < budget
     assert (final["epochs"], final["steps_per_epoch"]) == (1, budget - used), \
         "the accepted steps' short fine-tunes come off the final fine-tune"
+
+
+def _with_scales(model, big_layer: str, seed: int = 0):
+    """Small random BatchNorm scales everywhere but ``big_layer``, whose are ten times larger."""
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            low, high = (1.0, 2.0) if layer.name == big_layer else (0.1, 0.2)
+            layer.gamma.assign(rng.uniform(low, high, layer.gamma.shape).astype("float32"))
+    return model
+
+
+def test_global_width_allocation_cuts_the_layers_with_small_batchnorm_scales():
+    """With ``width_allocation="global"`` a width step ranks every group's channels by raw
+    |gamma| together (network slimming), so the group whose scales are ten times larger keeps
+    its channels and the others pay; the uniform allocation cuts every group alike."""
+    from tfedge.models import create_model
+    from tfedge.shrink._search import compound_search
+
+    train, val = make_colour_split(64, seed=0), make_colour_split(16, seed=1)
+    base = _with_scales(create_model("resnet10_025", resolution=32, num_classes=3),
+                        "stage4_block1_bn1")
+    kept = {}
+    for allocation in ("global", "uniform"):
+        config = SearchConfig(target_macs_ratio=0.5, dimensions=("width",), width_step=0.3,
+                              width_allocation=allocation, score="bn", bn_batches=1,
+                              finetune_epochs=0, val_size=16, batch_size=16,
+                              calibration_size=16, round_to=4)
+        result = compound_search(base, train, val, config, progress=False)
+        assert result.reached and result.macs <= config.target(_macs(base))
+        widths = [s for s in result.steps if s["dimension"] == "width"]
+        assert widths and all(s["detail"]["allocation"] == allocation for s in widths)
+        kept[allocation] = {name: result.model.get_layer(name).filters for name in
+                            ("stage4_block1_conv1", "stage3_block1_conv1", "stage2_block1_conv1")}
+    assert kept["global"]["stage4_block1_conv1"] == 128, kept
+    assert kept["global"]["stage3_block1_conv1"] < kept["uniform"]["stage3_block1_conv1"], \
+        "the others pay for it"
+    assert kept["uniform"]["stage4_block1_conv1"] < 128, kept
+    assert base.get_layer("stage4_block1_conv1").filters == 128, "the base is not modified"
 
 
 @pytest.mark.slow
@@ -221,7 +268,10 @@ def test_shrinking_with_bn_batches_zero_keeps_the_models_statistics(tiny):
     (["--target-ms", "0.2", "--method", "l1"], "compound only"),
     (["--target-ms", "-1"], "target_ms must be positive"),
     (["--target-macs", "0.5", "--step-fraction", "1.5"], "step_macs_fraction"),
-    (["--target-macs", "0.5", "--resolution-multiple", "-2"], "resolution_multiple")])
+    (["--target-macs", "0.5", "--resolution-multiple", "-2"], "resolution_multiple"),
+    (["--target-macs", "0.5", "--method", "bn", "--width-allocation", "global"], "--method compound"),
+    (["--target-macs", "0.5", "--width-allocation", "global", "--importance", "l1"],
+     "importance 'bn'")])
 def test_cli_latency_target_and_step_flags_give_one_line_errors(tmp_path, capsys, extra, fragment):
     from tfedge.cli import build_parser
     from tfedge.cli._shell import run_cli

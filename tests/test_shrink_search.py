@@ -303,13 +303,13 @@ def test_each_baseline_lands_on_its_target(method, tiny):
 
 
 def test_bn_baseline_ranks_equal_scales_evenly_across_groups():
-    from tfedge.shrink._baselines import _global_ranks
+    from tfedge.shrink._search import global_ranks
 
     # Distinct scales: network slimming's global order.
-    ranks = _global_ranks({"a": np.array([0.1, 0.5]), "b": np.array([0.3])})
+    ranks = global_ranks({"a": np.array([0.1, 0.5]), "b": np.array([0.3])})
     assert ranks["a"].tolist() == [0, 2] and ranks["b"].tolist() == [1]
     # Equal scales: the last channels of every group go first, in proportion to group size.
-    ranks = _global_ranks({"a": np.ones(4), "b": np.ones(2)})
+    ranks = global_ranks({"a": np.ones(4), "b": np.ones(2)})
     assert ranks["a"].tolist() == [5, 3, 2, 0] and ranks["b"].tolist() == [4, 1]
 
 

@@ -56,8 +56,8 @@ def _config_from_args(args: argparse.Namespace):
     return SearchConfig(
         target_macs_ratio=0.5, width_step=args.width_step, depth_step=args.depth_step,
         resolution_step=args.resolution_step, min_resolution=args.min_resolution,
-        importance=args.importance, score=args.score, round_to=args.round_to,
-        protect=tuple(args.protect), mode=args.mode,
+        importance=args.importance, width_allocation=args.width_allocation, score=args.score,
+        round_to=args.round_to, protect=tuple(args.protect), mode=args.mode,
         dimensions=tuple(args.dimensions), val_size=args.search_val_size,
         calibration_size=args.calibration_size, bn_batches=args.bn_batches,
         batch_size=args.batch_size, finetune_epochs=args.finetune_epochs,
@@ -80,6 +80,10 @@ def cmd_shrink(args: argparse.Namespace) -> int:
     if args.target_ms is not None and args.method != "compound":
         raise TfedgeError(f"--target-ms works with --method compound only (the {args.method} "
                           "baseline has a MAC knob): use --target-macs for baselines")
+    if args.width_allocation != "uniform" and args.method != "compound":
+        raise TfedgeError(f"--width-allocation shapes compound shrinking's width steps; the "
+                          f"{args.method} baseline has its own allocation (the bn baseline is "
+                          "the global one): leave it out, or use --method compound")
     target = parse_target(args.target_macs) if args.target_macs is not None else None
     config = _config_from_args(args)  # checks --importance, --score, steps and sizes
     base_path, output = Path(args.model), Path(args.output)
@@ -174,6 +178,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--importance", type=str, default="bn",
                    help="channel criterion of width steps: bn (BatchNorm scale, default), l1, "
                         "l2, hrank, taylor")
+    p.add_argument("--width-allocation", dest="width_allocation", default="uniform",
+                   choices=["uniform", "global"],
+                   help="how a width step shares its cut between layers: uniform (every layer "
+                        "keeps the same fraction, default) or global (one threshold on the "
+                        "BatchNorm scales of all layers, as network slimming; with --importance "
+                        "bn)")
     p.add_argument("--score", type=str, default="bn",
                    help="how candidate steps are scored: bn (re-estimate BatchNorm, default) or "
                         "finetune (a few distillation steps each; slower)")

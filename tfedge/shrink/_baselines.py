@@ -31,10 +31,9 @@ import numpy as np
 
 from .._errors import TfedgeError
 from ._finetune import finetune_with_distillation
-from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, _evaluate, _macs,
-                      _resolution, _shrink_api, architecture_of, bisect_largest,
-                      bisect_largest_int, calibration_arrays, compound_search, fill_counts,
-                      _search_by_arithmetic, fixed_scores, head, resolve_target,
+from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, Slimming, _evaluate,
+                      _macs, _resolution, _shrink_api, architecture_of, bisect_largest_int,
+                      calibration_arrays, compound_search, fixed_scores, head, resolve_target,
                       width_within)
 
 __all__ = ["BASELINES", "METHODS", "shrink_to_target", "run_shrink", "MIN_KEEP_RATIO"]
@@ -97,99 +96,16 @@ def _by_criterion(criterion: str):
     return baseline
 
 
-def _raw_gammas(model, groups) -> dict[str, np.ndarray]:
-    """|gamma| per channel of each group with BatchNorm, averaged over its BatchNorm layers.
-
-    Unlike the ``bn`` importance plug-in (normalised per layer, for ranking within a group),
-    these are the raw scales: network slimming compares them across the whole network.
-    Groups without BatchNorm are left out (never pruned by this baseline).
-    """
-    out = {}
-    for g in groups:
-        rows = []
-        for m in g.members:
-            layer = model.get_layer(m.layer)
-            if m.handle == "channel" and type(layer).__name__ == "BatchNormalization" \
-                    and getattr(layer, "scale", True):
-                rows.append(np.abs(np.asarray(layer.gamma.numpy(), np.float64))[
-                    m.offset:m.offset + g.size])
-        if rows:
-            out[g.name] = np.mean(rows, axis=0)
-    return out
-
-
-def _global_ranks(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each channel's rank (0: the first to go) in one ordering of every group's channels: by
-    score, equal scores by their position in their group, last first.
-
-    Equal |gamma| are common (an untrained model's are all 1): a threshold on the value
-    alone removed every tied channel at once (EfficientNetB0 asked for 50% of its MACs got
-    3%). Ranked this way, ties shrink every group by the same fraction, like a width
-    multiplier, and distinct scores keep network slimming's order.
-    """
-    names = list(scores)
-    values = np.concatenate([np.asarray(scores[n], np.float64) for n in names])
-    position = np.concatenate([-(np.arange(len(scores[n])) + 0.5) / len(scores[n]) for n in names])
-    order = np.lexsort((position, values))  # the last key is the primary one
-    rank = np.empty(len(order), np.int64)
-    rank[order] = np.arange(len(order))
-    bounds = np.cumsum([len(scores[n]) for n in names])[:-1]
-    return dict(zip(names, np.split(rank, bounds)))
-
-
 def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
                protect: Sequence[str] = (), mode: str = "coupled"):
     """Network slimming: channels whose |gamma| is under one global threshold go."""
-    api = _shrink_api()
-    groups = _groups(model, protect, mode)
-    scores = _raw_gammas(model, groups)
-    if not scores:
-        raise api.ShrinkError(f"model {model.name!r} has no BatchNorm in its prunable channel "
-                              "groups: the bn baseline needs BatchNorm scales")
-    pooled = np.sort(np.concatenate(list(scores.values())))
-    ranks = _global_ranks(scores)
-    importance = fixed_scores(scores)
-    sizes = {g.name: int(g.size) for g in groups if g.name in scores}
-    built: dict[Any, tuple[Any, int]] = {}
-
-    def build(ratios: Mapping[str, float]) -> tuple[Any, int]:
-        key = tuple(sorted(ratios.items()))
-        if key not in built:
-            shrunk = (model if all(r >= 1.0 for r in ratios.values()) else
-                      api.shrink_width(model, dict(ratios), importance=importance,
-                                       round_to=round_to, protect=protect, mode=mode))
-            built[key] = (shrunk, _macs(shrunk))
-        return built[key]
-
-    def ratios_at(keep: float) -> dict[str, float]:
-        # keep: fraction of all channels above the threshold (the knob the bisection turns).
-        if keep >= 1.0:
-            return {name: 1.0 for name in scores}
-        cut = int(np.floor((1.0 - keep) * len(pooled)))
-        return {name: max(MIN_KEEP_RATIO, float(np.mean(r > cut))) for name, r in ranks.items()}
-
-    def ratios(c: Mapping[str, int]) -> dict[str, float]:
-        return {n: min(1.0, c[n] / sizes[n]) for n in c}
-
-    def search(cost):
-        if cost(ratios_at(0.0)) > target:
-            return None
-        keep = bisect_largest(lambda k: cost(ratios_at(k)), target, 0.0, 1.0)
-        # The budget the threshold's jumps left, filled notch by notch as for the other methods.
-        counts = {n: api.round_keep(sizes[n], r, round_to) for n, r in ratios_at(keep).items()}
-        filled = fill_counts(sizes, counts, round_to, lambda c: cost(ratios(c)) <= target)
-        return keep, sum(filled[n] != counts[n] for n in counts), ratios(filled)
-
-    found = _search_by_arithmetic(model, [g for g in groups if g.name in scores], sizes,
-                                  round_to, search, build)
+    _groups(model, protect, mode)  # names the problem when nothing is prunable
+    slimming = Slimming(model, round_to=round_to, protect=protect, mode=mode)
+    found = slimming.within(target)
     if found is None:
-        raise _cannot_reach("bn", build(ratios_at(0.0))[1], target)
-    keep, grown, final = found
-    shrunk, _ = build(final)
-    cut = int(np.floor((1.0 - keep) * len(pooled)))
-    return shrunk, {"channels_kept": round(float(keep), 6),
-                    "gamma_threshold": float(pooled[min(cut, len(pooled) - 1)]),
-                    "groups_grown": grown}
+        raise _cannot_reach("bn", slimming.at(0.0)[1], target)
+    shrunk, _, detail = found
+    return shrunk, detail
 
 
 def _resolution_only(model, target: int, calibration=None, *, round_to: int = 8,

@@ -64,13 +64,14 @@ from ._resolution import allowed_sides, total_stride
 __all__ = [
     "SearchConfig", "SearchResult", "compound_search", "DIMENSIONS", "SCORES",
     "resolve_target", "step_score", "choose_step", "next_resolution", "bisect_largest",
-    "bisect_largest_int", "remaining_finetune",
+    "bisect_largest_int", "remaining_finetune", "WIDTH_ALLOCATIONS", "Slimming",
 ]
 
 log = logging.getLogger(__name__)
 
 DIMENSIONS = ("depth", "width", "resolution")
 SCORES = ("bn", "finetune")
+WIDTH_ALLOCATIONS = ("uniform", "global")
 SEARCH_FORMAT = "tfedge-shrink-search"
 SEARCH_VERSION = 1
 #: The smallest keep ratio a landing width step tries: every group then keeps ``round_to``.
@@ -265,6 +266,11 @@ class SearchConfig:
     importance: channel criterion for width steps (``l1``, ``l2``, ``bn``, ``hrank``, ``taylor``);
         default ``bn`` (BatchNorm scale): the best width criterion of benchmarks/shrink.py's
         quick runs (docs/shrink.md), where ``l1`` was the worst.
+    width_allocation: how a width step shares the cut between channel groups. ``uniform``:
+        every group keeps the same fraction, its channels chosen by ``importance``.
+        ``global``: network slimming's allocation, one threshold on the raw BatchNorm
+        scales of all groups, so groups keep different fractions (needs ``importance="bn"``
+        and BatchNorm in the groups).
     score: ``bn`` (re-estimate BatchNorm statistics, then validate) or ``finetune``
         (``score_finetune_steps`` distillation steps, then validate).
     round_to: channel counts stay multiples of this (int8 kernels like multiples of 8).
@@ -304,6 +310,7 @@ class SearchConfig:
     resolution_step: Union[int, float] = 16
     min_resolution: int = 32
     importance: str = "bn"
+    width_allocation: str = "uniform"
     score: str = "bn"
     round_to: int = 8
     protect: tuple[str, ...] = ()
@@ -354,6 +361,14 @@ class SearchConfig:
         elif not callable(self.importance):
             raise TfedgeError(f"importance must be a criterion name or a callable, got "
                               f"{self.importance!r}")
+        if self.width_allocation not in WIDTH_ALLOCATIONS:
+            raise TfedgeError(f"unknown width_allocation {self.width_allocation!r}: choose one of "
+                              f"{', '.join(WIDTH_ALLOCATIONS)}")
+        if self.width_allocation == "global" and self.importance != "bn":
+            raise TfedgeError(f"width_allocation 'global' ranks channels by their raw BatchNorm "
+                              f"scales across layers (network slimming): other criteria's scores "
+                              f"do not compare between layers. Use importance 'bn' with it, or "
+                              f"width_allocation 'uniform' with importance {self.importance!r}")
         if self.score not in SCORES:
             raise TfedgeError(f"unknown score {self.score!r}: choose one of {', '.join(SCORES)}")
         unknown = [d for d in self.dimensions if d not in DIMENSIONS]
@@ -410,6 +425,10 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["protect"], d["dimensions"] = list(self.protect), list(self.dimensions)
+        if d["width_allocation"] == "uniform":
+            # Left out at its default: search logs written before the option existed carry
+            # this dict in their fingerprint and stay resumable.
+            del d["width_allocation"]
         return d
 
 
@@ -544,6 +563,131 @@ def width_within(model, target: int, scores: Mapping[str, np.ndarray], *, round_
     return shrunk, macs, {"keep_ratio": round(float(ratio), 6), "groups_grown": grown}
 
 
+class Slimming:
+    """Network slimming's channel allocation (Liu et al. 2017) on one model: every prunable
+    group's channels ranked together by their raw BatchNorm |gamma|, one threshold for all,
+    so groups keep different fractions.
+
+    Used by the ``bn`` baseline (one shot to the target) and by compound shrinking's width
+    steps with ``width_allocation="global"``. Raises :class:`ShrinkError` when no prunable
+    group has BatchNorm.
+    """
+
+    def __init__(self, model, *, round_to: int, protect: Sequence[str] = (),
+                 mode: str = "coupled"):
+        api = _shrink_api()
+        self.model, self.round_to, self.protect, self.mode = model, round_to, protect, mode
+        groups = [g for g in api.find_channel_groups(model, protect=protect, mode=mode)
+                  if g.prunable]
+        self.scores = raw_batchnorm_scales(model, groups)
+        if not self.scores:
+            raise api.ShrinkError(
+                f"model {model.name!r} has no BatchNorm in its prunable channel groups: ranking "
+                "channels by BatchNorm scale across layers (network slimming) needs them")
+        self.groups = [g for g in groups if g.name in self.scores]
+        self.sizes = {g.name: int(g.size) for g in self.groups}
+        self.pooled = np.sort(np.concatenate(list(self.scores.values())))
+        self.ranks = global_ranks(self.scores)
+        self._built: dict[Any, tuple[Any, int]] = {}
+
+    def ratios_at(self, keep: float) -> dict[str, float]:
+        """Keep ratio per group when ``keep`` of all ranked channels stay (the threshold's knob)."""
+        if keep >= 1.0:
+            return {name: 1.0 for name in self.scores}
+        cut = int(np.floor((1.0 - keep) * len(self.pooled)))
+        return {name: max(MIN_KEEP_RATIO, float(np.mean(r > cut))) for name, r in
+                self.ranks.items()}
+
+    def threshold(self, keep: float) -> float:
+        cut = int(np.floor((1.0 - keep) * len(self.pooled)))
+        return float(self.pooled[min(cut, len(self.pooled) - 1)])
+
+    def build(self, ratios: Mapping[str, float]) -> tuple[Any, int]:
+        key = tuple(sorted(ratios.items()))
+        if key not in self._built:
+            shrunk = (self.model if all(r >= 1.0 for r in ratios.values()) else
+                      _shrink_api().shrink_width(self.model, dict(ratios),
+                                                 importance=fixed_scores(self.scores),
+                                                 round_to=self.round_to, protect=self.protect,
+                                                 mode=self.mode))
+            self._built[key] = (shrunk, _macs(shrunk))
+        return self._built[key]
+
+    def at(self, keep: float) -> tuple[Any, int]:
+        """The model keeping ``keep`` of the ranked channels, and its MACs."""
+        return self.build(self.ratios_at(keep))
+
+    def within(self, target: int, lo: float = 0.0, hi: float = 1.0):
+        """The most channels within ``target`` MACs: the largest kept fraction in ``[lo, hi]``
+        (bisection), then the budget the threshold's jumps left filled notch by notch
+        (:func:`fill_counts`, as for a common ratio). ``(model, macs, detail)``, or None
+        when even ``lo`` exceeds the target."""
+        api = _shrink_api()
+        sizes = self.sizes
+
+        def ratios(c: Mapping[str, int]) -> dict[str, float]:
+            return {n: min(1.0, c[n] / sizes[n]) for n in c}
+
+        def search(cost):
+            if cost(self.ratios_at(lo)) > target:
+                return None
+            keep = bisect_largest(lambda k: cost(self.ratios_at(k)), target, lo, hi)
+            counts = {n: api.round_keep(sizes[n], r, self.round_to)
+                      for n, r in self.ratios_at(keep).items()}
+            filled = fill_counts(sizes, counts, self.round_to,
+                                 lambda c: cost(ratios(c)) <= target)
+            return keep, sum(filled[n] != counts[n] for n in counts), ratios(filled)
+
+        found = _search_by_arithmetic(self.model, self.groups, sizes, self.round_to, search,
+                                      self.build)
+        if found is None:
+            return None
+        keep, grown, final = found
+        shrunk, macs = self.build(final)
+        return shrunk, macs, {"channels_kept": round(float(keep), 6),
+                              "gamma_threshold": self.threshold(keep), "groups_grown": grown}
+
+
+def raw_batchnorm_scales(model, groups) -> dict[str, np.ndarray]:
+    """|gamma| per channel of each group with BatchNorm, averaged over its BatchNorm layers.
+
+    Unlike the ``bn`` importance plug-in (normalised per layer, for ranking within a group),
+    these are the raw scales: network slimming compares them across the whole network.
+    Groups without BatchNorm are left out (never pruned by it).
+    """
+    out = {}
+    for g in groups:
+        rows = []
+        for m in g.members:
+            layer = model.get_layer(m.layer)
+            if m.handle == "channel" and type(layer).__name__ == "BatchNormalization" \
+                    and getattr(layer, "scale", True):
+                rows.append(np.abs(np.asarray(layer.gamma.numpy(), np.float64))[
+                    m.offset:m.offset + g.size])
+        if rows:
+            out[g.name] = np.mean(rows, axis=0)
+    return out
+
+
+def global_ranks(scores: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each channel's rank (0: the first to go) in one ordering of every group's channels: by
+    score, equal scores by their position in their group, last first.
+
+    Equal |gamma| are common (an untrained model's are all 1): a threshold on the value
+    alone removed every tied channel at once (EfficientNetB0 asked for 50% of its MACs got
+    3%). Ranked this way, ties shrink every group by the same fraction, like a width
+    multiplier, and distinct scores keep network slimming's order.
+    """
+    names = list(scores)
+    values = np.concatenate([np.asarray(scores[n], np.float64) for n in names])
+    position = np.concatenate([-(np.arange(len(scores[n])) + 0.5) / len(scores[n]) for n in names])
+    order = np.lexsort((position, values))  # the last key is the primary one
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    bounds = np.cumsum([len(scores[n]) for n in names])[:-1]
+    return dict(zip(names, np.split(rank, bounds)))
+
+
 def _search_by_arithmetic(model, groups, sizes: Mapping[str, int], round_to: int,
                           search: Callable[[Callable[[Any], int]], Any],
                           build: Callable[[Any], tuple[Any, int]]):
@@ -632,8 +776,14 @@ class _Stepper:
         return _Candidate("depth", shrunk, _macs(shrunk),
                           {"blocks": names, "block_scores": {n: float(scores[n]) for n in names}})
 
+    def _slimming(self, model) -> Slimming:
+        c = self.config
+        return Slimming(model, round_to=c.round_to, protect=c.protect, mode=c.mode)
+
     def _width_at(self, model, ratio: float, calibration):
         c = self.config
+        if c.width_allocation == "global":
+            return self._slimming(model).at(ratio)[0]
         return self.api.shrink_width(model, ratio, importance=c.importance,
                                      calibration=calibration, round_to=c.round_to,
                                      protect=c.protect, mode=c.mode)
@@ -648,15 +798,18 @@ class _Stepper:
                   if g.prunable]
         if not groups:
             return None
-        scores = self.api.make_importance(c.importance)(model, groups, calibration)
-        found = width_within(model, budget, scores, round_to=c.round_to, protect=c.protect,
-                             mode=c.mode, lo=lo, hi=hi)
+        if c.width_allocation == "global":
+            found = self._slimming(model).within(budget, lo=lo, hi=hi)
+        else:
+            scores = self.api.make_importance(c.importance)(model, groups, calibration)
+            found = width_within(model, budget, scores, round_to=c.round_to, protect=c.protect,
+                                 mode=c.mode, lo=lo, hi=hi)
         if found is None or found[1] >= macs:
             return None
         shrunk, shrunk_macs, detail = found
         return _Candidate("width", shrunk, shrunk_macs,
                           {**detail, "importance": c.importance,
-                           "landing": budget <= self.target})
+                           "allocation": c.width_allocation, "landing": budget <= self.target})
 
     def _step_width(self, model, macs: int, calibration) -> Optional[_Candidate]:
         if self.config.step_macs_fraction is not None:
@@ -674,7 +827,8 @@ class _Stepper:
             if landing is not None:
                 return landing
         return _Candidate("width", shrunk, shrunk_macs,
-                          {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance})
+                          {"keep_ratio": round(float(ratio), 6), "importance": self.config.importance,
+                           "allocation": self.config.width_allocation})
 
     def land_width(self, model, macs: int, calibration) -> Optional[_Candidate]:
         """A width step of any size that lands just within the target (None if none can).
