@@ -467,7 +467,7 @@ def main() -> None:
                         help="methods on full images (default: all)")
     parser.add_argument("--crop-methods", dest="crop_methods", nargs="*", default=None,
                         help="methods on crops (default: compound in --quick, all in full runs; "
-                             "none to skip crops)")
+                             "'none', or the flag alone, skips crops: no crop base is trained)")
     parser.add_argument("--targets", type=float, nargs="+", default=list(TARGETS),
                         help="MAC targets as ratios of the base's (default 0.25 0.5)")
     parser.add_argument("--predictor", type=Path, default=None,
@@ -536,12 +536,27 @@ def main() -> None:
         print_result(result)
         return
     s = QUICK if args.quick else FULL
-    crop_methods = tuple(s["crop_methods"] if args.crop_methods is None else args.crop_methods)
-    result = run(args.quick, args.output_dir, tuple(args.methods), crop_methods,
+    methods = _method_list(parser, "--methods", args.methods)
+    crop_methods = _method_list(parser, "--crop-methods", s["crop_methods"]
+                                if args.crop_methods is None else args.crop_methods)
+    result = run(args.quick, args.output_dir, methods, crop_methods,
                  tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
                  overrides, reuse_bases=args.reuse_bases, summarize_only=args.summarize_only)
     result["wall_seconds"] = time.perf_counter() - start
     print_result(result)
+
+
+def _method_list(parser: argparse.ArgumentParser, flag: str, names) -> tuple[str, ...]:
+    """The methods a flag names ('none' alone: no methods), refused before any training when
+    one is unknown (a typo once trained a crop base for nothing)."""
+    names = tuple(names)
+    if names == ("none",):
+        return ()
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        parser.error(f"{flag}: unknown method(s) {', '.join(unknown)}: choose from "
+                     f"{', '.join(METHODS)}, or 'none'")
+    return names
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
