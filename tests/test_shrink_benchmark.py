@@ -59,3 +59,22 @@ def test_cascade_comparison_sees_the_runs_data_and_keeps_a_linked_registry_stage
 
     with pytest.raises(SystemExit, match="NAME@RESOLUTION"):
         shrink_benchmark.cascade_comparison(True, tmp_path, registry_stage="resnet10_025")
+
+
+def test_method_lists_skip_crops_on_none_and_refuse_unknown_names_before_training():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    assert shrink_benchmark._method_list(parser, "--crop-methods", ["none"]) == ()
+    assert shrink_benchmark._method_list(parser, "--crop-methods", []) == ()
+    assert shrink_benchmark._method_list(parser, "--methods", ["compound", "bn"]) == \
+        ("compound", "bn")
+    with pytest.raises(SystemExit):
+        shrink_benchmark._method_list(parser, "--methods", ["compund"])
+
+
+def test_width_allocation_flag_reaches_the_runs_settings():
+    args = SimpleNamespace(sizes=None, epochs=None, patience=None, finetune_epochs=None,
+                           score=None, step_macs_fraction=None, importance=None,
+                           width_allocation="global", score_steps=None)
+    assert shrink_benchmark._overrides(args) == {"width_allocation": "global"}
