@@ -259,7 +259,8 @@ class SearchConfig:
 
     target_macs_ratio: the MAC budget as a fraction of the base's; ignored when
         ``target_macs`` (absolute MACs) is set.
-    width_step: fraction of each prunable group's channels one width step removes.
+    width_step: fraction of each prunable group's channels one width step removes (with
+        ``width_allocation="global"``: of all the ranked channels, wherever they are).
     depth_step: residual blocks one depth step removes.
     resolution_step: pixels (>= 1) or a fraction (< 1) of the side one resolution step removes.
     min_resolution: the smallest input side the search may choose.
