@@ -60,6 +60,7 @@ from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, s
                      spread)
 
 from tfedge.shrink import TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
+from tfedge.shrink._search import DIMENSIONS
 
 log = logging.getLogger("benchmarks.shrink")
 
@@ -268,6 +269,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                       score_finetune_steps=s.get("score_finetune_steps", 20),
                                       importance=s.get("importance", "l1"),
                                       width_allocation=s.get("width_allocation", "uniform"),
+                                      dimensions=tuple(s.get("dimensions", DIMENSIONS)),
                                       step_macs_fraction=s.get("step_macs_fraction"),
                                       resolution_multiple=s.get("resolution_multiple", 1),
                                       width_step=s["width_step"], val_size=s["search_val_size"],
@@ -357,6 +359,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "round_to": s["round_to"], "object_size": list(s["object_size"]),
         "score": s.get("score", "bn"), "importance": s.get("importance", "l1"),
         "width_allocation": s.get("width_allocation", "uniform"),
+        "dimensions": list(s.get("dimensions", DIMENSIONS)),
         "search": {k: s.get(k) for k in ("score_finetune_steps", "step_macs_fraction",
                                          "resolution_multiple", "search_val_size")},
         "budget_note": ("compound's short scoring fine-tunes on its accepted steps are taken off "
@@ -497,6 +500,8 @@ def main() -> None:
                         choices=["uniform", "global"],
                         help="how compound's width steps share a cut between layers (default "
                              "uniform; global: network slimming's one BatchNorm-scale threshold)")
+    parser.add_argument("--dimensions", nargs="+", default=None, choices=list(DIMENSIONS),
+                        help="the dimensions compound's search may shrink (default all three)")
     parser.add_argument("--score-steps", dest="score_steps", type=int, default=None,
                         help="override the distillation steps that score each compound candidate")
     parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
@@ -578,6 +583,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["importance"] = args.importance
     if args.width_allocation is not None:
         overrides["width_allocation"] = args.width_allocation
+    if args.dimensions is not None:
+        overrides["dimensions"] = list(args.dimensions)
     if args.score_steps is not None:
         overrides["score_finetune_steps"] = args.score_steps
     return overrides

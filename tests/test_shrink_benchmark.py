@@ -76,5 +76,7 @@ def test_method_lists_skip_crops_on_none_and_refuse_unknown_names_before_trainin
 def test_width_allocation_flag_reaches_the_runs_settings():
     args = SimpleNamespace(sizes=None, epochs=None, patience=None, finetune_epochs=None,
                            score=None, step_macs_fraction=None, importance=None,
-                           width_allocation="global", score_steps=None)
-    assert shrink_benchmark._overrides(args) == {"width_allocation": "global"}
+                           width_allocation="global", score_steps=None,
+                           dimensions=["depth", "width"])
+    assert shrink_benchmark._overrides(args) == {"width_allocation": "global",
+                                                 "dimensions": ["depth", "width"]}
