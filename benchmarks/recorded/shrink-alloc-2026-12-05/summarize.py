@@ -21,7 +21,8 @@ import numpy as np
 
 #: Each run folder's compound row, by the name it gets in the table.
 ARMS = {"a": "compound", "b": "compound_global", "c": "compound_val1000",
-        "d": "compound_global_val1000"}
+        "d": "compound_global_val1000", "e": "compound_global_val1000_score8",
+        "f": "compound_global_val1000_no_resolution"}
 ORDER = (*ARMS.values(), "uniform", "resolution", "l1", "bn", "hrank")
 
 
@@ -50,7 +51,7 @@ def main(root: Path) -> None:
                 table.setdefault(r["name"], {})[s] = r
     print(f"seeds {seeds}; base test top-1 " + " / ".join(f"{bases[s]:.3f}" for s in seeds)
           + f" (mean {np.mean(list(bases.values())):.3f})")
-    print(f"{'method':<16} {'top-1 mean':>10} {'min':>6} {'max':>6}  per seed{'':<14} "
+    print(f"{'method':<38} {'top-1 mean':>10} {'min':>6} {'max':>6}  per seed{'':<14} "
           f"{'MMACs':>6}  steps (seed: dimensions)")
     summary = []
     for name in ORDER:
@@ -61,7 +62,7 @@ def main(root: Path) -> None:
         macs = float(np.mean([per[s]["macs"] for s in seeds]))
         paths = {s: [st["dimension"] for st in per[s]["steps"][1:-1]] for s in seeds} \
             if name.startswith("compound") else {}
-        print(f"{name:<16} {np.mean(top):>10.3f} {min(top):>6.3f} {max(top):>6.3f}  "
+        print(f"{name:<38} {np.mean(top):>10.3f} {min(top):>6.3f} {max(top):>6.3f}  "
               + " / ".join(f"{t:.3f}" for t in top) + f"  {macs / 1e6:>6.2f}  "
               + "; ".join(f"{s}: {','.join(p)}" for s, p in paths.items()))
         summary.append({"method": name, "top1_mean": float(np.mean(top)), "top1_min": min(top),
