@@ -59,8 +59,7 @@ import numpy as np
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
                      spread)
 
-from tfedge.shrink import TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
-from tfedge.shrink._search import DIMENSIONS
+from tfedge.shrink import DIMENSIONS, TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
 
 log = logging.getLogger("benchmarks.shrink")
 

@@ -16,7 +16,8 @@ from ._importance import (IMPORTANCES, block_importance, make_importance, round_
 from ._depth import Block, drop_blocks, find_blocks
 from ._resolution import allowed_sides, set_resolution, total_stride
 
-from ._search import WIDTH_ALLOCATIONS, SearchConfig, SearchResult, Slimming, compound_search
+from ._search import (DIMENSIONS, WIDTH_ALLOCATIONS, SearchConfig, SearchResult, Slimming,
+                      compound_search)
 from ._finetune import FinetuneConfig, finetune_with_distillation
 from ._latency import TIMING_INVOKES, TIMING_ROUNDS, LatencyMeter, time_interleaved
 from ._baselines import BASELINES, METHODS, run_shrink, shrink_to_target
@@ -27,6 +28,7 @@ __all__ = [
     "Block", "find_blocks", "drop_blocks", "set_resolution", "total_stride", "allowed_sides",
     # the search, its fine-tune, the baselines in the same harness, and int8 timing
     "SearchConfig", "SearchResult", "compound_search", "Slimming", "WIDTH_ALLOCATIONS",
+    "DIMENSIONS",
     "finetune_with_distillation",
     "FinetuneConfig", "BASELINES", "METHODS", "shrink_to_target", "run_shrink",
     "LatencyMeter", "time_interleaved", "TIMING_ROUNDS", "TIMING_INVOKES",
