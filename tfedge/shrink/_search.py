@@ -600,6 +600,7 @@ class Slimming:
                 self.ranks.items()}
 
     def threshold(self, keep: float) -> float:
+        """The |gamma| at which ``keep`` of the ranked channels stay."""
         cut = int(np.floor((1.0 - keep) * len(self.pooled)))
         return float(self.pooled[min(cut, len(self.pooled) - 1)])
 

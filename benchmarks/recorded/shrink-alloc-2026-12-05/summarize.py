@@ -1,14 +1,16 @@
-"""Issue #15's full-image 25% comparison with compound's two width allocations, 3 seeds.
+"""Issue #15's full-image comparison with compound's two width allocations, 3 seeds.
 
-    python benchmarks/recorded/shrink-alloc-2026-12-05/summarize.py runs/benchmarks/s15
+    python benchmarks/recorded/shrink-alloc-2026-12-05/summarize.py runs/benchmarks/s15 [--target 0.5]
 
 reads, per seed S, ``a_sS/shrink_full_seeds.json`` (every method, compound with
 ``width_allocation="uniform"``, on the base that run trained) and, on the same base (hard-linked),
 ``b_sS`` (compound, ``width_allocation="global"``), ``c_sS`` and ``d_sS`` (uniform and global,
 the search deciding on 1,000 validation images instead of 500: ``--sizes 4000 2000 1000``, the
-same training and test images). Prints a table, times seed 0's models in int8 interleaved in
-this one process (one thread; the runs' own timings came from different processes), and prints
-a JSON line last.
+same training and test images), ``e_sS`` (global, 1,000, 8 scoring steps instead of 20) and
+``f_sS`` (global, 1,000, ``--dimensions depth width``); with ``--target 0.5``, ``h_sS``
+(compound uniform and bn) and ``i_sS`` (compound global). Prints a table, times seed 0's models
+in int8 interleaved in this one process at 25% (one thread; the runs' own timings came from
+different processes), and prints a JSON line last.
 """
 
 from __future__ import annotations
@@ -19,10 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-#: Each run folder's compound row, by the name it gets in the table.
-ARMS = {"a": "compound", "b": "compound_global", "c": "compound_val1000",
-        "d": "compound_global_val1000", "e": "compound_global_val1000_score8",
-        "f": "compound_global_val1000_no_resolution"}
+#: Each run folder's compound row, by the name it gets in the table, per MAC target. At 50%
+#: (``--target 0.5``): ``h_sS`` compound (uniform) and bn, ``i_sS`` compound (global), the
+#: search on 500 validation images as in ``a``/``b``.
+ARMS_BY_TARGET = {
+    0.25: {"a": "compound", "b": "compound_global", "c": "compound_val1000",
+           "d": "compound_global_val1000", "e": "compound_global_val1000_score8",
+           "f": "compound_global_val1000_no_resolution"},
+    0.5: {"h": "compound", "i": "compound_global"},
+}
+TARGET = float(sys.argv[sys.argv.index("--target") + 1]) if "--target" in sys.argv else 0.25
+ARMS = ARMS_BY_TARGET[TARGET]
 ORDER = (*ARMS.values(), "uniform", "resolution", "l1", "bn", "hrank")
 
 
@@ -31,7 +40,7 @@ def _rows(root: Path, arm: str, seed: int) -> list[dict]:
     rows = json.loads(path.read_text())[0]["rows"]
     out = []
     for r in rows:
-        if "error" in r or r["inputs"] != "full":
+        if "error" in r or r["inputs"] != "full" or r["target"] != TARGET:
             continue
         name = ARMS[arm] if r["method"] == "compound" else r["method"]
         out.append({**r, "name": name})
@@ -39,13 +48,15 @@ def _rows(root: Path, arm: str, seed: int) -> list[dict]:
 
 
 def main(root: Path) -> None:
-    seeds = sorted(int(p.name[3:]) for p in root.glob("a_s*") if p.is_dir()
+    first = next(iter(ARMS))
+    seeds = sorted(int(p.name[3:]) for p in root.glob(f"{first}_s*") if p.is_dir()
                    and all((root / f"{arm}_s{p.name[3:]}" / "shrink_full_seeds.json").exists()
                            for arm in ARMS))
     table: dict[str, dict[int, dict]] = {}
     bases = {}
     for s in seeds:
-        bases[s] = json.loads((root / f"a_s{s}" / "shrink_full_seeds.json").read_text())[0]["base_top1"]
+        bases[s] = json.loads((root / f"{first}_s{s}" / "shrink_full_seeds.json").read_text()
+                              )[0]["base_top1"]
         for arm in ARMS:
             for r in _rows(root, arm, s):
                 table.setdefault(r["name"], {})[s] = r
@@ -78,7 +89,8 @@ def main(root: Path) -> None:
             print(f"{r['method']} - best baseline ({best['method']}): "
                   f"{100 * (r['top1_mean'] - best['top1_mean']):+.1f} points on the mean; per seed "
                   + " / ".join(f"{100 * d:+.1f}" for d in diff))
-    timing = _time_seed0(root, seeds[0]) if "--no-timing" not in sys.argv else {}
+    timing = (_time_seed0(root, seeds[0]) if "--no-timing" not in sys.argv and TARGET == 0.25
+              else {})
     for r in summary:
         r["int8_ms_seed0"] = timing.get(r["method"])
     if timing:
