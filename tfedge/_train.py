@@ -741,21 +741,18 @@ def _resolve_model(model_or_name, num_classes: int, resolution: Optional[int],
 
     from .models import build_model, get_spec
 
-    if isinstance(model_or_name, keras.Model):
-        model_or_name = with_logits(model_or_name)
+    given = isinstance(model_or_name, keras.Model)
+    if given or (isinstance(model_or_name, (str, os.PathLike))
+                 and str(model_or_name).endswith(".keras")):
+        where = "" if given else str(model_or_name)
+        model = with_logits(model_or_name) if given else load_classifier(model_or_name)
         if new_head:
-            model_or_name = with_new_head(model_or_name, num_classes)
-        check_outputs(model_or_name, num_classes)
-        if synchronized_bn:
-            copy = keras.models.clone_model(model_or_name)
-            copy.set_weights(model_or_name.get_weights())
+            model = with_new_head(model, num_classes, where)
+        check_outputs(model, num_classes, where)
+        if given and synchronized_bn:
+            copy = keras.models.clone_model(model)
+            copy.set_weights(model.get_weights())
             return copy
-        return model_or_name
-    if isinstance(model_or_name, (str, os.PathLike)) and str(model_or_name).endswith(".keras"):
-        model = load_classifier(model_or_name)
-        if new_head:
-            model = with_new_head(model, num_classes, str(model_or_name))
-        check_outputs(model, num_classes, str(model_or_name))
         return model
     if new_head:
         raise TfedgeError("a new head replaces the head of a given .keras classifier; a "

@@ -99,8 +99,8 @@ def _by_criterion(criterion: str):
 def _bn_global(model, target: int, calibration=None, *, round_to: int = 8,
                protect: Sequence[str] = (), mode: str = "coupled"):
     """Network slimming: channels whose |gamma| is under one global threshold go."""
-    _groups(model, protect, mode)  # names the problem when nothing is prunable
-    slimming = Slimming(model, round_to=round_to, protect=protect, mode=mode)
+    slimming = Slimming(model, round_to=round_to, protect=protect, mode=mode,
+                        groups=_groups(model, protect, mode))
     found = slimming.within(target)
     if found is None:
         raise _cannot_reach("bn", slimming.at(0.0)[1], target)

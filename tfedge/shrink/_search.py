@@ -570,16 +570,18 @@ class Slimming:
     so groups keep different fractions.
 
     Used by the ``bn`` baseline (one shot to the target) and by compound shrinking's width
-    steps with ``width_allocation="global"``. Raises :class:`ShrinkError` when no prunable
+    steps with ``width_allocation="global"``. ``groups``: the model's prunable channel groups
+    when the caller has them (else found here). Raises :class:`ShrinkError` when no prunable
     group has BatchNorm.
     """
 
     def __init__(self, model, *, round_to: int, protect: Sequence[str] = (),
-                 mode: str = "coupled"):
+                 mode: str = "coupled", groups=None):
         api = _shrink_api()
         self.model, self.round_to, self.protect, self.mode = model, round_to, protect, mode
-        groups = [g for g in api.find_channel_groups(model, protect=protect, mode=mode)
-                  if g.prunable]
+        if groups is None:
+            groups = [g for g in api.find_channel_groups(model, protect=protect, mode=mode)
+                      if g.prunable]
         self.scores = raw_batchnorm_scales(model, groups)
         if not self.scores:
             raise api.ShrinkError(
@@ -778,9 +780,10 @@ class _Stepper:
         return _Candidate("depth", shrunk, _macs(shrunk),
                           {"blocks": names, "block_scores": {n: float(scores[n]) for n in names}})
 
-    def _slimming(self, model) -> Slimming:
+    def _slimming(self, model, groups=None) -> Slimming:
         c = self.config
-        return Slimming(model, round_to=c.round_to, protect=c.protect, mode=c.mode)
+        return Slimming(model, round_to=c.round_to, protect=c.protect, mode=c.mode,
+                        groups=groups)
 
     def _width_at(self, model, ratio: float, calibration):
         c = self.config
@@ -801,7 +804,7 @@ class _Stepper:
         if not groups:
             return None
         if c.width_allocation == "global":
-            found = self._slimming(model).within(budget, lo=lo, hi=hi)
+            found = self._slimming(model, groups).within(budget, lo=lo, hi=hi)
         else:
             scores = self.api.make_importance(c.importance)(model, groups, calibration)
             found = width_within(model, budget, scores, round_to=c.round_to, protect=c.protect,
