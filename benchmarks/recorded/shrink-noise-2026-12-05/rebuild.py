@@ -1,6 +1,8 @@
 """Does compound shrinking lose to ``bn`` at 25% because of its architecture or its training?
 
     python benchmarks/recorded/shrink-noise-2026-12-05/rebuild.py runs/benchmarks/s15 [ARMS] [SEEDS]
+    python benchmarks/recorded/shrink-noise-2026-12-05/rebuild.py --from \
+        benchmarks/recorded/shrink-noise-2026-12-05/results/rebuild_*.jsonl
 
 For each compound run of ``../shrink-alloc-2026-12-05/`` (run folders ``<arm>_s<seed>``, default
 arms a-f at 25% and h, i at 50%), rebuild the architecture the search ended with directly from
@@ -9,8 +11,8 @@ width keeping its largest-|gamma| channels) and give it exactly a baseline's tra
 re-estimation, then the same 2-epoch distillation fine-tune with the same seed. Compound's own
 row (``charged``) spent most of that budget on the short fine-tunes of its intermediate steps
 (at 25%, 100 of 124 steps, so its final architecture trained 24 steps). Prints one JSON line per
-run, then a summary line. Deterministic: the bn baseline through this harness reproduces the
-recorded rows exactly.
+run, then the summary lines (``--from``: only the summary, of recorded row lines).
+Deterministic: the bn baseline through this harness reproduces the recorded rows exactly.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ def main(runs: Path, arms: str = "abcdefhi", seeds: str = "0,1,2") -> None:
                    "seconds": round(time.perf_counter() - start)}
             done.append(row)
             print(json.dumps(row), flush=True)
+    summarize(done)
+
+
+def summarize(done: list[dict]) -> None:
+    """The mean per arm (one JSON line), then rebuilt minus charged per target, overall and
+    by the input side the search ended at, with how many runs got better / worse / equal."""
     by_arm = defaultdict(list)
     for row in done:
         by_arm[(row["target"], row["arm"])].append(row)
@@ -86,7 +94,24 @@ def main(runs: Path, arms: str = "abcdefhi", seeds: str = "0,1,2") -> None:
                                      "n": len(rs)}
                for (target, arm), rs in sorted(by_arm.items())}
     print(json.dumps({"summary": summary}))
+    slices = defaultdict(list)
+    for row in done:
+        slices[f"{row['target']:g}"].append(row)
+        slices[f"{row['target']:g}@{row['resolution']}px"].append(row)
+    out = {}
+    for name, rows in sorted(slices.items()):
+        gain = [r["rebuilt"] - r["charged"] for r in rows]
+        out[name] = {"charged": round(float(np.mean([r["charged"] for r in rows])), 4),
+                     "rebuilt": round(float(np.mean([r["rebuilt"] for r in rows])), 4),
+                     "mean_gain": round(float(np.mean(gain)), 4), "better": sum(x > 0 for x in gain),
+                     "worse": sum(x < 0 for x in gain), "equal": sum(x == 0 for x in gain)}
+    print(json.dumps({"rebuilt_minus_charged": out}))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), *sys.argv[2:4])
+    if sys.argv[1] == "--from":
+        # Summarize recorded row lines (results/rebuild_*.jsonl) without running anything.
+        summarize([json.loads(line) for path in sys.argv[2:] for line in open(path)
+                   if line.startswith('{"arm"')])
+    else:
+        main(Path(sys.argv[1]), *sys.argv[2:4])

@@ -51,16 +51,16 @@ def main(runs: Path) -> None:
         methods = table[target]
         seeds = sorted(methods.get("compound", {}))
         print(f"\n== {target:g} of the base's MACs (compound on seeds {seeds})")
-        rows = []
-        for method, by_seed in methods.items():
-            top1 = [by_seed[s][0] for s in sorted(by_seed)]
-            rows.append((float(np.mean(top1)), method, by_seed))
-        for mean, method, by_seed in sorted(rows, reverse=True):
+        means = {m: float(np.mean([v[0] for v in b.values()])) for m, b in methods.items()}
+        for method in sorted(methods, key=means.get, reverse=True):
+            by_seed = methods[method]
             per = " / ".join(f"s{s} {by_seed[s][0]:.4f}" for s in sorted(by_seed))
             mmacs = np.mean([v[1] for v in by_seed.values()]) / 1e6
-            print(f"  {method:11s} {mean:.4f}  ({per})  {mmacs:.2f} MMACs"
+            print(f"  {method:11s} {means[method]:.4f}  ({per})  {mmacs:.2f} MMACs"
                   + ("" if set(by_seed) >= set(seeds) else "  [not on every seed]"))
-        full = {m: b for m, b in methods.items() if m != "compound" and set(b) >= set(seeds)}
+        # Baselines only (not compound's variants), and only those run on compound's seeds.
+        full = {m: b for m, b in methods.items()
+                if not m.startswith("compound") and set(b) >= set(seeds)}
         margins = {}
         if seeds and full:
             best = max(full, key=lambda m: np.mean([full[m][s][0] for s in seeds]))
@@ -70,7 +70,7 @@ def main(runs: Path) -> None:
                   f"(per seed {margins})")
         out["targets"][f"{target:g}"] = {
             "seeds": seeds,
-            "methods": {m: {"top1_mean": float(np.mean([v[0] for v in b.values()])),
+            "methods": {m: {"top1_mean": means[m],
                             "top1_per_seed": {str(s): b[s][0] for s in sorted(b)},
                             "macs_mean": int(np.mean([v[1] for v in b.values()]))}
                         for m, b in methods.items()},
