@@ -272,7 +272,8 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                       step_macs_fraction=s.get("step_macs_fraction"),
                                       resolution_multiple=s.get("resolution_multiple", 1),
                                       width_step=s["width_step"], val_size=s["search_val_size"],
-                                      min_resolution=min(32, s["resolution"]), seed=seed)
+                                      min_resolution=min(32, s["resolution"]), seed=seed,
+                                      keep_better_start=s.get("keep_better_start", True))
                 for method in method_list:
                     t0 = time.perf_counter()
                     try:
@@ -359,6 +360,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         "score": s.get("score", "bn"), "importance": s.get("importance", "l1"),
         "width_allocation": s.get("width_allocation", "uniform"),
         "dimensions": list(s.get("dimensions", DIMENSIONS)),
+        "keep_better_start": s.get("keep_better_start", True),
         "search": {k: s.get(k) for k in ("score_finetune_steps", "step_macs_fraction",
                                          "resolution_multiple", "search_val_size")},
         "budget_note": ("compound's short scoring fine-tunes on its accepted steps are taken off "
@@ -503,6 +505,10 @@ def main() -> None:
                         help="the dimensions compound's search may shrink (default all three)")
     parser.add_argument("--score-steps", dest="score_steps", type=int, default=None,
                         help="override the distillation steps that score each compound candidate")
+    parser.add_argument("--always-finetuned", dest="always_finetuned", action="store_true",
+                        help="every row keeps its fine-tuned model even when the model the "
+                             "fine-tune started from scored higher on validation (the rule "
+                             "before 2026-12-05: SearchConfig.keep_better_start=False)")
     parser.add_argument("--wait-minutes", dest="wait_minutes", type=float, default=0.0,
                         help="with --cascade-only: wait this long for the shrunk stage a "
                              "running benchmark is still producing")
@@ -586,6 +592,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides["dimensions"] = list(args.dimensions)
     if args.score_steps is not None:
         overrides["score_finetune_steps"] = args.score_steps
+    if args.always_finetuned:
+        overrides["keep_better_start"] = False
     return overrides
 
 

@@ -73,10 +73,12 @@ def test_method_lists_skip_crops_on_none_and_refuse_unknown_names_before_trainin
         shrink_benchmark._method_list(parser, "--methods", ["compund"])
 
 
-def test_width_allocation_flag_reaches_the_runs_settings():
+def test_search_flags_reach_the_runs_settings():
     args = SimpleNamespace(sizes=None, epochs=None, patience=None, finetune_epochs=None,
                            score=None, step_macs_fraction=None, importance=None,
                            width_allocation="global", score_steps=None,
-                           dimensions=["depth", "width"])
+                           dimensions=["depth", "width"], always_finetuned=False)
     assert shrink_benchmark._overrides(args) == {"width_allocation": "global",
                                                  "dimensions": ["depth", "width"]}
+    args.always_finetuned = True
+    assert shrink_benchmark._overrides(args)["keep_better_start"] is False

@@ -350,6 +350,62 @@ def test_finetune_with_distillation_returns_a_new_model(tiny):
     assert any(not np.array_equal(a, b) for a, b in zip(before, tuned.get_weights()))
 
 
+def test_select_on_validation_keeps_the_start_only_when_it_scored_strictly_higher():
+    from tfedge.shrink._search import select_on_validation
+
+    assert select_on_validation(0.70, 0.65) == "start"
+    assert select_on_validation(0.60, 0.65) == "finetuned"
+    assert select_on_validation(0.65, 0.65) == "finetuned", "a tie keeps the trained model"
+
+
+def _ruining_finetune(monkeypatch):
+    """Make every final fine-tune return a copy that validation scores -1 (worse than any
+    start), as a full fine-tune at a too-high rate can do; return the copies made."""
+    from tfedge.shrink import _search
+    from tfedge.shrink._finetune import copy_model
+
+    ruined = []
+
+    def ruin(student, teacher, train, **_):
+        ruined.append(copy_model(student))
+        return ruined[-1]
+
+    real = _search._evaluate
+    monkeypatch.setattr(_search, "finetune_with_distillation", ruin)
+    monkeypatch.setattr(_search, "_evaluate",
+                        lambda m, v: -1.0 if any(m is r for r in ruined) else real(m, v))
+    return ruined
+
+
+@pytest.mark.parametrize("method", ["compound", "l1"])
+def test_a_finetune_that_lowers_validation_gives_back_its_start(method, tiny, monkeypatch):
+    from tfedge.shrink._baselines import run_shrink
+
+    model, train, val = tiny
+    ruined = _ruining_finetune(monkeypatch)
+    result = run_shrink(model, method, 0.5, train, val, config=SearchConfig(**FAST),
+                        progress=False)
+    last = result.steps[-1]
+    assert last["dimension"] == "finetune" and last["kept"] == "start"
+    assert last["finetuned_val_top1"] == -1.0
+    assert last["val_top1"] == result.val_top1 == result.steps[-2]["val_top1"] >= 0
+    assert result.model is not ruined[-1] and _macs(result.model) == result.macs
+    # Without the rule (the CLI's --always-finetuned) the fine-tuned model is the result.
+    result = run_shrink(model, method, 0.5, train, val, progress=False,
+                        config=SearchConfig(**FAST, keep_better_start=False))
+    assert result.steps[-1]["kept"] == "finetuned" and result.model is ruined[-1]
+    assert result.val_top1 == -1.0
+
+
+def test_cli_always_finetuned_turns_the_rule_off():
+    from tfedge.cli.shrink import _config_from_args
+
+    argv = ["shrink", "--model", "m.keras", "--output", "o.keras", "--target-macs", "0.5"]
+    assert _config_from_args(_parser().parse_args(argv)).keep_better_start
+    args = _parser().parse_args([*argv, "--always-finetuned"])
+    assert not _config_from_args(args).keep_better_start
+
+
 # --------------------------------------------------------------------------- the CLI
 
 

@@ -64,7 +64,8 @@ def _config_from_args(args: argparse.Namespace):
         learning_rate=args.learning_rate, distill_alpha=args.distill_alpha,
         distill_temperature=args.distill_temperature, seed=args.seed,
         step_macs_fraction=args.step_fraction, resolution_multiple=args.resolution_multiple,
-        score_finetune_steps=args.score_finetune_steps, target_ms=args.target_ms)
+        score_finetune_steps=args.score_finetune_steps, target_ms=args.target_ms,
+        keep_better_start=not args.always_finetuned)
 
 
 def cmd_shrink(args: argparse.Namespace) -> int:
@@ -189,6 +190,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                         "finetune (a few distillation steps each; slower)")
     p.add_argument("--finetune-epochs", dest="finetune_epochs", type=int, default=5,
                    help="epochs of the final distillation fine-tune (0: none)")
+    p.add_argument("--always-finetuned", dest="always_finetuned", action="store_true",
+                   help="keep the fine-tuned model even when the model the fine-tune started "
+                        "from scores higher on validation (default: keep the better one; the "
+                        "log and the step record say which)")
     p.add_argument("--round-to", dest="round_to", type=int, default=8,
                    help="channel counts stay multiples of this (default 8, fastest for int8)")
     p.add_argument("--protect", type=str, nargs="*", default=[],

@@ -30,11 +30,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from .._errors import TfedgeError
-from ._finetune import finetune_with_distillation
 from ._search import (MIN_KEEP_RATIO, SearchConfig, SearchResult, Slimming, _evaluate,
                       _macs, _resolution, _shrink_api, architecture_of, bisect_largest_int,
-                      calibration_arrays, compound_search, fixed_scores, head, resolve_target,
-                      width_within)
+                      calibration_arrays, compound_search, finetune_and_select, fixed_scores,
+                      head, resolve_target, width_within)
 
 __all__ = ["BASELINES", "METHODS", "shrink_to_target", "run_shrink", "MIN_KEEP_RATIO"]
 
@@ -202,12 +201,14 @@ def run_shrink(model, method: str, target_macs: Union[float, int], train, val, *
     ft = config.finetune()
     backup = (os.path.join(os.fspath(output_dir), f"{name}.finetune.backup")
               if output_dir is not None and ft.epochs else None)
-    tuned = finetune_with_distillation(shrunk, teacher, train, config=ft, backup_dir=backup)
-    top1 = _evaluate(tuned, val_eval)
+    tuned, top1, kept, finetuned_top1 = finetune_and_select(
+        shrunk, steps[-1]["val_top1"], teacher, train, val_eval, config, ft, backup)
     steps.append({"step": 2, "dimension": "finetune", "macs": macs, "macs_ratio": macs / base_macs,
                   "val_top1": top1, "resolution": _resolution(tuned), "epochs": ft.epochs,
+                  "kept": kept, "finetuned_val_top1": finetuned_top1,
                   "seconds": round(time.perf_counter() - start, 3)})
-    say("%s baseline fine-tuned %d epoch(s): val top-1 %.4f", method, ft.epochs, top1)
+    say("%s baseline fine-tuned %d epoch(s): val top-1 %.4f%s", method, ft.epochs,
+        finetuned_top1, "" if kept == "finetuned" else f"; kept the model before it ({top1:.4f})")
     return SearchResult(model=tuned, steps=steps, macs=macs, val_top1=top1,
                         architecture=architecture_of(tuned), base_macs=base_macs,
                         target_macs=target, method=method)
