@@ -191,6 +191,48 @@ def test_global_width_allocation_cuts_the_layers_with_small_batchnorm_scales():
     assert base.get_layer("stage4_block1_conv1").filters == 128, "the base is not modified"
 
 
+def test_a_global_width_landing_that_would_overshoot_takes_the_even_cut():
+    """One |gamma| threshold moves in notches of ``round_to`` channels of whichever group holds
+    the next-lowest scale: when that is the stem's 16-channel group, a cut of 1% of the MACs
+    would halve it. The landing takes the uniform allocation of the same criterion instead,
+    which lands within the tolerance (at full size a 1.7% cut had landed at 73% of its
+    budget, 18.6% of the base's MACs for a 25% target)."""
+    from tfedge.models import create_model
+    from tfedge.shrink._search import MIN_KEEP_RATIO, _Stepper, coarse_floor
+
+    train = make_colour_split(32, seed=0)
+    base = create_model("resnet10_025", resolution=32, num_classes=3)
+    rng = np.random.default_rng(0)
+    for layer in base.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            low = layer.name in ("stem_bn", "stage1_block1_bn2")  # the stem's coupled group
+            layer.gamma.assign(rng.uniform(*((0.01, 0.02) if low else (1.0, 2.0)),
+                                           layer.gamma.shape).astype("float32"))
+    macs = _macs(base)
+    budget = int(0.99 * macs)
+    assert coarse_floor(budget, 0.05) == pytest.approx(0.95 * budget)
+    assert coarse_floor(budget, None) == coarse_floor(budget, 0.05)
+    landed = {}
+    for allocation in ("global", "uniform"):
+        config = SearchConfig(width_allocation=allocation, round_to=8, calibration_size=16,
+                              batch_size=16)
+        stepper = _Stepper(config, train, budget)
+        candidate = stepper._landing(base, macs, stepper.calibration(base), MIN_KEEP_RATIO, 1.0)
+        landed[allocation] = candidate
+        assert candidate.macs <= budget and _macs(candidate.model) == candidate.macs
+    slimming = landed["global"]
+    assert slimming.detail["allocation"] == "uniform", "the threshold's cut was too coarse"
+    assert slimming.macs == landed["uniform"].macs >= coarse_floor(budget, 0.05)
+    assert slimming.model.get_layer("stem_conv").filters == 16, "the stem keeps its channels"
+    # Where the threshold lands well it is kept: a 30% cut takes channels where |gamma| is low.
+    config = SearchConfig(width_allocation="global", round_to=8, calibration_size=16,
+                          batch_size=16)
+    stepper = _Stepper(config, train, int(0.7 * macs))
+    wide = stepper._landing(base, macs, stepper.calibration(base), MIN_KEEP_RATIO, 1.0)
+    assert wide.detail["allocation"] == "global"
+    assert wide.model.get_layer("stem_conv").filters < 16
+
+
 @pytest.mark.slow
 def test_search_to_an_int8_latency_target_measured_with_the_runtime(tiny):
     from tfedge.shrink._latency import LatencyMeter
