@@ -454,6 +454,13 @@ def test_cli_bad_input_gives_one_line_errors(tmp_path, capsys, tiny):
                              "--importance", "magic"], "unknown importance 'magic'")
 
 
+def meta_kept(search_log) -> str:
+    """Which model the final fine-tune kept, as the search log records it."""
+    kept = json.loads(search_log.read_text())["steps"][-1]["kept"]
+    assert kept in ("start", "finetuned")
+    return kept
+
+
 def test_cli_end_to_end_writes_a_loadable_classifier_with_its_record(tmp_path, capsys):
     from tfedge.cli._shell import run_cli
     from tfedge._train import load_classifier, read_sidecar, save_classifier
@@ -473,6 +480,7 @@ def test_cli_end_to_end_writes_a_loadable_classifier_with_its_record(tmp_path, c
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["reached"] and summary["macs"] <= summary["base_macs"] * 0.5
+    assert summary["finetune_kept"] == meta_kept(tmp_path / "small.search.json")
     model = load_classifier(out)
     meta = read_sidecar(out)
     assert meta["class_names"] == list(data.class_names)

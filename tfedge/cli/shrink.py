@@ -146,6 +146,7 @@ def cmd_shrink(args: argparse.Namespace) -> int:
         "target_ms": result.target_ms, "int8_ms": result.int8_ms,
         "base_int8_ms": result.base_int8_ms,
         "base_val_top1": result.steps[0]["val_top1"], "steps": len(result.steps),
+        "finetune_kept": result.steps[-1].get("kept"),
         "resolution": result.architecture.get("resolution"),
         "search_log": str(output.parent / f"{output.stem}.search.json")
         if args.method == "compound" else None}

@@ -1016,8 +1016,6 @@ def finetune_and_select(start, start_top1: float, teacher, train, val_eval,
     tuned = finetune_with_distillation(start, teacher, train, config=ft, backup_dir=backup_dir)
     top1 = _evaluate(tuned, val_eval)
     if config.keep_better_start and select_on_validation(start_top1, top1) == "start":
-        log.info("the fine-tune lowered validation top-1 from %.4f to %.4f: keeping the model "
-                 "it started from (keep_better_start)", start_top1, top1)
         return start, start_top1, "start", top1
     return tuned, top1, "finetuned", top1
 
