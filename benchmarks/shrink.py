@@ -67,15 +67,16 @@ log = logging.getLogger("benchmarks.shrink")
 METHODS = ("compound", "uniform", "resolution", "l1", "bn", "hrank")
 TARGETS = (0.25, 0.5)
 #: Compound's width steps use network slimming's allocation in the full run: at the full data
-#: size it was at least as accurate as the best baseline at 25% and 50% (3 seeds), the default
-#: uniform one 1.8 points under it at 50% (benchmarks/recorded/shrink-full-2026-12-05/).
+#: size it was at least as accurate as the best baseline at 25% and 50% (3 seeds); the default
+#: uniform one was 1.0 under it at 50% (benchmarks/recorded/shrink-full-2026-12-05/).
 #: The full run's bases train to convergence (at most 50 epochs, stopped 5 without a better
 #: validation top-1, best weights kept), as #19's peers: 4-epoch bases were far from converged.
 FULL = dict(model="resnet10_050", resolution=128, train_size=20000, val_size=2000,
-            test_size=5000, epochs=50, patience=5, finetune_epochs=2, seeds=FULL_SEEDS, width_step=0.1,
-            search_val_size=1000, crop_methods=METHODS, round_to=8, object_size=(24, 64),
-            score="finetune", score_finetune_steps=20, step_macs_fraction=0.3,
-            resolution_multiple=0, importance="bn", width_allocation="global")
+            test_size=5000, epochs=50, patience=5, finetune_epochs=2, seeds=FULL_SEEDS,
+            width_step=0.1, search_val_size=1000, crop_methods=METHODS, round_to=8,
+            object_size=(24, 64), score="finetune", score_finetune_steps=20,
+            step_macs_fraction=0.3, resolution_multiple=0, importance="bn",
+            width_allocation="global")
 QUICK = dict(model="resnet10_025", resolution=64, train_size=4000, val_size=500, test_size=1000,
              epochs=12, finetune_epochs=2, seeds=QUICK_SEEDS, width_step=0.15,
              object_size=(48, 112),

@@ -830,7 +830,7 @@ class _Stepper:
                 # One threshold over all groups moves in notches of round_to channels of
                 # whichever group holds the next-lowest scale: on a small model one notch of a
                 # high-resolution group can cost a quarter of the MACs (a 1.7% cut landed at
-                # 73% of its budget). The same criterion shared evenly lands closer: take the
+                # 74% of its budget). The same criterion shared evenly lands closer: take the
                 # wider of the two.
                 even = uniform()
                 if even is not None and even[1] > found[1]:
