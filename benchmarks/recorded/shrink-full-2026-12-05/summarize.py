@@ -12,7 +12,8 @@ Reads the row lines (``== seed S: METHOD (full) at T: test top-1 X, M MMACs``) o
   the default (uniform) width allocation and no keep-better-start rule (``a_sS``, ``h_sS``);
 - the second (this record's runs, same bases): compound with ``--width-allocation global``
   (``g_sS``; ``g2_s1`` is seed 1's 25% again after 2460330, and replaces ``g_s1``'s), and
-  compound with the default allocation at 50% on seed 0 (``u_s0``), both with the rule.
+  compound with the default allocation at 50% on seed 0 (``u_s0``), both with the rule, and
+  (exploratory) compound with the default allocation and ``--importance l1`` at 50% (``l_sS``).
 
 For the first folder's rows it also reads whether the rule would have fired (the validation
 top-1 before the final fine-tune, the last search step's or a baseline's one-shot cut's,
@@ -41,7 +42,8 @@ BASELINE_TUNED = re.compile(r"^\w+ baseline fine-tuned .*?val top-1 ([\d.]+)", r
 
 #: What the compound rows of each run folder are called (the baselines keep their names).
 FIRST = {"a": "compound_uniform_no_rule", "h": "compound_uniform_no_rule"}
-SECOND = {"g": "compound_global", "g2": "compound_global", "u": "compound_uniform"}
+SECOND = {"g": "compound_global", "g2": "compound_global", "u": "compound_uniform",
+          "l": "compound_uniform_l1"}
 
 
 def read_rows(path: Path, compound_name: str, table) -> dict:
@@ -73,7 +75,7 @@ def load(first: Path, second: Path):
         if name is not None:
             fired.update(read_rows(path, name, table))
     # g before g2, so that seed 1's 25% rerun replaces the first one.
-    for prefix in ("g", "g2", "u"):
+    for prefix in ("g", "g2", "u", "l"):
         for path in sorted(second.glob(f"{prefix}_s*.log")):
             read_rows(path, SECOND[prefix], table)
     # Compound with the default allocation and the rule: the rerun where the rule fired, else
