@@ -159,10 +159,15 @@ def choose_step(candidates: Sequence[Mapping[str, Any]], *, top1: float, macs: f
     return min(useful, key=key)
 
 
+#: SearchConfig's default ``landing_tolerance``; also the coarse-landing margin when it is None.
+DEFAULT_LANDING_TOLERANCE = 0.05
+
+
 def coarse_floor(budget: float, landing_tolerance: Optional[float]) -> float:
     """The MACs under which a width step sized to ``budget`` counts as landing coarsely:
-    ``landing_tolerance`` below it (5% when the tolerance is None)."""
-    return (1.0 - (0.05 if landing_tolerance is None else landing_tolerance)) * budget
+    ``landing_tolerance`` below it (:data:`DEFAULT_LANDING_TOLERANCE` when it is None)."""
+    margin = DEFAULT_LANDING_TOLERANCE if landing_tolerance is None else landing_tolerance
+    return (1.0 - margin) * budget
 
 
 def next_resolution(current: int, step: Union[int, float], minimum: int) -> Optional[int]:
@@ -342,7 +347,7 @@ class SearchConfig:
     seed: int = 0
     step_macs_fraction: Optional[float] = None
     resolution_multiple: int = 1
-    landing_tolerance: Optional[float] = 0.05
+    landing_tolerance: Optional[float] = DEFAULT_LANDING_TOLERANCE
     charge_search_steps: bool = True
     target_ms: Optional[float] = None
     keep_better_start: bool = True

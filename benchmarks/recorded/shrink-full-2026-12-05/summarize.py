@@ -117,6 +117,16 @@ def main(first: Path, second: Path, rebuilds: Path | None = None) -> None:
            "rows_checked_for_the_rule": len(fired)}
     print(f"keep-better-start would have fired on {len(would)} of the {len(fired)} rows run "
           f"without it: {', '.join(would) or 'none'}")
+    pairs = [v for (_, _, m), v in fired.items() if not m.startswith("compound")]
+    if pairs:
+        print(f"  its {len(pairs)} baseline rows: validation {min(b for b, _ in pairs):.3f}-"
+              f"{max(b for b, _ in pairs):.3f} before the fine-tune, {min(a for _, a in pairs):.3f}-"
+              f"{max(a for _, a in pairs):.3f} after, at least {min(a - b for b, a in pairs):+.3f}")
+    print("int8 ms of this record's runs (first seed's models, timed beside the base):")
+    for path in sorted(second.glob("*_s*.out")):
+        last = json.loads(path.read_text().strip().splitlines()[-1])
+        print(f"  {path.stem:6s} base {last['base_int8_ms']:.3f}  " + ", ".join(
+            f"{r['target']:g}: {r['int8_ms']:.3f}" for r in last["rows"]))
     for target in sorted(table):
         methods = table[target]
         print(f"\n== {target:g} of the base's MACs")
