@@ -44,11 +44,20 @@ seeds).
 
 ``--summarize-only`` (same flags and ``--output-dir`` as a run stopped between seeds): the
 last line from the seeds it finished, without training.
+
+``--resume`` (same flags and ``--output-dir`` as a run that was killed): goes on where it
+stopped. Bases are reused (a base killed mid-training resumes from its last epoch), and so is
+every row the killed run finished: each finished row is written to
+``shrink_<tag>_rows/seed<S>_<method>_<inputs>_<target>.json`` with a fingerprint of the run's
+settings, the model it shrank and the predictor; a row whose fingerprint differs is run again.
+The row in progress when the run was killed starts over.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import shutil
 import time
@@ -107,6 +116,39 @@ _METHOD_COLOURS = {"compound": "tab:red", "uniform": "tab:blue", "resolution": "
 
 def _stage(what: str, start: float) -> None:
     log.info("== %s (%.0f s)", what, time.perf_counter() - start)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def row_fingerprint(settings: dict[str, Any], seed: int, method: str, inputs: str,
+                    target: float, model_path: Path, predictor_path: Path | None) -> str:
+    """What a finished row depends on: the run's settings, the model it shrank, the predictor.
+
+    A resumed run reuses a row only when this matches (code changes are not seen: resume
+    with the code that started the run).
+    """
+    key = {"settings": {k: v for k, v in settings.items() if k != "seeds"}, "seed": seed,
+           "method": method, "inputs": inputs, "target": target,
+           "model_sha256": _file_sha256(model_path),
+           "predictor_sha256": None if predictor_path is None else _file_sha256(predictor_path)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _finished_row(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The row a killed run finished, if ``path`` holds one of this fingerprint."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        return None
+    return saved.get("row")
 
 
 def _crop_splits(data, resolution: int, predictor_path: Path | None):
@@ -194,7 +236,9 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         targets: tuple[float, ...], predictor_path: Path | None = None,
         seeds: tuple[int, ...] | None = None,
         overrides: dict[str, Any] | None = None, reuse_bases: bool = False,
-        summarize_only: bool = False) -> dict[str, Any]:
+        summarize_only: bool = False, resume: bool = False) -> dict[str, Any]:
+    """The benchmark (see the module docstring); ``resume`` reuses the bases and the rows a
+    killed run of the same settings finished in ``output_dir``."""
     from tfedge import count_macs
     from tfedge.runtime.fileio import atomic_write_json
     from tfedge import (TrainConfig, evaluate_classifier, load_classifier, save_classifier,
@@ -207,6 +251,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
     s = {**(QUICK if quick else FULL), **(overrides or {})}
     seeds = tuple(seeds if seeds is not None else s["seeds"])
     tag = "quick" if quick else "full"
+    reuse_bases = reuse_bases or resume
     output_dir.mkdir(parents=True, exist_ok=True)
     data = load_dataset("benchmark", benchmark=BenchmarkConfig(
         image_size=IMAGE_SIZE, object_size=tuple(s["object_size"]), train_size=s["train_size"],
@@ -220,8 +265,6 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
     if summarize_only:
         # A run stopped between seeds: the seeds it finished (their rows), its first seed's
         # saved models timed as a finished run times them.
-        import json
-
         per_seed = json.loads((output_dir / f"shrink_{tag}_seeds.json").read_text())
         seeds = tuple(r["seed"] for r in per_seed)
         base = load_classifier(output_dir / f"shrink_{tag}_base_seed{seeds[0]}.keras")
@@ -248,7 +291,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         base_macs = count_macs(base).macs
         _stage(f"seed {seed}: base test top-1 {base_top1:.4f}, {base_macs / 1e6:.2f} MMACs", start)
         record: dict[str, Any] = {"seed": seed, "base_top1": base_top1, "rows": []}
-        inputs_list = [("full", base, data.train, data.val, data.test, 0, methods)]
+        inputs_list = [("full", base, data.train, data.val, data.test, 0, methods, base_path)]
         if crops is not None:
             crop_train, crop_val, crop_test, extra = crops
             crop_path = output_dir / f"shrink_{tag}_cropbase_seed{seed}.keras"
@@ -262,12 +305,12 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
             record["crop_base_top1"] = evaluate_classifier(crop_base, crop_test).top1
             _stage(f"seed {seed}: crop base test top-1 {record['crop_base_top1']:.4f}", start)
             inputs_list.append(("crop", crop_base, crop_train, crop_val, crop_test, extra,
-                                crop_methods))
+                                crop_methods, crop_path))
         if seed == seeds[0]:
             timed_models["base/full"] = (base, data.train.images)
         # A search log left by an earlier run belongs to another base: start over.
         shutil.rmtree(output_dir / f"shrink_{tag}_seed{seed}", ignore_errors=True)
-        for inputs, model, train, val, test, extra_macs, method_list in inputs_list:
+        for inputs, model, train, val, test, extra_macs, method_list, model_path in inputs_list:
             for target in targets:
                 budget = int(target * base_macs) - extra_macs
                 search = SearchConfig(target_macs=budget, finetune_epochs=s["finetune_epochs"],
@@ -282,6 +325,20 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                       min_resolution=min(32, s["resolution"]), seed=seed,
                                       keep_better_start=s.get("keep_better_start", True))
                 for method in method_list:
+                    key = f"{method}_{inputs}_{target:g}"
+                    row_path = output_dir / f"shrink_{tag}_rows" / f"seed{seed}_{key}.json"
+                    model_file = output_dir / f"shrink_{tag}_models" / f"{key}.keras"
+                    fingerprint = row_fingerprint(s, seed, method, inputs, target, model_path,
+                                                  predictor_path)
+                    row = _finished_row(row_path, fingerprint) if resume else None
+                    if row is not None and (seed != seeds[0] or model_file.exists()):
+                        record["rows"].append(row)
+                        if seed == seeds[0]:
+                            timed_models[key.replace("_", "/")] = (load_classifier(model_file),
+                                                                   train.images)
+                        _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
+                               f"{row['top1']:.4f} (finished by the run resumed)", start)
+                        continue
                     t0 = time.perf_counter()
                     try:
                         result = run_shrink(model, method, budget, train, val, config=search,
@@ -307,11 +364,12 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                                                          train.images)
                         # Kept for --cascade (shrunk stages of this base; class names in the
                         # sidecar, so `tfedge cascade build` takes them as they are).
-                        save_classifier(result.model, output_dir / f"shrink_{tag}_models" /
-                                        f"{method}_{inputs}_{target:g}.keras",
+                        save_classifier(result.model, model_file,
                                         {"class_names": list(train.class_names),
                                          "dataset": data.name, "input": inputs,
                                          "shrink": result.record()})
+                    # After the model: a row on disk means its model is there too.
+                    atomic_write_json(row_path, {"fingerprint": fingerprint, "row": row})
                     _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
                            f"{top1:.4f}, {row['macs'] / 1e6:.2f} MMACs", start)
         per_seed.append(record)
@@ -500,6 +558,10 @@ def main() -> None:
     parser.add_argument("--reuse-bases", dest="reuse_bases", action="store_true",
                         help="load the bases an earlier run of the same settings saved in "
                              "--output-dir instead of training them again")
+    parser.add_argument("--resume", action="store_true",
+                        help="go on with a killed run of the same flags and --output-dir: "
+                             "reuse its bases (resumed from their last epoch) and every row it "
+                             "finished (same settings, model and predictor)")
     parser.add_argument("--step-fraction", dest="step_macs_fraction", type=float, default=None,
                         help="override the MAC fraction one compound step saves")
     parser.add_argument("--importance", type=str, default=None,
@@ -559,7 +621,8 @@ def main() -> None:
                                 if args.crop_methods is None else args.crop_methods)
     result = run(args.quick, args.output_dir, methods, crop_methods,
                  tuple(args.targets), args.predictor, tuple(args.seeds) if args.seeds else None,
-                 overrides, reuse_bases=args.reuse_bases, summarize_only=args.summarize_only)
+                 overrides, reuse_bases=args.reuse_bases, summarize_only=args.summarize_only,
+                 resume=args.resume)
     result["wall_seconds"] = time.perf_counter() - start
     print_result(result)
 

@@ -82,3 +82,56 @@ def test_search_flags_reach_the_runs_settings():
                                                  "dimensions": ["depth", "width"]}
     args.always_finetuned = True
     assert shrink_benchmark._overrides(args)["keep_better_start"] is False
+
+
+def test_a_resumed_run_keeps_the_rows_a_killed_run_finished_and_runs_the_rest(
+        tmp_path, monkeypatch):
+    """A full run is hours per seed and a session that ends kills it: --resume must not redo
+    finished rows, must redo the one killed mid-way, and must redo all when settings differ."""
+    import tfedge.data
+    import tfedge.shrink
+
+    split = make_colour_split(48)
+    monkeypatch.setattr(tfedge.data, "load_dataset", lambda kind, benchmark: SimpleNamespace(
+        name="colours", train=split, val=split, test=split))
+    _save(tmp_path / "shrink_quick_base_seed0.keras", "resnet10_025", 32)
+    calls: list[str] = []
+    kill = {"at": "bn_full_0.5"}
+
+    def run_shrink(model, method, budget, train, val, *, config, output_dir, name):
+        calls.append(name)
+        if name == kill["at"]:
+            raise KeyboardInterrupt  # the session ends: not an error the table reports
+        return SimpleNamespace(model=model, macs=budget, val_top1=0.5, steps=[],
+                               architecture={"resolution": 32}, record=lambda: {})
+
+    def no_int8(model, images):
+        raise RuntimeError("not timed in this test")
+
+    monkeypatch.setattr(tfedge.shrink, "run_shrink", run_shrink)
+    monkeypatch.setattr(shrink_benchmark, "_int8", no_int8)
+
+    def run(**kwargs):
+        return shrink_benchmark.run(True, tmp_path, ("compound", "bn"), (), (0.25, 0.5),
+                                    seeds=(0,), reuse_bases=True, **kwargs)
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert calls == ["compound_full_0.25", "bn_full_0.25", "compound_full_0.5", "bn_full_0.5"]
+    finished = sorted(p.name for p in (tmp_path / "shrink_quick_rows").iterdir())
+    assert finished == ["seed0_bn_full_0.25.json", "seed0_compound_full_0.25.json",
+                        "seed0_compound_full_0.5.json"]
+
+    calls.clear()
+    kill["at"] = None
+    result = run(resume=True)
+    assert calls == ["bn_full_0.5"]
+    assert [(r["method"], r["target"]) for r in result["rows"]] == [
+        ("compound", 0.25), ("bn", 0.25), ("compound", 0.5), ("bn", 0.5)]
+
+    calls.clear()
+    run(resume=True, overrides={"finetune_epochs": 3})  # another budget: no row is reused
+    assert len(calls) == 4
+    calls.clear()
+    run()  # without --resume every row runs again
+    assert len(calls) == 4
