@@ -140,13 +140,18 @@ def row_fingerprint(settings: dict[str, Any], seed: int, method: str, inputs: st
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _finished_row(path: Path, fingerprint: str) -> dict[str, Any] | None:
-    """The row a killed run finished, if ``path`` holds one of this fingerprint."""
+def _finished_row(path: Path, fingerprint: str, model_file: Path | None) -> dict[str, Any] | None:
+    """The row a killed run finished, if ``path`` holds one of this fingerprint; with
+    ``model_file`` (the first seed's rows are timed), only if that file is the row's model
+    (the folder keeps one model per row: another seed's run may have written it since)."""
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
+        return None
+    if model_file is not None and (not model_file.exists() or saved.get("model_sha256")
+                                   != _file_sha256(model_file)):
         return None
     return saved.get("row")
 
@@ -330,10 +335,12 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                     model_file = output_dir / f"shrink_{tag}_models" / f"{key}.keras"
                     fingerprint = row_fingerprint(s, seed, method, inputs, target, model_path,
                                                   predictor_path)
-                    row = _finished_row(row_path, fingerprint) if resume else None
-                    if row is not None and (seed != seeds[0] or model_file.exists()):
+                    timed = seed == seeds[0]
+                    row = (_finished_row(row_path, fingerprint, model_file if timed else None)
+                           if resume else None)
+                    if row is not None:
                         record["rows"].append(row)
-                        if seed == seeds[0]:
+                        if timed:
                             timed_models[key.replace("_", "/")] = (load_classifier(model_file),
                                                                    train.images)
                         _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
@@ -359,17 +366,18 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                                               "seconds")} for st in result.steps],
                            "seconds": round(time.perf_counter() - t0, 1)}
                     record["rows"].append(row)
-                    if seed == seeds[0]:
-                        timed_models[f"{method}/{inputs}/{target:g}"] = (result.model,
-                                                                         train.images)
+                    if timed:
+                        timed_models[key.replace("_", "/")] = (result.model, train.images)
                         # Kept for --cascade (shrunk stages of this base; class names in the
                         # sidecar, so `tfedge cascade build` takes them as they are).
                         save_classifier(result.model, model_file,
                                         {"class_names": list(train.class_names),
                                          "dataset": data.name, "input": inputs,
                                          "shrink": result.record()})
-                    # After the model: a row on disk means its model is there too.
-                    atomic_write_json(row_path, {"fingerprint": fingerprint, "row": row})
+                    # After the model: a row on disk names the model it was saved with.
+                    atomic_write_json(row_path, {
+                        "fingerprint": fingerprint, "row": row,
+                        "model_sha256": _file_sha256(model_file) if timed else None})
                     _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
                            f"{top1:.4f}, {row['macs'] / 1e6:.2f} MMACs", start)
         per_seed.append(record)

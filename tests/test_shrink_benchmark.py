@@ -111,9 +111,9 @@ def test_a_resumed_run_keeps_the_rows_a_killed_run_finished_and_runs_the_rest(
     monkeypatch.setattr(tfedge.shrink, "run_shrink", run_shrink)
     monkeypatch.setattr(shrink_benchmark, "_int8", no_int8)
 
-    def run(**kwargs):
+    def run(seeds=(0,), **kwargs):
         return shrink_benchmark.run(True, tmp_path, ("compound", "bn"), (), (0.25, 0.5),
-                                    seeds=(0,), reuse_bases=True, **kwargs)
+                                    seeds=seeds, reuse_bases=True, **kwargs)
 
     with pytest.raises(KeyboardInterrupt):
         run()
@@ -134,4 +134,12 @@ def test_a_resumed_run_keeps_the_rows_a_killed_run_finished_and_runs_the_rest(
     assert len(calls) == 4
     calls.clear()
     run()  # without --resume every row runs again
+    assert len(calls) == 4
+
+    # The folder keeps the first seed's models, for timing: a run whose first seed is 1
+    # replaces them, so seed 0's rows cannot be timed from their models any more.
+    _save(tmp_path / "shrink_quick_base_seed1.keras", "resnet10_025", 32)
+    run(seeds=(1,))
+    calls.clear()
+    run(resume=True)
     assert len(calls) == 4
