@@ -344,7 +344,8 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                             timed_models[key.replace("_", "/")] = (load_classifier(model_file),
                                                                    train.images)
                         _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
-                               f"{row['top1']:.4f} (finished by the run resumed)", start)
+                               f"{row['top1']:.4f}, {row['macs'] / 1e6:.2f} MMACs (finished by "
+                               "the run resumed)", start)
                         continue
                     t0 = time.perf_counter()
                     try:
