@@ -50,7 +50,8 @@ stopped. Bases are reused (a base killed mid-training resumes from its last epoc
 every row the killed run finished: each finished row is written to
 ``shrink_<tag>_rows/seed<S>_<method>_<inputs>_<target>.json`` with a fingerprint of the run's
 settings, the model it shrank and the predictor; a row whose fingerprint differs is run again.
-The row in progress when the run was killed starts over.
+The row in progress when the run was killed goes on from its search's last step (or its
+fine-tune's last epoch) when the bases and settings are the ones it began with.
 """
 
 from __future__ import annotations
@@ -127,27 +128,31 @@ def _file_sha256(path: Path) -> str:
 
 
 def row_fingerprint(settings: dict[str, Any], seed: int, method: str, inputs: str,
-                    target: float, model_path: Path, predictor_path: Path | None) -> str:
-    """What a finished row depends on: the run's settings, the model it shrank, the predictor.
+                    target: float, model_sha256: str, predictor_sha256: str | None) -> str:
+    """What a finished row depends on: the run's settings, the model it shrank (its file's
+    SHA-256), the predictor's file.
 
     A resumed run reuses a row only when this matches (code changes are not seen: resume
     with the code that started the run).
     """
     key = {"settings": {k: v for k, v in settings.items() if k != "seeds"}, "seed": seed,
            "method": method, "inputs": inputs, "target": target,
-           "model_sha256": _file_sha256(model_path),
-           "predictor_sha256": None if predictor_path is None else _file_sha256(predictor_path)}
+           "model_sha256": model_sha256, "predictor_sha256": predictor_sha256}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _finished_row(path: Path, fingerprint: str, model_file: Path | None) -> dict[str, Any] | None:
     """The row a killed run finished, if ``path`` holds one of this fingerprint; with
     ``model_file`` (the first seed's rows are timed), only if that file is the row's model
     (the folder keeps one model per row: another seed's run may have written it since)."""
-    try:
-        saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    saved = _read_json(path)
     if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
         return None
     if model_file is not None and (not model_file.exists() or saved.get("model_sha256")
@@ -262,6 +267,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         image_size=IMAGE_SIZE, object_size=tuple(s["object_size"]), train_size=s["train_size"],
         val_size=s["val_size"], test_size=s["test_size"], seed=0))
     crops = _crop_splits(data, s["resolution"], predictor_path) if crop_methods else None
+    predictor_sha = None if predictor_path is None else _file_sha256(predictor_path)
     _stage(f"data: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test", start)
 
     per_seed: list[dict[str, Any]] = []
@@ -313,9 +319,18 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                                 crop_methods, crop_path))
         if seed == seeds[0]:
             timed_models["base/full"] = (base, data.train.images)
-        # A search log left by an earlier run belongs to another base: start over.
-        shutil.rmtree(output_dir / f"shrink_{tag}_seed{seed}", ignore_errors=True)
-        for inputs, model, train, val, test, extra_macs, method_list, model_path in inputs_list:
+        # The searches' step logs (and fine-tune backups) resume only on the models and
+        # settings they began with: the search's own check sees the base's name and size,
+        # not its weights.
+        model_sha = {entry[0]: _file_sha256(entry[-1]) for entry in inputs_list}
+        search_dir = output_dir / f"shrink_{tag}_seed{seed}"
+        began = json.loads(json.dumps({"settings": s, "models": model_sha,
+                                       "predictor_sha256": predictor_sha}, default=str))
+        marker = search_dir / "began_with.json"
+        if not (resume and _read_json(marker) == began):
+            shutil.rmtree(search_dir, ignore_errors=True)
+            atomic_write_json(marker, began)
+        for inputs, model, train, val, test, extra_macs, method_list, _ in inputs_list:
             for target in targets:
                 budget = int(target * base_macs) - extra_macs
                 search = SearchConfig(target_macs=budget, finetune_epochs=s["finetune_epochs"],
@@ -333,8 +348,8 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                     key = f"{method}_{inputs}_{target:g}"
                     row_path = output_dir / f"shrink_{tag}_rows" / f"seed{seed}_{key}.json"
                     model_file = output_dir / f"shrink_{tag}_models" / f"{key}.keras"
-                    fingerprint = row_fingerprint(s, seed, method, inputs, target, model_path,
-                                                  predictor_path)
+                    fingerprint = row_fingerprint(s, seed, method, inputs, target,
+                                                  model_sha[inputs], predictor_sha)
                     timed = seed == seeds[0]
                     row = (_finished_row(row_path, fingerprint, model_file if timed else None)
                            if resume else None)
@@ -350,8 +365,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                     t0 = time.perf_counter()
                     try:
                         result = run_shrink(model, method, budget, train, val, config=search,
-                                            output_dir=output_dir / f"shrink_{tag}_seed{seed}",
-                                            name=f"{method}_{inputs}_{target:g}")
+                                            output_dir=search_dir, name=key)
                     except Exception as exc:  # noqa: BLE001 - one failed method must not end the table
                         log.error("%s on %s at %g failed: %s: %s", method, inputs, target,
                                   exc.__class__.__name__, exc)

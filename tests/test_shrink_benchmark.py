@@ -87,7 +87,8 @@ def test_search_flags_reach_the_runs_settings():
 def test_a_resumed_run_keeps_the_rows_a_killed_run_finished_and_runs_the_rest(
         tmp_path, monkeypatch):
     """A full run is hours per seed and a session that ends kills it: --resume must not redo
-    finished rows, must redo the one killed mid-way, and must redo all when settings differ."""
+    finished rows, must go on with the one killed mid-way from its search log, and must redo
+    all (search logs too) when the settings differ."""
     import tfedge.data
     import tfedge.shrink
 
@@ -96,11 +97,15 @@ def test_a_resumed_run_keeps_the_rows_a_killed_run_finished_and_runs_the_rest(
         name="colours", train=split, val=split, test=split))
     _save(tmp_path / "shrink_quick_base_seed0.keras", "resnet10_025", 32)
     calls: list[str] = []
+    seen_logs: list[bool] = []
     kill = {"at": "bn_full_0.5"}
 
     def run_shrink(model, method, budget, train, val, *, config, output_dir, name):
         calls.append(name)
+        log = Path(output_dir) / f"{name}.search.json"
+        seen_logs.append(log.exists())
         if name == kill["at"]:
+            log.write_text("{}")  # the search had taken steps when it was killed
             raise KeyboardInterrupt  # the session ends: not an error the table reports
         return SimpleNamespace(model=model, macs=budget, val_top1=0.5, steps=[],
                                architecture={"resolution": 32}, record=lambda: {})
@@ -123,18 +128,25 @@ def test_a_resumed_run_keeps_the_rows_a_killed_run_finished_and_runs_the_rest(
                         "seed0_compound_full_0.5.json"]
 
     calls.clear()
+    seen_logs.clear()
     kill["at"] = None
     result = run(resume=True)
     assert calls == ["bn_full_0.5"]
+    assert seen_logs == [True]  # the killed row's search goes on from its log
     assert [(r["method"], r["target"]) for r in result["rows"]] == [
         ("compound", 0.25), ("bn", 0.25), ("compound", 0.5), ("bn", 0.5)]
 
     calls.clear()
-    run(resume=True, overrides={"finetune_epochs": 3})  # another budget: no row is reused
-    assert len(calls) == 4
+    seen_logs.clear()
+    kill["at"] = "bn_full_0.5"
+    with pytest.raises(KeyboardInterrupt):  # another budget: no row, no search log is reused
+        run(resume=True, overrides={"finetune_epochs": 3})
+    assert len(calls) == 4 and not any(seen_logs)
     calls.clear()
-    run()  # without --resume every row runs again
-    assert len(calls) == 4
+    seen_logs.clear()
+    kill["at"] = None
+    run()  # without --resume every row runs again, and no search log is left to resume
+    assert len(calls) == 4 and not any(seen_logs)
 
     # The folder keeps the first seed's models, for timing: a run whose first seed is 1
     # replaces them, so seed 0's rows cannot be timed from their models any more.
