@@ -70,6 +70,7 @@ import numpy as np
 from _common import (FULL_SEEDS, QUICK_SEEDS, REPO, environment, print_result, setup_logging,
                      spread)
 
+from tfedge.runtime.fileio import sha256_file
 from tfedge.shrink import DIMENSIONS, TIMING_INVOKES, TIMING_ROUNDS, time_interleaved
 
 log = logging.getLogger("benchmarks.shrink")
@@ -119,14 +120,6 @@ def _stage(what: str, start: float) -> None:
     log.info("== %s (%.0f s)", what, time.perf_counter() - start)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def row_fingerprint(settings: dict[str, Any], seed: int, method: str, inputs: str,
                     target: float, model_sha256: str, predictor_sha256: str | None) -> str:
     """What a finished row depends on: the run's settings, the model it shrank (its file's
@@ -156,7 +149,7 @@ def _finished_row(path: Path, fingerprint: str, model_file: Path | None) -> dict
     if not isinstance(saved, dict) or saved.get("fingerprint") != fingerprint:
         return None
     if model_file is not None and (not model_file.exists() or saved.get("model_sha256")
-                                   != _file_sha256(model_file)):
+                                   != sha256_file(model_file)):
         return None
     return saved.get("row")
 
@@ -267,7 +260,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         image_size=IMAGE_SIZE, object_size=tuple(s["object_size"]), train_size=s["train_size"],
         val_size=s["val_size"], test_size=s["test_size"], seed=0))
     crops = _crop_splits(data, s["resolution"], predictor_path) if crop_methods else None
-    predictor_sha = None if predictor_path is None else _file_sha256(predictor_path)
+    predictor_sha = None if predictor_path is None else sha256_file(predictor_path)
     _stage(f"data: {len(data.train)} train, {len(data.val)} val, {len(data.test)} test", start)
 
     per_seed: list[dict[str, Any]] = []
@@ -322,7 +315,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
         # The searches' step logs (and fine-tune backups) resume only on the models and
         # settings they began with: the search's own check sees the base's name and size,
         # not its weights.
-        model_sha = {entry[0]: _file_sha256(entry[-1]) for entry in inputs_list}
+        model_sha = {entry[0]: sha256_file(entry[-1]) for entry in inputs_list}
         search_dir = output_dir / f"shrink_{tag}_seed{seed}"
         began = json.loads(json.dumps({"settings": s, "models": model_sha,
                                        "predictor_sha256": predictor_sha}, default=str))
@@ -392,7 +385,7 @@ def run(quick: bool, output_dir: Path, methods: tuple[str, ...], crop_methods: t
                     # After the model: a row on disk names the model it was saved with.
                     atomic_write_json(row_path, {
                         "fingerprint": fingerprint, "row": row,
-                        "model_sha256": _file_sha256(model_file) if timed else None})
+                        "model_sha256": sha256_file(model_file) if timed else None})
                     _stage(f"seed {seed}: {method} ({inputs}) at {target:g}: test top-1 "
                            f"{top1:.4f}, {row['macs'] / 1e6:.2f} MMACs", start)
         per_seed.append(record)
